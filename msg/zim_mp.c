@@ -1,0 +1,622 @@
+/*  zim_mp.c: strict msgpack reader and buffered writer.
+
+    The reader never trusts a declared length: each header is checked
+    against the bytes left before anything is read. The writer is msgpack-c's
+    packer over our own growable buffer.
+*/
+#include "msg/zim_mp.h"
+#include "msg/zim_util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+char *zim_str_dup (zim_str_t v)
+{
+    char *s = zim_malloc (v.len + 1);
+    if (v.len)
+        memcpy (s, v.ptr, v.len);
+    s[v.len] = 0;
+    return s;
+}
+
+int zim_str_copy (zim_str_t v, char *buf, size_t size)
+{
+    if (v.len + 1 > size)
+        return -1;
+    if (v.len)
+        memcpy (buf, v.ptr, v.len);
+    buf[v.len] = 0;
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Reader
+
+static inline uint16_t s_be16 (const uint8_t *p)
+{
+    return (uint16_t) ((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t s_be32 (const uint8_t *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16) | ((uint32_t) p[2] << 8) | p[3];
+}
+
+static inline uint64_t s_be64 (const uint8_t *p)
+{
+    return ((uint64_t) s_be32 (p) << 32) | s_be32 (p + 4);
+}
+
+void zim_rd_init (zim_rd_t *rd, const void *data, size_t size)
+{
+    rd->pos = data;
+    rd->end = rd->pos + (data ? size : 0);
+}
+
+size_t zim_rd_left (const zim_rd_t *rd)
+{
+    return (size_t) (rd->end - rd->pos);
+}
+
+zim_mp_type_t zim_rd_peek (const zim_rd_t *rd)
+{
+    if (rd->pos >= rd->end)
+        return ZIM_MP_NONE;
+    uint8_t b = *rd->pos;
+    if (b <= 0x7f || b == 0xcc || b == 0xcd || b == 0xce || b == 0xcf)
+        return ZIM_MP_UINT;
+    if (b >= 0xe0 || (b >= 0xd0 && b <= 0xd3))
+        return ZIM_MP_INT;
+    if ((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf)
+        return ZIM_MP_MAP;
+    if ((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd)
+        return ZIM_MP_ARRAY;
+    if ((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb))
+        return ZIM_MP_STR;
+    switch (b) {
+    case 0xc0:
+        return ZIM_MP_NIL;
+    case 0xc2:
+    case 0xc3:
+        return ZIM_MP_BOOL;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return ZIM_MP_BIN;
+    case 0xca:
+    case 0xcb:
+        return ZIM_MP_FLOAT;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+        return ZIM_MP_EXT;
+    default:
+        return ZIM_MP_NONE; //  0xc1 is never used
+    }
+}
+
+//  Reads an integer of any msgpack integer encoding as a sign flag and a
+//  magnitude; does not move the cursor on failure.
+static int s_rd_integer (zim_rd_t *rd, bool *negative, uint64_t *mag, int64_t *sval)
+{
+    const uint8_t *p = rd->pos;
+    size_t left = zim_rd_left (rd);
+    if (left < 1)
+        return -1;
+    uint8_t b = p[0];
+    int64_t s = 0;
+    uint64_t u = 0;
+    bool neg = false;
+    size_t used = 1;
+    if (b <= 0x7f)
+        u = b;
+    else if (b >= 0xe0) {
+        s = (int8_t) b;
+        neg = true;
+    }
+    else {
+        size_t need;
+        switch (b) {
+        case 0xcc:
+        case 0xd0:
+            need = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            need = 2;
+            break;
+        case 0xce:
+        case 0xd2:
+            need = 4;
+            break;
+        case 0xcf:
+        case 0xd3:
+            need = 8;
+            break;
+        default:
+            return -1;
+        }
+        if (left < 1 + need)
+            return -1;
+        used = 1 + need;
+        switch (b) {
+        case 0xcc:
+            u = p[1];
+            break;
+        case 0xcd:
+            u = s_be16 (p + 1);
+            break;
+        case 0xce:
+            u = s_be32 (p + 1);
+            break;
+        case 0xcf:
+            u = s_be64 (p + 1);
+            break;
+        case 0xd0:
+            s = (int8_t) p[1];
+            break;
+        case 0xd1:
+            s = (int16_t) s_be16 (p + 1);
+            break;
+        case 0xd2:
+            s = (int32_t) s_be32 (p + 1);
+            break;
+        case 0xd3:
+            s = (int64_t) s_be64 (p + 1);
+            break;
+        }
+        if (b >= 0xd0) {
+            //  Signed encodings may carry non-negative values.
+            if (s < 0)
+                neg = true;
+            else
+                u = (uint64_t) s;
+        }
+    }
+    *negative = neg;
+    *mag = u;
+    *sval = neg ? s : 0;
+    rd->pos += used;
+    return 0;
+}
+
+int zim_rd_nil (zim_rd_t *rd)
+{
+    if (rd->pos < rd->end && *rd->pos == 0xc0) {
+        rd->pos++;
+        return 0;
+    }
+    return -1;
+}
+
+int zim_rd_bool (zim_rd_t *rd, bool *out)
+{
+    if (rd->pos < rd->end && (*rd->pos == 0xc2 || *rd->pos == 0xc3)) {
+        *out = *rd->pos == 0xc3;
+        rd->pos++;
+        return 0;
+    }
+    return -1;
+}
+
+int zim_rd_uint (zim_rd_t *rd, uint64_t *out)
+{
+    zim_rd_t save = *rd;
+    bool neg;
+    uint64_t u;
+    int64_t s;
+    if (s_rd_integer (rd, &neg, &u, &s))
+        return -1;
+    if (neg) {
+        *rd = save;
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+int zim_rd_int (zim_rd_t *rd, int64_t *out)
+{
+    zim_rd_t save = *rd;
+    bool neg;
+    uint64_t u;
+    int64_t s;
+    if (s_rd_integer (rd, &neg, &u, &s))
+        return -1;
+    if (!neg && u > (uint64_t) INT64_MAX) {
+        *rd = save;
+        return -1;
+    }
+    *out = neg ? s : (int64_t) u;
+    return 0;
+}
+
+//  Reads a str or bin header of the given family; returns the payload length
+//  and header size, or -1.
+static int s_rd_bytes (zim_rd_t *rd, bool want_str, zim_str_t *out)
+{
+    const uint8_t *p = rd->pos;
+    size_t left = zim_rd_left (rd);
+    if (left < 1)
+        return -1;
+    uint8_t b = p[0];
+    size_t hdr, len;
+    if (want_str && b >= 0xa0 && b <= 0xbf) {
+        hdr = 1;
+        len = b & 0x1f;
+    }
+    else if ((want_str && b == 0xd9) || (!want_str && b == 0xc4)) {
+        if (left < 2)
+            return -1;
+        hdr = 2;
+        len = p[1];
+    }
+    else if ((want_str && b == 0xda) || (!want_str && b == 0xc5)) {
+        if (left < 3)
+            return -1;
+        hdr = 3;
+        len = s_be16 (p + 1);
+    }
+    else if ((want_str && b == 0xdb) || (!want_str && b == 0xc6)) {
+        if (left < 5)
+            return -1;
+        hdr = 5;
+        len = s_be32 (p + 1);
+    }
+    else
+        return -1;
+    if (len > left - hdr)
+        return -1;
+    out->ptr = (const char *) p + hdr;
+    out->len = len;
+    rd->pos += hdr + len;
+    return 0;
+}
+
+int zim_rd_str (zim_rd_t *rd, zim_str_t *out)
+{
+    return s_rd_bytes (rd, true, out);
+}
+
+int zim_rd_bin (zim_rd_t *rd, zim_str_t *out)
+{
+    return s_rd_bytes (rd, false, out);
+}
+
+//  Reads an array or map header; the count must be plausible: every element
+//  takes at least one byte.
+static int s_rd_container (zim_rd_t *rd, bool want_map, uint32_t *count)
+{
+    const uint8_t *p = rd->pos;
+    size_t left = zim_rd_left (rd);
+    if (left < 1)
+        return -1;
+    uint8_t b = p[0];
+    size_t hdr;
+    uint32_t n;
+    if (want_map ? (b >= 0x80 && b <= 0x8f) : (b >= 0x90 && b <= 0x9f)) {
+        hdr = 1;
+        n = b & 0x0f;
+    }
+    else if (b == (want_map ? 0xde : 0xdc)) {
+        if (left < 3)
+            return -1;
+        hdr = 3;
+        n = s_be16 (p + 1);
+    }
+    else if (b == (want_map ? 0xdf : 0xdd)) {
+        if (left < 5)
+            return -1;
+        hdr = 5;
+        n = s_be32 (p + 1);
+    }
+    else
+        return -1;
+    uint64_t min_bytes = want_map ? 2 * (uint64_t) n : n;
+    if (min_bytes > left - hdr)
+        return -1;
+    *count = n;
+    rd->pos += hdr;
+    return 0;
+}
+
+int zim_rd_array (zim_rd_t *rd, uint32_t *count)
+{
+    return s_rd_container (rd, false, count);
+}
+
+int zim_rd_map (zim_rd_t *rd, uint32_t *count)
+{
+    return s_rd_container (rd, true, count);
+}
+
+int zim_rd_skip (zim_rd_t *rd, zim_str_t *raw)
+{
+    zim_rd_t save = *rd;
+    const uint8_t *start = rd->pos;
+    uint64_t pending = 1; //  values still to skip
+    while (pending > 0) {
+        if (rd->pos >= rd->end)
+            goto malformed;
+        pending--;
+        uint8_t b = *rd->pos;
+        size_t left = zim_rd_left (rd);
+        zim_str_t s;
+        uint32_t n;
+        switch (zim_rd_peek (rd)) {
+        case ZIM_MP_NIL:
+        case ZIM_MP_BOOL:
+            rd->pos++;
+            break;
+        case ZIM_MP_UINT:
+        case ZIM_MP_INT: {
+            bool neg;
+            uint64_t u;
+            int64_t v;
+            if (s_rd_integer (rd, &neg, &u, &v))
+                goto malformed;
+            break;
+        }
+        case ZIM_MP_FLOAT: {
+            size_t size = b == 0xca ? 5 : 9;
+            if (left < size)
+                goto malformed;
+            rd->pos += size;
+            break;
+        }
+        case ZIM_MP_STR:
+            if (zim_rd_str (rd, &s))
+                goto malformed;
+            break;
+        case ZIM_MP_BIN:
+            if (zim_rd_bin (rd, &s))
+                goto malformed;
+            break;
+        case ZIM_MP_ARRAY:
+            if (zim_rd_array (rd, &n))
+                goto malformed;
+            pending += n;
+            break;
+        case ZIM_MP_MAP:
+            if (zim_rd_map (rd, &n))
+                goto malformed;
+            pending += 2 * (uint64_t) n;
+            break;
+        case ZIM_MP_EXT: {
+            size_t hdr, len;
+            if (b >= 0xd4 && b <= 0xd8) {
+                hdr = 2;
+                len = (size_t) 1 << (b - 0xd4);
+            }
+            else if (b == 0xc7) {
+                if (left < 3)
+                    goto malformed;
+                hdr = 3;
+                len = rd->pos[1];
+            }
+            else if (b == 0xc8) {
+                if (left < 4)
+                    goto malformed;
+                hdr = 4;
+                len = s_be16 (rd->pos + 1);
+            }
+            else {
+                if (left < 6)
+                    goto malformed;
+                hdr = 6;
+                len = s_be32 (rd->pos + 1);
+            }
+            if (left < hdr || len > left - hdr)
+                goto malformed;
+            rd->pos += hdr + len;
+            break;
+        }
+        default:
+            goto malformed;
+        }
+    }
+    if (raw) {
+        raw->ptr = (const char *) start;
+        raw->len = (size_t) (rd->pos - start);
+    }
+    return 0;
+malformed:
+    *rd = save;
+    return -1;
+}
+
+//  -------------------------------------------------------------------------
+//  Writer
+
+//  msgpack-c write callback: append to our buffer, growing it by doubling.
+static int s_wr_append (void *data, const char *buf, size_t len)
+{
+    zim_wr_t *wr = data;
+    if (wr->size + len > wr->alloc) {
+        size_t alloc = wr->alloc ? wr->alloc : 256;
+        while (alloc < wr->size + len)
+            alloc *= 2;
+        wr->data = zim_realloc (wr->data, alloc);
+        wr->alloc = alloc;
+    }
+    memcpy (wr->data + wr->size, buf, len);
+    wr->size += len;
+    return 0;
+}
+
+void zim_wr_init (zim_wr_t *wr)
+{
+    wr->data = NULL;
+    wr->size = 0;
+    wr->alloc = 0;
+    msgpack_packer_init (&wr->pk, wr, s_wr_append);
+}
+
+void zim_wr_free (zim_wr_t *wr)
+{
+    free (wr->data);
+    zim_wr_init (wr);
+}
+
+void zim_wr_reset (zim_wr_t *wr)
+{
+    wr->size = 0;
+}
+
+void zim_wr_nil (zim_wr_t *wr)
+{
+    msgpack_pack_nil (&wr->pk);
+}
+
+void zim_wr_bool (zim_wr_t *wr, bool v)
+{
+    if (v)
+        msgpack_pack_true (&wr->pk);
+    else
+        msgpack_pack_false (&wr->pk);
+}
+
+void zim_wr_uint (zim_wr_t *wr, uint64_t v)
+{
+    msgpack_pack_uint64 (&wr->pk, v);
+}
+
+void zim_wr_int (zim_wr_t *wr, int64_t v)
+{
+    msgpack_pack_int64 (&wr->pk, v);
+}
+
+void zim_wr_str (zim_wr_t *wr, zim_str_t v)
+{
+    msgpack_pack_str (&wr->pk, v.len);
+    if (v.len)
+        msgpack_pack_str_body (&wr->pk, v.ptr, v.len);
+}
+
+void zim_wr_cstr (zim_wr_t *wr, const char *s)
+{
+    zim_wr_str (wr, zim_str (s));
+}
+
+void zim_wr_bin (zim_wr_t *wr, zim_str_t v)
+{
+    msgpack_pack_bin (&wr->pk, v.len);
+    if (v.len)
+        msgpack_pack_bin_body (&wr->pk, v.ptr, v.len);
+}
+
+void zim_wr_array (zim_wr_t *wr, uint32_t count)
+{
+    msgpack_pack_array (&wr->pk, count);
+}
+
+void zim_wr_map (zim_wr_t *wr, uint32_t count)
+{
+    msgpack_pack_map (&wr->pk, count);
+}
+
+void zim_wr_raw (zim_wr_t *wr, const void *data, size_t size)
+{
+    if (size)
+        s_wr_append (wr, data, size);
+}
+
+//  -------------------------------------------------------------------------
+//  Selftest
+
+void zim_mp_test (bool verbose)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_array (&wr, 9);
+    zim_wr_uint (&wr, 0);
+    zim_wr_uint (&wr, UINT64_MAX);
+    zim_wr_int (&wr, -1);
+    zim_wr_int (&wr, INT64_MIN);
+    zim_wr_cstr (&wr, "héllo");
+    zim_wr_bin (&wr, (zim_str_t){"\0\1", 2});
+    zim_wr_bool (&wr, true);
+    zim_wr_nil (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "k");
+    zim_wr_array (&wr, 2);
+    zim_wr_uint (&wr, 300);
+    zim_wr_cstr (&wr, "");
+
+    zim_rd_t rd;
+    zim_rd_init (&rd, wr.data, wr.size);
+    uint32_t n;
+    uint64_t u;
+    int64_t i;
+    bool b;
+    zim_str_t s;
+    assert (zim_rd_peek (&rd) == ZIM_MP_ARRAY);
+    assert (zim_rd_map (&rd, &n) == -1); //  wrong type leaves cursor
+    assert (zim_rd_array (&rd, &n) == 0 && n == 9);
+    assert (zim_rd_uint (&rd, &u) == 0 && u == 0);
+    assert (zim_rd_uint (&rd, &u) == 0 && u == UINT64_MAX);
+    assert (zim_rd_uint (&rd, &u) == -1); //  negative is not a uint
+    assert (zim_rd_int (&rd, &i) == 0 && i == -1);
+    assert (zim_rd_int (&rd, &i) == 0 && i == INT64_MIN);
+    assert (zim_rd_bin (&rd, &s) == -1); //  a str is not a bin
+    assert (zim_rd_str (&rd, &s) == 0 && zim_str_eq (s, "héllo"));
+    assert (zim_rd_bin (&rd, &s) == 0 && s.len == 2 && s.ptr[1] == 1);
+    assert (zim_rd_bool (&rd, &b) == 0 && b);
+    assert (zim_rd_nil (&rd) == 0);
+    const uint8_t *before = rd.pos;
+    zim_str_t raw;
+    assert (zim_rd_skip (&rd, &raw) == 0);
+    assert ((const uint8_t *) raw.ptr == before && raw.len == (size_t) (rd.pos - before));
+    assert (zim_rd_left (&rd) == 0);
+    assert (zim_rd_peek (&rd) == ZIM_MP_NONE);
+
+    //  Every truncation of a valid encoding fails to skip, never overreads.
+    for (size_t cut = 0; cut < wr.size; cut++) {
+        zim_rd_init (&rd, wr.data, cut);
+        assert (zim_rd_skip (&rd, NULL) == -1);
+        assert (rd.pos == (const uint8_t *) wr.data);
+    }
+    //  Declared lengths beyond the buffer are rejected.
+    const uint8_t huge_arr[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x00};
+    zim_rd_init (&rd, huge_arr, sizeof huge_arr);
+    assert (zim_rd_array (&rd, &n) == -1);
+    assert (zim_rd_skip (&rd, NULL) == -1);
+    const uint8_t huge_str[] = {0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
+    zim_rd_init (&rd, huge_str, sizeof huge_str);
+    assert (zim_rd_str (&rd, &s) == -1);
+    const uint8_t reserved[] = {0xc1};
+    zim_rd_init (&rd, reserved, 1);
+    assert (zim_rd_skip (&rd, NULL) == -1);
+    //  Deep nesting is skipped iteratively without recursion.
+    size_t deep = 100000;
+    uint8_t *nest = zim_malloc (deep + 1);
+    memset (nest, 0x91, deep);
+    nest[deep] = 0xc0;
+    zim_rd_init (&rd, nest, deep + 1);
+    assert (zim_rd_skip (&rd, &raw) == 0 && raw.len == deep + 1);
+    free (nest);
+    //  Signed encodings of non-negative values read as uint; int8 -1 not.
+    const uint8_t sint[] = {0xd0, 0x05, 0xd0, 0xff};
+    zim_rd_init (&rd, sint, sizeof sint);
+    assert (zim_rd_uint (&rd, &u) == 0 && u == 5);
+    assert (zim_rd_uint (&rd, &u) == -1);
+    assert (zim_rd_int (&rd, &i) == 0 && i == -1);
+    //  A uint above INT64_MAX is not an int.
+    zim_wr_reset (&wr);
+    zim_wr_uint (&wr, (uint64_t) INT64_MAX + 1);
+    zim_rd_init (&rd, wr.data, wr.size);
+    assert (zim_rd_int (&rd, &i) == -1);
+    //  Raw insertion keeps bytes verbatim.
+    zim_wr_reset (&wr);
+    zim_wr_raw (&wr, "\x92\x01\x02", 3);
+    assert (wr.size == 3 && memcmp (wr.data, "\x92\x01\x02", 3) == 0);
+    zim_wr_free (&wr);
+    if (verbose)
+        printf ("(mp reader/writer ok) ");
+}
