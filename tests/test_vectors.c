@@ -1,0 +1,254 @@
+/*  test_vectors.c: the byte-exact client frames of docs/PROTOCOL.md, kept in
+    tests/vectors/NAME.hex, which the SDK tests read too. Client frames must
+    decode to the documented fields; server frames must be exactly what the
+    server's encoders produce.
+        test_vectors              check every vector (ZIM_VECTORS or ./tests/vectors)
+        test_vectors --write DIR  regenerate the files (after a protocol change)
+*/
+#include "msg/zim_msg.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T_TS 1763856000000ULL     //  2025-11-23T00:00:00Z in ms
+#define T_ID (((T_TS - 1704067200000ULL) << 22) | (1 << 12)) //  as broker 1 makes them
+
+typedef struct {
+    const char *name;                //  file name without .hex
+    void (*build) (zim_wr_t *wr);    //  writes the frame
+} s_vector_t;
+
+static void v_auth (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "auth");
+    zim_wr_cstr (wr, "token");
+    zim_wr_cstr (wr, "TOKEN");
+    zim_wr_cstr (wr, "device");
+    zim_wr_cstr (wr, "phone");
+}
+
+static void v_ping (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "ping");
+    zim_wr_cstr (wr, "t");
+    zim_wr_uint (wr, 1);
+}
+
+static void v_send (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "send");
+    zim_wr_cstr (wr, "to");
+    zim_wr_cstr (wr, "bob");
+    zim_wr_cstr (wr, "cid");
+    zim_wr_cstr (wr, "c1");
+    zim_wr_cstr (wr, "body");
+    zim_wr_cstr (wr, "hi");
+}
+
+static void v_sync (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "sync");
+    zim_wr_cstr (wr, "since");
+    zim_wr_uint (wr, 0);
+    zim_wr_cstr (wr, "limit");
+    zim_wr_uint (wr, 100);
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 1);
+}
+
+static void v_cursor (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "cursor");
+    zim_wr_cstr (wr, "seq");
+    zim_wr_uint (wr, 5);
+}
+
+static void v_history (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 5);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "history");
+    zim_wr_cstr (wr, "peer");
+    zim_wr_cstr (wr, "bob");
+    zim_wr_cstr (wr, "before");
+    zim_wr_uint (wr, 0);
+    zim_wr_cstr (wr, "limit");
+    zim_wr_uint (wr, 20);
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 2);
+}
+
+static void v_auth_ok (zim_wr_t *wr)
+{
+    zim_cframe_auth_ok (wr, zim_str ("demo"), zim_str ("alice"), zim_str ("phone"));
+}
+
+static void v_pong (zim_wr_t *wr)
+{
+    zim_cframe_pong (wr, (zim_str_t){"\x01", 1});
+}
+
+static void v_ack (zim_wr_t *wr)
+{
+    zim_cframe_ack (wr, zim_str ("c1"), T_ID, 1, T_TS);
+}
+
+static void v_error (zim_wr_t *wr)
+{
+    zim_cframe_error (wr, ZIM_ERR_RATE_LIMITED, NULL, zim_str ("c1"), false, 0);
+}
+
+static const zim_item_t s_item = {1, T_ID, T_TS, {"alice", 5}, {"bob", 3}, {"\xa2hi", 3}};
+
+static void v_msg (zim_wr_t *wr)
+{
+    zim_cframe_msg (wr, &s_item);
+}
+
+static void v_page (zim_wr_t *wr)
+{
+    zim_cframe_page_begin (wr, 1, false, 1);
+    zim_cframe_page_item (wr, &s_item);
+}
+
+static void v_ack_msg (zim_wr_t *wr)
+{
+    //  Two frames in one WebSocket message: how the gateway coalesces.
+    v_ack (wr);
+    v_msg (wr);
+}
+
+static const s_vector_t s_client[] = {{"c2s-auth", v_auth},     {"c2s-ping", v_ping},
+                                      {"c2s-send", v_send},     {"c2s-sync", v_sync},
+                                      {"c2s-cursor", v_cursor}, {"c2s-history", v_history}};
+static const s_vector_t s_server[] = {{"s2c-auth_ok", v_auth_ok}, {"s2c-pong", v_pong},
+                                      {"s2c-ack", v_ack},         {"s2c-error", v_error},
+                                      {"s2c-msg", v_msg},         {"s2c-page", v_page},
+                                      {"s2c-ack+msg", v_ack_msg}};
+
+//  Reads NAME.hex into a malloc'd buffer; returns its size or -1.
+static long s_load (const char *name, unsigned char **out)
+{
+    const char *dir = getenv ("ZIM_VECTORS");
+    char path[1024];
+    snprintf (path, sizeof path, "%s/%s.hex", dir ? dir : "tests/vectors", name);
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return -1;
+    unsigned char *buf = malloc (65536);
+    long n = 0;
+    unsigned int byte;
+    while (n < 65536 && fscanf (f, "%2x", &byte) == 1)
+        buf[n++] = (unsigned char) byte;
+    fclose (f);
+    *out = buf;
+    return n;
+}
+
+//  Compares a vector file with what the encoder writes.
+static void s_check_bytes (const s_vector_t *v)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    v->build (&wr);
+    unsigned char *file = NULL;
+    long n = s_load (v->name, &file);
+    ck_assert_msg (n >= 0, "missing vector %s.hex", v->name);
+    ck_assert_msg ((size_t) n == wr.size && memcmp (file, wr.data, wr.size) == 0,
+                   "vector %s differs from the encoder's output", v->name);
+    free (file);
+    zim_wr_free (&wr);
+}
+
+START_TEST (test_server_frames_byte_exact)
+{
+    for (size_t i = 0; i < sizeof s_server / sizeof s_server[0]; i++)
+        s_check_bytes (&s_server[i]);
+}
+END_TEST
+
+START_TEST (test_client_frames_decode)
+{
+    for (size_t i = 0; i < sizeof s_client / sizeof s_client[0]; i++)
+        s_check_bytes (&s_client[i]);
+    unsigned char *buf;
+    zim_rd_t rd;
+    zim_cframe_t f;
+    const char *why;
+    long n = s_load ("c2s-send", &buf);
+    zim_rd_init (&rd, buf, (size_t) n);
+    ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
+    ck_assert_int_eq (f.op, ZIM_OP_SEND);
+    ck_assert (zim_str_eq (f.to, "bob") && zim_str_eq (f.cid, "c1"));
+    ck_assert (f.body.len == 3 && memcmp (f.body.ptr, "\xa2hi", 3) == 0);
+    free (buf);
+    n = s_load ("c2s-sync", &buf);
+    zim_rd_init (&rd, buf, (size_t) n);
+    ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
+    ck_assert (f.op == ZIM_OP_SYNC && f.since == 0 && f.limit == 100 && f.rid == 1);
+    free (buf);
+    n = s_load ("c2s-history", &buf);
+    zim_rd_init (&rd, buf, (size_t) n);
+    ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
+    ck_assert (f.op == ZIM_OP_HISTORY && zim_str_eq (f.peer, "bob") && f.limit == 20);
+    free (buf);
+    n = s_load ("c2s-auth", &buf);
+    zim_rd_init (&rd, buf, (size_t) n);
+    ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
+    ck_assert (f.op == ZIM_OP_AUTH && zim_str_eq (f.token, "TOKEN"));
+    free (buf);
+}
+END_TEST
+
+//  Writes every vector as hex, 16 bytes a line.
+static int s_write (const char *dir)
+{
+    const s_vector_t *sets[] = {s_client, s_server};
+    size_t counts[] = {sizeof s_client / sizeof s_client[0],
+                       sizeof s_server / sizeof s_server[0]};
+    for (int s = 0; s < 2; s++)
+        for (size_t i = 0; i < counts[s]; i++) {
+            zim_wr_t wr;
+            zim_wr_init (&wr);
+            sets[s][i].build (&wr);
+            char path[1024];
+            snprintf (path, sizeof path, "%s/%s.hex", dir, sets[s][i].name);
+            FILE *f = fopen (path, "w");
+            if (!f)
+                return 1;
+            for (size_t b = 0; b < wr.size; b++)
+                fprintf (f, "%02x%s", (unsigned char) wr.data[b],
+                         (b % 16 == 15 || b + 1 == wr.size) ? "\n" : " ");
+            fclose (f);
+            zim_wr_free (&wr);
+        }
+    return 0;
+}
+
+int main (int argc, char **argv)
+{
+    if (argc == 3 && strcmp (argv[1], "--write") == 0)
+        return s_write (argv[2]);
+    Suite *s = suite_create ("vectors");
+    TCase *tc = tcase_create ("vectors");
+    tcase_add_test (tc, test_server_frames_byte_exact);
+    tcase_add_test (tc, test_client_frames_decode);
+    suite_add_tcase (s, tc);
+    SRunner *sr = srunner_create (s);
+    srunner_run_all (sr, CK_NORMAL);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? 1 : 0;
+}
