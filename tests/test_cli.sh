@@ -1,0 +1,75 @@
+#!/bin/sh
+# test_cli.sh: the programs as a user runs them: zim-server on ephemeral
+# ports, zimctl minting tokens and reading status, zim-cli sending,
+# listening and paging history.
+ZIM_SERVER=${ZIM_SERVER:-./zim-server}
+ZIMCTL=${ZIMCTL:-./zimctl}
+ZIM_CLI=${ZIM_CLI:-./zim-cli}
+pass=0 fail=0
+data=$(mktemp -d "${TMPDIR:-/tmp}/zim-cli-test.XXXXXX")
+log="$data/server.log"
+pid=
+
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$data"
+}
+trap cleanup EXIT
+
+ok()   { pass=$((pass + 1)); echo "ok - $1"; }
+bad()  { fail=$((fail + 1)); echo "not ok - $1"; [ -n "$2" ] && echo "    $2"; }
+# check NAME COMMAND...: the command must succeed.
+check() { name=$1; shift; if out=$("$@" 2>&1); then ok "$name"; else bad "$name" "$out"; fi; }
+
+"$ZIM_SERVER" --help | grep -q -- "--port" && ok "zim-server --help" || bad "zim-server --help"
+"$ZIM_SERVER" --bogus >/dev/null 2>&1; [ $? -eq 2 ] && ok "zim-server bad option exits 2" || bad "zim-server bad option exits 2"
+"$ZIMCTL" --help | grep -q "token --app" && ok "zimctl --help" || bad "zimctl --help"
+"$ZIM_CLI" --help 2>&1 | grep -q "listen" && ok "zim-cli --help" || bad "zim-cli --help"
+
+"$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" >"$log" 2>&1 &
+pid=$!
+i=0
+while ! grep -q " ready: " "$log" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 150 ] && { echo "server did not start:"; cat "$log"; exit 1; }
+    sleep 0.1
+done
+port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
+admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
+url="ws://127.0.0.1:$port/ws"
+export ZIM_DATA="$data"     # zimctl finds the admin key there
+
+alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice) && ok "zimctl token" || bad "zimctl token" "$alice"
+bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob --ttl 60) && ok "zimctl token --ttl" || bad "zimctl token --ttl"
+
+out=$("$ZIM_CLI" -u "$url" -t "$alice" send bob "hello bob" 2>&1)
+echo "$out" | grep -q '"seq":1' && echo "$out" | grep -q '"id":' && ok "zim-cli send prints the ack" || bad "zim-cli send prints the ack" "$out"
+"$ZIM_CLI" -u "$url" -t "$alice" send bob "second" >/dev/null 2>&1 && ok "zim-cli second send" || bad "zim-cli second send"
+
+out=$("$ZIM_CLI" -u "$url" -t "$bob" listen --count 2 --timeout 5 2>&1)
+[ "$(echo "$out" | grep -c '"from":"alice"')" -eq 2 ] && echo "$out" | head -n 1 | grep -q '"body":"hello bob"' \
+    && ok "zim-cli listen syncs offline messages in order" || bad "zim-cli listen syncs offline messages in order" "$out"
+# The cursor was stored: listening again from it finds nothing old.
+out=$("$ZIM_CLI" -u "$url" -t "$bob" listen --timeout 1 2>&1)
+[ -z "$(echo "$out" | grep '"from"')" ] && ok "zim-cli listen resumes from the stored cursor" || bad "zim-cli listen resumes from the stored cursor" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$bob" listen --since 0 --count 2 --timeout 5 2>&1)
+[ "$(echo "$out" | grep -c '"from":"alice"')" -eq 2 ] && ok "zim-cli listen --since 0" || bad "zim-cli listen --since 0" "$out"
+
+out=$("$ZIM_CLI" -u "$url" -t "$alice" history bob --limit 1 2>&1)
+echo "$out" | grep -q '"body":"second"' && ok "zim-cli history" || bad "zim-cli history" "$out"
+
+"$ZIM_CLI" -u "$url" -t "not.a.token" send bob x >/dev/null 2>&1
+[ $? -ne 0 ] && ok "zim-cli with a bad token fails" || bad "zim-cli with a bad token fails"
+
+out=$("$ZIMCTL" -e "$admin" status 2>&1)
+echo "$out" | grep -q "gateway" && echo "$out" | grep -q "store" && ok "zimctl status" || bad "zimctl status" "$out"
+out=$("$ZIMCTL" -e "$admin" status --json 2>&1)
+echo "$out" | grep -q '"role":"broker"' && echo "$out" | grep -q '"alive":true' && ok "zimctl status --json" || bad "zimctl status --json" "$out"
+"$ZIMCTL" -e "$admin" -k wrong status >/dev/null 2>&1
+[ $? -eq 1 ] && ok "zimctl with a wrong key is refused" || bad "zimctl with a wrong key is refused"
+grep -q "bad key" "$log" && ok "server logs the refused admin key" || bad "server logs the refused admin key"
+
+kill "$pid"; wait "$pid"; rc=$?; pid=
+[ $rc -eq 0 ] && grep -q "shutting down" "$log" && ok "SIGTERM stops the server cleanly" || bad "SIGTERM stops the server cleanly" "rc=$rc"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
