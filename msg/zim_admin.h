@@ -5,8 +5,11 @@
     Reply, one frame:    [41, code, text]
     code 0 means success and text is the result (a token, a JSON document);
     otherwise code is a wire error code and text says why. Verbs:
-        token APP UID TTL    a token for UID in APP, valid TTL seconds
-        status               JSON: nodes, connections, counters
+        token APP UID [TTL]  a token for UID in APP, valid TTL seconds (3600)
+        status               JSON: each node, its role, address, liveness
+                             and counters
+        status text          the same as a table for people
+    A request with a wrong key gets 4030 and a log line on the server.
 */
 #ifndef ZIM_ADMIN_H_INCLUDED
 #define ZIM_ADMIN_H_INCLUDED

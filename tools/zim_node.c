@@ -95,12 +95,16 @@ static void s_usage (zim_node_t *self, FILE *out)
              "  -d, --data DIR         data directory (default ./zim-data)\n"
              "      --sync MODE        fsync policy: always | batch | none (default batch)\n"
              "      --brokers N        broker actors (default 1, at most %d)\n"
+             "      --www DIR          serve the files of DIR over HTTP at / (the demo\n"
+             "                         chat page is sdk/js/demo)\n"
              "  -h, --help             this text\n"
              "      --version          print the version\n"
              "\n"
              "With no apps in the config, the server serves app \"demo\" with a secret\n"
              "generated on first start and kept in DIR/app-demo.secret. The admin key\n"
              "is server/admin_key in the config or DIR/admin.key (generated).\n"
+             "With those defaults and --interface 127.0.0.1, GET /dev/token?uid=NAME\n"
+             "hands out demo tokens (for the demo page; never on other interfaces).\n"
              "\n"
              "Examples:\n"
              "  %s                          # serve on :7700 with ./zim-data\n"
@@ -116,7 +120,8 @@ int zim_node_configure (zim_node_t *self, int argc, char **argv)
         {"interface", required_argument, NULL, 'I'}, {"admin", required_argument, NULL, 'a'},
         {"data", required_argument, NULL, 'd'},     {"sync", required_argument, NULL, 'S'},
         {"brokers", required_argument, NULL, 'B'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},        {"www", required_argument, NULL, 'W'},
+        {NULL, 0, NULL, 0}};
     //  Command-line values wait until the config file is loaded.
     zconfig_t *cli = zconfig_new ("root", NULL);
     const char *config_file = NULL;
@@ -144,6 +149,9 @@ int zim_node_configure (zim_node_t *self, int argc, char **argv)
             break;
         case 'B':
             zconfig_put (cli, "server/brokers", optarg);
+            break;
+        case 'W':
+            zconfig_put (cli, "gateway/www", optarg);
             break;
         case 'h':
             s_usage (self, stdout);
@@ -249,7 +257,7 @@ static int s_command (zactor_t *actor, const char *cmd, const char *a1, const ch
     return zsock_wait (actor) == 0 ? 0 : -1;
 }
 
-static s_member_t *s_member_add (zim_node_t *self, zactor_task_fn *fn, const char *name,
+static s_member_t *s_member_add (zim_node_t *self, zactor_fn *fn, const char *name,
                                  const char *role)
 {
     s_member_t *m = &self->members[self->nmembers++];
@@ -280,7 +288,7 @@ int zim_node_start (zim_node_t *self)
                         self->program, zconfig_name (app));
             return -1;
         }
-        zhash_insert (self->secrets, zconfig_name (app), zim_strdup (secret));
+        zhash_insert (self->secrets, zconfig_name (app), (void *) secret); //  autofree copies
     }
     if (zhash_size (self->secrets) == 0) {
         self->dev_defaults = true;
@@ -288,7 +296,8 @@ int zim_node_start (zim_node_t *self)
         char *secret = s_secret_file (path);
         if (!secret)
             return -1;
-        zhash_insert (self->secrets, "demo", secret);
+        zhash_insert (self->secrets, "demo", secret); //  autofree copies
+        free (secret);
     }
     const char *key = zconfig_get (self->conf, "server/admin_key", NULL);
     if (key && *key)
@@ -354,6 +363,11 @@ int zim_node_start (zim_node_t *self)
         const char *iface = zconfig_get (self->conf, "server/interface", NULL);
         if (iface && *iface && !streq (iface, "*"))
             zstr_sendx (m->actor, "SET", "interface", iface, NULL);
+        //  Dev tokens (GET /dev/token?uid=) only with the demo defaults and
+        //  only for clients on this machine.
+        if (self->dev_defaults && iface &&
+            (strncmp (iface, "127.", 4) == 0 || streq (iface, "localhost")))
+            zstr_sendx (m->actor, "SET", "dev_tokens", "1", NULL);
         for (char *secret = zhash_first (self->secrets); secret;
              secret = zhash_next (self->secrets))
             zstr_sendx (m->actor, "SET", "app", zhash_cursor (self->secrets), secret, NULL);
@@ -456,7 +470,7 @@ static char *s_status (zim_node_t *self)
         s_member_t *m = &self->members[i];
         zstr_sendx (m->actor, "STATS", NULL);
         char *stats = zstr_recv (m->actor);
-        zchunk_extend (buf, i ? ",{\"name\":" : "{\"name\":", i ? 10 : 9);
+        zchunk_extend (buf, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
         s_json_str (buf, m->name);
         zchunk_extend (buf, ",\"role\":", 8);
         s_json_str (buf, m->role);
