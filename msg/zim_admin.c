@@ -4,7 +4,11 @@
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,9 +189,17 @@ void zim_admin_test (bool verbose)
     zsock_destroy (&client);
     zsock_destroy (&server);
 
-    //  No server: a clear error within the timeout.
+    //  No server: a clear error within the timeout. The port is held by a
+    //  listening socket that never answers, so no other test can take it.
+    int mute = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    socklen_t salen = sizeof sa;
+    assert (mute >= 0 && bind (mute, (struct sockaddr *) &sa, sizeof sa) == 0);
+    assert (listen (mute, 4) == 0 && getsockname (mute, (struct sockaddr *) &sa, &salen) == 0);
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", ntohs (sa.sin_port));
     char *out = NULL;
     assert (zim_admin_call (endpoint, "k", 200, "status", NULL, &out) == ZIM_ERR_UNAVAILABLE);
+    close (mute);
     assert (out && strstr (out, "no answer"));
     free (out);
     zim_wr_free (&wr);

@@ -94,7 +94,7 @@ START_TEST (test_malformed_msgpack)
     s_expect_error (m, ZIM_ERR_MALFORMED, &f);
     s_bystanders_chat ();
     //  The connection still works.
-    ck_assert_int_eq (tk_send_raw (m, "\x81\xa2op\xa4ping", 8, false), 0);
+    ck_assert_int_eq (tk_send_raw (m, "\x81\xa2op\xa4ping", 9, false), 0);
     ck_assert_int_eq (tk_expect (m, "pong", 5000, &f), 0);
     tk_close (&m);
 }
@@ -169,7 +169,7 @@ START_TEST (test_unknown_op)
 {
     tk_client_t *m = s_login ("mallory", "x");
     tk_frame_t f;
-    ck_assert_int_eq (tk_send_raw (m, "\x81\xa2op\xa6launch", 10, false), 0);
+    ck_assert_int_eq (tk_send_raw (m, "\x81\xa2op\xa6launch", 11, false), 0);
     s_expect_error (m, ZIM_ERR_UNKNOWN_OP, &f);
     s_bystanders_chat ();
     tk_close (&m);
