@@ -312,7 +312,7 @@ static void s_batch_flush (s_broker_t *self)
     for (size_t i = 0; i < batch->count; i++) {
         s_item_t *item = &batch->items[i];
         zim_append_item_t ai = {item->id,       item->ts,    item->m.who.app, item->m.who.uid,
-                                item->m.to,     item->m.cid, item->m.body};
+                                item->m.to,     item->m.cid, item->m.body,   ZIM_SIDE_BOTH};
         zim_append_item (&self->wr, &ai);
     }
     //  A full store pipe means the store is far behind: the batch times out

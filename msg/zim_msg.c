@@ -717,7 +717,8 @@ void zim_append_begin (zim_wr_t *wr, uint64_t req, uint32_t nitems)
 
 void zim_append_item (zim_wr_t *wr, const zim_append_item_t *item)
 {
-    zim_wr_array (wr, 7);
+    bool sides = item->sides && item->sides != ZIM_SIDE_BOTH;
+    zim_wr_array (wr, sides ? 8 : 7);
     zim_wr_uint (wr, item->id);
     zim_wr_uint (wr, item->ts);
     zim_wr_str (wr, item->app);
@@ -725,6 +726,8 @@ void zim_append_item (zim_wr_t *wr, const zim_append_item_t *item)
     zim_wr_str (wr, item->to);
     zim_wr_str (wr, item->cid);
     zim_wr_raw (wr, item->body.ptr, item->body.len);
+    if (sides)
+        zim_wr_uint (wr, item->sides);
 }
 
 int zim_append_decode (zim_rd_t *rd, uint32_t fields, zim_append_t *m)
@@ -743,7 +746,7 @@ malformed:
 int zim_append_item_next (zim_rd_t *rd, zim_append_item_t *item)
 {
     uint32_t n;
-    if (zim_rd_array (rd, &n) || n != 7)
+    if (zim_rd_array (rd, &n) || (n != 7 && n != 8))
         goto malformed;
     RD_UINT (rd, &item->id);
     RD_UINT (rd, &item->ts);
@@ -753,6 +756,12 @@ int zim_append_item_next (zim_rd_t *rd, zim_append_item_t *item)
     RD_ID (rd, &item->cid);
     if (zim_rd_skip (rd, &item->body))
         goto malformed;
+    item->sides = ZIM_SIDE_BOTH;
+    if (n == 8) {
+        RD_UINT (rd, &item->sides);
+        if (item->sides < ZIM_SIDE_FROM || item->sides > ZIM_SIDE_BOTH)
+            goto malformed;
+    }
     return 0;
 malformed:
     return ZIM_EMALFORMED;
@@ -924,6 +933,188 @@ static int s_decode_one (const zim_wr_t *wr, zim_cframe_t *f, const char **why)
     return zim_cframe_decode (&rd, f, why);
 }
 
+//  ---------------------------------------------------------------------
+//  Membership
+
+void zim_hello_encode (zim_wr_t *wr, const zim_hello_t *m)
+{
+    zim_wr_array (wr, 7);
+    zim_wr_uint (wr, ZIM_MSG_HELLO);
+    zim_wr_str (wr, m->name);
+    zim_wr_str (wr, m->role);
+    zim_wr_str (wr, m->endpoint);
+    zim_wr_uint (wr, m->instance);
+    zim_wr_str (wr, m->admin);
+    zim_wr_str (wr, m->stats);
+}
+
+int zim_hello_decode (zim_rd_t *rd, uint32_t fields, zim_hello_t *m)
+{
+    if (fields != 6)
+        goto malformed;
+    RD_ID (rd, &m->name);
+    RD_ID (rd, &m->role);
+    RD_STR (rd, &m->endpoint);
+    RD_UINT (rd, &m->instance);
+    RD_STR (rd, &m->admin);
+    RD_STR (rd, &m->stats);
+    if (m->endpoint.len > 256 || m->admin.len > 256)
+        goto malformed;
+    return 0;
+malformed:
+    return ZIM_EMALFORMED;
+}
+
+void zim_map_begin (zim_wr_t *wr, zim_str_t router, uint64_t instance, uint64_t version,
+                    uint32_t nmembers)
+{
+    zim_wr_array (wr, 5);
+    zim_wr_uint (wr, ZIM_MSG_MAP);
+    zim_wr_str (wr, router);
+    zim_wr_uint (wr, instance);
+    zim_wr_uint (wr, version);
+    zim_wr_array (wr, nmembers);
+}
+
+void zim_member (zim_wr_t *wr, const zim_member_t *member)
+{
+    zim_wr_array (wr, 8);
+    zim_wr_str (wr, member->name);
+    zim_wr_str (wr, member->role);
+    zim_wr_str (wr, member->endpoint);
+    zim_wr_uint (wr, member->instance);
+    zim_wr_str (wr, member->admin);
+    zim_wr_bool (wr, member->alive);
+    zim_wr_uint (wr, member->age_ms);
+    zim_wr_str (wr, member->stats);
+}
+
+int zim_map_decode (zim_rd_t *rd, uint32_t fields, zim_map_t *m)
+{
+    if (fields != 4)
+        goto malformed;
+    RD_ID (rd, &m->router);
+    RD_UINT (rd, &m->instance);
+    RD_UINT (rd, &m->version);
+    if (zim_rd_array (rd, &m->nmembers))
+        goto malformed;
+    m->members = *rd;
+    return 0;
+malformed:
+    return ZIM_EMALFORMED;
+}
+
+int zim_member_next (zim_rd_t *rd, zim_member_t *member)
+{
+    uint32_t n;
+    if (zim_rd_array (rd, &n) || n != 8)
+        goto malformed;
+    RD_ID (rd, &member->name);
+    RD_ID (rd, &member->role);
+    RD_STR (rd, &member->endpoint);
+    RD_UINT (rd, &member->instance);
+    RD_STR (rd, &member->admin);
+    RD_BOOL (rd, &member->alive);
+    RD_UINT (rd, &member->age_ms);
+    RD_STR (rd, &member->stats);
+    return 0;
+malformed:
+    return ZIM_EMALFORMED;
+}
+
+//  ---------------------------------------------------------------------
+//  Placement
+
+#define S_RING_POINTS 64
+
+typedef struct {
+    uint64_t point; //  position on the ring
+    int shard;      //  index into the caller's shard list
+} s_point_t;
+
+struct zim_ring_t {
+    s_point_t *points; //  sorted by point
+    size_t npoints;
+};
+
+static uint64_t s_fnv (uint64_t h, const void *data, size_t len)
+{
+    const uint8_t *p = (const uint8_t *) data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+#define S_FNV_BASIS 0xcbf29ce484222325ULL
+
+uint64_t zim_user_hash (zim_str_t app, zim_str_t uid)
+{
+    uint64_t h = s_fnv (S_FNV_BASIS, app.ptr, app.len);
+    h = s_fnv (h, "", 1);
+    return s_fnv (h, uid.ptr, uid.len);
+}
+
+//  Mixes the bits of h, so that nearby FNV values spread over the ring.
+static uint64_t s_mix (uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int s_point_cmp (const void *a, const void *b)
+{
+    const s_point_t *x = (const s_point_t *) a, *y = (const s_point_t *) b;
+    if (x->point != y->point)
+        return x->point < y->point ? -1 : 1;
+    return x->shard - y->shard;
+}
+
+zim_ring_t *zim_ring_new (const char *const *shards, size_t nshards)
+{
+    zim_ring_t *self = (zim_ring_t *) zim_calloc (1, sizeof (zim_ring_t));
+    self->points = (s_point_t *) zim_calloc (nshards * S_RING_POINTS + 1, sizeof (s_point_t));
+    for (size_t i = 0; i < nshards; i++)
+        for (int v = 0; v < S_RING_POINTS; v++) {
+            char label[128];
+            int len = snprintf (label, sizeof label, "%s#%d", shards[i], v);
+            s_point_t *pt = &self->points[self->npoints++];
+            pt->point = s_mix (s_fnv (S_FNV_BASIS, label, (size_t) len));
+            pt->shard = (int) i;
+        }
+    qsort (self->points, self->npoints, sizeof (s_point_t), s_point_cmp);
+    return self;
+}
+
+void zim_ring_destroy (zim_ring_t **self_p)
+{
+    if (!*self_p)
+        return;
+    free ((*self_p)->points);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+int zim_ring_lookup (const zim_ring_t *self, zim_str_t app, zim_str_t uid)
+{
+    if (!self || self->npoints == 0)
+        return -1;
+    uint64_t h = s_mix (zim_user_hash (app, uid));
+    //  The first point at or after h, wrapping around.
+    size_t lo = 0, hi = self->npoints;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (self->points[mid].point < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return self->points[lo == self->npoints ? 0 : lo].shard;
+}
+
 void zim_msg_test (bool verbose)
 {
     zim_wr_t wr;
@@ -1037,7 +1228,7 @@ void zim_msg_test (bool verbose)
     zim_wr_reset (&wr);
     zim_append_begin (&wr, 7, 2);
     zim_append_item_t ai = {99, 1000, zim_str ("demo"), zim_str ("a"), zim_str ("b"),
-                            zim_str ("c"), {"\xc0", 1}};
+                            zim_str ("c"), {"\xc0", 1}, ZIM_SIDE_BOTH};
     zim_append_item (&wr, &ai);
     ai.id = 100;
     zim_append_item (&wr, &ai);
@@ -1079,6 +1270,75 @@ void zim_msg_test (bool verbose)
     zim_rd_init (&rd, wr.data, wr.size);
     assert (zim_msg_kind (&rd, &kind, &fields) == 0);
     assert (zim_send_decode (&rd, fields, &send2) == ZIM_EMALFORMED);
+
+    //  APPEND items with sides round-trip; 3 is the default and not sent.
+    zim_wr_reset (&wr);
+    zim_append_begin (&wr, 8, 2);
+    zim_append_item_t si = {1, 2, zim_str ("demo"), zim_str ("a"), zim_str ("b"), zim_str ("c"),
+                            {"\xc0", 1}, ZIM_SIDE_TO};
+    zim_append_item (&wr, &si);
+    si.sides = ZIM_SIDE_BOTH;
+    zim_append_item (&wr, &si);
+    zim_rd_init (&rd, wr.data, wr.size);
+    zim_append_t sap;
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_append_decode (&rd, fields, &sap) == 0);
+    zim_append_item_t sgot;
+    assert (zim_append_item_next (&sap.items, &sgot) == 0 && sgot.sides == ZIM_SIDE_TO);
+    assert (zim_append_item_next (&sap.items, &sgot) == 0 && sgot.sides == ZIM_SIDE_BOTH);
+
+    //  HELLO and MAP round-trip.
+    zim_wr_reset (&wr);
+    zim_hello_t hello = {zim_str ("gw-1"), zim_str ("gateway"), zim_str ("ws://h:7700/ws"), 42,
+                         zim_str ("tcp://127.0.0.1:7710"), zim_str ("{}")};
+    zim_hello_encode (&wr, &hello);
+    zim_rd_init (&rd, wr.data, wr.size);
+    zim_hello_t hgot;
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_HELLO);
+    assert (zim_hello_decode (&rd, fields, &hgot) == 0 && hgot.instance == 42);
+    assert (zim_str_eq (hgot.role, "gateway") && zim_str_eq (hgot.admin, "tcp://127.0.0.1:7710"));
+    zim_wr_reset (&wr);
+    zim_map_begin (&wr, zim_str ("router-1"), 7, 3, 1);
+    zim_member_t mem = {zim_str ("store-1"), zim_str ("store"), zim_str ("tcp://h:1"), 9,
+                        zim_str (""), false, 4500, zim_str ("{\"appended\":1}")};
+    zim_member (&wr, &mem);
+    zim_rd_init (&rd, wr.data, wr.size);
+    zim_map_t map;
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_MAP);
+    assert (zim_map_decode (&rd, fields, &map) == 0 && map.version == 3 && map.nmembers == 1);
+    zim_member_t mgot;
+    assert (zim_member_next (&map.members, &mgot) == 0 && !mgot.alive && mgot.age_ms == 4500);
+    assert (zim_str_eq (mgot.name, "store-1") && zim_rd_left (&map.members) == 0);
+    //  A truncated MAP is refused.
+    zim_rd_init (&rd, wr.data, wr.size - 3);
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_map_decode (&rd, fields, &map) == 0);
+    assert (zim_member_next (&map.members, &mgot) == ZIM_EMALFORMED);
+
+    //  The ring: the same placement whatever the order of the names; a new
+    //  shard takes about its share of users, all moved to it; spread is fair.
+    const char *two[] = {"store-1", "store-2"}, *owt[] = {"store-2", "store-1"};
+    const char *three[] = {"store-1", "store-2", "store-3"};
+    zim_ring_t *r2 = zim_ring_new (two, 2), *r2b = zim_ring_new (owt, 2);
+    zim_ring_t *r3 = zim_ring_new (three, 3);
+    int count[3] = {0, 0, 0}, moved = 0;
+    for (int i = 0; i < 3000; i++) {
+        char uid[32];
+        snprintf (uid, sizeof uid, "user%d", i);
+        int a = zim_ring_lookup (r2, zim_str ("demo"), zim_str (uid));
+        int b = zim_ring_lookup (r2b, zim_str ("demo"), zim_str (uid));
+        int n3 = zim_ring_lookup (r3, zim_str ("demo"), zim_str (uid));
+        assert (a >= 0 && a < 2 && strcmp (two[a], owt[b]) == 0);
+        count[a]++;
+        if (strcmp (three[n3], two[a]) != 0) {
+            assert (n3 == 2); //  only ever to the new shard
+            moved++;
+        }
+    }
+    assert (count[0] > 1000 && count[1] > 1000);
+    assert (moved > 600 && moved < 1400);
+    assert (zim_ring_lookup (NULL, zim_str ("demo"), zim_str ("x")) == -1);
+    zim_ring_destroy (&r2);
+    zim_ring_destroy (&r2b);
+    zim_ring_destroy (&r3);
     zim_wr_free (&wr);
     if (verbose)
         printf ("(catalogue ok) ");

@@ -158,6 +158,8 @@ typedef enum {
     ZIM_MSG_READ = 32,      //  broker -> store
     ZIM_MSG_PAGE = 33,      //  store -> broker
     ZIM_MSG_SETCURSOR = 34, //  broker -> store
+    ZIM_MSG_HELLO = 50,     //  any node -> every router: heartbeat
+    ZIM_MSG_MAP = 51,       //  router -> every node: the cluster map
 } zim_msg_kind_t;
 
 //  Reads the array header and the kind of a backbone message. On success
@@ -272,15 +274,22 @@ void zim_route (zim_wr_t *wr, const zim_route_t *route);
 int zim_route_r_decode (zim_rd_t *rd, uint32_t fields, zim_route_r_t *m);
 int zim_route_next (zim_rd_t *rd, zim_route_t *route);
 
-//  APPEND: [30, req, [[id, ts, app, from, to, cid, body(raw)], ...]]
+//  APPEND: [30, req, [[id, ts, app, from, to, cid, body(raw)[, sides]], ...]]
 //  Persist each message in the inbox of from and of to (once if they are the
 //  same user) and in the peer conversation history, unless (app, from, cid)
-//  was stored before.
+//  was stored before. sides (default 3) says which inboxes this store
+//  writes when from and to live on different shards: 1 the sender's, 2 the
+//  recipient's, 3 both. The idempotency key and the history entry are
+//  written on every shard that gets the item.
+#define ZIM_SIDE_FROM 1
+#define ZIM_SIDE_TO 2
+#define ZIM_SIDE_BOTH 3
 typedef struct {
     uint64_t id;
     uint64_t ts;
     zim_str_t app, from, to, cid;
     zim_str_t body;
+    uint64_t sides; //  ZIM_SIDE_*; encoded only when not ZIM_SIDE_BOTH
 } zim_append_item_t;
 typedef struct {
     uint64_t req;
@@ -354,6 +363,61 @@ typedef struct {
 } zim_setcursor_t;
 void zim_setcursor_encode (zim_wr_t *wr, const zim_setcursor_t *m);
 int zim_setcursor_decode (zim_rd_t *rd, uint32_t fields, zim_setcursor_t *m);
+
+//  HELLO: [50, name, role, endpoint, instance, admin, stats(json)]: every
+//  node's heartbeat to every router, once a second. role is gateway,
+//  broker, router or store; endpoint is where its service listens (the
+//  WebSocket URL for a gateway); instance is random per process start, so a
+//  restart is seen; admin is its admin endpoint ("" if none); stats is its
+//  STATS counters as one JSON object.
+typedef struct {
+    zim_str_t name, role, endpoint;
+    uint64_t instance;
+    zim_str_t admin;
+    zim_str_t stats;
+} zim_hello_t;
+void zim_hello_encode (zim_wr_t *wr, const zim_hello_t *m);
+int zim_hello_decode (zim_rd_t *rd, uint32_t fields, zim_hello_t *m);
+
+//  MAP: [51, router, instance, version, [[name, role, endpoint, instance,
+//  admin, alive, age_ms, stats], ...]]: the live cluster map a router sends
+//  to every member once a second and whenever it changes. Nodes that stop
+//  heartbeating are dropped after the router's member_timeout, except store
+//  shards, which stay listed with alive false (their users stay placed on
+//  them). Members are sorted by name. instance is the router's own.
+typedef struct {
+    zim_str_t name, role, endpoint;
+    uint64_t instance;
+    zim_str_t admin;
+    bool alive;
+    uint64_t age_ms; //  since its last heartbeat
+    zim_str_t stats;
+} zim_member_t;
+typedef struct {
+    zim_str_t router;
+    uint64_t instance;
+    uint64_t version;
+    zim_rd_t members; //  read with zim_member_next
+    uint32_t nmembers;
+} zim_map_t;
+void zim_map_begin (zim_wr_t *wr, zim_str_t router, uint64_t instance, uint64_t version,
+                    uint32_t nmembers);
+void zim_member (zim_wr_t *wr, const zim_member_t *member);
+int zim_map_decode (zim_rd_t *rd, uint32_t fields, zim_map_t *m);
+int zim_member_next (zim_rd_t *rd, zim_member_t *member);
+
+//  The store shard of a user: a consistent hash ring with 64 points per
+//  shard (FNV-1a-64 of "NAME#i"), looked up with FNV-1a-64 of "app\0uid".
+//  shards are the shard names (in any order: placement depends on the names only); returns
+//  the index into shards, or -1 if there are none. Every node computes the
+//  same placement from the same set of names.
+typedef struct zim_ring_t zim_ring_t;
+zim_ring_t *zim_ring_new (const char *const *shards, size_t nshards);
+void zim_ring_destroy (zim_ring_t **self_p);
+int zim_ring_lookup (const zim_ring_t *self, zim_str_t app, zim_str_t uid);
+
+//  FNV-1a-64 of "app\0uid": how gateways pick a sender's broker.
+uint64_t zim_user_hash (zim_str_t app, zim_str_t uid);
 
 void zim_msg_test (bool verbose);
 

@@ -1488,7 +1488,8 @@ static void s_test_append (zsock_t *peer, uint64_t req, const s_test_msg_t *msgs
                                   zim_str (msgs[i].from),
                                   zim_str (msgs[i].to),
                                   zim_str (msgs[i].cid),
-                                  {body.data, body.size}};
+                                  {body.data, body.size},
+                                  ZIM_SIDE_BOTH};
         zim_append_item (&wr, &item);
     }
     s_test_send (peer, &wr);
