@@ -1,12 +1,17 @@
-/*  zim_router.c: presence routes. A hash from "app/uid" to the small list of
-    that user's live connections (gateway, conn, device); gateways add and
-    remove entries with PRESENCE, brokers look users up with ROUTE_Q.
+/*  zim_router.c: presence routes and cluster membership. A hash from
+    "app/uid" to the small list of that user's live connections (gateway,
+    conn, device); gateways add and remove entries with PRESENCE, brokers
+    look users up with ROUTE_Q. Every node's shell sends HELLO once a second;
+    the router answers everyone with the cluster MAP once a second and
+    whenever a member joins, restarts or leaves.
 */
 #include "router/zim_router.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
+#include <inttypes.h>
+#include <unistd.h>
 
 //  One live connection of a user.
 typedef struct {
@@ -22,6 +27,19 @@ typedef struct {
     size_t alloc;      //  allocated entries
 } s_user_t;
 
+//  One cluster member, as its heartbeats describe it.
+typedef struct {
+    char *name;        //  node name
+    char *role;        //  gateway, broker, router, store
+    char *endpoint;    //  its service endpoint (WebSocket URL for gateways)
+    char *admin;       //  its admin endpoint, "" if none
+    char *stats;       //  its counters, a JSON object
+    uint64_t instance; //  random per process start
+    uint64_t seen_ms;  //  last heartbeat (monotonic ms)
+    bool alive;        //  heard within member_timeout
+    zframe_t *peer;    //  routing id of its shell's DEALER
+} s_member_t;
+
 typedef struct {
     zsock_t *pipe;     //  our actor pipe
     zsock_t *sock;     //  ROUTER for gateways and brokers
@@ -36,7 +54,143 @@ typedef struct {
     uint64_t presence; //  PRESENCE items applied
     uint64_t queries;  //  ROUTE_Q keys answered
     uint64_t bad;      //  undecodable messages dropped
+    zhashx_t *members; //  name -> s_member_t
+    uint64_t instance; //  random per start: members see a restart
+    uint64_t version;  //  bumped on every membership change
+    uint64_t member_timeout_ms; //  silence after which a member leaves
+    uint64_t next_map_ms;       //  when the next periodic MAP goes out
+    uint64_t hellos;            //  heartbeats received
 } s_router_t;
+
+static void s_member_destroy (void **item)
+{
+    s_member_t *m = *item;
+    if (!m)
+        return;
+    free (m->name);
+    free (m->role);
+    free (m->endpoint);
+    free (m->admin);
+    free (m->stats);
+    zframe_destroy (&m->peer);
+    free (m);
+    *item = NULL;
+}
+
+static uint64_t s_mono_ms (void)
+{
+    return zim_mono_us () / 1000;
+}
+
+//  Replaces *field with a copy of v; true if it changed.
+static bool s_set_field (char **field, zim_str_t v)
+{
+    if (*field && strlen (*field) == v.len && memcmp (*field, v.ptr, v.len) == 0)
+        return false;
+    free (*field);
+    *field = zim_str_dup (v);
+    return true;
+}
+
+static int s_member_cmp (const void *a, const void *b)
+{
+    return strcmp ((*(s_member_t *const *) a)->name, (*(s_member_t *const *) b)->name);
+}
+
+//  Sends the map to every member that has a routing id.
+static void s_publish_map (s_router_t *self)
+{
+    size_t n = zhashx_size (self->members);
+    s_member_t **list = (s_member_t **) zim_calloc (n + 1, sizeof (s_member_t *));
+    size_t i = 0;
+    for (s_member_t *m = zhashx_first (self->members); m; m = zhashx_next (self->members))
+        list[i++] = m;
+    qsort (list, n, sizeof (s_member_t *), s_member_cmp);
+    uint64_t now = s_mono_ms ();
+    zim_wr_reset (&self->wr);
+    zim_map_begin (&self->wr, zim_str (self->name), self->instance, self->version, (uint32_t) n);
+    for (i = 0; i < n; i++) {
+        s_member_t *m = list[i];
+        zim_member_t item = {zim_str (m->name), zim_str (m->role), zim_str (m->endpoint),
+                             m->instance, zim_str (m->admin), m->alive, now - m->seen_ms,
+                             zim_str (m->stats)};
+        zim_member (&self->wr, &item);
+    }
+    for (i = 0; i < n; i++) {
+        if (!list[i]->alive || !list[i]->peer)
+            continue;
+        zmq_send (zsock_resolve (self->sock), zframe_data (list[i]->peer),
+                  zframe_size (list[i]->peer), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (zsock_resolve (self->sock), self->wr.data, self->wr.size, ZMQ_DONTWAIT);
+    }
+    free (list);
+    self->next_map_ms = now + 1000;
+}
+
+//  A heartbeat: add, refresh or note the restart of a member.
+static void s_handle_hello (s_router_t *self, zframe_t *peer, zim_rd_t *rd, uint32_t fields)
+{
+    zim_hello_t h;
+    if (zim_hello_decode (rd, fields, &h)) {
+        self->bad++;
+        zsys_warning ("router %s: dropped a malformed HELLO", self->name);
+        return;
+    }
+    self->hellos++;
+    char name[ZIM_ID_MAX + 1];
+    zim_str_copy (h.name, name, sizeof name);
+    s_member_t *m = (s_member_t *) zhashx_lookup (self->members, name);
+    bool changed = false;
+    if (!m) {
+        m = (s_member_t *) zim_calloc (1, sizeof (s_member_t));
+        m->name = zim_strdup (name);
+        zhashx_insert (self->members, name, m);
+        changed = true;
+        zsys_info ("router %s: %.*s %s joined (%.*s)", self->name, (int) h.role.len, h.role.ptr,
+                   name, (int) h.endpoint.len, h.endpoint.ptr);
+    }
+    else if (!m->alive || m->instance != h.instance) {
+        changed = true;
+        zsys_info ("router %s: %s %s", self->name, name,
+                   m->instance != h.instance ? "restarted" : "is back");
+    }
+    changed |= s_set_field (&m->role, h.role);
+    changed |= s_set_field (&m->endpoint, h.endpoint);
+    changed |= s_set_field (&m->admin, h.admin);
+    s_set_field (&m->stats, h.stats);
+    m->instance = h.instance;
+    m->seen_ms = s_mono_ms ();
+    m->alive = true;
+    zframe_destroy (&m->peer);
+    m->peer = zframe_dup (peer);
+    if (changed) {
+        self->version++;
+        s_publish_map (self);
+    }
+}
+
+//  Marks silent members dead: stores stay listed (their users stay placed
+//  on them), the others leave the map.
+static void s_expire_members (s_router_t *self)
+{
+    uint64_t now = s_mono_ms ();
+    zlist_t *gone = zlist_new ();
+    for (s_member_t *m = zhashx_first (self->members); m; m = zhashx_next (self->members)) {
+        if (!m->alive || now - m->seen_ms < self->member_timeout_ms)
+            continue;
+        self->version++;
+        zsys_warning ("router %s: %s %s silent for %" PRIu64 " ms: %s", self->name, m->role,
+                      m->name, now - m->seen_ms,
+                      streq (m->role, "store") ? "marked down" : "removed from the map");
+        if (streq (m->role, "store"))
+            m->alive = false;
+        else
+            zlist_append (gone, m->name);
+    }
+    for (char *name = zlist_first (gone); name; name = zlist_next (gone))
+        zhashx_delete (self->members, name);
+    zlist_destroy (&gone);
+}
 
 static void s_user_destroy (void **item)
 {
@@ -196,6 +350,8 @@ static void s_handle_sock (s_router_t *self)
         s_handle_presence (self, &rd, fields);
     else if (kind == ZIM_MSG_ROUTE_Q)
         s_handle_route_q (self, peer, &rd, fields);
+    else if (kind == ZIM_MSG_HELLO)
+        s_handle_hello (self, peer, &rd, fields);
     else
         goto malformed;
     zmsg_destroy (&msg);
@@ -221,10 +377,14 @@ static void s_handle_pipe (s_router_t *self)
     else if (streq (cmd, "SET")) {
         char *key = zmsg_popstr (msg);
         char *value = zmsg_popstr (msg);
+        uint64_t v;
         if (key && value && streq (key, "name")) {
             free (self->name);
             self->name = zim_strdup (value);
         }
+        else if (key && value && streq (key, "member_timeout") &&
+                 zim_parse_u64 (value, &v) == 0 && v >= 1)
+            self->member_timeout_ms = v * 1000;
         else
             zsys_warning ("router: unknown setting '%s'", key ? key : "");
         free (key);
@@ -250,9 +410,10 @@ static void s_handle_pipe (s_router_t *self)
     else if (streq (cmd, "STATS"))
         zstr_sendf (self->pipe,
                     "{\"users\":%zu,\"routes\":%" PRIu64 ",\"presence\":%" PRIu64
-                    ",\"queries\":%" PRIu64 ",\"bad_messages\":%" PRIu64 "}",
+                    ",\"queries\":%" PRIu64 ",\"bad_messages\":%" PRIu64
+                    ",\"members\":%zu,\"map_version\":%" PRIu64 ",\"hellos\":%" PRIu64 "}",
                     zhashx_size (self->users), self->routes, self->presence, self->queries,
-                    self->bad);
+                    self->bad, zhashx_size (self->members), self->version, self->hellos);
     else
         zsys_warning ("router: unknown command '%s'", cmd);
     free (cmd);
@@ -270,10 +431,22 @@ void zim_router_actor (zsock_t *pipe, void *args)
     self->users = zhashx_new ();
     zhashx_set_destructor (self->users, s_user_destroy);
     zim_wr_init (&self->wr);
+    self->members = zhashx_new ();
+    zhashx_set_destructor (self->members, s_member_destroy);
+    self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ zim_mono_us () ^ (uint64_t) getpid ();
+    self->member_timeout_ms = 3000;
     self->poller = zpoller_new (pipe, self->sock, NULL);
+    zpoller_set_nonstop (self->poller, true); //  the process shell decides when to stop
     zsock_signal (pipe, 0);
     while (!self->terminated) {
-        void *which = zpoller_wait (self->poller, -1);
+        if (self->started && s_mono_ms () >= self->next_map_ms) {
+            s_expire_members (self);
+            if (zhashx_size (self->members))
+                s_publish_map (self);
+            else
+                self->next_map_ms = s_mono_ms () + 1000;
+        }
+        void *which = zpoller_wait (self->poller, 250);
         if (which == pipe)
             s_handle_pipe (self);
         else if (which == self->sock && self->started)
@@ -286,6 +459,7 @@ void zim_router_actor (zsock_t *pipe, void *args)
     zpoller_destroy (&self->poller);
     zsock_destroy (&self->sock);
     zhashx_destroy (&self->users);
+    zhashx_destroy (&self->members);
     zim_wr_free (&self->wr);
     free (self->name);
 }
@@ -400,6 +574,96 @@ void zim_router_test (bool verbose)
     if (verbose)
         printf ("(%s) ", stats);
     free (stats);
+
+    //  Membership: a gateway and a store say HELLO and get the map.
+    zstr_sendx (router, "SET", "member_timeout", "1", NULL);
+    zsock_t *mg = zsock_new (ZMQ_DEALER), *ms = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (mg, "m:gw-9");
+    zsock_set_identity (ms, "m:store-9");
+    zsock_set_rcvtimeo (mg, 3000);
+    zsock_set_rcvtimeo (ms, 3000);
+    zsock_connect (mg, "%s", endpoint);
+    zsock_connect (ms, "%s", endpoint);
+    zim_hello_t hello = {zim_str ("gw-9"), zim_str ("gateway"), zim_str ("ws://h:1/ws"), 5,
+                         zim_str (""), zim_str ("{}")};
+    zim_wr_reset (&wr);
+    zim_hello_encode (&wr, &hello);
+    s_test_send (mg, &wr);
+    hello.name = zim_str ("store-9");
+    hello.role = zim_str ("store");
+    zim_hello_encode (&wr, &hello);
+    s_test_send (ms, &wr);
+    //  Read maps at the store until both members are in one.
+    int members = 0;
+    for (int tries = 0; tries < 10 && members < 2; tries++) {
+        zframe_t *frame = zframe_recv (ms);
+        assert (frame);
+        zim_rd_t rd;
+        zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+        int kind;
+        uint32_t fields;
+        zim_map_t map;
+        assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_MAP);
+        assert (zim_map_decode (&rd, fields, &map) == 0);
+        members = (int) map.nmembers;
+        zframe_destroy (&frame);
+    }
+    assert (members == 2);
+    //  The gateway goes silent; the store keeps beating: after the timeout
+    //  the gateway is gone from the map.
+    bool gw_gone = false;
+    zsock_set_rcvtimeo (ms, 100);
+    for (int beat = 0; beat < 50 && !gw_gone; beat++) {
+        zim_hello_encode (&wr, &hello);
+        s_test_send (ms, &wr);
+        zframe_t *frame = zframe_recv (ms); //  a map comes about once a second
+        if (!frame)
+            continue;
+        zim_rd_t rd;
+        zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+        int kind;
+        uint32_t fields;
+        zim_map_t map;
+        assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_map_decode (&rd, fields, &map) == 0);
+        zim_member_t m;
+        gw_gone = true;
+        for (uint32_t i = 0; i < map.nmembers; i++) {
+            assert (zim_member_next (&map.members, &m) == 0);
+            if (zim_str_eq (m.name, "gw-9"))
+                gw_gone = false;
+        }
+        zframe_destroy (&frame);
+    }
+    assert (gw_gone);
+    //  Now the store goes silent: it stays in the map, marked down, as the
+    //  gateway sees when it comes back.
+    zclock_sleep (1500);
+    hello.name = zim_str ("gw-9");
+    hello.role = zim_str ("gateway");
+    zim_hello_encode (&wr, &hello);
+    s_test_send (mg, &wr);
+    bool store_down = false;
+    for (int tries = 0; tries < 5 && !store_down; tries++) {
+        zframe_t *frame = zframe_recv (mg);
+        assert (frame);
+        zim_rd_t rd;
+        zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+        int kind;
+        uint32_t fields;
+        zim_map_t map;
+        assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_map_decode (&rd, fields, &map) == 0);
+        zim_member_t m;
+        for (uint32_t i = 0; i < map.nmembers; i++) {
+            assert (zim_member_next (&map.members, &m) == 0);
+            if (zim_str_eq (m.name, "store-9") && !m.alive)
+                store_down = true;
+        }
+        zframe_destroy (&frame);
+    }
+    assert (store_down);
+    zsock_destroy (&mg);
+    zsock_destroy (&ms);
+
     zim_wr_free (&wr);
     zsock_destroy (&gw1);
     zsock_destroy (&gw2);
