@@ -23,9 +23,26 @@
 #include <unistd.h>
 
 #define S_MAX_BROKERS 64
+#define S_MAX_ROUTERS 8
+#define S_PRESENCE_CHUNK 1000
 #define S_SYNC_LIMIT_MAX 1000
 
 typedef struct s_gateway_t s_gateway_t;
+
+//  A broker this gateway can send to.
+typedef struct {
+    char *name;     //  its node name (the endpoint for CONNECT broker)
+    char *endpoint; //  where it listens
+    zsock_t *sock;  //  DEALER, our name as routing id
+    bool live;      //  in the cluster map (always, when given by CONNECT)
+} s_broker_t;
+
+//  A router: PRESENCE goes to every one.
+typedef struct {
+    zsock_t *sock;     //  DEALER
+    char *name;        //  its node name once a MAP named it
+    uint64_t instance; //  its instance in the last MAP: a change = restart
+} s_routerconn_t;
 
 //  One client connection (WebSocket session).
 typedef struct s_conn_t {
@@ -71,9 +88,12 @@ struct s_gateway_t {
     double send_burst;                  //  token bucket size
     size_t max_pending;                 //  output bytes before slow-consumer cut
     zhash_t *apps;                      //  app name -> secret
-    zsock_t *brokers[S_MAX_BROKERS];    //  DEALERs, one per broker
+    s_broker_t brokers[S_MAX_BROKERS];  //  every broker ever connected
     size_t nbrokers;                    //  how many
-    zsock_t *router;                    //  DEALER to the router
+    size_t live[S_MAX_BROKERS];         //  indexes of the live ones, sorted by name
+    size_t nlive;                       //  how many
+    s_routerconn_t routers[S_MAX_ROUTERS]; //  DEALERs to the routers
+    size_t nrouters;                    //  how many
     struct lws_context *ctx;            //  libwebsockets context
     struct lws_vhost *vhost;            //  the listening vhost
     lws_retry_bo_t retry;               //  WebSocket ping policy
@@ -293,11 +313,19 @@ static int s_backbone_send (s_gateway_t *self, zsock_t *sock)
                : -1;
 }
 
-//  Tells the router that conn went up or down.
+//  Sends self->wr to every router.
+static void s_to_routers (s_gateway_t *self)
+{
+    for (size_t i = 0; i < self->nrouters; i++)
+        if (s_backbone_send (self, self->routers[i].sock)) {
+            self->presence_dropped++;
+            s_warn (self, "presence update dropped: router queue full or router unreachable");
+        }
+}
+
+//  Tells the routers that conn went up or down.
 static void s_presence (s_gateway_t *self, s_conn_t *conn, bool up, bool reset)
 {
-    if (!self->router)
-        return;
     zim_wr_reset (&self->wr);
     zim_presence_begin (&self->wr, zim_str (self->name), reset, conn ? 1 : 0);
     if (conn) {
@@ -305,22 +333,44 @@ static void s_presence (s_gateway_t *self, s_conn_t *conn, bool up, bool reset)
                                     zim_str (conn->device)};
         zim_presence_item (&self->wr, &item);
     }
-    if (s_backbone_send (self, self->router)) {
-        self->presence_dropped++;
-        s_warn (self, "presence update dropped: router queue full or router unreachable");
-    }
+    s_to_routers (self);
 }
 
-//  The broker owning (app, uid): FNV-1a-64 of "app\0uid".
+//  Tells the routers every session this gateway holds, after a reset: what
+//  a restarted router needs to have whole routes again.
+static void s_presence_announce (s_gateway_t *self)
+{
+    size_t total = 0, sent = 0;
+    for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns))
+        total += c->authed;
+    s_conn_t *conn = zhashx_first (self->conns);
+    do {
+        uint32_t n = (uint32_t) (total - sent > S_PRESENCE_CHUNK ? S_PRESENCE_CHUNK
+                                                                  : total - sent);
+        zim_wr_reset (&self->wr);
+        zim_presence_begin (&self->wr, zim_str (self->name), sent == 0, n);
+        for (uint32_t i = 0; i < n; conn = zhashx_next (self->conns)) {
+            if (!conn->authed)
+                continue;
+            zim_presence_item_t item = {true, conn->id, zim_str (conn->app),
+                                        zim_str (conn->uid), zim_str (conn->device)};
+            zim_presence_item (&self->wr, &item);
+            i++;
+        }
+        s_to_routers (self);
+        sent += n;
+    } while (sent < total);
+    zsys_info ("%s: announced %zu sessions to the routers", self->name, total);
+}
+
+//  The broker owning (app, uid) among the live ones: FNV-1a-64 of
+//  "app\0uid" modulo their number. NULL if none is live.
 static zsock_t *s_broker_for (s_gateway_t *self, const char *app, const char *uid)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const char *s = app; *s; s++)
-        h = (h ^ (uint8_t) *s) * 0x100000001b3ULL;
-    h = (h ^ 0) * 0x100000001b3ULL;
-    for (const char *s = uid; *s; s++)
-        h = (h ^ (uint8_t) *s) * 0x100000001b3ULL;
-    return self->brokers[h % self->nbrokers];
+    if (self->nlive == 0)
+        return NULL;
+    uint64_t h = zim_user_hash (zim_str (app), zim_str (uid));
+    return self->brokers[self->live[h % self->nlive]].sock;
 }
 
 //  Handles one backbone message from a broker (OUT).
@@ -373,9 +423,9 @@ static void s_drain_all (s_gateway_t *self)
     while (!self->terminated && (zsock_events (self->pipe) & ZMQ_POLLIN))
         s_handle_pipe (self);
     for (size_t i = 0; i < self->nbrokers; i++)
-        s_drain_socket (self, self->brokers[i], true);
-    if (self->router)
-        s_drain_socket (self, self->router, false);
+        s_drain_socket (self, self->brokers[i].sock, true);
+    for (size_t i = 0; i < self->nrouters; i++)
+        s_drain_socket (self, self->routers[i].sock, false);
 }
 
 //  ---------------------------------------------------------------------
@@ -431,7 +481,8 @@ static zim_who_t s_who (s_conn_t *conn)
 static void s_forward (s_conn_t *conn, zim_str_t cid, bool has_rid, uint64_t rid)
 {
     s_gateway_t *self = conn->gw;
-    if (s_backbone_send (self, s_broker_for (self, conn->app, conn->uid))) {
+    zsock_t *broker = s_broker_for (self, conn->app, conn->uid);
+    if (!broker || s_backbone_send (self, broker)) {
         self->unavailable++;
         s_warn (self, "broker queue full or broker unreachable: answered 5030 to %s/%s",
                 conn->app, conn->uid);
@@ -924,10 +975,6 @@ static int s_adopt (s_gateway_t *self, zsock_t *sock)
 //  Starts listening. Returns 0 or -1.
 static int s_start (s_gateway_t *self)
 {
-    if (self->nbrokers == 0) {
-        zsys_error ("%s: START without CONNECT broker", self->name);
-        return -1;
-    }
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -961,29 +1008,33 @@ static int s_start (s_gateway_t *self)
         return -1;
     }
     self->port = lws_get_vhost_listen_port (self->vhost);
-    if (s_adopt (self, self->pipe) || (self->router && s_adopt (self, self->router))) {
+    bool adopted = s_adopt (self, self->pipe) == 0;
+    for (size_t i = 0; i < self->nrouters; i++)
+        adopted &= s_adopt (self, self->routers[i].sock) == 0;
+    for (size_t i = 0; i < self->nbrokers; i++)
+        adopted &= s_adopt (self, self->brokers[i].sock) == 0;
+    if (!adopted) {
         zsys_error ("%s: cannot adopt the ZeroMQ sockets into the event loop", self->name);
         return -1;
     }
-    for (size_t i = 0; i < self->nbrokers; i++)
-        if (s_adopt (self, self->brokers[i])) {
-            zsys_error ("%s: cannot adopt the ZeroMQ sockets into the event loop", self->name);
-            return -1;
-        }
     //  The router forgets whatever an earlier run of this gateway had.
     s_presence (self, NULL, false, true);
     lws_sul_schedule (self->ctx, 0, &self->tick, s_tick, LWS_US_PER_SEC);
     self->started = true;
     zsys_info ("%s: listening on %s:%d (WebSocket /ws), %zu broker(s)%s%s", self->name,
-               self->iface ? self->iface : "*", self->port, self->nbrokers,
+               self->iface ? self->iface : "*", self->port, self->nlive,
                self->www ? ", files from " : "", self->www ? self->www : "");
     return 0;
 }
 
-//  Makes a DEALER with our routing id connected to endpoint.
-static zsock_t *s_dealer (s_gateway_t *self, const char *endpoint)
+//  Makes a DEALER with our routing id connected to endpoint. A broker's
+//  has ZMQ_IMMEDIATE: while it is down, sends fail at once (5030) rather
+//  than wait in a queue for a broker that may never return.
+static zsock_t *s_dealer (s_gateway_t *self, const char *endpoint, bool immediate)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (immediate)
+        zsock_set_immediate (sock, 1);
     zsock_set_identity (sock, self->name);
     zsock_set_linger (sock, 0);
     zsock_set_sndhwm (sock, 100000);
@@ -993,6 +1044,124 @@ static zsock_t *s_dealer (s_gateway_t *self, const char *endpoint)
         zsock_destroy (&sock);
     }
     return sock;
+}
+
+//  Adds a broker and its DEALER (adopted into the loop if running).
+static s_broker_t *s_broker_add (s_gateway_t *self, const char *name, const char *endpoint)
+{
+    if (self->nbrokers == S_MAX_BROKERS) {
+        s_warn (self, "more than %d brokers: %s ignored", S_MAX_BROKERS, name);
+        return NULL;
+    }
+    zsock_t *sock = s_dealer (self, endpoint, true);
+    if (!sock)
+        return NULL;
+    if (self->started && s_adopt (self, sock)) {
+        zsys_error ("%s: cannot adopt the socket to broker %s", self->name, name);
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    s_broker_t *broker = &self->brokers[self->nbrokers++];
+    broker->name = zim_strdup (name);
+    broker->endpoint = zim_strdup (endpoint);
+    broker->sock = sock;
+    return broker;
+}
+
+static int s_live_cmp (const void *a, const void *b, void *arg)
+{
+    s_gateway_t *self = (s_gateway_t *) arg;
+    return strcmp (self->brokers[*(const size_t *) a].name,
+                   self->brokers[*(const size_t *) b].name);
+}
+
+//  Rebuilds the sorted list of live brokers.
+static void s_broker_relist (s_gateway_t *self)
+{
+    self->nlive = 0;
+    for (size_t i = 0; i < self->nbrokers; i++)
+        if (self->brokers[i].live)
+            self->live[self->nlive++] = i;
+    qsort_r (self->live, self->nlive, sizeof (size_t), s_live_cmp, self);
+}
+
+//  A cluster map: live brokers to send to; a restarted router gets every
+//  session again.
+static void s_handle_map (s_gateway_t *self, zframe_t *frame)
+{
+    zim_rd_t rd;
+    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+    int kind;
+    uint32_t fields;
+    zim_map_t map;
+    if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_MAP ||
+        zim_map_decode (&rd, fields, &map)) {
+        self->bad_messages++;
+        s_warn (self, "dropped an undecodable MAP");
+        return;
+    }
+    bool seen[S_MAX_BROKERS] = {false};
+    for (uint32_t i = 0; i < map.nmembers; i++) {
+        zim_member_t m;
+        if (zim_member_next (&map.members, &m)) {
+            self->bad_messages++;
+            s_warn (self, "dropped an undecodable MAP");
+            return;
+        }
+        if (!zim_str_eq (m.role, "broker") || !m.alive)
+            continue;
+        char name[ZIM_ID_MAX + 1], endpoint[300];
+        zim_str_copy (m.name, name, sizeof name);
+        zim_str_copy (m.endpoint, endpoint, sizeof endpoint);
+        s_broker_t *broker = NULL;
+        for (size_t b = 0; b < self->nbrokers; b++)
+            if (streq (self->brokers[b].name, name) && streq (self->brokers[b].endpoint, endpoint))
+                broker = &self->brokers[b];
+        if (!broker) {
+            broker = s_broker_add (self, name, endpoint);
+            if (!broker)
+                continue;
+            zsys_info ("%s: broker %s at %s", self->name, name, endpoint);
+        }
+        seen[broker - self->brokers] = true;
+    }
+    bool changed = false;
+    for (size_t b = 0; b < self->nbrokers; b++) {
+        bool live = seen[b] || streq (self->brokers[b].name, self->brokers[b].endpoint);
+        if (live != self->brokers[b].live) {
+            changed = true;
+            self->brokers[b].live = live;
+            zsys_info ("%s: broker %s is %s", self->name, self->brokers[b].name,
+                       live ? "live" : "gone: its senders move to the others");
+        }
+    }
+    if (changed)
+        s_broker_relist (self);
+    //  Which router sent it, and did it restart?
+    char rname[ZIM_ID_MAX + 1];
+    zim_str_copy (map.router, rname, sizeof rname);
+    bool restarted = false, known = false;
+    for (size_t r = 0; r < self->nrouters; r++) {
+        s_routerconn_t *rc = &self->routers[r];
+        if (rc->name && streq (rc->name, rname)) {
+            known = true;
+            restarted = rc->instance != map.instance;
+            rc->instance = map.instance;
+        }
+    }
+    if (!known) {
+        //  First map from this router: remember it by the first unnamed slot.
+        for (size_t r = 0; r < self->nrouters; r++)
+            if (!self->routers[r].name) {
+                self->routers[r].name = zim_strdup (rname);
+                self->routers[r].instance = map.instance;
+                break;
+            }
+    }
+    if (restarted) {
+        zsys_info ("%s: router %s restarted: announcing every session again", self->name, rname);
+        s_presence_announce (self);
+    }
 }
 
 //  Handles one command from the pipe.
@@ -1049,20 +1218,30 @@ static void s_handle_pipe (s_gateway_t *self)
     else if (streq (cmd, "CONNECT") && a && b) {
         int rc = 1;
         if (streq (a, "broker") && self->nbrokers < S_MAX_BROKERS && !self->started) {
-            zsock_t *sock = s_dealer (self, b);
-            if (sock) {
-                self->brokers[self->nbrokers++] = sock;
+            s_broker_t *broker = s_broker_add (self, b, b);
+            if (broker) {
+                broker->live = true;
+                s_broker_relist (self);
                 rc = 0;
             }
         }
-        else if (streq (a, "router") && !self->router && !self->started) {
-            self->router = s_dealer (self, b);
-            rc = self->router ? 0 : 1;
+        else if (streq (a, "router") && self->nrouters < S_MAX_ROUTERS && !self->started) {
+            zsock_t *sock = s_dealer (self, b, false);
+            if (sock) {
+                self->routers[self->nrouters++].sock = sock;
+                rc = 0;
+            }
         }
         else
             zsys_error ("%s: CONNECT %s: unknown role, too many, or already started", self->name,
                         a);
         zsock_signal (self->pipe, (byte) rc);
+    }
+    else if (streq (cmd, "MAP")) {
+        zframe_t *frame = zmsg_pop (msg);
+        if (frame)
+            s_handle_map (self, frame);
+        zframe_destroy (&frame);
     }
     else if (streq (cmd, "START"))
         zsock_signal (self->pipe, self->started ? 0 : (s_start (self) ? 1 : 0));
@@ -1134,9 +1313,15 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
         lws_sul_cancel (&self->tick);
         lws_context_destroy (self->ctx);
     }
-    for (size_t i = 0; i < self->nbrokers; i++)
-        zsock_destroy (&self->brokers[i]);
-    zsock_destroy (&self->router);
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        zsock_destroy (&self->brokers[i].sock);
+        free (self->brokers[i].name);
+        free (self->brokers[i].endpoint);
+    }
+    for (size_t i = 0; i < self->nrouters; i++) {
+        zsock_destroy (&self->routers[i].sock);
+        free (self->routers[i].name);
+    }
     zhashx_destroy (&self->conns);
     zhash_destroy (&self->apps);
     zim_wr_free (&self->wr);
