@@ -357,16 +357,23 @@ static int s_append_one (s_store_t *self, const zim_append_item_t *it, zim_appen
     } else if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
 
-    //  Next seqs, not taken until the record is in.
+    //  Next seqs, not taken until the record is in. A cross-shard item
+    //  (sides 1 or 2) takes a seq in the inbox of one side only; the other
+    //  shard writes the other side.
     bool to_self = s_str_same (it->from, it->to);
+    bool do_from = to_self || (it->sides & ZIM_SIDE_FROM);
+    bool do_to = !to_self && (it->sides & ZIM_SIDE_TO);
     s_key_t fk, tk;
-    size_t fslot, tslot = 0;
+    size_t fslot = 0, tslot = 0;
+    uint64_t from_seq = 0, to_seq = 0;
     s_seq_reserve (self, 2);
-    s_key_user (&fk, it->app, it->from);
-    if ((rc = s_seq_find (self, &fk, &fslot)))
-        return rc;
-    uint64_t from_seq = self->seq_tab[fslot].seq + 1, to_seq = 0;
-    if (!to_self) {
+    if (do_from) {
+        s_key_user (&fk, it->app, it->from);
+        if ((rc = s_seq_find (self, &fk, &fslot)))
+            return rc;
+        from_seq = self->seq_tab[fslot].seq + 1;
+    }
+    if (do_to) {
         s_key_user (&tk, it->app, it->to);
         if ((rc = s_seq_find (self, &tk, &tslot)))
             return rc;
@@ -414,20 +421,24 @@ static int s_append_one (s_store_t *self, const zim_append_item_t *it, zim_appen
     memcpy (p, it->body.ptr, it->body.len);
     if (it->id > self->last_id_txn)
         self->last_id_txn = it->id;
-    self->seq_tab[fslot].seq = from_seq;
-    self->seq_tab[fslot].dirty = true;
-    if (!to_self) {
+    if (do_from) {
+        self->seq_tab[fslot].seq = from_seq;
+        self->seq_tab[fslot].dirty = true;
+    }
+    if (do_to) {
         self->seq_tab[tslot].seq = to_seq;
         self->seq_tab[tslot].dirty = true;
     }
 
     //  Inbox entries, history entry, idempotency key.
     MDB_val idv = {8, idb};
-    s_key_u64 (&fk, from_seq);
-    k = (MDB_val){fk.len, fk.buf};
-    if ((rc = mdb_put (self->txn, self->db_inbox, &k, &idv, 0)))
-        return rc;
-    if (!to_self) {
+    if (do_from) {
+        s_key_u64 (&fk, from_seq);
+        k = (MDB_val){fk.len, fk.buf};
+        if ((rc = mdb_put (self->txn, self->db_inbox, &k, &idv, 0)))
+            return rc;
+    }
+    if (do_to) {
         s_key_u64 (&tk, to_seq);
         k = (MDB_val){tk.len, tk.buf};
         if ((rc = mdb_put (self->txn, self->db_inbox, &k, &idv, 0)))
@@ -1468,7 +1479,8 @@ static void s_test_send (zsock_t *peer, zim_wr_t *wr)
 }
 
 //  Sends one APPEND of msgs[0..n).
-static void s_test_append (zsock_t *peer, uint64_t req, const s_test_msg_t *msgs, size_t n)
+static void s_test_append_sides (zsock_t *peer, uint64_t req, const s_test_msg_t *msgs, size_t n,
+                                 uint64_t sides)
 {
     zim_wr_t wr, body;
     zim_wr_init (&wr);
@@ -1489,12 +1501,17 @@ static void s_test_append (zsock_t *peer, uint64_t req, const s_test_msg_t *msgs
                                   zim_str (msgs[i].to),
                                   zim_str (msgs[i].cid),
                                   {body.data, body.size},
-                                  ZIM_SIDE_BOTH};
+                                  sides};
         zim_append_item (&wr, &item);
     }
     s_test_send (peer, &wr);
     zim_wr_free (&wr);
     zim_wr_free (&body);
+}
+
+static void s_test_append (zsock_t *peer, uint64_t req, const s_test_msg_t *msgs, size_t n)
+{
+    s_test_append_sides (peer, req, msgs, n, ZIM_SIDE_BOTH);
 }
 
 //  Receives one APPENDED for req with n results into res.
@@ -1851,6 +1868,35 @@ void zim_store_test (bool verbose)
     assert (s_test_page (peer, 218, got, S_PAGE_MAX, &more, NULL) == 31 && more);
     s_test_read (peer, 219, ZIM_READ_SYNC, "gina", "phone", 31, 1000, "");
     assert (s_test_page (peer, 219, got, S_PAGE_MAX, &more, NULL) == 9 && !more);
+    zsock_destroy (&peer);
+    zactor_destroy (&store);
+
+    //  Cross-shard halves: sides 1 writes only the sender's inbox, sides 2
+    //  only the recipient's; both write history and the idempotency key.
+    snprintf (path, sizeof path, "%s/sides", top);
+    store = s_test_start (path, "batch", NULL, NULL, endpoint, sizeof endpoint);
+    peer = s_test_peer (endpoint);
+    msgs[0] = (s_test_msg_t){base + 1, now, "kim", "lee", cids[0], "from-half", 0};
+    msgs[1] = (s_test_msg_t){base + 2, now, "max", "kim", cids[1], "to-half", 0};
+    s_test_append_sides (peer, 130, msgs, 1, ZIM_SIDE_FROM);
+    s_test_appended (peer, 130, res, 1);
+    assert (res[0].status == ZIM_APPEND_STORED && res[0].from_seq == 1 && res[0].to_seq == 0);
+    s_test_append_sides (peer, 132, msgs + 1, 1, ZIM_SIDE_TO);
+    s_test_appended (peer, 132, res + 1, 1);
+    assert (res[1].status == ZIM_APPEND_STORED && res[1].from_seq == 0 && res[1].to_seq == 2);
+    s_test_read (peer, 230, ZIM_READ_SYNC, "kim", "phone", 0, 100, "");
+    assert (s_test_page (peer, 230, got, S_PAGE_MAX, &more, NULL) == 2);
+    assert (got[0].seq == 1 && streq (got[0].body, "from-half"));
+    assert (got[1].seq == 2 && streq (got[1].body, "to-half"));
+    s_test_read (peer, 231, ZIM_READ_SYNC, "lee", "phone", 0, 100, "");
+    assert (s_test_page (peer, 231, got, S_PAGE_MAX, &more, NULL) == 0);
+    s_test_read (peer, 232, ZIM_READ_SYNC, "max", "phone", 0, 100, "");
+    assert (s_test_page (peer, 232, got, S_PAGE_MAX, &more, NULL) == 0);
+    s_test_read (peer, 233, ZIM_READ_HISTORY, "lee", "phone", 0, 100, "kim");
+    assert (s_test_page (peer, 233, got, S_PAGE_MAX, &more, NULL) == 1);
+    s_test_append_sides (peer, 131, msgs + 1, 1, ZIM_SIDE_TO);
+    s_test_appended (peer, 131, res, 1);
+    assert (res[0].status == ZIM_APPEND_DUPLICATE && res[0].to_seq == 2);
     zsock_destroy (&peer);
     zactor_destroy (&store);
 
