@@ -1,10 +1,19 @@
 /*  zim_broker.c: the message actor. Every SEND it drains from the gateways
-    in one go becomes one batch: one APPEND to the store and, in parallel,
-    one ROUTE_Q to the router. A batch completes, strictly in arrival order,
-    when the store has committed it and the routes are known; then the
-    senders get their acks and the recipients (and the senders' other
-    devices) their deliveries. Sync, history and cursor requests are relayed
-    to the store and their pages returned to the asking connection.
+    in one go becomes one batch: one APPEND per store shard and, in
+    parallel, one ROUTE_Q to a router. A batch completes, strictly in
+    arrival order, when the stores have committed it and the routes are
+    known; then the senders get their acks and the recipients (and the
+    senders' other devices) their deliveries. Sync, history and cursor
+    requests are relayed to the user's shard and their pages returned to the
+    asking connection.
+
+    Shards: zim-server gives one store (CONNECT store). In a cluster the
+    shards are the store nodes of the cluster map (and the `shards` setting),
+    and a user lives on zim_ring_lookup (app, uid). A message whose two users
+    live on different shards is written in two phases: the sender's shard
+    first (sides 1), which fixes its id and timestamp (the original ones for
+    a retry), then the recipient's shard (sides 2) with that same id; the
+    sender is acked only when both have committed.
 */
 #include "broker/zim_broker.h"
 #include "msg/zim_msg.h"
@@ -20,22 +29,48 @@
 
 //  One send inside a batch. Views in m point into frame.
 typedef struct {
-    zframe_t *gw;    //  routing id of the gateway it came from
-    zframe_t *frame; //  the SEND message
-    zim_send_t m;    //  decoded SEND
-    uint64_t id;     //  assigned message id
-    uint64_t ts;     //  assigned timestamp (ms)
+    zframe_t *gw;        //  routing id of the gateway it came from
+    zframe_t *frame;     //  the SEND message
+    zim_send_t m;        //  decoded SEND
+    uint64_t id;         //  assigned message id
+    uint64_t ts;         //  assigned timestamp (ms)
+    int shard_from;      //  the sender's shard, -1 if none is known
+    int shard_to;        //  the recipient's shard, -1 if none is known
+    bool done;           //  every write it needs has answered
+    int err;             //  client error code once failed, else 0
+    zim_appended_item_t res; //  the store's result: canonical id and ts,
+                             //  from_seq, and to_seq (from the second
+                             //  phase for a cross-shard message)
 } s_item_t;
 
-//  A batch of sends on its way through store and router.
+//  A batch of sends on its way through stores and router.
 typedef struct {
-    uint64_t req;       //  request id used for both APPEND and ROUTE_Q
+    uint64_t req;       //  request id of its ROUTE_Q
     s_item_t *items;    //  the sends, in arrival order
     size_t count;       //  number of items
-    zframe_t *appended; //  store answer, once it came
+    size_t writes;      //  APPENDs sent and not yet answered
     zframe_t *routes;   //  router answer, once it came
     uint64_t born_us;   //  when it was sent (monotonic)
 } s_batch_t;
+
+//  One APPEND to one shard for some items of a batch.
+typedef struct {
+    uint64_t req;       //  its request id
+    s_batch_t *batch;   //  the batch it belongs to
+    int shard;          //  the shard it went to
+    int sides;          //  ZIM_SIDE_TO for the second phase, else 0
+    uint32_t *idx;      //  the items, as indexes into batch->items
+    uint32_t n;         //  how many
+} s_write_t;
+
+//  One store shard.
+typedef struct {
+    char *name;         //  its node name ("" for zim-server's one store)
+    char *endpoint;     //  where it is reached, NULL until a map says
+    zsock_t *sock;      //  DEALER to it, NULL until then
+} s_shard_t;
+
+#define S_SHARDS_MAX 256
 
 //  A sync or history request waiting for its PAGE.
 typedef struct {
@@ -50,11 +85,14 @@ typedef struct {
 typedef struct {
     zsock_t *pipe;     //  actor pipe
     zsock_t *front;    //  ROUTER for gateways
-    zsock_t *store;    //  DEALER to the store
-    zsock_t *router;   //  DEALER to the router
+    zsock_t *router;   //  DEALER to the routers (each ROUTE_Q goes to one)
+    s_shard_t shards[S_SHARDS_MAX]; //  store shards, in the order first seen
+    size_t nshards;    //  how many
+    zim_ring_t *ring;  //  placement over the shard names; NULL with one
+                       //  store from CONNECT store
+    bool has_store;    //  CONNECT store was given (zim-server)
     char *name;        //  node name
     uint64_t node_id;  //  0..1023
-    bool has_store;    //  CONNECT store was given
     bool has_router;   //  CONNECT router was given
     bool started;      //  START was received
     bool terminated;   //  $TERM was received
@@ -69,12 +107,14 @@ typedef struct {
     s_batch_t *open;          //  batch being filled by the current drain
     zlistx_t *batches;        //  s_batch_t in flight, oldest first
     zlistx_t *reads;          //  s_read_t in flight, oldest first
+    zlistx_t *writes;         //  s_write_t in flight
     size_t inflight;          //  sends in batches in flight
     zim_wr_t wr;              //  encode buffer for backbone messages
     zim_wr_t fr;              //  encode buffer for client frames
     //  Counters (STATS)
     uint64_t sends, acks, duplicates, deliveries, send_errors, rejected_full;
     uint64_t store_timeouts, route_timeouts, unroutable, reads_n, cursors, bad;
+    uint64_t cross_shard, no_shard;
 } s_broker_t;
 
 static uint64_t s_next_id (s_broker_t *self, uint64_t now_ms)
@@ -102,7 +142,6 @@ static void s_batch_destroy (s_batch_t **batch_p)
         zframe_destroy (&batch->items[i].frame);
     }
     free (batch->items);
-    zframe_destroy (&batch->appended);
     zframe_destroy (&batch->routes);
     free (batch);
     *batch_p = NULL;
@@ -113,6 +152,114 @@ static void s_read_destroy (s_read_t **read_p)
     if (*read_p)
         zframe_destroy (&(*read_p)->gw);
     zim_free (read_p);
+}
+
+static void s_write_destroy (s_write_t **write_p)
+{
+    if (*write_p)
+        free ((*write_p)->idx);
+    zim_free (write_p);
+}
+
+//  The shard of a user, or -1 when there is none yet.
+static int s_shard_of (s_broker_t *self, zim_str_t app, zim_str_t uid)
+{
+    if (self->ring)
+        return zim_ring_lookup (self->ring, app, uid);
+    return self->nshards ? 0 : -1;
+}
+
+//  The shard called name, added (and the ring rebuilt) if new; -1 when the
+//  table is full.
+static int s_shard_find (s_broker_t *self, const char *name, size_t len)
+{
+    for (size_t i = 0; i < self->nshards; i++)
+        if (strlen (self->shards[i].name) == len && memcmp (self->shards[i].name, name, len) == 0)
+            return (int) i;
+    if (self->nshards == S_SHARDS_MAX)
+        return -1;
+    s_shard_t *shard = &self->shards[self->nshards++];
+    *shard = (s_shard_t){zim_calloc (1, len + 1), NULL, NULL};
+    memcpy (shard->name, name, len);
+    const char *names[S_SHARDS_MAX];
+    for (size_t i = 0; i < self->nshards; i++)
+        names[i] = self->shards[i].name;
+    zim_ring_destroy (&self->ring);
+    self->ring = zim_ring_new (names, self->nshards);
+    zsys_info ("broker %s: store shard %s joins the placement (%zu shards)", self->name,
+               shard->name, self->nshards);
+    return (int) self->nshards - 1;
+}
+
+//  Points a shard's DEALER at endpoint (a new socket when it moved). A
+//  shard that is down makes sends fail at once (ZMQ_IMMEDIATE) instead of
+//  queueing behind it; their clients retry.
+static void s_shard_connect (s_broker_t *self, int index, const char *endpoint, size_t len)
+{
+    s_shard_t *shard = &self->shards[index];
+    if (shard->endpoint && strlen (shard->endpoint) == len &&
+        memcmp (shard->endpoint, endpoint, len) == 0)
+        return;
+    zsock_destroy (&shard->sock);
+    free (shard->endpoint);
+    shard->endpoint = zim_calloc (1, len + 1);
+    memcpy (shard->endpoint, endpoint, len);
+    shard->sock = zsock_new (ZMQ_DEALER);
+    assert (shard->sock);
+    zsock_set_linger (shard->sock, 0);
+    zsock_set_sndhwm (shard->sock, 10000);
+    zsock_set_immediate (shard->sock, 1);
+    if (zsock_connect (shard->sock, "%s", shard->endpoint) == -1)
+        zsys_error ("broker %s: cannot connect store shard %s at %s", self->name, shard->name,
+                    shard->endpoint);
+    else
+        zsys_info ("broker %s: store shard %s at %s", self->name, shard->name, shard->endpoint);
+}
+
+//  Sends self->wr to a shard without blocking; -1 when it cannot take it
+//  (unknown endpoint, down, or far behind).
+static int s_shard_send (s_broker_t *self, int index)
+{
+    if (index < 0 || !self->shards[index].sock)
+        return -1;
+    return zmq_send (zsock_resolve (self->shards[index].sock), self->wr.data, self->wr.size,
+                     ZMQ_DONTWAIT) == -1
+               ? -1
+               : 0;
+}
+
+//  Takes the store shards of a cluster map: new names join the placement,
+//  moved endpoints are reconnected. Shards are never removed: a shard that
+//  is down keeps its users, who get 5030 until it is back.
+static void s_handle_map (s_broker_t *self, zframe_t *frame)
+{
+    zim_rd_t rd;
+    int kind;
+    uint32_t fields;
+    zim_map_t map;
+    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+    if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_MAP ||
+        zim_map_decode (&rd, fields, &map))
+        goto malformed;
+    for (uint32_t i = 0; i < map.nmembers; i++) {
+        zim_member_t member;
+        if (zim_member_next (&map.members, &member))
+            goto malformed;
+        if (!zim_str_eq (member.role, "store") || member.name.len == 0 ||
+            member.endpoint.len == 0)
+            continue;
+        int index = s_shard_find (self, member.name.ptr, member.name.len);
+        if (index == -1) {
+            zsys_error ("broker %s: more than %d store shards; %.*s ignored", self->name,
+                        S_SHARDS_MAX, (int) member.name.len, member.name.ptr);
+            continue;
+        }
+        s_shard_connect (self, index, member.endpoint.ptr, member.endpoint.len);
+    }
+    return;
+malformed:
+    self->bad++;
+    zsys_warning ("broker %s: dropped a malformed cluster map", self->name);
 }
 
 //  Sends an OUT holding self->fr's frames to conns on gateway gw. A gateway
@@ -188,22 +335,8 @@ static int s_route_list (zim_rd_t *lists, zim_route_t *routes, uint32_t max, uin
 //  Finishes a batch: acks or errors to senders, deliveries to recipients.
 static void s_batch_complete (s_broker_t *self, s_batch_t *batch)
 {
-    zim_appended_t ap = {0};
     zim_route_r_t rr = {0};
-    bool have_results = false, have_routes = false;
-    if (batch->appended) {
-        zim_rd_t rd;
-        int kind;
-        uint32_t fields;
-        zim_rd_init (&rd, zframe_data (batch->appended), zframe_size (batch->appended));
-        have_results = zim_msg_kind (&rd, &kind, &fields) == 0 &&
-                       zim_appended_decode (&rd, fields, &ap) == 0 && ap.nitems == batch->count;
-        if (!have_results) {
-            self->bad++;
-            zsys_error ("broker %s: store answered batch %" PRIu64 " with a bad APPENDED",
-                        self->name, batch->req);
-        }
-    }
+    bool have_routes = false;
     if (batch->routes) {
         zim_rd_t rd;
         int kind;
@@ -212,7 +345,7 @@ static void s_batch_complete (s_broker_t *self, s_batch_t *batch)
         have_routes = zim_msg_kind (&rd, &kind, &fields) == 0 &&
                       zim_route_r_decode (&rd, fields, &rr) == 0 &&
                       rr.nlists == 2 * batch->count;
-        if (!have_routes && batch->routes) {
+        if (!have_routes) {
             self->bad++;
             zsys_warning ("broker %s: router answered batch %" PRIu64 " with a bad ROUTE_R",
                           self->name, batch->req);
@@ -220,16 +353,8 @@ static void s_batch_complete (s_broker_t *self, s_batch_t *batch)
     }
     for (size_t i = 0; i < batch->count; i++) {
         s_item_t *item = &batch->items[i];
-        zim_appended_item_t res = {0};
-        int err = 0;
-        if (!batch->appended)
-            err = ZIM_ERR_TIMEOUT;
-        else if (!have_results || zim_appended_item_next (&ap.items, &res))
-            err = ZIM_ERR_INTERNAL;
-        else if (res.status == ZIM_EFULL)
-            err = ZIM_ERR_UNAVAILABLE;
-        else if (res.status < 0)
-            err = ZIM_ERR_INTERNAL;
+        zim_appended_item_t res = item->res;
+        int err = item->err ? item->err : item->done ? 0 : ZIM_ERR_TIMEOUT;
         zim_route_t to_routes[256], from_routes[256];
         uint32_t nto = 0, nfrom = 0;
         if (have_routes && (s_route_list (&rr.lists, to_routes, 256, &nto) ||
@@ -270,6 +395,19 @@ static void s_batch_complete (s_broker_t *self, s_batch_t *batch)
     self->inflight -= batch->count;
 }
 
+//  Forgets the writes of a batch that completes without them: a late answer
+//  finds nothing and is dropped (the senders got 5040 and retry).
+static void s_writes_forget (s_broker_t *self, s_batch_t *batch)
+{
+    for (s_write_t *write = zlistx_first (self->writes); write;
+         write = zlistx_next (self->writes))
+        if (write->batch == batch) {
+            zlistx_detach_cur (self->writes);
+            s_write_destroy (&write);
+        }
+    batch->writes = 0;
+}
+
 //  Completes batches from the head of the queue while they are ready, so
 //  that acks and deliveries leave in the order the sends came in.
 static void s_batches_drain (s_broker_t *self, uint64_t now_us)
@@ -277,17 +415,18 @@ static void s_batches_drain (s_broker_t *self, uint64_t now_us)
     s_batch_t *batch;
     while ((batch = zlistx_first (self->batches))) {
         uint64_t age = now_us - batch->born_us;
-        bool store_late = !batch->appended && age > self->store_timeout_us;
+        bool store_late = batch->writes && age > self->store_timeout_us;
         bool route_late = !batch->routes && age > self->route_timeout_us;
         if (store_late) {
             self->store_timeouts++;
-            zsys_error ("broker %s: store did not answer batch %" PRIu64 " (%zu sends) in %" PRIu64
+            zsys_error ("broker %s: a store did not answer batch %" PRIu64 " (%zu sends) in %" PRIu64
                         " ms; senders get 5040 and may retry",
                         self->name, batch->req, batch->count, age / 1000);
+            s_writes_forget (self, batch);
         }
-        else if (!batch->appended || (!batch->routes && !route_late))
+        else if (batch->writes || (!batch->routes && !route_late))
             break;
-        if (batch->appended && !batch->routes) {
+        if (!batch->routes && self->has_router) {
             self->route_timeouts++;
             zsys_warning ("broker %s: router did not answer batch %" PRIu64
                           "; acked without live delivery",
@@ -299,7 +438,71 @@ static void s_batches_drain (s_broker_t *self, uint64_t now_us)
     }
 }
 
-//  Sends the open batch to the store and the router.
+//  Sends one APPEND to a shard for the items idx[0..n) of a batch, with
+//  sides ZIM_SIDE_TO (second phase) or as each item needs (first phase).
+//  Items it could not send fail with 5030.
+static void s_write_send (s_broker_t *self, s_batch_t *batch, int shard, int sides,
+                          uint32_t *idx, uint32_t n)
+{
+    s_write_t *write = zim_calloc (1, sizeof *write);
+    *write = (s_write_t){++self->next_req, batch, shard, sides, idx, n};
+    zim_wr_reset (&self->wr);
+    zim_append_begin (&self->wr, write->req, n);
+    for (uint32_t i = 0; i < n; i++) {
+        s_item_t *item = &batch->items[idx[i]];
+        bool cross = item->shard_to != item->shard_from;
+        zim_append_item_t ai = {item->id,   item->ts,    item->m.who.app, item->m.who.uid,
+                                item->m.to, item->m.cid, item->m.body,
+                                sides ? (uint64_t) sides : cross ? ZIM_SIDE_FROM : ZIM_SIDE_BOTH};
+        if (sides) {
+            //  The second half carries the id and time the first half fixed.
+            ai.id = item->res.id;
+            ai.ts = item->res.ts;
+        }
+        zim_append_item (&self->wr, &ai);
+    }
+    if (s_shard_send (self, shard) == -1) {
+        //  A full or absent shard pipe: fail fast, the senders retry.
+        const char *name = shard >= 0 ? self->shards[shard].name : "(none)";
+        zsys_warning ("broker %s: store shard %s cannot take %u sends now (down or far "
+                      "behind); senders get 5030",
+                      self->name, name, n);
+        for (uint32_t i = 0; i < n; i++)
+            batch->items[idx[i]].err = ZIM_ERR_UNAVAILABLE;
+        s_write_destroy (&write);
+        return;
+    }
+    batch->writes++;
+    zlistx_add_end (self->writes, write);
+}
+
+//  Sends items of a batch to their shards: the first phase (sides 0) groups
+//  the given items by sender's shard, the second (ZIM_SIDE_TO) by
+//  recipient's shard.
+static void s_write_items (s_broker_t *self, s_batch_t *batch, const uint32_t *items, uint32_t n,
+                           int sides)
+{
+    bool *sent = zim_calloc (n ? n : 1, sizeof (bool));
+    for (uint32_t i = 0; i < n; i++) {
+        if (sent[i])
+            continue;
+        s_item_t *first = &batch->items[items[i]];
+        int shard = sides ? first->shard_to : first->shard_from;
+        uint32_t *idx = zim_malloc (n * sizeof (uint32_t));
+        uint32_t count = 0;
+        for (uint32_t j = i; j < n; j++) {
+            s_item_t *item = &batch->items[items[j]];
+            if (!sent[j] && (sides ? item->shard_to : item->shard_from) == shard) {
+                sent[j] = true;
+                idx[count++] = items[j];
+            }
+        }
+        s_write_send (self, batch, shard, sides, idx, count);
+    }
+    free (sent);
+}
+
+//  Sends the open batch to the stores and the router.
 static void s_batch_flush (s_broker_t *self)
 {
     s_batch_t *batch = self->open;
@@ -307,19 +510,19 @@ static void s_batch_flush (s_broker_t *self)
         return;
     self->open = NULL;
     batch->born_us = zim_mono_us ();
-    zim_wr_reset (&self->wr);
-    zim_append_begin (&self->wr, batch->req, (uint32_t) batch->count);
+    uint32_t *all = zim_malloc (batch->count * sizeof (uint32_t));
     for (size_t i = 0; i < batch->count; i++) {
         s_item_t *item = &batch->items[i];
-        zim_append_item_t ai = {item->id,       item->ts,    item->m.who.app, item->m.who.uid,
-                                item->m.to,     item->m.cid, item->m.body,   ZIM_SIDE_BOTH};
-        zim_append_item (&self->wr, &ai);
+        item->shard_from = s_shard_of (self, item->m.who.app, item->m.who.uid);
+        item->shard_to = s_shard_of (self, item->m.who.app, item->m.to);
+        if (item->shard_from != item->shard_to)
+            self->cross_shard++;
+        if (item->shard_from == -1)
+            self->no_shard++;
+        all[i] = (uint32_t) i;
     }
-    //  A full store pipe means the store is far behind: the batch times out
-    //  and its senders retry, rather than this actor blocking.
-    if (zmq_send (zsock_resolve (self->store), self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
-        zsys_warning ("broker %s: store queue full, batch %" PRIu64 " will time out", self->name,
-                      batch->req);
+    s_write_items (self, batch, all, (uint32_t) batch->count, 0);
+    free (all);
     zim_wr_reset (&self->wr);
     zim_route_q_begin (&self->wr, batch->req, (uint32_t) (2 * batch->count));
     for (size_t i = 0; i < batch->count; i++) {
@@ -331,6 +534,50 @@ static void s_batch_flush (s_broker_t *self)
         batch->routes = NULL; //  completes on route_timeout without live delivery
     zlistx_add_end (self->batches, batch);
     self->inflight += batch->count;
+}
+
+//  Takes one APPENDED into its batch: results of the first phase fix each
+//  item's id and seqs and start the second phase where the recipient lives
+//  on another shard; results of the second add the recipient's seq.
+static void s_handle_appended (s_broker_t *self, s_write_t *write, zim_rd_t *rd, uint32_t fields)
+{
+    s_batch_t *batch = write->batch;
+    zim_appended_t ap;
+    bool ok = zim_appended_decode (rd, fields, &ap) == 0 && ap.nitems == write->n;
+    if (!ok) {
+        self->bad++;
+        zsys_error ("broker %s: store shard %s answered with a bad APPENDED", self->name,
+                    self->shards[write->shard].name);
+    }
+    uint32_t *second = zim_malloc (write->n * sizeof (uint32_t));
+    uint32_t nsecond = 0;
+    for (uint32_t i = 0; i < write->n; i++) {
+        s_item_t *item = &batch->items[write->idx[i]];
+        zim_appended_item_t res;
+        if (!ok || zim_appended_item_next (&ap.items, &res)) {
+            ok = false;
+            item->err = ZIM_ERR_INTERNAL;
+            continue;
+        }
+        if (res.status == ZIM_EFULL)
+            item->err = ZIM_ERR_UNAVAILABLE;
+        else if (res.status < 0)
+            item->err = ZIM_ERR_INTERNAL;
+        else if (write->sides == ZIM_SIDE_TO) {
+            item->res.to_seq = res.to_seq;
+            item->done = true;
+        }
+        else {
+            item->res = res;
+            if (item->shard_to == item->shard_from)
+                item->done = true;
+            else
+                second[nsecond++] = write->idx[i];
+        }
+    }
+    if (nsecond)
+        s_write_items (self, batch, second, nsecond, ZIM_SIDE_TO);
+    free (second);
 }
 
 //  Takes one SEND into the open batch; gw and frame are taken over.
@@ -361,12 +608,9 @@ static void s_handle_send (s_broker_t *self, zframe_t **gw, zframe_t **frame, zi
     }
     s_batch_t *batch = self->open;
     s_item_t *item = &batch->items[batch->count++];
-    item->gw = *gw;
-    item->frame = *frame;
+    uint64_t now_ms = zim_now_ms ();
+    *item = (s_item_t){*gw, *frame, m, s_next_id (self, now_ms), now_ms, -1, -1, false, 0, {0}};
     *gw = *frame = NULL;
-    item->m = m;
-    item->ts = zim_now_ms ();
-    item->id = s_next_id (self, item->ts);
     if (batch->count == self->max_batch)
         s_batch_flush (self);
 }
@@ -404,7 +648,7 @@ static void s_handle_read (s_broker_t *self, zframe_t **gw, int kind, zim_rd_t *
     pending->born_us = zim_mono_us ();
     zim_wr_reset (&self->wr);
     zim_read_encode (&self->wr, &r);
-    if (zmq_send (zsock_resolve (self->store), self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1) {
+    if (s_shard_send (self, s_shard_of (self, r.app, r.uid)) == -1) {
         s_error_to (self, pending->gw, pending->conn, ZIM_ERR_UNAVAILABLE, (zim_str_t){0}, true,
                     pending->rid);
         s_read_destroy (&pending);
@@ -430,7 +674,9 @@ static void s_handle_cursor (s_broker_t *self, zim_rd_t *rd, uint32_t fields)
     zim_setcursor_t sc = {m.who.app, m.who.uid, m.who.device, m.seq};
     zim_wr_reset (&self->wr);
     zim_setcursor_encode (&self->wr, &sc);
-    zmq_send (zsock_resolve (self->store), self->wr.data, self->wr.size, ZMQ_DONTWAIT);
+    if (s_shard_send (self, s_shard_of (self, sc.app, sc.uid)) == -1)
+        zsys_warning ("broker %s: store shard of %.*s unavailable, cursor not moved", self->name,
+                      (int) sc.uid.len, sc.uid.ptr);
     self->cursors++;
 }
 
@@ -478,10 +724,10 @@ static void s_handle_front (s_broker_t *self)
 }
 
 //  Matches a store answer (APPENDED or PAGE) to what waits for it.
-static void s_handle_store (s_broker_t *self)
+static void s_handle_store (s_broker_t *self, zsock_t *sock)
 {
-    while (zsock_events (self->store) & ZMQ_POLLIN) {
-        zframe_t *frame = zframe_recv (self->store);
+    while (zsock_events (sock) & ZMQ_POLLIN) {
+        zframe_t *frame = zframe_recv (sock);
         if (!frame)
             break;
         zim_rd_t rd;
@@ -493,16 +739,20 @@ static void s_handle_store (s_broker_t *self)
         if (zim_msg_kind (&rd, &kind, &fields) || fields < 1 || zim_rd_uint (&rd, &req))
             goto bad;
         if (kind == ZIM_MSG_APPENDED) {
-            s_batch_t *batch;
-            for (batch = zlistx_first (self->batches); batch; batch = zlistx_next (self->batches))
-                if (batch->req == req)
+            s_write_t *write;
+            for (write = zlistx_first (self->writes); write; write = zlistx_next (self->writes))
+                if (write->req == req)
                     break;
-            if (batch && !batch->appended) {
-                batch->appended = frame;
-                frame = NULL;
+            //  None: its batch timed out already; the senders retry and get
+            //  the stored message back as a duplicate.
+            if (write) {
+                zlistx_detach_cur (self->writes);
+                rd = at;
+                zim_msg_kind (&rd, &kind, &fields);
+                write->batch->writes--;
+                s_handle_appended (self, write, &rd, fields);
+                s_write_destroy (&write);
             }
-            //  Else the batch timed out already: its senders will retry and
-            //  get the stored message back as a duplicate.
         }
         else if (kind == ZIM_MSG_PAGE) {
             s_read_t *read;
@@ -613,6 +863,18 @@ static void s_set (s_broker_t *self, const char *key, const char *value)
         self->store_timeout_us = n * 1000;
     else if (streq (key, "route_timeout") && num && n > 0)
         self->route_timeout_us = n * 1000;
+    else if (streq (key, "shards") && !self->has_store) {
+        //  Shard names known before any map: placement does not wait for
+        //  (or shift with) which stores the first map happens to list.
+        const char *at = value;
+        while (*at) {
+            size_t len = strcspn (at, ", ");
+            if (len)
+                s_shard_find (self, at, len);
+            at += len;
+            at += strspn (at, ", ");
+        }
+    }
     else
         zsys_warning ("broker %s: ignored setting %s=%s", self->name, key, value);
 }
@@ -625,6 +887,15 @@ static void s_handle_pipe (s_broker_t *self)
         return;
     }
     char *cmd = zmsg_popstr (msg);
+    if (cmd && streq (cmd, "MAP")) {
+        zframe_t *frame = zmsg_pop (msg);
+        if (frame && !self->has_store)
+            s_handle_map (self, frame);
+        zframe_destroy (&frame);
+        free (cmd);
+        zmsg_destroy (&msg);
+        return;
+    }
     char *a1 = zmsg_popstr (msg);
     char *a2 = zmsg_popstr (msg);
     if (!cmd || streq (cmd, "$TERM"))
@@ -641,27 +912,46 @@ static void s_handle_pipe (s_broker_t *self)
         zsock_signal (self->pipe, port == -1 ? 1 : 0);
     }
     else if (streq (cmd, "CONNECT")) {
-        zsock_t *sock = a1 && streq (a1, "store")    ? self->store
-                        : a1 && streq (a1, "router") ? self->router
-                                                     : NULL;
-        int rc = sock && a2 ? zsock_connect (sock, "%s", a2) : -1;
+        int rc = -1;
+        if (a1 && a2 && streq (a1, "store") && self->nshards == 0) {
+            //  zim-server's one store: every user lives there.
+            zsock_t *sock = zsock_new (ZMQ_DEALER);
+            assert (sock);
+            zsock_set_linger (sock, 1000);
+            zsock_set_sndhwm (sock, 10000);
+            rc = zsock_connect (sock, "%s", a2);
+            if (rc == -1)
+                zsock_destroy (&sock);
+            else {
+                self->shards[self->nshards++] =
+                    (s_shard_t){zim_strdup (""), zim_strdup (a2), sock};
+                self->has_store = true;
+            }
+        }
+        else if (a1 && a2 && streq (a1, "router")) {
+            //  Over tcp, ROUTE_Qs go only to routers that are up (a dead
+            //  one would swallow its share until route_timeout).
+            if (strncmp (a2, "tcp://", 6) == 0)
+                zsock_set_immediate (self->router, 1);
+            rc = zsock_connect (self->router, "%s", a2);
+            if (rc != -1)
+                self->has_router = true;
+        }
         if (rc == -1)
             zsys_error ("broker %s: cannot connect %s %s", self->name, a1 ? a1 : "?",
                         a2 ? a2 : "?");
-        else if (sock == self->store)
-            self->has_store = true;
-        else
-            self->has_router = true;
         zsock_signal (self->pipe, rc == -1 ? 1 : 0);
     }
     else if (streq (cmd, "START")) {
         if (!self->has_store)
-            zsys_error ("broker %s: START without CONNECT store", self->name);
+            zsys_info ("broker %s: no CONNECT store: store shards come from the cluster map "
+                       "(sends get 5030 until one is known)",
+                       self->name);
         if (!self->has_router)
             zsys_warning ("broker %s: no router: messages are stored but not delivered live",
                           self->name);
-        self->started = self->has_store;
-        zsock_signal (self->pipe, self->started ? 0 : 1);
+        self->started = true;
+        zsock_signal (self->pipe, 0);
     }
     else if (streq (cmd, "PORT"))
         zstr_sendf (self->pipe, "%d", self->port);
@@ -672,11 +962,13 @@ static void s_handle_pipe (s_broker_t *self)
                     ",\"rejected_full\":%" PRIu64 ",\"store_timeouts\":%" PRIu64
                     ",\"route_timeouts\":%" PRIu64 ",\"unroutable\":%" PRIu64
                     ",\"reads\":%" PRIu64 ",\"cursors\":%" PRIu64 ",\"bad_messages\":%" PRIu64
-                    ",\"inflight\":%zu}",
+                    ",\"inflight\":%zu,\"shards\":%zu,\"cross_shard\":%" PRIu64
+                    ",\"no_shard\":%" PRIu64 "}",
                     self->sends, self->acks, self->duplicates, self->deliveries,
                     self->send_errors, self->rejected_full, self->store_timeouts,
                     self->route_timeouts, self->unroutable, self->reads_n, self->cursors,
-                    self->bad, self->inflight);
+                    self->bad, self->inflight, self->nshards, self->cross_shard,
+                    self->no_shard);
     else
         zsys_warning ("broker %s: unknown command '%s'", self->name, cmd);
     free (cmd);
@@ -696,39 +988,53 @@ void zim_broker_actor (zsock_t *pipe, void *args)
     self->store_timeout_us = 5000 * 1000;
     self->route_timeout_us = 1000 * 1000;
     self->front = zsock_new (ZMQ_ROUTER);
-    self->store = zsock_new (ZMQ_DEALER);
     self->router = zsock_new (ZMQ_DEALER);
-    assert (self->front && self->store && self->router);
+    assert (self->front && self->router);
     //  Unroutable OUTs fail fast instead of vanishing silently.
     zsock_set_router_mandatory (self->front, 1);
     zsock_set_linger (self->front, 0);
     zsock_set_linger (self->router, 0);
-    zsock_set_linger (self->store, 1000);
     zsock_set_sndhwm (self->front, 100000);
     zsock_set_rcvhwm (self->front, 100000);
-    zsock_set_sndhwm (self->store, 10000);
     self->batches = zlistx_new ();
     self->reads = zlistx_new ();
+    self->writes = zlistx_new ();
     zim_wr_init (&self->wr);
     zim_wr_init (&self->fr);
     zsock_signal (pipe, 0);
 
-    zmq_pollitem_t items[] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
-                              {zsock_resolve (self->front), 0, ZMQ_POLLIN, 0},
-                              {zsock_resolve (self->store), 0, ZMQ_POLLIN, 0},
-                              {zsock_resolve (self->router), 0, ZMQ_POLLIN, 0}};
+    //  pipe, front, router, then one item per shard (the shards can change
+    //  with every map, so the set is rebuilt each time round).
+    zmq_pollitem_t items[3 + S_SHARDS_MAX];
     while (!self->terminated) {
         bool waiting = zlistx_size (self->batches) || zlistx_size (self->reads);
-        int n = zmq_poll (items, self->started ? 4 : 1, waiting ? 100 : -1);
+        size_t nitems = 1;
+        items[0] = (zmq_pollitem_t){zsock_resolve (pipe), 0, ZMQ_POLLIN, 0};
+        if (self->started) {
+            items[1] = (zmq_pollitem_t){zsock_resolve (self->front), 0, ZMQ_POLLIN, 0};
+            items[2] = (zmq_pollitem_t){zsock_resolve (self->router), 0, ZMQ_POLLIN, 0};
+            nitems = 3;
+            for (size_t i = 0; i < self->nshards; i++)
+                if (self->shards[i].sock)
+                    items[nitems++] =
+                        (zmq_pollitem_t){zsock_resolve (self->shards[i].sock), 0, ZMQ_POLLIN, 0};
+        }
+        int n = zmq_poll (items, (int) nitems, waiting ? 100 : -1);
         if (n == -1 && zmq_errno () != EINTR)
             break;
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
-        if (!self->started)
+        if (!self->started || nitems == 1)
             continue;
+        //  A map handled above may have replaced a shard's socket: only
+        //  sockets still in the table are read.
+        for (size_t i = 3; i < nitems; i++)
+            if (items[i].revents & ZMQ_POLLIN)
+                for (size_t j = 0; j < self->nshards; j++)
+                    if (self->shards[j].sock &&
+                        zsock_resolve (self->shards[j].sock) == items[i].socket)
+                        s_handle_store (self, self->shards[j].sock);
         if (items[2].revents & ZMQ_POLLIN)
-            s_handle_store (self);
-        if (items[3].revents & ZMQ_POLLIN)
             s_handle_router (self);
         if (items[1].revents & ZMQ_POLLIN)
             s_handle_front (self);
@@ -737,16 +1043,24 @@ void zim_broker_actor (zsock_t *pipe, void *args)
         s_reads_expire (self, now);
     }
     s_batch_t *batch;
-    while ((batch = zlistx_detach (self->batches, NULL)))
+    while ((batch = zlistx_detach (self->batches, NULL))) {
+        s_writes_forget (self, batch);
         s_batch_destroy (&batch);
+    }
     s_batch_destroy (&self->open);
     s_read_t *read;
     while ((read = zlistx_detach (self->reads, NULL)))
         s_read_destroy (&read);
     zlistx_destroy (&self->batches);
     zlistx_destroy (&self->reads);
+    zlistx_destroy (&self->writes);
+    for (size_t i = 0; i < self->nshards; i++) {
+        zsock_destroy (&self->shards[i].sock);
+        free (self->shards[i].name);
+        free (self->shards[i].endpoint);
+    }
+    zim_ring_destroy (&self->ring);
     zsock_destroy (&self->front);
-    zsock_destroy (&self->store);
     zsock_destroy (&self->router);
     zim_wr_free (&self->wr);
     zim_wr_free (&self->fr);
@@ -793,6 +1107,159 @@ static int s_test_out (zsock_t *gw, uint64_t *conn, zim_cframe_t *unused, char *
     }
     *keep = frame;
     return 0;
+}
+
+//  One counter from an actor's STATS.
+static uint64_t s_test_stat (zactor_t *actor, const char *name)
+{
+    zstr_sendx (actor, "STATS", NULL);
+    char *json = zstr_recv (actor);
+    char pattern[64];
+    snprintf (pattern, sizeof pattern, "\"%s\":", name);
+    char *at = strstr (json, pattern);
+    assert (at);
+    uint64_t value = strtoull (at + strlen (pattern), NULL, 10);
+    free (json);
+    return value;
+}
+
+//  A store actor with its data in dir/name, bound at inproc://NAME.
+static zactor_t *s_test_store (const char *dir, const char *name)
+{
+    char path[256], endpoint[64];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    snprintf (endpoint, sizeof endpoint, "inproc://%s", name);
+    zactor_t *store = zactor_new (zim_store_actor, NULL);
+    zstr_sendx (store, "SET", "name", name, NULL);
+    zstr_sendx (store, "SET", "data", path, NULL);
+    zstr_sendx (store, "SET", "sync", "none", NULL);
+    zstr_sendx (store, "BIND", endpoint, NULL);
+    assert (zsock_wait (store) == 0);
+    zstr_sendx (store, "START", NULL);
+    assert (zsock_wait (store) == 0);
+    return store;
+}
+
+//  Expects the next OUT on gw to be op for conn.
+static void s_test_expect (zsock_t *gw, uint64_t conn, const char *op)
+{
+    uint64_t got;
+    char what[16];
+    zframe_t *keep;
+    assert (s_test_out (gw, &got, NULL, what, sizeof what, &keep) == 0);
+    zframe_destroy (&keep);
+    if (got != conn || !streq (what, op))
+        zsys_error ("broker test: expected %s to %" PRIu64 ", got %s to %" PRIu64, op, conn, what,
+                    got);
+    assert (got == conn && streq (what, op));
+}
+
+//  Sharding: two store shards from a cluster map, a message between users
+//  on different shards written to both before the ack, reads from the
+//  user's shard, and 5030 while no shard is known.
+static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
+{
+    zactor_t *sa = s_test_store (dir, "store-a");
+    zactor_t *sb = s_test_store (dir, "store-b");
+    zactor_t *broker = zactor_new (zim_broker_actor, NULL);
+    zstr_sendx (broker, "SET", "name", "broker-2", NULL);
+    zstr_sendx (broker, "SET", "node_id", "2", NULL);
+    zstr_sendx (broker, "BIND", "inproc://bt-broker2", NULL);
+    assert (zsock_wait (broker) == 0);
+    zstr_sendx (broker, "CONNECT", "router", "inproc://bt-router", NULL);
+    assert (zsock_wait (broker) == 0);
+    zstr_sendx (broker, "START", NULL);
+    assert (zsock_wait (broker) == 0);
+    zsock_t *gw = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (gw, "gw-t");
+    zsock_set_rcvtimeo (gw, 3000);
+    zsock_connect (gw, "inproc://bt-broker2");
+
+    //  A recipient on the other shard than alice's, online as conn 4.
+    const char *names[] = {"store-a", "store-b"};
+    zim_ring_t *ring = zim_ring_new (names, 2);
+    int alice_shard = zim_ring_lookup (ring, zim_str ("demo"), zim_str ("alice"));
+    char peer[16] = "";
+    for (int i = 0; i < 100 && !*peer; i++) {
+        char uid[16];
+        snprintf (uid, sizeof uid, "peer%d", i);
+        if (zim_ring_lookup (ring, zim_str ("demo"), zim_str (uid)) != alice_shard)
+            memcpy (peer, uid, sizeof uid);
+    }
+    assert (*peer);
+    zim_ring_destroy (&ring);
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_presence_begin (&wr, zim_str ("gw-t"), false, 1);
+    zim_presence_item_t p = {true, 4, zim_str ("demo"), zim_str (peer), zim_str ("d")};
+    zim_presence_item (&wr, &p);
+    zmq_send (zsock_resolve (gwr), wr.data, wr.size, 0);
+
+    //  No shard known yet: 5030 at once.
+    zim_send_t send = {{1, zim_str ("demo"), zim_str ("alice"), zim_str ("d")},
+                       zim_str ("s1"),
+                       zim_str (peer),
+                       {"\xa2hi", 3}};
+    zim_wr_reset (&wr);
+    zim_send_encode (&wr, &send);
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    s_test_expect (gw, 1, "error");
+    assert (s_test_stat (broker, "no_shard") == 1);
+
+    //  The map brings both shards (and a gateway, which is not one).
+    zim_wr_reset (&wr);
+    zim_map_begin (&wr, zim_str ("router-1"), 1, 1, 3);
+    zim_member_t member = {zim_str ("gw-1"),   zim_str ("gateway"), zim_str (""), 1,
+                           zim_str (""),       true,                0,            zim_str ("{}")};
+    zim_member (&wr, &member);
+    member = (zim_member_t){zim_str ("store-a"), zim_str ("store"), zim_str ("inproc://store-a"),
+                            1, zim_str (""), true, 0, zim_str ("{}")};
+    zim_member (&wr, &member);
+    member.name = zim_str ("store-b");
+    member.endpoint = zim_str ("inproc://store-b");
+    zim_member (&wr, &member);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "MAP");
+    zmsg_addmem (msg, wr.data, wr.size);
+    zmsg_send (&msg, broker);
+    zim_wr_reset (&wr);
+    zim_send_encode (&wr, &send);
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    //  Ack to alice, the message to the peer and to alice's other device.
+    s_test_expect (gw, 1, "ack");
+    s_test_expect (gw, 4, "msg");
+    s_test_expect (gw, 3, "msg");
+    assert (s_test_stat (broker, "shards") == 2);
+    assert (s_test_stat (broker, "cross_shard") == 1);
+    //  Each shard wrote its half.
+    assert (s_test_stat (sa, "appended") == 1 && s_test_stat (sb, "appended") == 1);
+
+    //  A retry is a duplicate on both shards and is acked again (and
+    //  delivered again with the same seqs: the first delivery may have been
+    //  lost with a broker).
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    s_test_expect (gw, 1, "ack");
+    s_test_expect (gw, 4, "msg");
+    s_test_expect (gw, 3, "msg");
+    assert (s_test_stat (sa, "duplicates") == 1 && s_test_stat (sb, "duplicates") == 1);
+    assert (s_test_stat (sa, "appended") == 1 && s_test_stat (sb, "appended") == 1);
+
+    //  The peer's sync is served by the peer's shard, and has the message.
+    zim_sync_t sync = {{4, zim_str ("demo"), zim_str (peer), zim_str ("d")}, 7, 0, 0};
+    zim_wr_reset (&wr);
+    zim_sync_encode (&wr, &sync);
+    uint64_t reads_before = s_test_stat (alice_shard == 0 ? sb : sa, "reads");
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    s_test_expect (gw, 4, "page");
+    assert (s_test_stat (alice_shard == 0 ? sb : sa, "reads") == reads_before + 1);
+    if (verbose)
+        zsys_info ("broker test: alice on shard %d, %s on the other", alice_shard, peer);
+
+    zim_wr_free (&wr);
+    zsock_destroy (&gw);
+    zactor_destroy (&broker);
+    zactor_destroy (&sa);
+    zactor_destroy (&sb);
 }
 
 void zim_broker_test (bool verbose)
@@ -894,6 +1361,8 @@ void zim_broker_test (bool verbose)
     if (verbose)
         printf ("(%s) ", stats);
     free (stats);
+
+    s_test_shards (dir, gwr, verbose);
 
     zim_wr_free (&wr);
     zsock_destroy (&gw);
