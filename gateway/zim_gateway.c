@@ -941,11 +941,11 @@ static char *s_stats (s_gateway_t *self)
         ",\"idle_closed\":%" PRIu64 ",\"slow_consumer_drops\":%" PRIu64
         ",\"auth_failures\":%" PRIu64 ",\"too_large\":%" PRIu64 ",\"unavailable\":%" PRIu64
         ",\"bad_messages\":%" PRIu64 ",\"presence_dropped\":%" PRIu64
-        ",\"http_requests\":%" PRIu64 "}",
+        ",\"http_requests\":%" PRIu64 ",\"brokers\":%zu}",
         self->connections, self->authed, self->frames_in, self->frames_out, self->writes,
         self->sends, self->errors_sent, self->bad_frames, self->rate_limited, self->idle_closed,
         self->slow_consumer_drops, self->auth_failures, self->too_large, self->unavailable,
-        self->bad_messages, self->presence_dropped, self->http_requests);
+        self->bad_messages, self->presence_dropped, self->http_requests, self->nlive);
 }
 
 //  Parses a SET value as an unsigned number; logs and returns -1 if bad.
@@ -1173,6 +1173,16 @@ static void s_handle_pipe (s_gateway_t *self)
         return;
     }
     char *cmd = zmsg_popstr (msg);
+    if (cmd && streq (cmd, "MAP")) {
+        //  Its one frame is a binary MAP message, not a string.
+        zframe_t *frame = zmsg_pop (msg);
+        if (frame)
+            s_handle_map (self, frame);
+        zframe_destroy (&frame);
+        free (cmd);
+        zmsg_destroy (&msg);
+        return;
+    }
     char *a = zmsg_popstr (msg);
     char *b = zmsg_popstr (msg);
     char *c = zmsg_popstr (msg);
@@ -1236,12 +1246,6 @@ static void s_handle_pipe (s_gateway_t *self)
             zsys_error ("%s: CONNECT %s: unknown role, too many, or already started", self->name,
                         a);
         zsock_signal (self->pipe, (byte) rc);
-    }
-    else if (streq (cmd, "MAP")) {
-        zframe_t *frame = zmsg_pop (msg);
-        if (frame)
-            s_handle_map (self, frame);
-        zframe_destroy (&frame);
     }
     else if (streq (cmd, "START"))
         zsock_signal (self->pipe, self->started ? 0 : (s_start (self) ? 1 : 0));
@@ -1577,9 +1581,31 @@ void zim_gateway_test (bool verbose)
     assert (zim_rawws_pings (ws) >= 1); //  WebSocket pings every second
     zim_rawws_destroy (&ws);
 
+    //  A cluster map adds its live brokers and drops them when they go.
+    zim_wr_reset (&wr);
+    zim_map_begin (&wr, zim_str ("router-1"), 1, 1, 1);
+    zim_member_t member = {zim_str ("broker-9"), zim_str ("broker"), zim_str ("tcp://127.0.0.1:9"),
+                           1, zim_str (""), true, 0, zim_str ("{}")};
+    zim_member (&wr, &member);
+    msg = zmsg_new ();
+    zmsg_addstr (msg, "MAP");
+    zmsg_addmem (msg, wr.data, wr.size);
+    zmsg_send (&msg, gw);
     zstr_sendx (gw, "STATS", NULL);
     char *stats = zstr_recv (gw);
+    assert (stats && strstr (stats, "\"brokers\":2"));
+    zstr_free (&stats);
+    zim_wr_reset (&wr);
+    zim_map_begin (&wr, zim_str ("router-1"), 1, 2, 0);
+    msg = zmsg_new ();
+    zmsg_addstr (msg, "MAP");
+    zmsg_addmem (msg, wr.data, wr.size);
+    zmsg_send (&msg, gw);
+
+    zstr_sendx (gw, "STATS", NULL);
+    stats = zstr_recv (gw);
     assert (stats && strstr (stats, "\"too_large\":1") && strstr (stats, "\"idle_closed\":1"));
+    assert (strstr (stats, "\"brokers\":1"));
     if (verbose)
         printf ("%s ", stats);
     zstr_free (&stats);
