@@ -1140,6 +1140,36 @@ static zactor_t *s_test_store (const char *dir, const char *name)
     return store;
 }
 
+//  A started broker bound at endpoint, connected to the test router and,
+//  unless store is NULL, to one store.
+static zactor_t *s_test_broker (const char *name, const char *endpoint, const char *store)
+{
+    zactor_t *broker = zactor_new (zim_broker_actor, NULL);
+    zstr_sendx (broker, "SET", "name", name, NULL);
+    zstr_sendx (broker, "SET", "node_id", store ? "1" : "2", NULL);
+    zstr_sendx (broker, "BIND", endpoint, NULL);
+    assert (zsock_wait (broker) == 0);
+    if (store) {
+        zstr_sendx (broker, "CONNECT", "store", store, NULL);
+        assert (zsock_wait (broker) == 0);
+    }
+    zstr_sendx (broker, "CONNECT", "router", "inproc://bt-router", NULL);
+    assert (zsock_wait (broker) == 0);
+    zstr_sendx (broker, "START", NULL);
+    assert (zsock_wait (broker) == 0);
+    return broker;
+}
+
+//  A DEALER playing gateway gw-t towards endpoint.
+static zsock_t *s_test_gateway (const char *endpoint)
+{
+    zsock_t *gw = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (gw, "gw-t");
+    zsock_set_rcvtimeo (gw, 3000);
+    zsock_connect (gw, "%s", endpoint);
+    return gw;
+}
+
 //  Expects the next OUT on gw to be op for conn.
 static void s_test_expect (zsock_t *gw, uint64_t conn, const char *op)
 {
@@ -1161,19 +1191,8 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
 {
     zactor_t *sa = s_test_store (dir, "store-a");
     zactor_t *sb = s_test_store (dir, "store-b");
-    zactor_t *broker = zactor_new (zim_broker_actor, NULL);
-    zstr_sendx (broker, "SET", "name", "broker-2", NULL);
-    zstr_sendx (broker, "SET", "node_id", "2", NULL);
-    zstr_sendx (broker, "BIND", "inproc://bt-broker2", NULL);
-    assert (zsock_wait (broker) == 0);
-    zstr_sendx (broker, "CONNECT", "router", "inproc://bt-router", NULL);
-    assert (zsock_wait (broker) == 0);
-    zstr_sendx (broker, "START", NULL);
-    assert (zsock_wait (broker) == 0);
-    zsock_t *gw = zsock_new (ZMQ_DEALER);
-    zsock_set_identity (gw, "gw-t");
-    zsock_set_rcvtimeo (gw, 3000);
-    zsock_connect (gw, "inproc://bt-broker2");
+    zactor_t *broker = s_test_broker ("broker-2", "inproc://bt-broker2", NULL);
+    zsock_t *gw = s_test_gateway ("inproc://bt-broker2");
 
     //  A recipient on the other shard than alice's, online as conn 4.
     const char *names[] = {"store-a", "store-b"};
@@ -1278,22 +1297,11 @@ void zim_broker_test (bool verbose)
     assert (zsock_wait (router) == 0);
     zstr_sendx (router, "START", NULL);
     assert (zsock_wait (router) == 0);
-    zactor_t *broker = zactor_new (zim_broker_actor, NULL);
-    zstr_sendx (broker, "BIND", "inproc://bt-broker", NULL);
-    assert (zsock_wait (broker) == 0);
-    zstr_sendx (broker, "CONNECT", "store", "inproc://bt-store", NULL);
-    assert (zsock_wait (broker) == 0);
-    zstr_sendx (broker, "CONNECT", "router", "inproc://bt-router", NULL);
-    assert (zsock_wait (broker) == 0);
-    zstr_sendx (broker, "START", NULL);
-    assert (zsock_wait (broker) == 0);
+    zactor_t *broker = s_test_broker ("broker-1", "inproc://bt-broker", "inproc://bt-store");
 
     //  The fake gateway: bob is online as conn 2, alice sends from conn 1
     //  and has a second device as conn 3.
-    zsock_t *gw = zsock_new (ZMQ_DEALER);
-    zsock_set_identity (gw, "gw-t");
-    zsock_set_rcvtimeo (gw, 3000);
-    zsock_connect (gw, "inproc://bt-broker");
+    zsock_t *gw = s_test_gateway ("inproc://bt-broker");
     zsock_t *gwr = zsock_new (ZMQ_DEALER);
     zsock_set_identity (gwr, "gw-t");
     zsock_connect (gwr, "inproc://bt-router");
