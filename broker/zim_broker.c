@@ -50,6 +50,7 @@ typedef struct {
     size_t count;       //  number of items
     size_t writes;      //  APPENDs sent and not yet answered
     zframe_t *routes;   //  router answer, once it came
+    bool unrouted;      //  its ROUTE_Q could not be sent: no answer comes
     uint64_t born_us;   //  when it was sent (monotonic)
 } s_batch_t;
 
@@ -94,6 +95,7 @@ typedef struct {
     char *name;        //  node name
     uint64_t node_id;  //  0..1023
     bool has_router;   //  CONNECT router was given
+    bool router_down;  //  the last ROUTE_Q found no router to take it
     bool started;      //  START was received
     bool terminated;   //  $TERM was received
     int port;          //  port of the last tcp BIND
@@ -416,7 +418,7 @@ static void s_batches_drain (s_broker_t *self, uint64_t now_us)
     while ((batch = zlistx_first (self->batches))) {
         uint64_t age = now_us - batch->born_us;
         bool store_late = batch->writes && age > self->store_timeout_us;
-        bool route_late = !batch->routes && age > self->route_timeout_us;
+        bool route_late = !batch->routes && (batch->unrouted || age > self->route_timeout_us);
         if (store_late) {
             self->store_timeouts++;
             zsys_error ("broker %s: a store did not answer batch %" PRIu64 " (%zu sends) in %" PRIu64
@@ -426,7 +428,7 @@ static void s_batches_drain (s_broker_t *self, uint64_t now_us)
         }
         else if (batch->writes || (!batch->routes && !route_late))
             break;
-        if (!batch->routes && self->has_router) {
+        if (!batch->routes && !batch->unrouted) {
             self->route_timeouts++;
             zsys_warning ("broker %s: router did not answer batch %" PRIu64
                           "; acked without live delivery",
@@ -529,9 +531,20 @@ static void s_batch_flush (s_broker_t *self)
         zim_route_key (&self->wr, batch->items[i].m.who.app, batch->items[i].m.to);
         zim_route_key (&self->wr, batch->items[i].m.who.app, batch->items[i].m.who.uid);
     }
-    if (!self->has_router ||
-        zmq_send (zsock_resolve (self->router), self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
-        batch->routes = NULL; //  completes on route_timeout without live delivery
+    //  Without a router the batch completes as soon as it is stored, with no
+    //  live delivery: the recipients get it by sync.
+    batch->unrouted = !self->has_router || zmq_send (zsock_resolve (self->router), self->wr.data,
+                                                     self->wr.size, ZMQ_DONTWAIT) == -1;
+    if (self->has_router && batch->unrouted != self->router_down) {
+        self->router_down = batch->unrouted;
+        if (batch->unrouted)
+            zsys_warning ("broker %s: no router reachable: sends are stored and acked without "
+                          "live delivery (recipients sync) until one is back",
+                          self->name);
+        else
+            zsys_info ("broker %s: a router is reachable again: live delivery resumes",
+                       self->name);
+    }
     zlistx_add_end (self->batches, batch);
     self->inflight += batch->count;
 }
