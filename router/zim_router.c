@@ -169,8 +169,12 @@ static void s_handle_hello (s_router_t *self, zframe_t *peer, zim_rd_t *rd, uint
     }
 }
 
-//  Marks silent members dead: stores stay listed (their users stay placed
-//  on them), the others leave the map.
+static void s_gateway_reset (s_router_t *self, zim_str_t gateway);
+
+//  Drops members silent for member_timeout (stores stay, marked down); the
+//  routes of a gateway that goes are dropped with it, so deliveries stop
+//  going to a dead gateway (its clients reconnect elsewhere and announce
+//  new routes).
 static void s_expire_members (s_router_t *self)
 {
     uint64_t now = s_mono_ms ();
@@ -186,6 +190,8 @@ static void s_expire_members (s_router_t *self)
             m->alive = false;
         else
             zlist_append (gone, m->name);
+        if (streq (m->role, "gateway"))
+            s_gateway_reset (self, zim_str (m->name));
     }
     for (char *name = zlist_first (gone); name; name = zlist_next (gone))
         zhashx_delete (self->members, name);
@@ -609,6 +615,13 @@ void zim_router_test (bool verbose)
         zframe_destroy (&frame);
     }
     assert (members == 2);
+    //  zed is online on gw-9.
+    zim_presence_begin (&wr, zim_str ("gw-9"), false, 1);
+    up = (zim_presence_item_t){true, 9, zim_str ("demo"), zim_str ("zed"), zim_str ("phone")};
+    zim_presence_item (&wr, &up);
+    s_test_send (gw1, &wr);
+    zclock_sleep (50);
+    assert (s_test_lookup (broker, &wr, "zed", conns) == 1 && conns[0] == 9);
     //  The gateway goes silent; the store keeps beating: after the timeout
     //  the gateway is gone from the map.
     bool gw_gone = false;
@@ -635,6 +648,8 @@ void zim_router_test (bool verbose)
         zframe_destroy (&frame);
     }
     assert (gw_gone);
+    //  ... and its routes went with it.
+    assert (s_test_lookup (broker, &wr, "zed", conns) == 0);
     //  Now the store goes silent: it stays in the map, marked down, as the
     //  gateway sees when it comes back.
     zclock_sleep (1500);
