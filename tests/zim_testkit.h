@@ -75,4 +75,77 @@ bool tk_closed (tk_client_t *self);
 //  Authenticated client for uid on device (token by query). NULL on failure.
 tk_client_t *tk_login (tk_server_t *srv, const char *uid, const char *device);
 
+//  ---------------------------------------------------------------------
+//  Clusters: zim-router, zim-store, zim-broker and zim-gateway processes
+//  (found in $ZIM_BIN, default ".") on free loopback ports, sharing
+//  one data dir, as docs/OPERATIONS.md "Running a cluster" describes.
+
+//  The status of the close frame the server sent c (e.g. 4090: slow
+//  consumer), or -1 if none came.
+int tk_close_status (tk_client_t *c);
+
+//  A free TCP port on 127.0.0.1 (bound to port 0 and closed again), below
+//  czmq's dynamic range (49152 up) so that "tcp://...:*" binds elsewhere do
+//  not take it. -1 if none was found.
+int tk_free_port (void);
+
+//  One cluster node process.
+typedef struct {
+    pid_t pid;             //  child pid, 0 when not running
+    char program[16];      //  zim-gateway, zim-broker, zim-router, zim-store
+    char name[32];         //  node name: gw-N, broker-N, router-1, store-N
+    int index;             //  N
+    char bind[80];         //  service endpoint, tcp://127.0.0.1:PORT with a
+                           //  free port picked at the first start; a
+                           //  restart binds it again
+    char admin[64];        //  admin endpoint, the same way
+    int ws_port;           //  gateway: client port, the same way
+    int starts;            //  how many times started
+    char log[300];         //  log of the current start
+    tk_server_t srv;       //  gateway: what tk_connect / tk_login need
+} tk_node_t;
+
+#define TK_CLUSTER_MAX 16
+
+//  A cluster: one router, then stores, brokers and gateways.
+typedef struct {
+    char dir[256];                  //  shared data dir (secrets, admin key,
+                                    //  store-N/ LMDB files, logs)
+    char key[128];                  //  admin key
+    char router[80];                //  the router's endpoint
+    char broker_cfg[300];           //  config file the brokers read
+    tk_node_t nodes[TK_CLUSTER_MAX]; //  start order
+    size_t nnodes;                  //  how many
+} tk_cluster_t;
+
+//  Starts router-1, then stores store-1.., brokers broker-1.. (node id N,
+//  broker/shards naming every store) and gateways gw-1.. (on 127.0.0.1), each
+//  after the previous one logged its ready line, in a fresh dir
+//  ./tk-cluster-XXXXXX; then waits until every gateway's cluster map shows
+//  every node alive. Returns 0, or -1 after printing why and the node's log.
+int tk_cluster_start (tk_cluster_t *c, int stores, int brokers, int gateways);
+//  The node called name, or NULL.
+tk_node_t *tk_cluster_node (tk_cluster_t *c, const char *name);
+//  (Re)starts a node on the endpoints it had, and waits for its ready line.
+//  Returns 0 or -1 (printed why).
+int tk_node_start (tk_cluster_t *c, tk_node_t *n);
+//  Sends sig to the node (SIGKILL: crash; SIGTERM: clean stop) and reaps it.
+void tk_node_stop (tk_node_t *n, int sig);
+//  Waits until the cluster map seen by every running gateway shows every
+//  running node alive and nothing else alive, for 1.5 s in a row (a map
+//  can be stale for a second after a kill or restart). Returns 0 or -1.
+int tk_cluster_wait (tk_cluster_t *c, int timeout_ms);
+//  The status JSON of one node's admin endpoint. Caller owns return value;
+//  NULL if it did not answer.
+char *tk_cluster_status (tk_cluster_t *c, const tk_node_t *n);
+//  Prints the last lines of a node's log to stderr (after a failure).
+void tk_node_log_tail (const tk_node_t *n, int lines);
+//  Stops every running node with SIGTERM (SIGKILL if one is still running
+//  after 5 s), then looks for trouble: a node that did not exit with status
+//  0, and sanitizer reports in any log of any start. Returns how many
+//  problems it found (each printed, with the end of the log).
+int tk_cluster_stop (tk_cluster_t *c);
+//  Kills every node and removes the data dir (kept if $ZIM_KEEP is set).
+void tk_cluster_cleanup (tk_cluster_t *c);
+
 #endif
