@@ -50,8 +50,10 @@ typedef struct {
     size_t count;       //  number of items
     size_t writes;      //  APPENDs sent and not yet answered
     zframe_t *routes;   //  router answer, once it came
-    bool unrouted;      //  its ROUTE_Q could not be sent: no answer comes
+    bool routing;       //  its ROUTE_Q went out (once every write answered)
+    bool unrouted;      //  no ROUTE_Q was sent or none could be: no answer comes
     uint64_t born_us;   //  when it was sent (monotonic)
+    uint64_t routed_us; //  when its ROUTE_Q went out
 } s_batch_t;
 
 //  One APPEND to one shard for some items of a batch.
@@ -418,13 +420,17 @@ static void s_batches_drain (s_broker_t *self, uint64_t now_us)
     while ((batch = zlistx_first (self->batches))) {
         uint64_t age = now_us - batch->born_us;
         bool store_late = batch->writes && age > self->store_timeout_us;
-        bool route_late = !batch->routes && (batch->unrouted || age > self->route_timeout_us);
+        bool route_late = !batch->routes &&
+                          (batch->unrouted ||
+                           (batch->routing && now_us - batch->routed_us > self->route_timeout_us));
         if (store_late) {
             self->store_timeouts++;
             zsys_error ("broker %s: a store did not answer batch %" PRIu64 " (%zu sends) in %" PRIu64
                         " ms; senders get 5040 and may retry",
                         self->name, batch->req, batch->count, age / 1000);
             s_writes_forget (self, batch);
+            if (!batch->routing)
+                batch->unrouted = true; //  what was stored is acked, recipients sync
         }
         else if (batch->writes || (!batch->routes && !route_late))
             break;
@@ -504,7 +510,46 @@ static void s_write_items (s_broker_t *self, s_batch_t *batch, const uint32_t *i
     free (sent);
 }
 
-//  Sends the open batch to the stores and the router.
+//  Asks a router where the recipients and the senders' other devices are,
+//  once every write of the batch has answered. Asking only after the commit
+//  closes a race: a device whose PRESENCE reaches the router after this
+//  query syncs after it too, and by then the message is committed and in
+//  its sync page; asked in parallel with the write, the route could miss the
+//  device while its sync still missed the uncommitted message.
+static void s_batch_route (s_broker_t *self, s_batch_t *batch)
+{
+    bool any = false;
+    for (size_t i = 0; i < batch->count && !any; i++)
+        any = batch->items[i].done && !batch->items[i].err;
+    if (!any) {
+        batch->unrouted = true; //  nothing to deliver
+        return;
+    }
+    zim_wr_reset (&self->wr);
+    zim_route_q_begin (&self->wr, batch->req, (uint32_t) (2 * batch->count));
+    for (size_t i = 0; i < batch->count; i++) {
+        zim_route_key (&self->wr, batch->items[i].m.who.app, batch->items[i].m.to);
+        zim_route_key (&self->wr, batch->items[i].m.who.app, batch->items[i].m.who.uid);
+    }
+    //  Without a router the batch completes at once, with no live delivery:
+    //  the recipients get it by sync.
+    batch->unrouted = !self->has_router || zmq_send (zsock_resolve (self->router), self->wr.data,
+                                                     self->wr.size, ZMQ_DONTWAIT) == -1;
+    batch->routing = !batch->unrouted;
+    batch->routed_us = zim_mono_us ();
+    if (self->has_router && batch->unrouted != self->router_down) {
+        self->router_down = batch->unrouted;
+        if (batch->unrouted)
+            zsys_warning ("broker %s: no router reachable: sends are stored and acked without "
+                          "live delivery (recipients sync) until one is back",
+                          self->name);
+        else
+            zsys_info ("broker %s: a router is reachable again: live delivery resumes",
+                       self->name);
+    }
+}
+
+//  Sends the open batch to the stores, then (s_batch_route) to a router.
 static void s_batch_flush (s_broker_t *self)
 {
     s_batch_t *batch = self->open;
@@ -525,28 +570,10 @@ static void s_batch_flush (s_broker_t *self)
     }
     s_write_items (self, batch, all, (uint32_t) batch->count, 0);
     free (all);
-    zim_wr_reset (&self->wr);
-    zim_route_q_begin (&self->wr, batch->req, (uint32_t) (2 * batch->count));
-    for (size_t i = 0; i < batch->count; i++) {
-        zim_route_key (&self->wr, batch->items[i].m.who.app, batch->items[i].m.to);
-        zim_route_key (&self->wr, batch->items[i].m.who.app, batch->items[i].m.who.uid);
-    }
-    //  Without a router the batch completes as soon as it is stored, with no
-    //  live delivery: the recipients get it by sync.
-    batch->unrouted = !self->has_router || zmq_send (zsock_resolve (self->router), self->wr.data,
-                                                     self->wr.size, ZMQ_DONTWAIT) == -1;
-    if (self->has_router && batch->unrouted != self->router_down) {
-        self->router_down = batch->unrouted;
-        if (batch->unrouted)
-            zsys_warning ("broker %s: no router reachable: sends are stored and acked without "
-                          "live delivery (recipients sync) until one is back",
-                          self->name);
-        else
-            zsys_info ("broker %s: a router is reachable again: live delivery resumes",
-                       self->name);
-    }
     zlistx_add_end (self->batches, batch);
     self->inflight += batch->count;
+    if (batch->writes == 0)
+        s_batch_route (self, batch);
 }
 
 //  Takes one APPENDED into its batch: results of the first phase fix each
@@ -762,9 +789,12 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
                 zlistx_detach_cur (self->writes);
                 rd = at;
                 zim_msg_kind (&rd, &kind, &fields);
-                write->batch->writes--;
+                s_batch_t *batch = write->batch;
+                batch->writes--;
                 s_handle_appended (self, write, &rd, fields);
                 s_write_destroy (&write);
+                if (batch->writes == 0)
+                    s_batch_route (self, batch);
             }
         }
         else if (kind == ZIM_MSG_PAGE) {
