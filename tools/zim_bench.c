@@ -2,7 +2,9 @@
     admin endpoint, opens sender and recipient WebSocket connections on one
     event loop and measures delivered messages per second and send-to-deliver
     latency on the recipient side, checking that nothing is lost, duplicated
-    or reordered.
+    or reordered. Senders run closed-loop (a new send per ack, as fast as the
+    window allows) or, with --rate, open-loop: paced to a schedule, with
+    latency counted from each message's scheduled send time.
 */
 #include "config.h"
 #include "msg/zim_admin.h"
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <time.h>
 
 //  Exit codes.
 #define EXIT_LOST 1  //  a message was lost, duplicated, reordered or refused
@@ -26,6 +29,7 @@
 
 #define DEFAULT_URL "ws://127.0.0.1:7700/ws"
 #define HEADER_SIZE 16 //  body bin: send time (8), pair (4), message number (4)
+#define S_TICK_US 250  //  --rate: longest sleep between two looks at the network
 
 static void s_usage (FILE *out)
 {
@@ -42,12 +46,29 @@ static void s_usage (FILE *out)
              "at the senders: acks per second and errors. Every message is checked: none\n"
              "lost, none twice, each pair in send order, recipient seqs without gaps.\n"
              "\n"
+             "Without --rate (or --rate 0) the senders are closed-loop: each ack lets the\n"
+             "next send go, so the run measures peak throughput and the latency under it.\n"
+             "With --rate R the senders are open-loop: message k of pair i is due at\n"
+             "(k * N + i) / R seconds after the start, R messages/s in total spread evenly\n"
+             "over the pairs, sent when due whether or not earlier ones were acked (the\n"
+             "window still caps the unacked sends; a send it holds back goes out as soon\n"
+             "as an ack makes room). The client then sleeps between looks at the network,\n"
+             "at most 0.25 ms, so it does not spin on the server's CPU; a delivery is\n"
+             "timed up to 0.25 ms late. Latency counts from the scheduled time, so\n"
+             "time spent waiting behind a full window or a slow client loop is included,\n"
+             "and 'behind' reports how late sends left versus their schedule. Use it to\n"
+             "measure latency at a given load, e.g. at half the peak rate.\n"
+             "\n"
              "p2p options:\n"
              "  --pairs N       sender/recipient pairs, one connection each (default 10)\n"
              "  --messages M    messages per sender (default 1000)\n"
              "  --window W      unacked sends per sender (default 64)\n"
+             "  --rate R        messages/s offered in total across all pairs, paced\n"
+             "                  open-loop (default 0: closed-loop, as fast as the window\n"
+             "                  allows)\n"
              "  --size BYTES    body size, at least %d (default 32)\n"
-             "  --timeout S     give up S seconds after the first send (default 60)\n"
+             "  --timeout S     give up S seconds after the first send; with --rate, after\n"
+             "                  the last scheduled send (default 60)\n"
              "  --json          print one JSON line instead of the summary\n"
              "\n"
              "Options:\n"
@@ -57,6 +78,7 @@ static void s_usage (FILE *out)
              "                           $ZIM_DATA/admin.key or ./zim-data/admin.key)\n"
              "      --app APP            app of the users (default demo)\n"
              "  -h, --help               this text\n"
+             "      --version            print the version\n"
              "\n"
              "Users are named b<random>-s<i> and b<random>-r<i>, new on every run, so\n"
              "runs do not disturb each other. The client runs on one thread; on a small\n"
@@ -67,8 +89,9 @@ static void s_usage (FILE *out)
              "\n"
              "Examples:\n"
              "  zim-bench p2p --pairs 50 --messages 2000\n"
+             "  zim-bench p2p --pairs 50 --messages 2000 --rate 30000   # latency at 30k/s\n"
              "  zim-bench -e tcp://127.0.0.1:7710 -k \"$KEY\" p2p --pairs 50 --window 16 --json\n"
-             "  make bench     # several runs against a fresh zim-server, with the median\n",
+             "  make bench     # several runs against a fresh zim-server, with the medians\n",
              HEADER_SIZE, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
 }
 
@@ -91,6 +114,7 @@ typedef struct {
 
 typedef struct s_bench {
     uint32_t pairs, messages, window, size;
+    uint32_t rate;         //  messages/s offered in total, 0: closed-loop
     s_pair_t *pair;        //  pairs
     uint8_t *body;         //  body template: bin header, then header fields, padding
     size_t body_len;       //  its length
@@ -103,6 +127,8 @@ typedef struct s_bench {
     uint32_t senders_closed; //  senders whose connection closed
     uint32_t *latency;       //  µs per delivered message
     uint64_t nlatency;
+    uint32_t *lag; //  --rate: µs each send left after its scheduled time
+    uint64_t nlag;
     uint32_t authed; //  connections authenticated
     uint32_t failed; //  connections that could not
     bool running;    //  sending has started
@@ -132,12 +158,26 @@ static uint64_t s_get (const uint8_t *p, int bytes)
     return v;
 }
 
-//  Queues the next message of this pair.
+//  Scheduled send time (µs) of message n of pair under --rate.
+static uint64_t s_due_us (s_bench_t *b, s_pair_t *pair, uint32_t n)
+{
+    uint64_t k = (uint64_t)n * b->pairs + pair->index;
+    return b->t_first_send + (uint64_t)((double)k * 1e6 / b->rate);
+}
+
+//  Queues the next message of this pair, stamped with the scheduled send
+//  time under --rate, else with the current time.
 static void s_send_next (s_pair_t *pair)
 {
     s_bench_t *b = pair->bench;
     uint8_t *h = b->body + b->body_hdr;
-    s_put (h, zim_mono_us (), 8);
+    uint64_t now = zim_mono_us ();
+    uint64_t t = now;
+    if (b->rate) {
+        t = s_due_us (b, pair, pair->sent);
+        b->lag[b->nlag++] = now > t ? (uint32_t)(now - t < UINT32_MAX ? now - t : UINT32_MAX) : 0;
+    }
+    s_put (h, t, 8);
     s_put (h + 8, pair->index, 4);
     s_put (h + 12, pair->sent, 4);
     if (zim_client_send (pair->sender, pair->recipient_uid, NULL, b->body, b->body_len, NULL)) {
@@ -183,7 +223,7 @@ static void s_on_error (zim_client_t *c, const zim_client_error_t *e, void *arg)
     b->errors++;
     pair->answered++;
     //  a refused send makes room for the next; a lost connection does not
-    if (e->code >= 1000 && pair->sent < b->messages)
+    if (e->code >= 1000 && pair->sent < b->messages && !b->rate)
         s_send_next (pair);
 }
 
@@ -194,7 +234,7 @@ static void s_on_ack (zim_client_t *c, const zim_client_ack_t *a, void *arg)
     b->acked++;
     pair->answered++;
     b->t_last_ack = zim_mono_us ();
-    if (pair->sent < b->messages)
+    if (pair->sent < b->messages && !b->rate)
         s_send_next (pair);
 }
 
@@ -245,6 +285,40 @@ static int s_cmp_u32 (const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+//  --rate: sends every message that is due by now and fits in its pair's
+//  window. Returns the time (µs) the next message is due, or 0 if none is
+//  left to schedule.
+static uint64_t s_pace (s_bench_t *b)
+{
+    uint64_t now = zim_mono_us ();
+    uint64_t next = 0;
+    for (uint32_t i = 0; i < b->pairs; i++) {
+        s_pair_t *pair = &b->pair[i];
+        while (pair->sent < b->messages && pair->sent - pair->answered < b->window &&
+               s_due_us (b, pair, pair->sent) <= now)
+            s_send_next (pair);
+        if (pair->sent < b->messages) {
+            uint64_t due = s_due_us (b, pair, pair->sent);
+            if (next == 0 || due < next)
+                next = due;
+        }
+    }
+    return next;
+}
+
+//  Sleeps us microseconds.
+static void s_sleep_us (uint64_t us)
+{
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    nanosleep (&ts, NULL);
+}
+
+//  The p-th percentile of n sorted values, in ms.
+static double s_pct_ms (const uint32_t *v, uint64_t n, int p)
+{
+    return n ? v[(n - 1) * (uint64_t)p / 100] / 1000.0 : 0;
+}
+
 //  Parses a positive decimal number no larger than max.
 static int s_parse_num (const char *s, uint32_t max, uint32_t *out)
 {
@@ -284,19 +358,14 @@ static double s_cpu_s (void)
 
 int main (int argc, char **argv)
 {
-    static const struct option options[] = {{"url", required_argument, NULL, 'u'},
-                                            {"endpoint", required_argument, NULL, 'e'},
-                                            {"key", required_argument, NULL, 'k'},
-                                            {"app", required_argument, NULL, 'A'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {"pairs", required_argument, NULL, 'P'},
-                                            {"messages", required_argument, NULL, 'M'},
-                                            {"window", required_argument, NULL, 'W'},
-                                            {"size", required_argument, NULL, 'S'},
-                                            {"timeout", required_argument, NULL, 'T'},
-                                            {"json", no_argument, NULL, 'J'},
-                                            {"version", no_argument, NULL, 'V'},
-                                            {NULL, 0, NULL, 0}};
+    static const struct option options[] = {
+        {"url", required_argument, NULL, 'u'},      {"endpoint", required_argument, NULL, 'e'},
+        {"key", required_argument, NULL, 'k'},      {"app", required_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},           {"pairs", required_argument, NULL, 'P'},
+        {"messages", required_argument, NULL, 'M'}, {"window", required_argument, NULL, 'W'},
+        {"size", required_argument, NULL, 'S'},     {"timeout", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'J'},           {"rate", required_argument, NULL, 'R'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
     const char *url = DEFAULT_URL, *endpoint = ZIM_ADMIN_ENDPOINT, *key_arg = NULL, *app = "demo";
     s_bench_t b;
     memset (&b, 0, sizeof b);
@@ -330,6 +399,15 @@ int main (int argc, char **argv)
         case 'J':
             json = true;
             break;
+        case 'R': {
+            uint64_t v;
+            if (zim_parse_u64 (optarg, &v) || v > 100000000) {
+                fprintf (stderr, "zim-bench: bad value '%s' for --rate (0..100000000)\n", optarg);
+                return EXIT_USAGE;
+            }
+            b.rate = (uint32_t)v;
+            break;
+        }
         case 'P':
         case 'M':
         case 'W':
@@ -400,6 +478,7 @@ int main (int argc, char **argv)
     snprintf (prefix, sizeof prefix, "b%06x", rnd & 0xffffff);
     b.pair = zim_calloc (b.pairs, sizeof *b.pair);
     b.latency = zim_malloc ((size_t)b.pairs * b.messages * sizeof *b.latency);
+    b.lag = b.rate ? zim_malloc ((size_t)b.pairs * b.messages * sizeof *b.lag) : NULL;
     signal (SIGINT, s_on_signal);
     signal (SIGTERM, s_on_signal);
     signal (SIGPIPE, SIG_IGN);
@@ -464,13 +543,17 @@ int main (int argc, char **argv)
     if (status == 0) {
         b.running = true;
         b.t_first_send = zim_mono_us ();
-        for (uint32_t i = 0; i < b.pairs; i++)
-            for (uint32_t w = 0; w < b.window && b.pair[i].sent < b.messages; w++)
-                s_send_next (&b.pair[i]);
         uint64_t total = (uint64_t)b.pairs * b.messages;
         uint64_t deadline = b.t_first_send + (uint64_t)timeout_s * 1000000;
+        if (b.rate)
+            deadline += (uint64_t)((double)total * 1e6 / b.rate);
+        else
+            for (uint32_t i = 0; i < b.pairs; i++)
+                for (uint32_t w = 0; w < b.window && b.pair[i].sent < b.messages; w++)
+                    s_send_next (&b.pair[i]);
         bool grace = false;
         while (!s_interrupted && zim_mono_us () < deadline) {
+            uint64_t next = b.rate ? s_pace (&b) : 0;
             if (b.delivered + b.errors >= total && b.acked + b.errors >= total)
                 break;
             if (b.senders_closed == b.pairs && !grace) {
@@ -479,7 +562,21 @@ int main (int argc, char **argv)
                 if (deadline > zim_mono_us () + 1000000)
                     deadline = zim_mono_us () + 1000000;
             }
-            zim_loop_run (loop, 50);
+            if (next) {
+                //  Pacing: a timed zim_loop_run spins through its last
+                //  millisecond (libwebsockets polls in whole ms), which on a
+                //  small machine takes CPU from the server. Instead, handle
+                //  what is ready and, when that was nothing, sleep until the
+                //  next send is due, at most S_TICK_US (also when sends wait
+                //  for window room): sends leave on time and deliveries are
+                //  read (and timed) at most S_TICK_US late.
+                uint64_t events = b.acked + b.delivered + b.errors + b.closed;
+                zim_loop_run (loop, 0);
+                uint64_t now = zim_mono_us ();
+                if (events == b.acked + b.delivered + b.errors + b.closed)
+                    s_sleep_us (next > now && next - now < S_TICK_US ? next - now : S_TICK_US);
+            } else
+                zim_loop_run (loop, 50);
         }
     }
     double cpu = s_cpu_s () - cpu0;
@@ -495,13 +592,14 @@ int main (int argc, char **argv)
             b.t_last_ack > b.t_first_send ? (double)(b.t_last_ack - b.t_first_send) / 1e6 : 0;
         double rate = span > 0 ? (double)b.delivered / span : 0;
         double ack_rate = ack_span > 0 ? (double)b.acked / ack_span : 0;
-        double p50 = 0, p99 = 0, pmax = 0;
-        if (b.nlatency) {
-            qsort (b.latency, b.nlatency, sizeof *b.latency, s_cmp_u32);
-            p50 = b.latency[(b.nlatency - 1) * 50 / 100] / 1000.0;
-            p99 = b.latency[(b.nlatency - 1) * 99 / 100] / 1000.0;
-            pmax = b.latency[b.nlatency - 1] / 1000.0;
-        }
+        qsort (b.latency, b.nlatency, sizeof *b.latency, s_cmp_u32);
+        double p50 = s_pct_ms (b.latency, b.nlatency, 50);
+        double p99 = s_pct_ms (b.latency, b.nlatency, 99);
+        double pmax = s_pct_ms (b.latency, b.nlatency, 100);
+        if (b.nlag)
+            qsort (b.lag, b.nlag, sizeof *b.lag, s_cmp_u32);
+        double lag50 = s_pct_ms (b.lag, b.nlag, 50);
+        double lag99 = s_pct_ms (b.lag, b.nlag, 99);
         if (json)
             printf ("{\"scenario\":\"p2p\",\"pairs\":%u,\"messages\":%u,\"window\":%u,\"size\":%u,"
                     "\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"delivered\":%" PRIu64
@@ -509,13 +607,20 @@ int main (int argc, char **argv)
                     ",\"out_of_order\":%" PRIu64 ",\"seq_gaps\":%" PRIu64
                     ",\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,\"acks_per_s\":%.1f,"
                     "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"client_cpu_s\":%.3f,"
-                    "\"connect_s\":%.3f}\n",
+                    "\"connect_s\":%.3f,\"rate\":%u,\"behind_p50_ms\":%.3f,"
+                    "\"behind_p99_ms\":%.3f}\n",
                     b.pairs, b.messages, b.window, b.size, total, b.acked, b.delivered, b.errors,
                     missing, b.duplicates, b.out_of_order, b.seq_gaps, span, rate, ack_rate, p50,
-                    p99, pmax, cpu, (double)(t_connected - t_tokens) / 1e6);
+                    p99, pmax, cpu, (double)(t_connected - t_tokens) / 1e6, b.rate, lag50, lag99);
         else {
             printf ("zim-bench p2p: %u pairs x %u messages, window %u, %u-byte bodies, %s\n",
                     b.pairs, b.messages, b.window, b.size, url);
+            if (b.rate)
+                printf ("  offered    %u msgs/s, paced open-loop; sends behind schedule p50 "
+                        "%.2f ms, p99 %.2f ms\n",
+                        b.rate, lag50, lag99);
+            else
+                printf ("  offered    as fast as the window allows (closed-loop)\n");
             printf ("  setup      %.2f s tokens, %.2f s to connect %u connections\n",
                     (double)(t_tokens - t0) / 1e6, (double)(t_connected - t_tokens) / 1e6,
                     2 * b.pairs);
@@ -523,8 +628,8 @@ int main (int argc, char **argv)
                     total, span, rate);
             printf ("  acked      %" PRIu64 " in %.3f s: %.0f acks/s\n", b.acked, ack_span,
                     ack_rate);
-            printf ("  latency    p50 %.2f ms, p99 %.2f ms, max %.2f ms (send to delivery)\n", p50,
-                    p99, pmax);
+            printf ("  latency    p50 %.2f ms, p99 %.2f ms, max %.2f ms (%s to delivery)\n", p50,
+                    p99, pmax, b.rate ? "scheduled send" : "send");
             printf ("  problems   %" PRIu64 " errors, %" PRIu64 " missing, %" PRIu64
                     " duplicates, %" PRIu64 " out of order, %" PRIu64 " seq gaps\n",
                     b.errors, missing, b.duplicates, b.out_of_order, b.seq_gaps);
@@ -562,6 +667,7 @@ int main (int argc, char **argv)
     zim_loop_destroy (&loop);
     free (b.pair);
     free (b.latency);
+    free (b.lag);
     free (b.body);
     free (key);
     return status;
