@@ -266,6 +266,22 @@ malformed:
     zsys_warning ("broker %s: dropped a malformed cluster map", self->name);
 }
 
+//  Receives one frame without waiting; NULL when none is there. Cheaper than
+//  asking ZMQ_EVENTS first: only the final, empty receive checks the
+//  socket's command mailbox (a system call).
+static zframe_t *s_recv_nowait (zsock_t *sock)
+{
+    zmq_msg_t msg;
+    zmq_msg_init (&msg);
+    if (zmq_msg_recv (&msg, zsock_resolve (sock), ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close (&msg);
+        return NULL;
+    }
+    zframe_t *frame = zframe_new (zmq_msg_data (&msg), zmq_msg_size (&msg));
+    zmq_msg_close (&msg);
+    return frame;
+}
+
 //  Sends an OUT holding self->fr's frames to conns on gateway gw. A gateway
 //  that is gone or too slow to take it loses it: the client syncs later.
 static void s_out (s_broker_t *self, const void *gw, size_t gw_len, const uint64_t *conns,
@@ -725,9 +741,11 @@ static void s_handle_cursor (s_broker_t *self, zim_rd_t *rd, uint32_t fields)
 static void s_handle_front (s_broker_t *self)
 {
     size_t budget = 4 * self->max_batch;
-    while (budget-- && (zsock_events (self->front) & ZMQ_POLLIN)) {
-        zframe_t *gw = zframe_recv (self->front);
-        zframe_t *frame = gw && zsock_rcvmore (self->front) ? zframe_recv (self->front) : NULL;
+    while (budget--) {
+        zframe_t *gw = s_recv_nowait (self->front);
+        if (!gw)
+            break;
+        zframe_t *frame = zsock_rcvmore (self->front) ? zframe_recv (self->front) : NULL;
         if (!frame || zsock_rcvmore (self->front)) {
             while (zsock_rcvmore (self->front)) {
                 zframe_t *junk = zframe_recv (self->front);
@@ -766,10 +784,8 @@ static void s_handle_front (s_broker_t *self)
 //  Matches a store answer (APPENDED or PAGE) to what waits for it.
 static void s_handle_store (s_broker_t *self, zsock_t *sock)
 {
-    while (zsock_events (sock) & ZMQ_POLLIN) {
-        zframe_t *frame = zframe_recv (sock);
-        if (!frame)
-            break;
+    zframe_t *frame;
+    while ((frame = s_recv_nowait (sock))) {
         zim_rd_t rd;
         int kind;
         uint32_t fields;
@@ -845,10 +861,8 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
 
 static void s_handle_router (s_broker_t *self)
 {
-    while (zsock_events (self->router) & ZMQ_POLLIN) {
-        zframe_t *frame = zframe_recv (self->router);
-        if (!frame)
-            break;
+    zframe_t *frame;
+    while ((frame = s_recv_nowait (self->router))) {
         zim_rd_t rd;
         int kind;
         uint32_t fields;

@@ -104,6 +104,8 @@ struct s_gateway_t {
     s_conn_t *idle_tail;
     bool started;                       //  START done
     bool terminated;                    //  $TERM received
+    int sent;                           //  S_DRAIN_* bits of the sockets sent
+                                        //  on since their last drain
     zim_wr_t wr;                        //  encode buffer (backbone)
     zim_wr_t fr;                        //  encode buffer (client frames)
     int64_t log_sec;                    //  warning rate limit: current second
@@ -303,10 +305,27 @@ static int s_conn_writable (s_conn_t *conn)
 //  ---------------------------------------------------------------------
 //  Backbone
 
+//  Which sockets a drain reads (see s_drain).
+#define S_DRAIN_PIPE 1
+#define S_DRAIN_BROKERS 2
+#define S_DRAIN_ROUTERS 4
+
+//  The S_DRAIN_* bit of a socket.
+static int s_drain_bit (s_gateway_t *self, zsock_t *sock)
+{
+    if (sock == self->pipe)
+        return S_DRAIN_PIPE;
+    for (size_t i = 0; i < self->nrouters; i++)
+        if (self->routers[i].sock == sock)
+            return S_DRAIN_ROUTERS;
+    return S_DRAIN_BROKERS;
+}
+
 //  Sends self->wr on sock without blocking. Returns 0 or -1 (queue full or
 //  no peer).
 static int s_backbone_send (s_gateway_t *self, zsock_t *sock)
 {
+    self->sent |= s_drain_bit (self, sock);
     return zmq_send (zsock_resolve (sock), self->wr.data, self->wr.size, ZMQ_DONTWAIT) ==
                    (int) self->wr.size
                ? 0
@@ -416,16 +435,30 @@ static void s_drain_socket (s_gateway_t *self, zsock_t *sock, bool from_broker)
 
 static void s_handle_pipe (s_gateway_t *self);
 
-//  Drains the pipe and every backbone socket. ZMQ_FD is edge-like: it only
-//  signals again once everything was read, so after any send as well.
+//  Drains the sockets in mask (S_DRAIN_*), then those sent on meanwhile.
+//  ZMQ_FD is edge-like: it signals again only once everything was read, and
+//  any operation on a socket, a send too, can consume the edge. So a socket
+//  is drained when its fd fires (s_callback_zmq) and after a send on it:
+//  each empty check costs system calls, so no other socket is checked.
+static void s_drain (s_gateway_t *self, int mask)
+{
+    while (mask && !self->terminated) {
+        self->sent = 0;
+        while ((mask & S_DRAIN_PIPE) && !self->terminated &&
+               (zsock_events (self->pipe) & ZMQ_POLLIN))
+            s_handle_pipe (self);
+        for (size_t i = 0; (mask & S_DRAIN_BROKERS) && i < self->nbrokers; i++)
+            s_drain_socket (self, self->brokers[i].sock, true);
+        for (size_t i = 0; (mask & S_DRAIN_ROUTERS) && i < self->nrouters; i++)
+            s_drain_socket (self, self->routers[i].sock, false);
+        mask = self->sent;
+    }
+}
+
+//  Drains every socket (the once-a-second safety net, and at start).
 static void s_drain_all (s_gateway_t *self)
 {
-    while (!self->terminated && (zsock_events (self->pipe) & ZMQ_POLLIN))
-        s_handle_pipe (self);
-    for (size_t i = 0; i < self->nbrokers; i++)
-        s_drain_socket (self, self->brokers[i].sock, true);
-    for (size_t i = 0; i < self->nrouters; i++)
-        s_drain_socket (self, self->routers[i].sock, false);
+    s_drain (self, S_DRAIN_PIPE | S_DRAIN_BROKERS | S_DRAIN_ROUTERS);
 }
 
 //  ---------------------------------------------------------------------
@@ -868,6 +901,13 @@ static void s_closed (s_gateway_t *self, s_pss_t *pss)
     free (conn);
 }
 
+//  Drains the sockets sent on since their last drain (see s_drain).
+static void s_drain_sent (s_gateway_t *self)
+{
+    if (self->sent)
+        s_drain (self, self->sent);
+}
+
 static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                           size_t len)
 {
@@ -900,7 +940,7 @@ static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, voi
     }
     //  Whatever a client did may have sent on the backbone, which can
     //  consume the ZMQ_FD edge: look for input now.
-    s_drain_all (self);
+    s_drain_sent (self);
     return rc;
 }
 
@@ -908,8 +948,11 @@ static int s_callback_zmq (struct lws *wsi, enum lws_callback_reasons reason, vo
                            void *in, size_t len)
 {
     s_gateway_t *self = (s_gateway_t *) lws_context_user (lws_get_context (wsi));
-    if (reason == LWS_CALLBACK_RAW_RX_FILE && self)
-        s_drain_all (self);
+    if (reason == LWS_CALLBACK_RAW_RX_FILE && self) {
+        zsock_t *sock = (zsock_t *) lws_get_opaque_user_data (wsi);
+        s_drain (self, sock ? s_drain_bit (self, sock) | self->sent
+                            : S_DRAIN_PIPE | S_DRAIN_BROKERS | S_DRAIN_ROUTERS);
+    }
     return 0;
 }
 
@@ -966,8 +1009,12 @@ static int s_adopt (s_gateway_t *self, zsock_t *sock)
     fd.filefd = (lws_filefd_type) dup (zsock_fd (sock));
     if (fd.filefd < 0)
         return -1;
-    if (lws_adopt_descriptor_vhost (self->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "zim-zmq", NULL))
+    struct lws *wsi =
+        lws_adopt_descriptor_vhost (self->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "zim-zmq", NULL);
+    if (wsi) {
+        lws_set_opaque_user_data (wsi, sock); //  which socket its events are for
         return 0;
+    }
     close (fd.filefd);
     return -1;
 }
@@ -1307,8 +1354,9 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
     //  Until START, commands come one by one on the pipe.
     while (!self->terminated && !self->started)
         s_handle_pipe (self);
+    s_drain_all (self);
     while (!self->terminated) {
-        s_drain_all (self);
+        s_drain_sent (self);
         if (!self->terminated && lws_service (self->ctx, 0) < 0)
             break;
     }
