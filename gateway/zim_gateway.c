@@ -44,6 +44,24 @@ typedef struct {
     uint64_t instance; //  its instance in the last MAP: a change = restart
 } s_routerconn_t;
 
+//  What one router's maps say about the brokers. A broker is live while
+//  any router heard from in the last S_MAP_STALE_MS lists it: routers may
+//  disagree for a moment (one has not yet timed a broker out, or has just
+//  restarted and not yet heard every HELLO).
+typedef struct {
+    char *name;                 //  the router's node name
+    uint64_t instance;          //  its instance in its last map
+    int64_t since_ms;           //  when that instance was first seen
+    int64_t map_ms;             //  when its last map came
+    bool seen[S_MAX_BROKERS];   //  brokers (by index) its maps list alive
+} s_mapsrc_t;
+
+//  A router's maps count for this long after the last one.
+#define S_MAP_STALE_MS 3000
+//  A router that just (re)started lists only the nodes it has heard from:
+//  for this long its maps add brokers but do not remove any.
+#define S_MAP_YOUNG_MS 2500
+
 //  One client connection (WebSocket session).
 typedef struct s_conn_t {
     uint64_t id;                 //  gateway-local connection id
@@ -93,6 +111,8 @@ struct s_gateway_t {
     size_t live[S_MAX_BROKERS];         //  indexes of the live ones, sorted by name
     size_t nlive;                       //  how many
     s_routerconn_t routers[S_MAX_ROUTERS]; //  DEALERs to the routers
+    s_mapsrc_t maps[S_MAX_ROUTERS];     //  the brokers each router's maps list
+    size_t nmaps;                       //  routers heard from
     size_t nrouters;                    //  how many
     struct lws_context *ctx;            //  libwebsockets context
     struct lws_vhost *vhost;            //  the listening vhost
@@ -1147,6 +1167,28 @@ static void s_handle_map (s_gateway_t *self, zframe_t *frame)
         s_warn (self, "dropped an undecodable MAP");
         return;
     }
+    //  The router it came from.
+    int64_t now = zclock_mono ();
+    s_mapsrc_t *src = NULL;
+    for (size_t r = 0; r < self->nmaps && !src; r++)
+        if (zim_str_eq (map.router, self->maps[r].name))
+            src = &self->maps[r];
+    if (!src && self->nmaps < S_MAX_ROUTERS) {
+        src = &self->maps[self->nmaps++];
+        src->name = zim_calloc (1, map.router.len + 1);
+        memcpy (src->name, map.router.ptr, map.router.len);
+        src->instance = map.instance;
+        src->since_ms = now;
+    }
+    if (!src) {
+        s_warn (self, "maps from more than %d routers: one ignored", S_MAX_ROUTERS);
+        return;
+    }
+    if (src->instance != map.instance) {
+        src->instance = map.instance;
+        src->since_ms = now;
+    }
+    src->map_ms = now;
     bool seen[S_MAX_BROKERS] = {false};
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t m;
@@ -1172,9 +1214,15 @@ static void s_handle_map (s_gateway_t *self, zframe_t *frame)
         }
         seen[broker - self->brokers] = true;
     }
+    bool young = now - src->since_ms < S_MAP_YOUNG_MS;
+    for (size_t b = 0; b < self->nbrokers; b++)
+        src->seen[b] = seen[b] || (young && src->seen[b]);
     bool changed = false;
     for (size_t b = 0; b < self->nbrokers; b++) {
-        bool live = seen[b] || streq (self->brokers[b].name, self->brokers[b].endpoint);
+        //  Configured with CONNECT broker (name = endpoint): always live.
+        bool live = streq (self->brokers[b].name, self->brokers[b].endpoint);
+        for (size_t r = 0; r < self->nmaps && !live; r++)
+            live = self->maps[r].seen[b] && now - self->maps[r].map_ms < S_MAP_STALE_MS;
         if (live != self->brokers[b].live) {
             changed = true;
             self->brokers[b].live = live;
@@ -1370,6 +1418,8 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
         free (self->brokers[i].name);
         free (self->brokers[i].endpoint);
     }
+    for (size_t i = 0; i < self->nmaps; i++)
+        free (self->maps[i].name);
     for (size_t i = 0; i < self->nrouters; i++) {
         zsock_destroy (&self->routers[i].sock);
         free (self->routers[i].name);
@@ -1467,6 +1517,17 @@ void zim_gateway_test (bool verbose)
     zmsg_t *msg = zmsg_recv (router);
     assert (msg && zmsg_size (msg) == 2);
     zmsg_destroy (&msg);
+
+    //  A first (empty) map from router-1: its instance is new, so for
+    //  S_MAP_YOUNG_MS its maps may add brokers but not remove them.
+    zim_wr_t mwr;
+    zim_wr_init (&mwr);
+    zim_map_begin (&mwr, zim_str ("router-1"), 1, 1, 0);
+    msg = zmsg_new ();
+    zmsg_addstr (msg, "MAP");
+    zmsg_addmem (msg, mwr.data, mwr.size);
+    zmsg_send (&msg, gw);
+    int64_t first_map_ms = zclock_mono ();
 
     //  A bad token is refused at the upgrade.
     int status = 0;
@@ -1629,26 +1690,45 @@ void zim_gateway_test (bool verbose)
     assert (zim_rawws_pings (ws) >= 1); //  WebSocket pings every second
     zim_rawws_destroy (&ws);
 
-    //  A cluster map adds its live brokers and drops them when they go.
-    zim_wr_reset (&wr);
-    zim_map_begin (&wr, zim_str ("router-1"), 1, 1, 1);
+    //  A map adds its live brokers (the CONNECTed one stays) ...
+    if (zclock_mono () - first_map_ms < S_MAP_YOUNG_MS + 100)
+        zclock_sleep ((int) (S_MAP_YOUNG_MS + 100 - (zclock_mono () - first_map_ms)));
     zim_member_t member = {zim_str ("broker-9"), zim_str ("broker"), zim_str ("tcp://127.0.0.1:9"),
                            1, zim_str (""), true, 0, zim_str ("{}")};
-    zim_member (&wr, &member);
+    zim_wr_reset (&mwr);
+    zim_map_begin (&mwr, zim_str ("router-1"), 1, 2, 1);
+    zim_member (&mwr, &member);
     msg = zmsg_new ();
     zmsg_addstr (msg, "MAP");
-    zmsg_addmem (msg, wr.data, wr.size);
+    zmsg_addmem (msg, mwr.data, mwr.size);
     zmsg_send (&msg, gw);
     zstr_sendx (gw, "STATS", NULL);
     char *stats = zstr_recv (gw);
     assert (stats && strstr (stats, "\"brokers\":2"));
     zstr_free (&stats);
-    zim_wr_reset (&wr);
-    zim_map_begin (&wr, zim_str ("router-1"), 1, 2, 0);
+
+    //  ... a second router whose map does not list it does not remove
+    //  it: a broker is live while any router lists it ...
+    zim_wr_reset (&mwr);
+    zim_map_begin (&mwr, zim_str ("router-2"), 7, 1, 0);
     msg = zmsg_new ();
     zmsg_addstr (msg, "MAP");
-    zmsg_addmem (msg, wr.data, wr.size);
+    zmsg_addmem (msg, mwr.data, mwr.size);
     zmsg_send (&msg, gw);
+    zstr_sendx (gw, "STATS", NULL);
+    stats = zstr_recv (gw);
+    assert (stats && strstr (stats, "\"brokers\":2"));
+    zstr_free (&stats);
+
+    //  ... and once the old router's map drops it, it is gone (router-2
+    //  never listed it).
+    zim_wr_reset (&mwr);
+    zim_map_begin (&mwr, zim_str ("router-1"), 1, 3, 0);
+    msg = zmsg_new ();
+    zmsg_addstr (msg, "MAP");
+    zmsg_addmem (msg, mwr.data, mwr.size);
+    zmsg_send (&msg, gw);
+    zim_wr_free (&mwr);
 
     zstr_sendx (gw, "STATS", NULL);
     stats = zstr_recv (gw);
