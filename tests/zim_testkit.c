@@ -512,9 +512,13 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
         argv[argc++] = "--bind";
         argv[argc++] = n->bind;
     }
-    if (strcmp (n->program, "zim-router") != 0) {
-        argv[argc++] = "--router";
-        argv[argc++] = c->router;
+    //  Every router (a router joins itself anyway).
+    for (size_t i = 0; i < c->nnodes && argc < 24; i++) {
+        tk_node_t *r = &c->nodes[i];
+        if (r != n && strcmp (r->program, "zim-router") == 0) {
+            argv[argc++] = "--router";
+            argv[argc++] = r->bind;
+        }
     }
     if (strcmp (n->program, "zim-broker") == 0) {
         argv[argc++] = "--node-id";
@@ -581,7 +585,7 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
                 }
                 else
                     s_ready_field (ready, " bind=", n->bind, sizeof n->bind);
-                if (strcmp (n->program, "zim-router") == 0)
+                if (strcmp (n->program, "zim-router") == 0 && n->index == 1)
                     snprintf (c->router, sizeof c->router, "%s", n->bind);
                 memset (&n->srv, 0, sizeof n->srv);
                 n->srv.ws_port = n->ws_port;
@@ -607,15 +611,25 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
     return -1;
 }
 
+//  How many routers the cluster has.
+static int s_cluster_routers (tk_cluster_t *c)
+{
+    int routers = 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        routers += strcmp (c->nodes[i].program, "zim-router") == 0;
+    return routers;
+}
+
 int tk_node_start (tk_cluster_t *c, tk_node_t *n)
 {
     if (n->pid > 0)
         return 0;
     //  A port picked free may have been taken since: a node may move to
-    //  others, but not a router that was up before (every node connects to
-    //  its endpoint).
-    bool may_move = n->starts == 0 || strcmp (n->program, "zim-router") != 0;
-    if (n->starts == 0)
+    //  others, but not a router that was up before or that other routers
+    //  were already told about (every node connects to its endpoint).
+    bool router = strcmp (n->program, "zim-router") == 0;
+    bool may_move = !router || (n->starts == 0 && s_cluster_routers (c) == 1);
+    if (n->starts == 0 && !n->admin[0])
         s_node_ports (n);
     int rc = s_node_run (c, n);
     for (int retry = 0; rc == -2 && may_move && retry < 3; retry++) {
@@ -737,7 +751,8 @@ int tk_cluster_wait (tk_cluster_t *c, int timeout_ms)
 }
 
 //  The work of tk_cluster_start.
-static int s_cluster_start (tk_cluster_t *c, int stores, int brokers, int gateways)
+static int s_cluster_start (tk_cluster_t *c, int routers, int stores, int brokers,
+                            int gateways)
 {
     snprintf (c->dir, sizeof c->dir, "./tk-cluster-XXXXXX");
     if (!mkdtemp (c->dir))
@@ -760,7 +775,12 @@ static int s_cluster_start (tk_cluster_t *c, int stores, int brokers, int gatewa
         fprintf (f, "%sstore-%d", i > 1 ? "," : "", i);
     fprintf (f, "\"\n");
     fclose (f);
-    s_cluster_add (c, "zim-router", "router", 1);
+    for (int i = 1; i <= routers; i++)
+        s_cluster_add (c, "zim-router", "router", i);
+    //  Each router is told about the others before they are up: their
+    //  endpoints are picked now.
+    for (size_t i = 0; i < c->nnodes; i++)
+        s_node_ports (&c->nodes[i]);
     for (int i = 1; i <= stores; i++)
         s_cluster_add (c, "zim-store", "store", i);
     for (int i = 1; i <= brokers; i++)
@@ -775,8 +795,15 @@ static int s_cluster_start (tk_cluster_t *c, int stores, int brokers, int gatewa
 
 int tk_cluster_start (tk_cluster_t *c, int stores, int brokers, int gateways)
 {
+    return tk_cluster_start_routers (c, 1, stores, brokers, gateways);
+}
+
+int tk_cluster_start_routers (tk_cluster_t *c, int routers, int stores, int brokers,
+                              int gateways)
+{
     memset (c, 0, sizeof *c);
-    if (s_cluster_start (c, stores, brokers, gateways) == 0)
+    if (routers >= 1 && routers + stores + brokers + gateways <= TK_CLUSTER_MAX &&
+        s_cluster_start (c, routers, stores, brokers, gateways) == 0)
         return 0;
     //  The logs said why; the test's teardown will not run.
     tk_cluster_cleanup (c);

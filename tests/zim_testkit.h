@@ -107,12 +107,12 @@ typedef struct {
 
 #define TK_CLUSTER_MAX 16
 
-//  A cluster: one router, then stores, brokers and gateways.
+//  A cluster: its routers, then stores, brokers and gateways.
 typedef struct {
     char dir[256];                  //  shared data dir (secrets, admin key,
                                     //  store-N/ LMDB files, logs)
     char key[128];                  //  admin key
-    char router[80];                //  the router's endpoint
+    char router[80];                //  the first router's endpoint
     char broker_cfg[300];           //  config file the brokers read
     tk_node_t nodes[TK_CLUSTER_MAX]; //  start order
     size_t nnodes;                  //  how many
@@ -124,6 +124,11 @@ typedef struct {
 //  ./tk-cluster-XXXXXX; then waits until every gateway's cluster map shows
 //  every node alive. Returns 0, or -1 after printing why and the node's log.
 int tk_cluster_start (tk_cluster_t *c, int stores, int brokers, int gateways);
+//  The same with routers routers (router-1.., 1 or more): every node,
+//  routers included, is given --router for each of them, so every router
+//  hears every node and publishes the whole map.
+int tk_cluster_start_routers (tk_cluster_t *c, int routers, int stores, int brokers,
+                              int gateways);
 //  The node called name, or NULL.
 tk_node_t *tk_cluster_node (tk_cluster_t *c, const char *name);
 //  (Re)starts a node on the endpoints it had, and waits for its ready line.
