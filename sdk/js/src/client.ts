@@ -1,0 +1,926 @@
+/*  zim-client — ZimClient, a reconnecting client for the zim WebSocket
+    protocol (docs/PROTOCOL.md).
+    It authenticates (token in the URL or in an `auth` frame), keeps a queue
+    of unacked sends that it retries with the same cid after a reconnect (the
+    server is idempotent by cid), tracks the last inbox seq it has processed,
+    syncs from it after every (re)connect and on a gap, deduplicates by seq,
+    batches cursor acks, and keeps the connection alive with app-level pings.
+    Frames queued in one tick go out as one WebSocket message. */
+
+import { concat, decodeFramesLenient, encodeFrame, frames, type Frame } from './codec.js';
+import { Emitter } from './emitter.js';
+import { ErrorCode, RETRYABLE_SEND_CODES, ZimError } from './errors.js';
+import { isWsPackage, openTransport, resolveWebSocket, type Transport, type WebSocketCtor } from './transport.js';
+
+/** Connection state. `disconnected` means a reconnect is scheduled; `closed`
+    means stopped (not started yet, close() called, or a static token refused). */
+export type State = 'connecting' | 'connected' | 'authenticated' | 'disconnected' | 'closed';
+
+/** A message of the user's inbox (`msg` frame, or one entry of a sync page). */
+export interface Message {
+    /** The reader's inbox position: 1, 2, 3… per user, no gaps. */
+    seq: number;
+    /** Server message id (uint64, grows with time). */
+    id: bigint;
+    from: string;
+    to: string;
+    /** Conversation: `p:` + the two user ids sorted, joined by `:`. */
+    conv: string;
+    /** Any msgpack value, as the sender sent it. */
+    body: unknown;
+    /** Server time, ms since the Unix epoch. */
+    ts: number;
+    [key: string]: unknown;
+}
+
+/** A message of a history page: like Message, without `seq`. */
+export type HistoryMessage = Omit<Message, 'seq'> & { seq?: number };
+
+/** The server's acknowledgement of a send: the message is durable. */
+export interface Ack {
+    cid: string;
+    id: bigint;
+    /** The sender's inbox seq of this message. */
+    seq: number;
+    ts: number;
+}
+
+/** A history page, newest first. For the next (older) page pass the last
+    message's id as `before`. */
+export interface Page {
+    msgs: HistoryMessage[];
+    more: boolean;
+}
+
+/** Missing inbox positions, `from` to `to` inclusive. `lost` is false when
+    the gap was just detected (a sync fills it), true when the server no
+    longer has those messages (past retention) and they were skipped. */
+export interface Gap {
+    from: number;
+    to: number;
+    lost: boolean;
+}
+
+/** Who the connection is authenticated as (from `auth_ok`). */
+export interface AuthInfo {
+    app: string;
+    uid: string;
+    device: string;
+}
+
+/** Why the state changed, when there is something to say. */
+export interface StateDetail {
+    code?: number | string;
+    reason?: string;
+}
+
+/** Where the last processed seq is kept between runs (e.g. localStorage). */
+export interface SeqStorage {
+    load(): number | null | undefined | Promise<number | null | undefined>;
+    save(seq: number): void | Promise<void>;
+}
+
+export interface ZimClientOptions {
+    /** A static token (JWT). With a static token, a refused token stops the client. */
+    token?: string;
+    /** Called for a token before connecting and again when one is refused. */
+    getToken?: () => string | Promise<string>;
+    /** Device name for the sync cursor (server default: `default`). */
+    device?: string;
+    /** `query`: token in the URL (403 at the upgrade when bad); `frame`: an
+        `auth` frame after connecting; `auto` (default): `query` with the `ws`
+        package, which reports the 403, `frame` with a WebSocket that cannot
+        (browsers), so a bad token gets a clear error code. */
+    auth?: 'auto' | 'query' | 'frame';
+    /** ms to get from connecting to `auth_ok` (default 10000). */
+    connectTimeout?: number;
+    /** Reconnect backoff: first delay and cap in ms (defaults 500, 20000);
+        the delay doubles per failed attempt and is jittered (50–100 %). */
+    minReconnectDelay?: number;
+    maxReconnectDelay?: number;
+    /** ms between app-level pings (default 25000; 0: none) and ms to wait
+        for any frame after a ping before reconnecting (default 10000). */
+    pingInterval?: number;
+    pongTimeout?: number;
+    /** ms before send() rejects with code `timeout` (default 30000; 0: never).
+        Retries across reconnects happen within this time. */
+    sendTimeout?: number;
+    /** ms before sync()/history() reject with code `timeout` (default 15000). */
+    requestTimeout?: number;
+    /** Messages per sync page (default 100, max 1000). */
+    syncLimit?: number;
+    /** Sync from the last seq after every (re)connect and on a gap (default true). */
+    autoSync?: boolean;
+    /** Send `cursor` acks, at most every cursorInterval ms (default true, 500). */
+    autoCursor?: boolean;
+    cursorInterval?: number;
+    /** The last seq already processed, if known (else `storage`, else the
+        server's stored cursor for this device is used). */
+    lastSeq?: number;
+    /** Persists the last processed seq (saved at most every cursorInterval). */
+    storage?: SeqStorage;
+    /** Largest WebSocket message to send (the server's max_frame, default 65536). */
+    maxMessageBytes?: number;
+    /** WebSocket implementation (default: global WebSocket, else `ws`). */
+    WebSocket?: WebSocketCtor;
+}
+
+export interface ZimClientEvents {
+    state: [state: State, prev: State, detail: StateDetail];
+    authenticated: [info: AuthInfo];
+    message: [msg: Message];
+    ack: [ack: Ack];
+    error: [err: ZimError];
+    gap: [gap: Gap];
+}
+
+interface PendingSend {
+    cid: string;
+    bytes: Uint8Array; //  the encoded send frame, reused by every retry
+    promise: Promise<Ack>;
+    resolve(ack: Ack): void;
+    reject(err: ZimError): void;
+    timer?: ReturnType<typeof setTimeout>; //  sendTimeout
+    retryTimer?: ReturnType<typeof setTimeout>; //  retry after a retryable error
+    retries: number; //  retryable errors so far
+    sentGen: number; //  connection generation it was last written on
+}
+
+interface PendingRequest {
+    resolve(frame: Frame): void;
+    reject(err: ZimError): void;
+    timer: ReturnType<typeof setTimeout>;
+}
+
+interface Waiter {
+    resolve(): void;
+    reject(err: ZimError): void;
+    timer?: ReturnType<typeof setTimeout>;
+}
+
+const MAX_ACKED_SEQS = 10000;
+
+let cidCounter = 0;
+const cidPrefix = (() => {
+    const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+    if (c?.randomUUID) return c.randomUUID().replace(/-/g, '').slice(0, 12);
+    return Math.random().toString(36).slice(2, 14);
+})();
+
+/** A fresh client message id: printable ASCII, unique per process run. */
+export function newCid(): string {
+    return `${cidPrefix}-${Date.now().toString(36)}-${(++cidCounter).toString(36)}`;
+}
+
+function toBigInt(v: unknown): bigint {
+    if (typeof v === 'bigint') return v;
+    if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+    if (typeof v === 'string' && /^\d+$/.test(v)) return BigInt(v);
+    throw new TypeError(`zim: not an id: ${String(v)}`);
+}
+
+export class ZimClient extends Emitter<ZimClientEvents> {
+    readonly url: string;
+    private readonly o: Required<Omit<ZimClientOptions, 'token' | 'getToken' | 'device' | 'lastSeq' | 'storage' | 'WebSocket'>>
+        & Pick<ZimClientOptions, 'token' | 'getToken' | 'device' | 'storage' | 'WebSocket'>;
+
+    private _state: State = 'closed';
+    private running = false; //  connect() called and not closed since
+    private closedByUser = false; //  close() called: new sends reject
+    private gen = 0; //  connection generation; stale socket events are ignored
+    private t: Transport | null = null;
+    private authed = false;
+    private info: AuthInfo | null = null;
+    private token: string | undefined;
+    private tokenStale = false; //  fetch a fresh token before the next attempt
+    private attempts = 0; //  failed attempts since the last auth_ok
+    private reconnectTimer?: ReturnType<typeof setTimeout>;
+    private connectTimer?: ReturnType<typeof setTimeout>;
+    private pingTimer?: ReturnType<typeof setInterval>;
+    private pongTimer?: ReturnType<typeof setTimeout>;
+    private cursorTimer?: ReturnType<typeof setTimeout>;
+    private gapTimer?: ReturnType<typeof setTimeout>;
+    private pingCount = 0;
+
+    private outq: Uint8Array[] = []; //  encoded frames for the next write
+    private flushQueued = false;
+
+    private readonly pending = new Map<string, PendingSend>(); //  unacked sends, in send order
+    private readonly requests = new Map<number, PendingRequest>(); //  sync/history by rid
+    private nextRid = 1;
+    private waiters: Waiter[] = []; //  waiting for authentication
+
+    private _lastSeq: number | null; //  highest contiguous seq processed
+    private readonly ackedSeqs = new Set<number>(); //  own sends' seqs above _lastSeq
+    private highestSeen = 0; //  highest seq announced by a live msg or ack
+    private cursorSent = 0; //  last cursor sent on this connection
+    private savedSeq: number | null = null; //  last seq given to storage
+    private syncing: Promise<void> | null = null;
+    private resyncWanted = false;
+    private storageLoaded = false;
+
+    constructor(url: string, options: ZimClientOptions = {}) {
+        super();
+        if (!options.token && !options.getToken)
+            throw new TypeError('zim: ZimClient needs a token or a getToken function');
+        this.url = url;
+        this.o = {
+            auth: 'auto',
+            connectTimeout: 10000,
+            minReconnectDelay: 500,
+            maxReconnectDelay: 20000,
+            pingInterval: 25000,
+            pongTimeout: 10000,
+            sendTimeout: 30000,
+            requestTimeout: 15000,
+            syncLimit: 100,
+            autoSync: true,
+            autoCursor: true,
+            cursorInterval: 500,
+            maxMessageBytes: 65536,
+            ...options,
+        } as ZimClient['o'];
+        this.token = options.token;
+        this._lastSeq = options.lastSeq ?? null;
+        if (options.lastSeq !== undefined) this.storageLoaded = true;
+    }
+
+    /** Current connection state. */
+    get state(): State {
+        return this._state;
+    }
+
+    /** Who the connection is authenticated as (the last auth_ok), or null. */
+    get user(): AuthInfo | null {
+        return this.info;
+    }
+
+    /** The highest inbox seq processed without a gap, or null when unknown. */
+    get lastSeq(): number | null {
+        return this._lastSeq;
+    }
+
+    /** Number of sends waiting for their ack. */
+    get pendingSends(): number {
+        return this.pending.size;
+    }
+
+    /** Starts connecting (and reconnecting until close()). Resolves once
+        authenticated; rejects only if the client stops first (close(), or a
+        static token refused). */
+    connect(): Promise<void> {
+        if (!this.running) this.closedByUser = false;
+        const ready = this.whenAuthenticated(0);
+        ready.catch(() => {}); //  the caller may not await it
+        if (this.running) return ready;
+        this.running = true;
+        this.attempts = 0;
+        const gen = this.gen;
+        void (async () => {
+            if (this.o.storage && !this.storageLoaded) {
+                try {
+                    const v = await this.o.storage.load();
+                    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this._lastSeq = v;
+                    this.savedSeq = this._lastSeq;
+                } catch (err) {
+                    this.emit('error', new ZimError('protocol', `zim: storage.load failed: ${String(err)}`));
+                }
+                this.storageLoaded = true;
+            }
+            if (this.running && gen === this.gen) await this.attempt();
+        })();
+        return ready;
+    }
+
+    /** Stops for good: sends a last cursor, closes the socket, rejects
+        unacked sends and pending requests with code `closed`, saves the last
+        seq. Resolves when the socket has closed (at most ~1 s). */
+    async close(): Promise<void> {
+        this.closedByUser = true;
+        this.flushCursor(true);
+        const t = this.t;
+        this.stop(new ZimError('closed', 'zim: client closed'));
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const capped = t
+            ? Promise.race([t.closed, new Promise<void>((resolve) => { timer = setTimeout(resolve, 1000); })])
+            : Promise.resolve();
+        await Promise.all([capped, this.saveSeq()]);
+        clearTimeout(timer);
+    }
+
+    /** Sends body to user `to`. Resolves with the ack once the server has
+        stored the message; rejects with a ZimError carrying the server code
+        (e.g. 4004 bad recipient) or `timeout`/`closed`. Unacked sends are
+        retried with the same cid after a reconnect and after retryable errors
+        (4029, 5000, 5030, 5040). Sending again with the cid of a send still
+        pending returns that send's promise. */
+    send(to: string, body: unknown, options: { cid?: string } = {}): Promise<Ack> {
+        const cid = options.cid ?? newCid();
+        const existing = this.pending.get(cid);
+        if (existing) return existing.promise;
+        if (this.closedByUser)
+            return Promise.reject(new ZimError('closed', 'zim: client closed', { cid }));
+        let bytes: Uint8Array;
+        try {
+            bytes = encodeFrame(frames.send(to, cid, body === undefined ? null : body));
+        } catch (err) {
+            return Promise.reject(new ZimError(ErrorCode.BAD_FIELD, `zim: cannot encode body: ${String(err)}`, { cid }));
+        }
+        if (bytes.length > this.o.maxMessageBytes)
+            return Promise.reject(new ZimError(ErrorCode.TOO_LARGE,
+                `zim: message of ${bytes.length} bytes is over ${this.o.maxMessageBytes}`, { cid }));
+        let resolve!: (ack: Ack) => void;
+        let reject!: (err: ZimError) => void;
+        const promise = new Promise<Ack>((res, rej) => {
+            resolve = res;
+            reject = rej;
+        });
+        const p: PendingSend = { cid, bytes, promise, resolve, reject, retries: 0, sentGen: -1 };
+        if (this.o.sendTimeout > 0) {
+            p.timer = setTimeout(() => {
+                this.dropSend(p);
+                p.reject(new ZimError('timeout', `zim: no ack for ${cid} within ${this.o.sendTimeout} ms`, { cid }));
+            }, this.o.sendTimeout);
+        }
+        this.pending.set(cid, p);
+        if (this.authed) this.transmit(p);
+        return promise;
+    }
+
+    /** Fetches a page of the conversation with `peer`, newest first: messages
+        older than `before` (an id; default: from the newest), at most `limit`. */
+    async history(peer: string, options: { before?: bigint | number | string; limit?: number } = {}): Promise<Page> {
+        const before = options.before === undefined ? undefined : toBigInt(options.before);
+        const limit = options.limit ?? 50;
+        await this.whenAuthenticated(this.o.requestTimeout);
+        const page = await this.request((rid) => frames.history(peer, before, limit, rid));
+        const msgs = Array.isArray(page.msgs) ? page.msgs.map((m) => this.normMsg(m as Record<string, unknown>)) : [];
+        return { msgs: msgs as HistoryMessage[], more: page.more === true };
+    }
+
+    /** Syncs now, from `since` if given (messages after it are delivered
+        again as `message` events) else from the last processed seq, until
+        the server has no more. Resolves with the last processed seq. */
+    async sync(since?: number): Promise<number | null> {
+        if (since !== undefined) {
+            this._lastSeq = since;
+            this.ackedSeqs.clear();
+            this.highestSeen = since;
+        }
+        await this.whenAuthenticated(this.o.requestTimeout);
+        this.resyncWanted = true;
+        const run = this.startSync();
+        if (run) await run;
+        return this._lastSeq;
+    }
+
+    // ----------------------------------------------------------------------
+    //  Connection life cycle
+
+    private setState(state: State, detail: StateDetail = {}): void {
+        if (state === this._state) return;
+        const prev = this._state;
+        this._state = state;
+        this.emit('state', state, prev, detail);
+    }
+
+    //  Resolves when authenticated; timeoutMs 0 waits without limit.
+    private whenAuthenticated(timeoutMs: number): Promise<void> {
+        if (this.authed) return Promise.resolve();
+        if (this.closedByUser) return Promise.reject(new ZimError('closed', 'zim: client closed'));
+        return new Promise<void>((resolve, reject) => {
+            const w: Waiter = { resolve, reject };
+            if (timeoutMs > 0) {
+                w.timer = setTimeout(() => {
+                    this.waiters = this.waiters.filter((x) => x !== w);
+                    reject(new ZimError('timeout', `zim: not connected within ${timeoutMs} ms`));
+                }, timeoutMs);
+            }
+            this.waiters.push(w);
+        });
+    }
+
+    private async currentToken(): Promise<string> {
+        if (this.o.getToken && (this.tokenStale || this.token === undefined)) {
+            this.token = await this.o.getToken();
+            this.tokenStale = false;
+        }
+        if (!this.token) throw new Error('empty token');
+        return this.token;
+    }
+
+    private async attempt(): Promise<void> {
+        const gen = ++this.gen;
+        this.setState('connecting');
+        let token: string;
+        let Ctor: WebSocketCtor;
+        try {
+            token = await this.currentToken();
+        } catch (err) {
+            if (gen !== this.gen) return;
+            this.emit('error', new ZimError('token', `zim: getToken failed: ${String(err)}`));
+            this.reconnectLater({ code: 'token' });
+            return;
+        }
+        if (gen !== this.gen) return;
+        try {
+            Ctor = await resolveWebSocket(this.o.WebSocket);
+        } catch (err) {
+            if (gen !== this.gen) return;
+            const e = err instanceof ZimError ? err : new ZimError('transport', String(err));
+            this.emit('error', e);
+            this.stop(e);
+            return;
+        }
+        if (gen !== this.gen) return;
+        const viaQuery = this.o.auth === 'query' || (this.o.auth === 'auto' && isWsPackage(Ctor));
+        let url: string;
+        try {
+            const u = new URL(this.url);
+            if (viaQuery) u.searchParams.set('token', token);
+            if (viaQuery && this.o.device) u.searchParams.set('device', this.o.device);
+            url = u.toString();
+        } catch {
+            const e = new ZimError('transport', `zim: bad URL ${this.url}`);
+            this.emit('error', e);
+            this.stop(e);
+            return;
+        }
+        let opened = false;
+        let t: Transport;
+        try {
+            t = openTransport(Ctor, url, {
+                open: () => {
+                    if (gen !== this.gen) return;
+                    opened = true;
+                    this.setState('connected');
+                    if (!viaQuery) this.writeNow(frames.auth(token, this.o.device));
+                },
+                message: (data) => {
+                    if (gen === this.gen) this.onData(data);
+                },
+                text: () => {},
+                close: (code, reason, status) => {
+                    if (gen !== this.gen) return;
+                    this.onTransportClosed(code, reason, status, opened, viaQuery, t);
+                },
+            });
+        } catch (err) {
+            const e = new ZimError('transport', `zim: cannot open ${this.url}: ${String(err)}`);
+            this.emit('error', e);
+            this.stop(e);
+            return;
+        }
+        this.t = t;
+        this.connectTimer = setTimeout(() => {
+            if (gen !== this.gen || this.authed) return;
+            this.dropConnection({ code: 'timeout', reason: `not authenticated within ${this.o.connectTimeout} ms` });
+        }, this.o.connectTimeout);
+    }
+
+    private onTransportClosed(code: number, reason: string, status: number | undefined,
+                              opened: boolean, viaQuery: boolean, t: Transport): void {
+        this.teardown();
+        if (status === 401 || status === 403) {
+            this.authFailed(new ZimError(ErrorCode.BAD_TOKEN,
+                `zim: token refused at the WebSocket upgrade (HTTP ${status})`, { status }));
+            return;
+        }
+        //  A WebSocket that hides HTTP statuses cannot tell a refused token
+        //  from a network failure: get a fresh token to be safe.
+        if (!opened && viaQuery && !t.reportsHttpStatus && this.o.getToken) this.tokenStale = true;
+        this.reconnectLater({ code: status ?? code, reason: reason || (status ? `HTTP ${status}` : '') });
+    }
+
+    private authFailed(err: ZimError): void {
+        this.emit('error', err);
+        if (this.o.getToken) {
+            this.tokenStale = true;
+            this.reconnectLater({ code: err.code, reason: err.message });
+        } else {
+            this.stop(err);
+        }
+    }
+
+    //  Closes the current socket (if any) and schedules a reconnect.
+    private dropConnection(detail: StateDetail): void {
+        const t = this.t;
+        this.teardown();
+        t?.close(4000, String(detail.reason ?? '').slice(0, 100));
+        this.reconnectLater(detail);
+    }
+
+    //  Forgets the current connection: timers, requests, queued frames.
+    private teardown(): void {
+        this.gen++;
+        this.t = null;
+        this.authed = false;
+        this.outq = [];
+        clearTimeout(this.connectTimer);
+        clearInterval(this.pingTimer);
+        clearTimeout(this.pongTimer);
+        clearTimeout(this.gapTimer);
+        this.pingTimer = this.pongTimer = this.connectTimer = this.gapTimer = undefined;
+        for (const p of this.pending.values()) {
+            clearTimeout(p.retryTimer);
+            p.retryTimer = undefined;
+        }
+        const err = new ZimError('disconnected', 'zim: connection lost');
+        for (const [rid, r] of this.requests) {
+            clearTimeout(r.timer);
+            r.reject(new ZimError('disconnected', err.message, { rid }));
+        }
+        this.requests.clear();
+    }
+
+    private reconnectLater(detail: StateDetail): void {
+        if (!this.running) return;
+        this.setState('disconnected', detail);
+        const base = Math.min(this.o.maxReconnectDelay, this.o.minReconnectDelay * 2 ** Math.min(this.attempts, 30));
+        this.attempts++;
+        const delay = base / 2 + (Math.random() * base) / 2;
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = setTimeout(() => {
+            this.reconnectTimer = undefined;
+            if (this.running) void this.attempt();
+        }, delay);
+    }
+
+    //  Stops for good, failing everything that waits with err.
+    private stop(err: ZimError): void {
+        const t = this.t;
+        this.running = false;
+        this.teardown();
+        t?.close(1000, 'bye');
+        clearTimeout(this.reconnectTimer);
+        clearTimeout(this.cursorTimer);
+        this.reconnectTimer = this.cursorTimer = undefined;
+        for (const p of this.pending.values()) {
+            clearTimeout(p.timer);
+            p.reject(new ZimError(err.code, err.message, { cid: p.cid, status: err.status }));
+        }
+        this.pending.clear();
+        for (const w of this.waiters) {
+            clearTimeout(w.timer);
+            w.reject(err);
+        }
+        this.waiters = [];
+        this.syncing = null;
+        this.setState('closed', { code: err.code, reason: err.message });
+    }
+
+    // ----------------------------------------------------------------------
+    //  Writing
+
+    //  Queues an encoded frame; frames queued in one tick share one message.
+    private enqueue(bytes: Uint8Array): void {
+        this.outq.push(bytes);
+        if (!this.flushQueued) {
+            this.flushQueued = true;
+            queueMicrotask(() => this.flush());
+        }
+    }
+
+    private writeNow(frame: Record<string, unknown>): void {
+        this.enqueue(encodeFrame(frame));
+        this.flush();
+    }
+
+    //  Writes queued frames, as few messages as maxMessageBytes allows.
+    private flush(): void {
+        this.flushQueued = false;
+        const q = this.outq;
+        this.outq = [];
+        if (!this.t || q.length === 0) return;
+        let batch: Uint8Array[] = [];
+        let size = 0;
+        for (const b of q) {
+            if (size + b.length > this.o.maxMessageBytes && batch.length) {
+                this.t.send(concat(batch));
+                batch = [];
+                size = 0;
+            }
+            batch.push(b);
+            size += b.length;
+        }
+        if (batch.length) this.t.send(concat(batch));
+    }
+
+    private transmit(p: PendingSend): void {
+        p.sentGen = this.gen;
+        this.enqueue(p.bytes);
+    }
+
+    private dropSend(p: PendingSend): void {
+        clearTimeout(p.timer);
+        clearTimeout(p.retryTimer);
+        this.pending.delete(p.cid);
+    }
+
+    private request(build: (rid: number) => Record<string, unknown>): Promise<Frame> {
+        if (!this.authed) return Promise.reject(new ZimError('disconnected', 'zim: not connected'));
+        const rid = this.nextRid++;
+        const bytes = encodeFrame(build(rid));
+        return new Promise<Frame>((resolve, reject) => {
+            const timer = setTimeout(() => {
+                this.requests.delete(rid);
+                reject(new ZimError('timeout', `zim: no answer within ${this.o.requestTimeout} ms`, { rid }));
+            }, this.o.requestTimeout);
+            this.requests.set(rid, { resolve, reject, timer });
+            this.enqueue(bytes);
+        });
+    }
+
+    // ----------------------------------------------------------------------
+    //  Reading
+
+    private onData(data: Uint8Array): void {
+        clearTimeout(this.pongTimer);
+        this.pongTimer = undefined;
+        const { frames: list, error } = decodeFramesLenient(data);
+        const gen = this.gen;
+        for (const f of list) {
+            if (gen !== this.gen) return; //  a handler dropped the connection
+            this.onFrame(f);
+        }
+        if (error) this.emit('error', new ZimError('protocol', `zim: undecodable server message: ${error.message}`));
+    }
+
+    private onFrame(f: Frame): void {
+        switch (f.op) {
+            case 'auth_ok':
+                this.onAuthOk(f);
+                break;
+            case 'ack':
+                this.onAck(f);
+                break;
+            case 'msg':
+                this.processMsg(f, false);
+                break;
+            case 'page': {
+                const r = typeof f.rid === 'number' ? this.requests.get(f.rid) : undefined;
+                if (r) {
+                    clearTimeout(r.timer);
+                    this.requests.delete(f.rid as number);
+                    r.resolve(f);
+                }
+                break;
+            }
+            case 'error':
+                this.onServerError(f);
+                break;
+            default:
+                break; //  pong, and ops of newer servers
+        }
+    }
+
+    private onAuthOk(f: Frame): void {
+        if (this.authed) return;
+        clearTimeout(this.connectTimer);
+        this.connectTimer = undefined;
+        this.authed = true;
+        this.attempts = 0;
+        this.cursorSent = 0;
+        this.info = { app: String(f.app ?? ''), uid: String(f.uid ?? ''), device: String(f.device ?? '') };
+        //  Unacked sends first, in their original order, with their cids.
+        for (const p of this.pending.values()) if (p.sentGen !== this.gen && !p.retryTimer) this.transmit(p);
+        if (this.o.pingInterval > 0) {
+            this.pingTimer = setInterval(() => this.ping(), this.o.pingInterval);
+        }
+        this.setState('authenticated');
+        this.emit('authenticated', this.info);
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const w of waiters) {
+            clearTimeout(w.timer);
+            w.resolve();
+        }
+        if (this.o.autoSync && this.authed) this.autoSync();
+        if (this._lastSeq !== null) this.scheduleCursor();
+    }
+
+    private ping(): void {
+        if (!this.authed) return;
+        this.enqueue(encodeFrame(frames.ping(++this.pingCount)));
+        if (!this.pongTimer) {
+            this.pongTimer = setTimeout(() => {
+                this.pongTimer = undefined;
+                this.dropConnection({ code: 'timeout', reason: `no answer to ping within ${this.o.pongTimeout} ms` });
+            }, this.o.pongTimeout);
+        }
+    }
+
+    private onAck(f: Frame): void {
+        const cid = typeof f.cid === 'string' ? f.cid : '';
+        let ack: Ack;
+        try {
+            ack = { cid, id: toBigInt(f.id), seq: Number(f.seq), ts: Number(f.ts) };
+        } catch {
+            this.emit('error', new ZimError('protocol', 'zim: ack without a valid id'));
+            return;
+        }
+        if (Number.isInteger(ack.seq)) this.noteOwnSeq(ack.seq);
+        const p = this.pending.get(cid);
+        if (!p) return; //  a late duplicate, or a send that timed out
+        this.dropSend(p);
+        p.resolve(ack);
+        this.emit('ack', ack);
+    }
+
+    private onServerError(f: Frame): void {
+        const code = typeof f.code === 'number' ? f.code : ErrorCode.INTERNAL;
+        const text = typeof f.text === 'string' ? f.text : `error ${code}`;
+        if (typeof f.cid === 'string') {
+            const p = this.pending.get(f.cid);
+            if (!p) return;
+            if (RETRYABLE_SEND_CODES.has(code)) {
+                const delay = Math.min(5000, 200 * 2 ** p.retries++) * (0.5 + Math.random() / 2);
+                clearTimeout(p.retryTimer);
+                p.retryTimer = setTimeout(() => {
+                    p.retryTimer = undefined;
+                    if (this.authed && this.pending.get(p.cid) === p) this.transmit(p);
+                }, delay);
+                return;
+            }
+            this.dropSend(p);
+            p.reject(new ZimError(code, text, { cid: f.cid }));
+            return;
+        }
+        if (typeof f.rid === 'number') {
+            const r = this.requests.get(f.rid);
+            if (r) {
+                clearTimeout(r.timer);
+                this.requests.delete(f.rid);
+                r.reject(new ZimError(code, text, { rid: f.rid }));
+                return;
+            }
+        }
+        const err = new ZimError(code, text);
+        if (!this.authed && (code === ErrorCode.BAD_TOKEN || code === ErrorCode.TOKEN_EXPIRED)) {
+            const t = this.t;
+            this.teardown();
+            t?.close(1000, 'bad token');
+            this.authFailed(err);
+            return;
+        }
+        this.emit('error', err);
+    }
+
+    // ----------------------------------------------------------------------
+    //  Inbox order, gaps and sync
+
+    private normMsg(m: Record<string, unknown>): Record<string, unknown> {
+        const { op: _op, ...rest } = m;
+        if (rest.id !== undefined) rest.id = toBigInt(rest.id);
+        return rest;
+    }
+
+    //  The seq of one of our own sends (from its ack): the sending device
+    //  gets no `msg` for it, so it counts as processed once contiguous.
+    private noteOwnSeq(seq: number): void {
+        if (this._lastSeq !== null && seq <= this._lastSeq) return;
+        if (this.ackedSeqs.size < MAX_ACKED_SEQS) this.ackedSeqs.add(seq);
+        if (this._lastSeq === null) {
+            //  No baseline yet: a sync from the server's cursor sets it.
+            this.highestSeen = Math.max(this.highestSeen, seq);
+            if (this.o.autoSync) this.autoSync();
+            return;
+        }
+        this.advance();
+        if (seq > this._lastSeq) {
+            //  Something before it is still on its way; sync if it is not
+            //  there shortly.
+            this.highestSeen = Math.max(this.highestSeen, seq);
+            if (!this.gapTimer && this.o.autoSync) {
+                this.gapTimer = setTimeout(() => {
+                    this.gapTimer = undefined;
+                    if (this._lastSeq !== null && this.highestSeen > this._lastSeq) this.autoSync();
+                }, 1000);
+            }
+        }
+    }
+
+    private advance(): void {
+        if (this._lastSeq === null) return;
+        while (this.ackedSeqs.delete(this._lastSeq + 1)) this._lastSeq++;
+        if (this.ackedSeqs.size) for (const s of this.ackedSeqs) if (s <= this._lastSeq) this.ackedSeqs.delete(s);
+        this.scheduleCursor();
+    }
+
+    private processMsg(raw: Record<string, unknown>, fromSync: boolean): void {
+        let m: Message;
+        try {
+            m = this.normMsg(raw) as Message;
+        } catch {
+            this.emit('error', new ZimError('protocol', 'zim: msg without a valid id'));
+            return;
+        }
+        const seq = m.seq;
+        if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 1) {
+            this.emit('error', new ZimError('protocol', 'zim: msg without a valid seq'));
+            return;
+        }
+        if (this._lastSeq === null) {
+            if (!fromSync) {
+                //  No baseline yet: sync from the server's cursor for this
+                //  device (that page holds this message too).
+                this.highestSeen = Math.max(this.highestSeen, seq);
+                if (this.o.autoSync) this.autoSync();
+                return;
+            }
+            this._lastSeq = seq - 1;
+        }
+        if (seq <= this._lastSeq) return; //  seen already
+        if (seq > this._lastSeq + 1) {
+            if (!fromSync) {
+                if (seq > this.highestSeen) this.emit('gap', { from: this._lastSeq + 1, to: seq - 1, lost: false });
+                this.highestSeen = Math.max(this.highestSeen, seq);
+                if (this.o.autoSync) this.autoSync();
+                return;
+            }
+            //  The server's sync skipped them: no longer stored.
+            this.emit('gap', { from: this._lastSeq + 1, to: seq - 1, lost: true });
+        }
+        if (this.ackedSeqs.delete(seq)) {
+            //  One of this device's own sends, already acked: not news.
+            this._lastSeq = seq;
+            this.advance();
+            return;
+        }
+        this._lastSeq = seq;
+        this.emit('message', m);
+        this.advance();
+    }
+
+    private autoSync(): void {
+        this.startSync()?.catch((err: ZimError) => {
+            if (err.code !== 'disconnected' && err.code !== 'closed') this.emit('error', err);
+        });
+    }
+
+    //  Starts a sync loop unless one runs (then it goes another round).
+    private startSync(): Promise<void> | null {
+        if (!this.authed) return null;
+        if (this.syncing) {
+            this.resyncWanted = true;
+            return this.syncing;
+        }
+        const run = this.syncLoop().finally(() => {
+            if (this.syncing === run) this.syncing = null;
+        });
+        this.syncing = run;
+        return run;
+    }
+
+    private async syncLoop(): Promise<void> {
+        for (;;) {
+            this.resyncWanted = false;
+            const before = this._lastSeq;
+            let more = true;
+            while (more) {
+                const since = this._lastSeq ?? undefined;
+                const page = await this.request((rid) => frames.sync(since, Math.min(this.o.syncLimit, 1000), rid));
+                const msgs = Array.isArray(page.msgs) ? (page.msgs as Record<string, unknown>[]) : [];
+                for (const m of msgs) this.processMsg(m, true);
+                more = page.more === true && msgs.length > 0;
+            }
+            const behind = this._lastSeq !== null && this.highestSeen > this._lastSeq;
+            if (!this.resyncWanted && !behind) return;
+            if (!this.resyncWanted && this._lastSeq === before) {
+                //  No progress: the announced seqs are not there (yet).
+                return;
+            }
+        }
+    }
+
+    //  Sends a cursor and saves the seq within cursorInterval.
+    private scheduleCursor(): void {
+        if (this.cursorTimer || this._lastSeq === null) return;
+        this.cursorTimer = setTimeout(() => {
+            this.cursorTimer = undefined;
+            this.flushCursor(false);
+        }, this.o.cursorInterval);
+    }
+
+    private flushCursor(now: boolean): void {
+        const seq = this._lastSeq;
+        if (seq === null) return;
+        if (this.o.autoCursor && this.authed && seq > this.cursorSent) {
+            this.cursorSent = seq;
+            this.enqueue(encodeFrame(frames.cursor(seq)));
+            if (now) this.flush();
+        }
+        if (!now) void this.saveSeq();
+    }
+
+    private async saveSeq(): Promise<void> {
+        const seq = this._lastSeq;
+        if (!this.o.storage || seq === null || seq === this.savedSeq) return;
+        this.savedSeq = seq;
+        try {
+            await this.o.storage.save(seq);
+        } catch (err) {
+            this.emit('error', new ZimError('protocol', `zim: storage.save failed: ${String(err)}`));
+        }
+    }
+}

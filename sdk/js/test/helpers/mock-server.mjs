@@ -1,0 +1,191 @@
+// A small in-process stand-in for zim's gateway, speaking docs/PROTOCOL.md
+// over `ws`, with knobs to misbehave (lost acks, skipped live deliveries,
+// refused tokens, silent pongs). It lets the client's reconnect, retry, gap
+// and dedupe logic be tested deterministically; integration.test.mjs runs the
+// same scenarios against the real zim-server.
+import { WebSocketServer } from 'ws';
+import { createHmac } from 'node:crypto';
+import { encodeFrame, concat, decodeFramesLenient } from '../../dist/index.js';
+
+export const SECRET = 'mock-secret-0123456789';
+
+// Verifies an HS256 token; returns its claims or null.
+export function verifyToken(token, secret = SECRET) {
+    const parts = String(token ?? '').split('.');
+    if (parts.length !== 3) return null;
+    const sig = createHmac('sha256', secret).update(`${parts[0]}.${parts[1]}`).digest('base64url');
+    if (sig !== parts[2]) return null;
+    try {
+        const claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString());
+        if (claims.exp < Date.now() / 1000) return null;
+        return claims;
+    } catch {
+        return null;
+    }
+}
+
+export class MockServer {
+    constructor() {
+        this.inbox = new Map(); // uid -> [msg...] (index = seq-1)
+        this.cids = new Map(); // uid + '\0' + cid -> ack
+        this.cursors = new Map(); // uid/device -> seq
+        this.conns = new Set(); // { ws, uid, device }
+        this.received = []; // every frame received, with { uid, frame, message } (message = ws message index)
+        this.messages = 0; // WebSocket messages received
+        this.nextId = 250772402995204096n;
+        // knobs
+        this.refuseTokens = false; // 403 every upgrade
+        this.dropAcks = 0; // commit the next N sends but do not ack them
+        this.skipLive = new Set(); // uids whose live deliveries are skipped
+        this.silentPongs = false; // do not answer pings
+        this.failNext = []; // codes to answer the next sends with, instead of storing
+        this.duplicateLive = false; // deliver every live msg twice
+    }
+
+    async start(port = 0) {
+        this.wss = new WebSocketServer({
+            port,
+            host: '127.0.0.1',
+            path: '/ws',
+            verifyClient: (info, cb) => {
+                const u = new URL(info.req.url, 'http://x');
+                const token = u.searchParams.get('token');
+                if (this.refuseTokens || (token !== null && !verifyToken(token))) return cb(false, 403, 'Forbidden');
+                cb(true);
+            },
+        });
+        await new Promise((resolve) => this.wss.once('listening', resolve));
+        this.port = this.wss.address().port;
+        this.url = `ws://127.0.0.1:${this.port}/ws`;
+        this.wss.on('connection', (ws, req) => this.onConnection(ws, req));
+        return this;
+    }
+
+    // Terminates every connection abruptly (like a crash), keeps the data.
+    killConnections() {
+        for (const c of this.conns) c.ws.terminate();
+        this.conns.clear();
+    }
+
+    async stop() {
+        this.killConnections();
+        await new Promise((resolve) => this.wss.close(resolve));
+    }
+
+    onConnection(ws, req) {
+        const u = new URL(req.url, 'http://x');
+        const c = { ws, uid: null, device: u.searchParams.get('device') ?? 'default', out: [] };
+        const token = u.searchParams.get('token');
+        this.conns.add(c);
+        ws.on('close', () => this.conns.delete(c));
+        if (token !== null) this.authOk(c, verifyToken(token));
+        ws.on('message', (data, isBinary) => {
+            this.messages++;
+            if (!isBinary) return this.write(c, { op: 'error', code: 4000, text: 'text message' });
+            const { frames, error } = decodeFramesLenient(new Uint8Array(data));
+            for (const f of frames) this.onFrame(c, f);
+            if (error) this.write(c, { op: 'error', code: 4000, text: 'malformed' });
+        });
+    }
+
+    authOk(c, claims) {
+        c.uid = claims.sub;
+        this.write(c, { op: 'auth_ok', app: claims.app, uid: c.uid, device: c.device });
+    }
+
+    write(c, frame) {
+        c.out.push(encodeFrame(frame));
+        if (c.out.length === 1) {
+            queueMicrotask(() => {
+                const out = c.out;
+                c.out = [];
+                if (c.ws.readyState === 1) c.ws.send(concat(out));
+            });
+        }
+    }
+
+    box(uid) {
+        if (!this.inbox.has(uid)) this.inbox.set(uid, []);
+        return this.inbox.get(uid);
+    }
+
+    onFrame(c, f) {
+        this.received.push({ uid: c.uid, frame: f, message: this.messages });
+        if (f.op === 'auth') {
+            if (c.uid) return this.write(c, { op: 'error', code: 4013, text: 'already authed' });
+            const claims = this.refuseTokens ? null : verifyToken(f.token);
+            if (!claims) return this.write(c, { op: 'error', code: 4011, text: 'bad token' });
+            if (f.device) c.device = f.device;
+            return this.authOk(c, claims);
+        }
+        if (f.op === 'ping') {
+            if (!this.silentPongs) this.write(c, f.t === undefined ? { op: 'pong' } : { op: 'pong', t: f.t });
+            return;
+        }
+        if (!c.uid) return this.write(c, { op: 'error', code: 4010, text: 'auth required' });
+        switch (f.op) {
+            case 'send':
+                return this.onSend(c, f);
+            case 'sync': {
+                const key = `${c.uid}/${c.device}`;
+                const since = f.since ?? this.cursors.get(key) ?? 0;
+                const limit = Math.min(f.limit ?? 100, 1000);
+                const box = this.box(c.uid);
+                const msgs = box.slice(since, since + limit);
+                return this.write(c, { op: 'page', rid: f.rid, more: since + limit < box.length, msgs });
+            }
+            case 'cursor': {
+                const key = `${c.uid}/${c.device}`;
+                this.cursors.set(key, Math.max(this.cursors.get(key) ?? 0, f.seq));
+                return;
+            }
+            case 'history': {
+                const conv = `p:${[c.uid, f.peer].sort().join(':')}`;
+                let msgs = this.box(c.uid).filter((m) => m.conv === conv).reverse();
+                if (f.before) msgs = msgs.filter((m) => m.id < BigInt(f.before));
+                const limit = f.limit ?? 100;
+                const page = msgs.slice(0, limit).map(({ seq, ...m }) => m);
+                return this.write(c, { op: 'page', rid: f.rid, more: msgs.length > limit, msgs: page });
+            }
+            default:
+                return this.write(c, { op: 'error', code: 4003, text: 'unknown op' });
+        }
+    }
+
+    onSend(c, f) {
+        if (typeof f.to !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(f.to))
+            return this.write(c, { op: 'error', code: 4004, text: 'bad recipient', cid: f.cid });
+        const key = `${c.uid}\0${f.cid}`;
+        const old = this.cids.get(key);
+        if (old) return this.write(c, old);
+        if (this.failNext.length) {
+            const code = this.failNext.shift();
+            return this.write(c, { op: 'error', code, text: `failure ${code}`, cid: f.cid });
+        }
+        const id = this.nextId++;
+        const ts = Date.now();
+        const conv = `p:${[c.uid, f.to].sort().join(':')}`;
+        const base = { id, from: c.uid, to: f.to, conv, body: f.body, ts };
+        const mine = this.box(c.uid);
+        const own = { seq: mine.length + 1, ...base };
+        mine.push(own);
+        let theirs = own;
+        if (f.to !== c.uid) {
+            const box = this.box(f.to);
+            theirs = { seq: box.length + 1, ...base };
+            box.push(theirs);
+        }
+        const ack = { op: 'ack', cid: f.cid, id, seq: own.seq, ts };
+        this.cids.set(key, ack);
+        if (this.dropAcks > 0) this.dropAcks--;
+        else this.write(c, ack);
+        for (const d of this.conns) {
+            if (!d.uid || this.skipLive.has(d.uid)) continue;
+            if (d.uid === f.to || (d.uid === c.uid && d !== c)) {
+                const m = { op: 'msg', ...(d.uid === f.to ? theirs : own) };
+                this.write(d, m);
+                if (this.duplicateLive) this.write(d, m);
+            }
+        }
+    }
+}

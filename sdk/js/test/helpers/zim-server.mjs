@@ -1,0 +1,95 @@
+// Starts and kills a real zim-server for the integration tests.
+// Binary: $ZIM_SERVER, else $ZIM_BIN/zim-server, else ../../_build/zim-server
+// relative to sdk/js.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const sdkDir = fileURLToPath(new URL('../../', import.meta.url));
+
+export const serverBinary = resolve(
+    sdkDir,
+    process.env.ZIM_SERVER ?? (process.env.ZIM_BIN ? join(process.env.ZIM_BIN, 'zim-server') : '../../_build/zim-server'),
+);
+
+/** Why the integration tests cannot run, or null when they can. */
+export function unavailable() {
+    if (existsSync(serverBinary)) return null;
+    return `zim-server not found at ${serverBinary} (set ZIM_SERVER)`;
+}
+
+export function tempDataDir() {
+    return mkdtempSync(join(tmpdir(), 'zim-js-'));
+}
+
+export function removeDir(dir) {
+    rmSync(dir, { recursive: true, force: true });
+}
+
+const READY = / ready: ws=ws:\/\/[^\s/]*:(\d+)\/ws admin=(\S+) /;
+
+/** Starts zim-server on dataDir (port 0: any free port). Resolves when it
+    logs its ready line, with { proc, port, url, secret, log, kill(signal), exited }. */
+export function startServer(dataDir, port = 0, { timeout = 20000 } = {}) {
+    return new Promise((resolvePromise, reject) => {
+        const args = ['--port', String(port), '--admin', 'tcp://127.0.0.1:*', '--data', dataDir, '--sync', 'none'];
+        const proc = spawn(serverBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let log = '';
+        let done = false;
+        const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+        const timer = setTimeout(() => finish(new Error(`zim-server not ready within ${timeout} ms:\n${log}`)), timeout);
+        function finish(err, value) {
+            if (done) return;
+            done = true;
+            clearTimeout(timer);
+            if (err) {
+                proc.kill('SIGKILL');
+                reject(err);
+            } else resolvePromise(value);
+        }
+        const onData = (chunk) => {
+            log += chunk;
+            if (log.length > 200000) log = log.slice(-100000);
+            const m = READY.exec(log);
+            if (m && !done) {
+                const p = Number(m[1]);
+                const secret = readFileSync(join(dataDir, 'app-demo.secret'), 'utf8').trim();
+                finish(null, {
+                    proc,
+                    port: p,
+                    url: `ws://127.0.0.1:${p}/ws`,
+                    admin: m[2],
+                    secret,
+                    get log() {
+                        return log;
+                    },
+                    exited,
+                    kill(signal = 'SIGTERM') {
+                        if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+                        return exited;
+                    },
+                });
+            }
+        };
+        proc.stdout.setEncoding('utf8').on('data', onData);
+        proc.stderr.setEncoding('utf8').on('data', onData);
+        proc.once('exit', (code, signal) => finish(new Error(`zim-server exited (${code ?? signal}) before ready:\n${log}`)));
+        proc.once('error', (err) => finish(err));
+    });
+}
+
+/** Starts on a given port, retrying while the port is still held. */
+export async function restartServer(dataDir, port, tries = 20) {
+    let last;
+    for (let i = 0; i < tries; i++) {
+        try {
+            return await startServer(dataDir, port);
+        } catch (err) {
+            last = err;
+            await new Promise((r) => setTimeout(r, 250));
+        }
+    }
+    throw last;
+}
