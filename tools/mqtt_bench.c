@@ -7,6 +7,7 @@
     or, with --rate, open-loop paced exactly as zim-bench --rate.
 */
 #include "config.h"
+#include "tools/zim_benchkit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +36,7 @@
 
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT "1883"
-#define HEADER_SIZE 16       //  body: send time (8), pair (4), message number (4)
+#define HEADER_SIZE ZIM_BENCHKIT_STAMP       //  body: send time (8), pair (4), message number (4)
 #define READ_CHUNK 65536     //  bytes asked of each read ()
 #define MAX_PACKET (1 << 20) //  larger incoming packets are a protocol error
 #define S_TICK_US 250        //  --rate: longest sleep between two looks at the sockets
@@ -180,23 +181,6 @@ static void s_on_signal (int sig)
     s_interrupted = 1;
 }
 
-//  Monotonic clock in microseconds.
-static uint64_t s_now_us (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-//  CPU seconds this process used so far.
-static double s_cpu_s (void)
-{
-    struct rusage ru;
-    getrusage (RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
 //  Allocates or aborts: out of memory ends a benchmark anyway.
 static void *s_alloc (void *old, size_t size)
 {
@@ -206,22 +190,6 @@ static void *s_alloc (void *old, size_t size)
         abort ();
     }
     return p;
-}
-
-//  Writes v little-endian into p.
-static void s_put (uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-//  Reads a little-endian number of bytes bytes from p.
-static uint64_t s_get (const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 //  Returns room for n more bytes at the end of conn's output, marking it for
@@ -319,8 +287,7 @@ static void s_send_puback (s_conn_t *conn, uint16_t pid)
 //  Scheduled send time (µs) of message n of pair under --rate.
 static uint64_t s_due_us (s_bench_t *b, s_pair_t *pair, uint32_t n)
 {
-    uint64_t k = (uint64_t)n * b->pairs + pair->index;
-    return b->t_first_send + (uint64_t)((double)k * 1e6 / b->rate);
+    return zim_benchkit_due_us (b->t_first_send, b->rate, b->pairs, pair->index, n);
 }
 
 //  Queues the pair's next message as a QoS 1 PUBLISH stamped with the time
@@ -328,7 +295,7 @@ static uint64_t s_due_us (s_bench_t *b, s_pair_t *pair, uint32_t n)
 static void s_send_next (s_pair_t *pair)
 {
     s_bench_t *b = pair->bench;
-    uint64_t now = s_now_us (), t = now;
+    uint64_t now = zim_benchkit_now_us (), t = now;
     if (b->rate) {
         t = s_due_us (b, pair, pair->sent);
         b->lag[b->nlag++] = now > t ? (uint32_t)(now - t < UINT32_MAX ? now - t : UINT32_MAX) : 0;
@@ -349,9 +316,7 @@ static void s_send_next (s_pair_t *pair)
     *p++ = (uint8_t)(pid >> 8);
     *p++ = (uint8_t)pid;
     memcpy (p, b->body, b->size);
-    s_put (p, t, 8);
-    s_put (p + 8, pair->index, 4);
-    s_put (p + 12, pair->sent, 4);
+    zim_benchkit_stamp (p, t, pair->index, pair->sent);
     pair->pending[pid / 8] |= (uint8_t)(1u << (pid % 8));
     pair->inflight++;
     pair->sent++;
@@ -425,7 +390,7 @@ static int s_on_publish (s_conn_t *conn, uint8_t flags, const uint8_t *p, size_t
 {
     s_pair_t *pair = conn->pair;
     s_bench_t *b = pair->bench;
-    uint64_t now = s_now_us ();
+    uint64_t now = zim_benchkit_now_us ();
     int qos = (flags >> 1) & 3;
     if (len < 2)
         return -1;
@@ -447,9 +412,9 @@ static int s_on_publish (s_conn_t *conn, uint8_t flags, const uint8_t *p, size_t
         b->unexpected++;
         return 0;
     }
-    uint64_t t = s_get (p, 8);
-    uint32_t index = (uint32_t)s_get (p + 8, 4);
-    uint32_t n = (uint32_t)s_get (p + 12, 4);
+    uint64_t t;
+    uint32_t index, n;
+    zim_benchkit_unstamp (p, &t, &index, &n);
     if (index != pair->index || n >= b->messages ||
         memcmp (p + HEADER_SIZE, b->body + HEADER_SIZE, b->size - HEADER_SIZE) != 0) {
         b->unexpected++;
@@ -513,7 +478,7 @@ static int s_on_packet (s_conn_t *conn, uint8_t first, const uint8_t *p, size_t 
         pair->pending[pid / 8] &= (uint8_t) ~(1u << (pid % 8));
         pair->inflight--;
         b->acked++;
-        b->t_last_ack = s_now_us ();
+        b->t_last_ack = zim_benchkit_now_us ();
         if (pair->sent < b->messages && !b->rate)
             s_send_next (pair);
         return 0;
@@ -639,7 +604,7 @@ static int s_conn_open (s_bench_t *b, s_conn_t *conn, const struct addrinfo *ai,
 //  pair's window. Returns when the next message is due (µs), 0 if none is left.
 static uint64_t s_pace (s_bench_t *b)
 {
-    uint64_t now = s_now_us (), next = 0;
+    uint64_t now = zim_benchkit_now_us (), next = 0;
     for (uint32_t i = 0; i < b->pairs; i++) {
         s_pair_t *pair = &b->pair[i];
         if (pair->sender.state != S_READY)
@@ -654,39 +619,6 @@ static uint64_t s_pace (s_bench_t *b)
         }
     }
     return next;
-}
-
-//  Sleeps us microseconds.
-static void s_sleep_us (uint64_t us)
-{
-    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
-    nanosleep (&ts, NULL);
-}
-
-//  The p-th percentile of n sorted values, in ms.
-static double s_pct_ms (const uint32_t *v, uint64_t n, int p)
-{
-    return n ? v[(n - 1) * (uint64_t)p / 100] / 1000.0 : 0;
-}
-
-static int s_cmp_u32 (const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-//  Parses a positive decimal number no larger than max.
-static int s_parse_num (const char *s, uint32_t max, uint32_t *out)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull (s, &end, 10);
-    if (errno || *end || v == 0 || v > max)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
 }
 
 int main (int argc, char **argv)
@@ -765,7 +697,7 @@ int main (int argc, char **argv)
                                : c == 'W' ? "window"
                                : c == 'S' ? "size"
                                           : "timeout";
-            if (s_parse_num (optarg, max, field)) {
+            if (zim_benchkit_parse_num (optarg, max, field)) {
                 fprintf (stderr, "mqtt-bench: bad value '%s' for --%s (1..%u)\n", optarg, name,
                          max);
                 return EXIT_USAGE;
@@ -822,7 +754,7 @@ int main (int argc, char **argv)
     //  Fresh client ids and topics for this run.
     uint32_t rnd = 0;
     if (getrandom (&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-        rnd = (uint32_t)s_now_us ();
+        rnd = (uint32_t)zim_benchkit_now_us ();
     rnd &= 0xffffff;
     b.pair = s_alloc (NULL, (size_t)b.pairs * sizeof *b.pair);
     memset (b.pair, 0, (size_t)b.pairs * sizeof *b.pair);
@@ -853,7 +785,7 @@ int main (int argc, char **argv)
         pair->sender = (s_conn_t){.pair = pair, .is_sender = true, .fd = -1, .state = S_CLOSED};
         pair->recipient = (s_conn_t){.pair = pair, .fd = -1, .state = S_CLOSED};
     }
-    uint64_t t0 = s_now_us ();
+    uint64_t t0 = zim_benchkit_now_us ();
     for (uint32_t i = 0; i < b.pairs && status == 0; i++) {
         char id[64];
         snprintf (id, sizeof id, "mqtt-bench-%06x-s%u", rnd, i);
@@ -868,21 +800,21 @@ int main (int argc, char **argv)
         fprintf (stderr, "mqtt-bench: could not open the connections to %s port %s\n", host, port);
 
     //  Connect and subscribe everyone before the clock starts.
-    uint64_t until = s_now_us () + 30000000;
-    while (status == 0 && b.ready + b.failed < 2 * b.pairs && s_now_us () < until && !s_interrupted)
+    uint64_t until = zim_benchkit_now_us () + 30000000;
+    while (status == 0 && b.ready + b.failed < 2 * b.pairs && zim_benchkit_now_us () < until && !s_interrupted)
         s_loop_run (&b, 100);
     if (status == 0 && b.ready < 2 * b.pairs) {
         fprintf (stderr, "mqtt-bench: only %u of %u connections connected and subscribed\n",
                  b.ready, 2 * b.pairs);
         status = EXIT_SETUP;
     }
-    uint64_t t_connected = s_now_us ();
-    double cpu0 = s_cpu_s ();
+    uint64_t t_connected = zim_benchkit_now_us ();
+    double cpu0 = zim_benchkit_cpu_s ();
 
     uint64_t total = (uint64_t)b.pairs * b.messages;
     if (status == 0) {
         b.running = true;
-        b.t_first_send = s_now_us ();
+        b.t_first_send = zim_benchkit_now_us ();
         uint64_t deadline = b.t_first_send + (uint64_t)timeout_s * 1000000;
         if (b.rate)
             deadline += (uint64_t)((double)total * 1e6 / b.rate);
@@ -891,88 +823,46 @@ int main (int argc, char **argv)
                 for (uint32_t w = 0; w < b.window && b.pair[i].sent < b.messages; w++)
                     s_send_next (&b.pair[i]);
         bool grace = false;
-        while (!s_interrupted && s_now_us () < deadline) {
+        while (!s_interrupted && zim_benchkit_now_us () < deadline) {
             uint64_t next = b.rate ? s_pace (&b) : 0;
             if (b.delivered + b.errors >= total && b.acked + b.errors >= total)
                 break;
             if (b.senders_closed == b.pairs && !grace) {
                 //  nothing more will be sent: wait a little for deliveries
                 grace = true;
-                if (deadline > s_now_us () + 1000000)
-                    deadline = s_now_us () + 1000000;
+                if (deadline > zim_benchkit_now_us () + 1000000)
+                    deadline = zim_benchkit_now_us () + 1000000;
             }
             if (next) {
                 //  as zim-bench: handle what is ready, and sleep (at most
                 //  S_TICK_US) only when that was nothing
                 uint64_t events = b.acked + b.delivered + b.errors + b.closed;
                 s_loop_run (&b, 0);
-                uint64_t now = s_now_us ();
+                uint64_t now = zim_benchkit_now_us ();
                 if (events == b.acked + b.delivered + b.errors + b.closed)
-                    s_sleep_us (next > now && next - now < S_TICK_US ? next - now : S_TICK_US);
+                    zim_benchkit_sleep_us (next > now && next - now < S_TICK_US ? next - now : S_TICK_US);
             } else
                 s_loop_run (&b, 50);
         }
     }
-    double cpu = s_cpu_s () - cpu0;
+    double cpu = zim_benchkit_cpu_s () - cpu0;
 
     //  Report, with zim-bench's keys.
-    uint64_t missing = total > b.delivered + b.errors ? total - b.delivered - b.errors : 0;
     if (status == 0) {
-        double span = b.t_last_delivery > b.t_first_send
-                          ? (double)(b.t_last_delivery - b.t_first_send) / 1e6
-                          : 0;
-        double ack_span =
-            b.t_last_ack > b.t_first_send ? (double)(b.t_last_ack - b.t_first_send) / 1e6 : 0;
-        double rate = span > 0 ? (double)b.delivered / span : 0;
-        double ack_rate = ack_span > 0 ? (double)b.acked / ack_span : 0;
-        qsort (b.latency, b.nlatency, sizeof *b.latency, s_cmp_u32);
-        double p50 = s_pct_ms (b.latency, b.nlatency, 50);
-        double p99 = s_pct_ms (b.latency, b.nlatency, 99);
-        double pmax = s_pct_ms (b.latency, b.nlatency, 100);
-        if (b.nlag)
-            qsort (b.lag, b.nlag, sizeof *b.lag, s_cmp_u32);
-        double lag50 = s_pct_ms (b.lag, b.nlag, 50);
-        double lag99 = s_pct_ms (b.lag, b.nlag, 99);
-        if (json)
-            printf ("{\"scenario\":\"p2p\",\"pairs\":%u,\"messages\":%u,\"window\":%u,\"size\":%u,"
-                    "\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"delivered\":%" PRIu64
-                    ",\"errors\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"duplicates\":%" PRIu64
-                    ",\"out_of_order\":%" PRIu64 ",\"seq_gaps\":0"
-                    ",\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,\"acks_per_s\":%.1f,"
-                    "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"client_cpu_s\":%.3f,"
-                    "\"connect_s\":%.3f,\"rate\":%u,\"behind_p50_ms\":%.3f,"
-                    "\"behind_p99_ms\":%.3f}\n",
-                    b.pairs, b.messages, b.window, b.size, total, b.acked, b.delivered, b.errors,
-                    missing, b.duplicates, b.out_of_order, span, rate, ack_rate, p50, p99, pmax,
-                    cpu, (double)(t_connected - t0) / 1e6, b.rate, lag50, lag99);
-        else {
-            printf ("mqtt-bench p2p: %u pairs x %u messages, window %u, %u-byte payloads, QoS 1, "
-                    "%s port %s\n",
-                    b.pairs, b.messages, b.window, b.size, host, port);
-            if (b.rate)
-                printf ("  offered    %u msgs/s, paced open-loop; publishes behind schedule "
-                        "p50 %.2f ms, p99 %.2f ms\n",
-                        b.rate, lag50, lag99);
-            else
-                printf ("  offered    as fast as the window allows (closed-loop)\n");
-            printf ("  setup      %.2f s to connect and subscribe %u connections\n",
-                    (double)(t_connected - t0) / 1e6, 2 * b.pairs);
-            printf ("  delivered  %" PRIu64 " of %" PRIu64 " in %.3f s: %.0f msgs/s\n", b.delivered,
-                    total, span, rate);
-            printf ("  acked      %" PRIu64 " in %.3f s: %.0f acks/s\n", b.acked, ack_span,
-                    ack_rate);
-            printf ("  latency    p50 %.2f ms, p99 %.2f ms, max %.2f ms (%s to delivery)\n", p50,
-                    p99, pmax, b.rate ? "scheduled send" : "send");
-            printf ("  problems   %" PRIu64 " errors, %" PRIu64 " missing, %" PRIu64
-                    " duplicates, %" PRIu64 " out of order, %" PRIu64 " unexpected\n",
-                    b.errors, missing, b.duplicates, b.out_of_order, b.unexpected);
-            printf ("  client     %.2f s CPU (%.1f us per message)\n", cpu,
-                    b.delivered ? cpu * 1e6 / (double)b.delivered : 0);
-        }
-        if (json && b.unexpected)
-            fprintf (stderr, "mqtt-bench: %" PRIu64 " unexpected packets or payloads\n",
-                     b.unexpected);
-        if (b.errors || missing || b.duplicates || b.out_of_order || b.unexpected)
+        char what[600], setup[160];
+        snprintf (what, sizeof what, "%u-byte payloads, QoS 1, %s port %s", b.size, host, port);
+        snprintf (setup, sizeof setup, "%.2f s to connect and subscribe %u connections",
+                  (double)(t_connected - t0) / 1e6, 2 * b.pairs);
+        zim_benchkit_t r = {
+            .program = "mqtt-bench", .what = what, .setup = setup,
+            .pairs = b.pairs, .messages = b.messages, .window = b.window, .size = b.size,
+            .rate = b.rate, .acked = b.acked, .delivered = b.delivered, .errors = b.errors,
+            .duplicates = b.duplicates, .out_of_order = b.out_of_order,
+            .unexpected = b.unexpected, .t_first_send = b.t_first_send,
+            .t_last_ack = b.t_last_ack, .t_last_delivery = b.t_last_delivery,
+            .latency = b.latency, .nlatency = b.nlatency, .lag = b.lag, .nlag = b.nlag,
+            .cpu_s = cpu, .connect_s = (double)(t_connected - t0) / 1e6};
+        if (zim_benchkit_report (&r, json))
             status = EXIT_LOST;
     }
 

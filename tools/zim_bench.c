@@ -7,6 +7,7 @@
     latency counted from each message's scheduled send time.
 */
 #include "config.h"
+#include "tools/zim_benchkit.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -28,7 +29,7 @@
 #define EXIT_SETUP 3 //  no tokens, or connections did not come up
 
 #define DEFAULT_URL "ws://127.0.0.1:7700/ws"
-#define HEADER_SIZE 16 //  body bin: send time (8), pair (4), message number (4)
+#define HEADER_SIZE ZIM_BENCHKIT_STAMP //  body bin: send time (8), pair (4), message number (4)
 #define S_TICK_US 250  //  --rate: longest sleep between two looks at the network
 
 static void s_usage (FILE *out)
@@ -143,26 +144,10 @@ static void s_on_signal (int sig)
     s_interrupted = 1;
 }
 
-//  Writes v little-endian into p.
-static void s_put (uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t s_get (const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 //  Scheduled send time (µs) of message n of pair under --rate.
 static uint64_t s_due_us (s_bench_t *b, s_pair_t *pair, uint32_t n)
 {
-    uint64_t k = (uint64_t)n * b->pairs + pair->index;
-    return b->t_first_send + (uint64_t)((double)k * 1e6 / b->rate);
+    return zim_benchkit_due_us (b->t_first_send, b->rate, b->pairs, pair->index, n);
 }
 
 //  Queues the next message of this pair, stamped with the scheduled send
@@ -177,9 +162,7 @@ static void s_send_next (s_pair_t *pair)
         t = s_due_us (b, pair, pair->sent);
         b->lag[b->nlag++] = now > t ? (uint32_t)(now - t < UINT32_MAX ? now - t : UINT32_MAX) : 0;
     }
-    s_put (h, t, 8);
-    s_put (h + 8, pair->index, 4);
-    s_put (h + 12, pair->sent, 4);
+    zim_benchkit_stamp (h, t, pair->index, pair->sent);
     if (zim_client_send (pair->sender, pair->recipient_uid, NULL, b->body, b->body_len, NULL)) {
         fprintf (stderr, "zim-bench: pair %u: send refused by the client (queue full?)\n",
                  pair->index);
@@ -254,9 +237,9 @@ static void s_on_msg (zim_client_t *c, const zim_client_msg_t *m, void *arg)
         return;
     }
     p += b->body_hdr;
-    uint64_t t = s_get (p, 8);
-    uint32_t index = (uint32_t)s_get (p + 8, 4);
-    uint32_t n = (uint32_t)s_get (p + 12, 4);
+    uint64_t t;
+    uint32_t index, n;
+    zim_benchkit_unstamp (p, &t, &index, &n);
     if (index != pair->index || n >= b->messages) {
         b->unexpected++;
         return;
@@ -277,12 +260,6 @@ static void s_on_msg (zim_client_t *c, const zim_client_msg_t *m, void *arg)
     b->t_last_delivery = now;
     b->latency[b->nlatency++] =
         now > t ? (uint32_t)(now - t < UINT32_MAX ? now - t : UINT32_MAX) : 0;
-}
-
-static int s_cmp_u32 (const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 //  --rate: sends every message that is due by now and fits in its pair's
@@ -306,29 +283,6 @@ static uint64_t s_pace (s_bench_t *b)
     return next;
 }
 
-//  Sleeps us microseconds.
-static void s_sleep_us (uint64_t us)
-{
-    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
-    nanosleep (&ts, NULL);
-}
-
-//  The p-th percentile of n sorted values, in ms.
-static double s_pct_ms (const uint32_t *v, uint64_t n, int p)
-{
-    return n ? v[(n - 1) * (uint64_t)p / 100] / 1000.0 : 0;
-}
-
-//  Parses a positive decimal number no larger than max.
-static int s_parse_num (const char *s, uint32_t max, uint32_t *out)
-{
-    uint64_t v;
-    if (zim_parse_u64 (s, &v) || v == 0 || v > max)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 //  Mints a token for uid. Caller owns return value; NULL on failure.
 static char *s_token (const char *endpoint, const char *key, const char *app, const char *uid)
 {
@@ -345,15 +299,6 @@ static char *s_token (const char *endpoint, const char *key, const char *app, co
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
         text[--n] = 0;
     return text;
-}
-
-//  CPU seconds this process used so far.
-static double s_cpu_s (void)
-{
-    struct rusage ru;
-    getrusage (RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
 }
 
 int main (int argc, char **argv)
@@ -419,7 +364,7 @@ int main (int argc, char **argv)
                               : c == 'S' ? &b.size
                                          : &timeout_s;
             uint32_t max = c == 'P' ? 10000 : c == 'S' ? 60000 : c == 'T' ? 86400 : 100000000;
-            if (s_parse_num (optarg, max, field)) {
+            if (zim_benchkit_parse_num (optarg, max, field)) {
                 fprintf (stderr, "zim-bench: bad value '%s' for --%s (1..%u)\n", optarg,
                          options[c == 'P'   ? 5
                                  : c == 'M' ? 6
@@ -538,7 +483,7 @@ int main (int argc, char **argv)
         status = EXIT_SETUP;
     }
     uint64_t t_connected = zim_mono_us ();
-    double cpu0 = s_cpu_s ();
+    double cpu0 = zim_benchkit_cpu_s ();
 
     if (status == 0) {
         b.running = true;
@@ -574,69 +519,31 @@ int main (int argc, char **argv)
                 zim_loop_run (loop, 0);
                 uint64_t now = zim_mono_us ();
                 if (events == b.acked + b.delivered + b.errors + b.closed)
-                    s_sleep_us (next > now && next - now < S_TICK_US ? next - now : S_TICK_US);
+                    zim_benchkit_sleep_us (next > now && next - now < S_TICK_US ? next - now : S_TICK_US);
             } else
                 zim_loop_run (loop, 50);
         }
     }
-    double cpu = s_cpu_s () - cpu0;
+    double cpu = zim_benchkit_cpu_s () - cpu0;
 
     //  Report.
-    uint64_t total = (uint64_t)b.pairs * b.messages;
-    uint64_t missing = total > b.delivered + b.errors ? total - b.delivered - b.errors : 0;
     if (status == 0) {
-        double span = b.t_last_delivery > b.t_first_send
-                          ? (double)(b.t_last_delivery - b.t_first_send) / 1e6
-                          : 0;
-        double ack_span =
-            b.t_last_ack > b.t_first_send ? (double)(b.t_last_ack - b.t_first_send) / 1e6 : 0;
-        double rate = span > 0 ? (double)b.delivered / span : 0;
-        double ack_rate = ack_span > 0 ? (double)b.acked / ack_span : 0;
-        qsort (b.latency, b.nlatency, sizeof *b.latency, s_cmp_u32);
-        double p50 = s_pct_ms (b.latency, b.nlatency, 50);
-        double p99 = s_pct_ms (b.latency, b.nlatency, 99);
-        double pmax = s_pct_ms (b.latency, b.nlatency, 100);
-        if (b.nlag)
-            qsort (b.lag, b.nlag, sizeof *b.lag, s_cmp_u32);
-        double lag50 = s_pct_ms (b.lag, b.nlag, 50);
-        double lag99 = s_pct_ms (b.lag, b.nlag, 99);
-        if (json)
-            printf ("{\"scenario\":\"p2p\",\"pairs\":%u,\"messages\":%u,\"window\":%u,\"size\":%u,"
-                    "\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"delivered\":%" PRIu64
-                    ",\"errors\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"duplicates\":%" PRIu64
-                    ",\"out_of_order\":%" PRIu64 ",\"seq_gaps\":%" PRIu64
-                    ",\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,\"acks_per_s\":%.1f,"
-                    "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"client_cpu_s\":%.3f,"
-                    "\"connect_s\":%.3f,\"rate\":%u,\"behind_p50_ms\":%.3f,"
-                    "\"behind_p99_ms\":%.3f}\n",
-                    b.pairs, b.messages, b.window, b.size, total, b.acked, b.delivered, b.errors,
-                    missing, b.duplicates, b.out_of_order, b.seq_gaps, span, rate, ack_rate, p50,
-                    p99, pmax, cpu, (double)(t_connected - t_tokens) / 1e6, b.rate, lag50, lag99);
-        else {
-            printf ("zim-bench p2p: %u pairs x %u messages, window %u, %u-byte bodies, %s\n",
-                    b.pairs, b.messages, b.window, b.size, url);
-            if (b.rate)
-                printf ("  offered    %u msgs/s, paced open-loop; sends behind schedule p50 "
-                        "%.2f ms, p99 %.2f ms\n",
-                        b.rate, lag50, lag99);
-            else
-                printf ("  offered    as fast as the window allows (closed-loop)\n");
-            printf ("  setup      %.2f s tokens, %.2f s to connect %u connections\n",
-                    (double)(t_tokens - t0) / 1e6, (double)(t_connected - t_tokens) / 1e6,
-                    2 * b.pairs);
-            printf ("  delivered  %" PRIu64 " of %" PRIu64 " in %.3f s: %.0f msgs/s\n", b.delivered,
-                    total, span, rate);
-            printf ("  acked      %" PRIu64 " in %.3f s: %.0f acks/s\n", b.acked, ack_span,
-                    ack_rate);
-            printf ("  latency    p50 %.2f ms, p99 %.2f ms, max %.2f ms (%s to delivery)\n", p50,
-                    p99, pmax, b.rate ? "scheduled send" : "send");
-            printf ("  problems   %" PRIu64 " errors, %" PRIu64 " missing, %" PRIu64
-                    " duplicates, %" PRIu64 " out of order, %" PRIu64 " seq gaps\n",
-                    b.errors, missing, b.duplicates, b.out_of_order, b.seq_gaps);
-            printf ("  client     %.2f s CPU (%.1f us per message)\n", cpu,
-                    b.delivered ? cpu * 1e6 / (double)b.delivered : 0);
-        }
-        if (b.errors || missing || b.duplicates || b.out_of_order || b.seq_gaps || b.unexpected)
+        char what[600], setup[160];
+        snprintf (what, sizeof what, "%u-byte bodies, %s", b.size, url);
+        snprintf (setup, sizeof setup, "%.2f s tokens, %.2f s to connect %u connections",
+                  (double)(t_tokens - t0) / 1e6, (double)(t_connected - t_tokens) / 1e6,
+                  2 * b.pairs);
+        zim_benchkit_t r = {
+            .program = "zim-bench", .what = what, .setup = setup,
+            .pairs = b.pairs, .messages = b.messages, .window = b.window, .size = b.size,
+            .rate = b.rate, .acked = b.acked, .delivered = b.delivered, .errors = b.errors,
+            .duplicates = b.duplicates, .out_of_order = b.out_of_order,
+            .seq_gaps = b.seq_gaps, .unexpected = b.unexpected,
+            .t_first_send = b.t_first_send, .t_last_ack = b.t_last_ack,
+            .t_last_delivery = b.t_last_delivery, .latency = b.latency,
+            .nlatency = b.nlatency, .lag = b.lag, .nlag = b.nlag, .cpu_s = cpu,
+            .connect_s = (double)(t_connected - t_tokens) / 1e6};
+        if (zim_benchkit_report (&r, json))
             status = EXIT_LOST;
     }
 
