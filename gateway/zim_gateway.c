@@ -1478,6 +1478,23 @@ static char *s_test_recv_op (zim_rawws_t *ws, int *code)
     return op ? op : zim_strdup (opcode == ZIM_WS_CLOSE ? "close" : "?");
 }
 
+//  Selftest: sends the gateway a MAP from router (instance, version)
+//  listing member, or no one.
+static void s_test_map (zactor_t *gw, const char *router, uint64_t instance, uint64_t version,
+                        const zim_member_t *member)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_map_begin (&wr, zim_str (router), instance, version, member ? 1 : 0);
+    if (member)
+        zim_member (&wr, member);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "MAP");
+    zmsg_addmem (msg, wr.data, wr.size);
+    zmsg_send (&msg, gw);
+    zim_wr_free (&wr);
+}
+
 void zim_gateway_test (bool verbose)
 {
     printf (" * zim_gateway: ");
@@ -1520,13 +1537,7 @@ void zim_gateway_test (bool verbose)
 
     //  A first (empty) map from router-1: its instance is new, so for
     //  S_MAP_YOUNG_MS its maps may add brokers but not remove them.
-    zim_wr_t mwr;
-    zim_wr_init (&mwr);
-    zim_map_begin (&mwr, zim_str ("router-1"), 1, 1, 0);
-    msg = zmsg_new ();
-    zmsg_addstr (msg, "MAP");
-    zmsg_addmem (msg, mwr.data, mwr.size);
-    zmsg_send (&msg, gw);
+    s_test_map (gw, "router-1", 1, 1, NULL);
     int64_t first_map_ms = zclock_mono ();
 
     //  A bad token is refused at the upgrade.
@@ -1695,13 +1706,7 @@ void zim_gateway_test (bool verbose)
         zclock_sleep ((int) (S_MAP_YOUNG_MS + 100 - (zclock_mono () - first_map_ms)));
     zim_member_t member = {zim_str ("broker-9"), zim_str ("broker"), zim_str ("tcp://127.0.0.1:9"),
                            1, zim_str (""), true, 0, zim_str ("{}")};
-    zim_wr_reset (&mwr);
-    zim_map_begin (&mwr, zim_str ("router-1"), 1, 2, 1);
-    zim_member (&mwr, &member);
-    msg = zmsg_new ();
-    zmsg_addstr (msg, "MAP");
-    zmsg_addmem (msg, mwr.data, mwr.size);
-    zmsg_send (&msg, gw);
+    s_test_map (gw, "router-1", 1, 2, &member);
     zstr_sendx (gw, "STATS", NULL);
     char *stats = zstr_recv (gw);
     assert (stats && strstr (stats, "\"brokers\":2"));
@@ -1709,12 +1714,7 @@ void zim_gateway_test (bool verbose)
 
     //  ... a second router whose map does not list it does not remove
     //  it: a broker is live while any router lists it ...
-    zim_wr_reset (&mwr);
-    zim_map_begin (&mwr, zim_str ("router-2"), 7, 1, 0);
-    msg = zmsg_new ();
-    zmsg_addstr (msg, "MAP");
-    zmsg_addmem (msg, mwr.data, mwr.size);
-    zmsg_send (&msg, gw);
+    s_test_map (gw, "router-2", 7, 1, NULL);
     zstr_sendx (gw, "STATS", NULL);
     stats = zstr_recv (gw);
     assert (stats && strstr (stats, "\"brokers\":2"));
@@ -1722,13 +1722,7 @@ void zim_gateway_test (bool verbose)
 
     //  ... and once the old router's map drops it, it is gone (router-2
     //  never listed it).
-    zim_wr_reset (&mwr);
-    zim_map_begin (&mwr, zim_str ("router-1"), 1, 3, 0);
-    msg = zmsg_new ();
-    zmsg_addstr (msg, "MAP");
-    zmsg_addmem (msg, mwr.data, mwr.size);
-    zmsg_send (&msg, gw);
-    zim_wr_free (&mwr);
+    s_test_map (gw, "router-1", 1, 3, NULL);
 
     zstr_sendx (gw, "STATS", NULL);
     stats = zstr_recv (gw);

@@ -273,9 +273,9 @@ static void s_send_all (s_sender_t *s, const char *to, int n, int timeout_ms)
                    s->uid, s->unacked, s->n, timeout_ms, s->errors, s->resends);
 }
 
-//  Every ack of the sender names a distinct seq of its inbox, 1..n: nothing
-//  was stored twice.
-static void s_sender_check_seqs (s_sender_t *s)
+//  The seqs of the sender's acks, sorted; each send must be acked. Caller
+//  frees.
+static uint64_t *s_sender_acked_seqs (s_sender_t *s)
 {
     uint64_t *seqs = (uint64_t *) zim_calloc ((size_t) s->n + 1, sizeof (uint64_t));
     for (int k = 0; k < s->n; k++) {
@@ -283,6 +283,14 @@ static void s_sender_check_seqs (s_sender_t *s)
         seqs[k] = s->out[k].seq;
     }
     qsort (seqs, (size_t) s->n, sizeof (uint64_t), s_cmp_u64);
+    return seqs;
+}
+
+//  Every ack of the sender names a distinct seq of its inbox, 1..n: nothing
+//  was stored twice.
+static void s_sender_check_seqs (s_sender_t *s)
+{
+    uint64_t *seqs = s_sender_acked_seqs (s);
     for (int k = 0; k < s->n; k++)
         ck_assert_msg (seqs[k] == (uint64_t) k + 1,
                        "%s: acked seqs are not 1..%d (position %d has %llu): a message "
@@ -1037,12 +1045,7 @@ static void s_chat (s_sender_t *senders, const char *const *to, s_device_t *devi
 //  (what it receives takes seqs between).
 static void s_sender_check_distinct (s_sender_t *s)
 {
-    uint64_t *seqs = (uint64_t *) zim_calloc ((size_t) s->n + 1, sizeof (uint64_t));
-    for (int k = 0; k < s->n; k++) {
-        ck_assert (s->out[k].acked);
-        seqs[k] = s->out[k].seq;
-    }
-    qsort (seqs, (size_t) s->n, sizeof (uint64_t), s_cmp_u64);
+    uint64_t *seqs = s_sender_acked_seqs (s);
     for (int k = 1; k < s->n; k++)
         ck_assert_msg (seqs[k] != seqs[k - 1] && seqs[k - 1] > 0,
                        "%s: two acks name seq %llu: a message was stored twice", s->uid,
