@@ -26,4 +26,11 @@ if ! cmp -s demo/zim-client.js "$sdk/demo/zim-client.js"; then
     echo "FAIL: sdk/js/demo/zim-client.js is stale: cd sdk/js && npm run build, and commit it"
     exit 1
 fi
-ZIM_BIN=$ZIM_BIN ZIM_VECTORS=$vectors node --test --test-reporter=tap test/*.test.mjs
+ZIM_BIN=$ZIM_BIN ZIM_VECTORS=$vectors ZIM_JS_SERVER_LOG=$work/zim-server.log \
+    node --test --test-reporter=tap test/*.test.mjs
+rc=$?
+if [ $rc -ne 0 ] && [ -f "$work/zim-server.log" ]; then
+    echo "--- the integration tests' zim-server log:"
+    cat "$work/zim-server.log"
+fi
+exit $rc
