@@ -85,6 +85,19 @@ typedef struct {
     uint64_t born_us; //  when it was sent
 } s_read_t;
 
+//  A page (or read error) answered by the store while batches received
+//  before it were still unanswered: it waits for them, so that the store's
+//  answer to a sync never reaches a client before the ack of a send it
+//  contains (the client could not tell its own send from one of its other
+//  devices'). Holds the client frame and where it goes.
+typedef struct {
+    uint64_t after;   //  sent once no batch with req <= after is in flight
+    zframe_t *gw;     //  gateway routing id
+    uint64_t conn;    //  connection on that gateway
+    uint8_t *frame;   //  the client frame
+    size_t size;      //  its size
+} s_parked_t;
+
 typedef struct {
     zsock_t *pipe;     //  actor pipe
     zsock_t *front;    //  ROUTER for gateways
@@ -112,6 +125,7 @@ typedef struct {
     zlistx_t *batches;        //  s_batch_t in flight, oldest first
     zlistx_t *reads;          //  s_read_t in flight, oldest first
     zlistx_t *writes;         //  s_write_t in flight
+    zlistx_t *parked;         //  s_parked_t waiting for batches, oldest first
     size_t inflight;          //  sends in batches in flight
     zim_wr_t wr;              //  encode buffer for backbone messages
     zim_wr_t fr;              //  encode buffer for client frames
@@ -156,6 +170,15 @@ static void s_read_destroy (s_read_t **read_p)
     if (*read_p)
         zframe_destroy (&(*read_p)->gw);
     zim_free (read_p);
+}
+
+static void s_parked_destroy (s_parked_t **parked_p)
+{
+    if (*parked_p) {
+        zframe_destroy (&(*parked_p)->gw);
+        free ((*parked_p)->frame);
+    }
+    zim_free (parked_p);
 }
 
 static void s_write_destroy (s_write_t **write_p)
@@ -428,6 +451,43 @@ static void s_writes_forget (s_broker_t *self, s_batch_t *batch)
     batch->writes = 0;
 }
 
+//  Sends the parked pages whose batches have all completed, in order.
+static void s_parked_release (s_broker_t *self)
+{
+    s_batch_t *head = (s_batch_t *) zlistx_first (self->batches);
+    s_parked_t *parked;
+    while ((parked = (s_parked_t *) zlistx_first (self->parked)) &&
+           (!head || parked->after < head->req)) {
+        zlistx_detach (self->parked, NULL);
+        zim_wr_reset (&self->fr);
+        zim_wr_raw (&self->fr, parked->frame, parked->size);
+        s_out (self, zframe_data (parked->gw), zframe_size (parked->gw), &parked->conn, 1);
+        s_parked_destroy (&parked);
+    }
+}
+
+//  Sends self->fr, the answer to a read, to its connection now, or parks it
+//  until the batches in flight (which it may contain sends of) completed.
+static void s_read_answer (s_broker_t *self, s_read_t *read)
+{
+    s_batch_t *last = (s_batch_t *) zlistx_last (self->batches);
+    if (!last && zlistx_size (self->parked) == 0) {
+        s_out (self, zframe_data (read->gw), zframe_size (read->gw), &read->conn, 1);
+        return;
+    }
+    s_parked_t *parked = (s_parked_t *) zim_calloc (1, sizeof *parked);
+    s_parked_t *prev = (s_parked_t *) zlistx_last (self->parked);
+    parked->after = last ? last->req : 0;
+    if (prev && prev->after > parked->after)
+        parked->after = prev->after;
+    parked->gw = zframe_dup (read->gw);
+    parked->conn = read->conn;
+    parked->frame = (uint8_t *) zim_calloc (1, self->fr.size ? self->fr.size : 1);
+    memcpy (parked->frame, self->fr.data, self->fr.size);
+    parked->size = self->fr.size;
+    zlistx_add_end (self->parked, parked);
+}
+
 //  Completes batches from the head of the queue while they are ready, so
 //  that acks and deliveries leave in the order the sends came in.
 static void s_batches_drain (s_broker_t *self, uint64_t now_us)
@@ -460,6 +520,7 @@ static void s_batches_drain (s_broker_t *self, uint64_t now_us)
         s_batch_complete (self, batch);
         s_batch_destroy (&batch);
     }
+    s_parked_release (self);
 }
 
 //  Sends one APPEND to a shard for the items idx[0..n) of a batch, with
@@ -839,7 +900,7 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
                         zim_page_item_next (&page.items, &item);
                         zim_cframe_page_item (&self->fr, &item);
                     }
-                    s_out (self, zframe_data (read->gw), zframe_size (read->gw), &read->conn, 1);
+                    s_read_answer (self, read);
                 }
                 else
                     s_error_to (self, read->gw, read->conn, ZIM_ERR_INTERNAL, (zim_str_t){0},
@@ -1056,6 +1117,7 @@ void zim_broker_actor (zsock_t *pipe, void *args)
     self->batches = zlistx_new ();
     self->reads = zlistx_new ();
     self->writes = zlistx_new ();
+    self->parked = zlistx_new ();
     zim_wr_init (&self->wr);
     zim_wr_init (&self->fr);
     zsock_signal (pipe, 0);
@@ -1110,7 +1172,11 @@ void zim_broker_actor (zsock_t *pipe, void *args)
         s_read_destroy (&read);
     zlistx_destroy (&self->batches);
     zlistx_destroy (&self->reads);
+    s_parked_t *parked;
+    while ((parked = zlistx_detach (self->parked, NULL)))
+        s_parked_destroy (&parked);
     zlistx_destroy (&self->writes);
+    zlistx_destroy (&self->parked);
     for (size_t i = 0; i < self->nshards; i++) {
         zsock_destroy (&self->shards[i].sock);
         free (self->shards[i].name);
@@ -1417,6 +1483,24 @@ void zim_broker_test (bool verbose)
             break;
     }
     assert (conn == 2 && streq (op, "page"));
+
+    //  A send and, right behind it, a sync on the same connection: the
+    //  page, which may hold the message, never overtakes the send's ack
+    //  (nor its deliveries: the batch completes first).
+    send.cid = zim_str ("c2");
+    zim_wr_reset (&wr);
+    zim_send_encode (&wr, &send);
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    sync.who = send.who;
+    zim_wr_reset (&wr);
+    zim_sync_encode (&wr, &sync);
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    char order[4][16];
+    for (int i = 0; i < 4; i++) {
+        assert (s_test_out (gw, &conn, NULL, order[i], sizeof order[i], &keep) == 0);
+        zframe_destroy (&keep);
+    }
+    assert (streq (order[0], "ack") && streq (order[3], "page"));
 
     //  Garbage does not stop it.
     zmq_send (zsock_resolve (gw), "\x93\x01", 2, 0);
