@@ -105,6 +105,11 @@ export interface ZimClientOptions {
     /** ms before send() rejects with code `timeout` (default 30000; 0: never).
         Retries across reconnects happen within this time. */
     sendTimeout?: number;
+    /** ms after which a send written to a live connection without an ack
+        is written again with the same cid (default 5000; 0: only after a
+        reconnect). Covers a server node that died holding it (a broker of a
+        cluster) while the connection stayed up; the server stores it once. */
+    ackTimeout?: number;
     /** ms before sync()/history() reject with code `timeout` (default 15000). */
     requestTimeout?: number;
     /** Messages per sync page (default 100, max 1000). */
@@ -142,6 +147,7 @@ interface PendingSend {
     reject(err: ZimError): void;
     timer?: ReturnType<typeof setTimeout>; //  sendTimeout
     retryTimer?: ReturnType<typeof setTimeout>; //  retry after a retryable error
+    ackTimer?: ReturnType<typeof setTimeout>; //  ackTimeout: write it again
     retries: number; //  retryable errors so far
     sentGen: number; //  connection generation it was last written on
 }
@@ -232,6 +238,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             pingInterval: 25000,
             pongTimeout: 10000,
             sendTimeout: 30000,
+            ackTimeout: 5000,
             requestTimeout: 15000,
             syncLimit: 100,
             autoSync: true,
@@ -523,7 +530,8 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         this.pingTimer = this.pongTimer = this.connectTimer = this.gapTimer = undefined;
         for (const p of this.pending.values()) {
             clearTimeout(p.retryTimer);
-            p.retryTimer = undefined;
+            clearTimeout(p.ackTimer);
+            p.retryTimer = p.ackTimer = undefined;
         }
         const err = new ZimError('disconnected', 'zim: connection lost');
         for (const [rid, r] of this.requests) {
@@ -609,11 +617,21 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     private transmit(p: PendingSend): void {
         p.sentGen = this.gen;
         this.enqueue(p.bytes);
+        clearTimeout(p.ackTimer);
+        p.ackTimer = undefined;
+        if (this.o.ackTimeout > 0) {
+            p.ackTimer = setTimeout(() => {
+                p.ackTimer = undefined;
+                if (this.authed && p.sentGen === this.gen && !p.retryTimer && this.pending.get(p.cid) === p)
+                    this.transmit(p);
+            }, this.o.ackTimeout);
+        }
     }
 
     private dropSend(p: PendingSend): void {
         clearTimeout(p.timer);
         clearTimeout(p.retryTimer);
+        clearTimeout(p.ackTimer);
         this.pending.delete(p.cid);
     }
 
@@ -736,6 +754,8 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             if (RETRYABLE_SEND_CODES.has(code)) {
                 const delay = Math.min(5000, 200 * 2 ** p.retries++) * (0.5 + Math.random() / 2);
                 clearTimeout(p.retryTimer);
+                clearTimeout(p.ackTimer);
+                p.ackTimer = undefined;
                 p.retryTimer = setTimeout(() => {
                     p.retryTimer = undefined;
                     if (this.authed && this.pending.get(p.cid) === p) this.transmit(p);

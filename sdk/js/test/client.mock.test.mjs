@@ -168,6 +168,28 @@ test('lost acks: after a reconnect, unacked sends are retried with the same cid;
     assert.equal(a.lastSeq, 4);
 });
 
+test('no ack on a live connection: written again after ackTimeout with the same cid, stored once', async () => {
+    const a = client('alice', { ackTimeout: 200 });
+    const b = client('bob');
+    const ra = record(a);
+    const rb = record(b);
+    await Promise.all([a.connect(), b.connect()]);
+    server.dropAcks = 1; // as if the broker died holding it
+    const t0 = Date.now();
+    const ack = await a.send('bob', 'x', { cid: 'lost' });
+    assert.ok(Date.now() - t0 >= 150, 'resent only after the ack timeout');
+    assert.equal(ack.seq, 1);
+    assert.equal(ra.acks.length, 1);
+    assert.deepEqual(ra.states.filter((st) => st === 'disconnected'), [], 'no reconnect needed');
+    const sent = server.received.filter((x) => x.frame.op === 'send').map((x) => x.frame.cid);
+    assert.deepEqual(sent, ['lost', 'lost']);
+    await waitFor(() => rb.messages.length === 1);
+    assert.equal(server.box('bob').length, 1);
+    // acked sends are not written again
+    await sleep(300);
+    assert.equal(server.received.filter((x) => x.frame.op === 'send').length, 2);
+});
+
 test('a static token refused at the upgrade (403): error, closed, sends rejected', async () => {
     server.refuseTokens = true;
     const a = client('alice');
