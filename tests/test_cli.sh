@@ -1,10 +1,11 @@
 #!/bin/sh
 # test_cli.sh: the programs as a user runs them: zim-server on ephemeral
 # ports, zimctl minting tokens and reading status, zim-cli sending,
-# listening and paging history.
+# listening and paging history, zim-bench checking every message.
 ZIM_SERVER=${ZIM_SERVER:-./zim-server}
 ZIMCTL=${ZIMCTL:-./zimctl}
 ZIM_CLI=${ZIM_CLI:-./zim-cli}
+ZIM_BENCH=${ZIM_BENCH:-./zim-bench}
 pass=0 fail=0
 data=$(mktemp -d "${TMPDIR:-/tmp}/zim-cli-test.XXXXXX")
 log="$data/server.log"
@@ -67,6 +68,17 @@ echo "$out" | grep -q '"role":"broker"' && echo "$out" | grep -q '"alive":true' 
 "$ZIMCTL" -e "$admin" -k wrong status >/dev/null 2>&1
 [ $? -eq 1 ] && ok "zimctl with a wrong key is refused" || bad "zimctl with a wrong key is refused"
 grep -q "bad key" "$log" && ok "server logs the refused admin key" || bad "server logs the refused admin key"
+
+# zim-bench: every message delivered once, in order, closed and open loop.
+key=$(cat "$data/admin.key")
+"$ZIM_BENCH" --help | grep -q -- "--rate" && ok "zim-bench --help" || bad "zim-bench --help"
+"$ZIM_BENCH" p2p --pairs 0 >/dev/null 2>&1; [ $? -eq 2 ] && ok "zim-bench bad value exits 2" || bad "zim-bench bad value exits 2"
+out=$("$ZIM_BENCH" -u "$url" -e "$admin" -k "$key" p2p --pairs 3 --messages 200 --json 2>&1)
+echo "$out" | grep -q '"delivered":600,' && echo "$out" | grep -q '"missing":0,"duplicates":0,"out_of_order":0,"seq_gaps":0,"unexpected":0' \
+    && ok "zim-bench p2p delivers every message" || bad "zim-bench p2p delivers every message" "$out"
+out=$("$ZIM_BENCH" -u "$url" -e "$admin" -k "$key" p2p --pairs 2 --messages 100 --rate 1000 2>&1)
+echo "$out" | grep -q "delivered  200 of 200" && echo "$out" | grep -q "offered    1000 msgs/s" \
+    && ok "zim-bench --rate paces and delivers" || bad "zim-bench --rate paces and delivers" "$out"
 
 kill "$pid"; wait "$pid"; rc=$?; pid=
 [ $rc -eq 0 ] && grep -q "shutting down" "$log" && ok "SIGTERM stops the server cleanly" || bad "SIGTERM stops the server cleanly" "rc=$rc"
