@@ -40,17 +40,16 @@ typedef struct {
 //  A router: PRESENCE goes to every one.
 typedef struct {
     zsock_t *sock;     //  DEALER
-    char *name;        //  its node name once a MAP named it
-    uint64_t instance; //  its instance in the last MAP: a change = restart
 } s_routerconn_t;
 
-//  What one router's maps say about the brokers. A broker is live while
-//  any router heard from in the last S_MAP_STALE_MS lists it: routers may
-//  disagree for a moment (one has not yet timed a broker out, or has just
-//  restarted and not yet heard every HELLO).
+//  A router known by its maps, and what they say about the brokers. A
+//  broker is live while any router heard from in the last S_MAP_STALE_MS
+//  lists it: routers may disagree for a moment (one has not yet timed a
+//  broker out, or has just restarted and not yet heard every HELLO).
 typedef struct {
     char *name;                 //  the router's node name
-    uint64_t instance;          //  its instance in its last map
+    uint64_t instance;          //  its instance in its last map: a change
+                                //  means it restarted
     int64_t since_ms;           //  when that instance was first seen
     int64_t map_ms;             //  when its last map came
     bool seen[S_MAX_BROKERS];   //  brokers (by index) its maps list alive
@@ -1184,7 +1183,8 @@ static void s_handle_map (s_gateway_t *self, zframe_t *frame)
         s_warn (self, "maps from more than %d routers: one ignored", S_MAX_ROUTERS);
         return;
     }
-    if (src->instance != map.instance) {
+    bool restarted = src->instance != map.instance;
+    if (restarted) {
         src->instance = map.instance;
         src->since_ms = now;
     }
@@ -1232,29 +1232,10 @@ static void s_handle_map (s_gateway_t *self, zframe_t *frame)
     }
     if (changed)
         s_broker_relist (self);
-    //  Which router sent it, and did it restart?
-    char rname[ZIM_ID_MAX + 1];
-    zim_str_copy (map.router, rname, sizeof rname);
-    bool restarted = false, known = false;
-    for (size_t r = 0; r < self->nrouters; r++) {
-        s_routerconn_t *rc = &self->routers[r];
-        if (rc->name && streq (rc->name, rname)) {
-            known = true;
-            restarted = rc->instance != map.instance;
-            rc->instance = map.instance;
-        }
-    }
-    if (!known) {
-        //  First map from this router: remember it by the first unnamed slot.
-        for (size_t r = 0; r < self->nrouters; r++)
-            if (!self->routers[r].name) {
-                self->routers[r].name = zim_strdup (rname);
-                self->routers[r].instance = map.instance;
-                break;
-            }
-    }
+    //  A router that restarted lost every route: announce them all again.
     if (restarted) {
-        zsys_info ("%s: router %s restarted: announcing every session again", self->name, rname);
+        zsys_info ("%s: router %s restarted: announcing every session again", self->name,
+                   src->name);
         s_presence_announce (self);
     }
 }
@@ -1420,10 +1401,8 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
     }
     for (size_t i = 0; i < self->nmaps; i++)
         free (self->maps[i].name);
-    for (size_t i = 0; i < self->nrouters; i++) {
+    for (size_t i = 0; i < self->nrouters; i++)
         zsock_destroy (&self->routers[i].sock);
-        free (self->routers[i].name);
-    }
     zhashx_destroy (&self->conns);
     zhash_destroy (&self->apps);
     zim_wr_free (&self->wr);
