@@ -126,13 +126,16 @@ typedef struct {
     zlistx_t *reads;          //  s_read_t in flight, oldest first
     zlistx_t *writes;         //  s_write_t in flight
     zlistx_t *parked;         //  s_parked_t waiting for batches, oldest first
+    size_t parked_bytes;      //  their frames' bytes
+    size_t max_parked;        //  at most; a read beyond gets 5030
+    bool parked_full;         //  the last read to park found no room (logged)
     size_t inflight;          //  sends in batches in flight
     zim_wr_t wr;              //  encode buffer for backbone messages
     zim_wr_t fr;              //  encode buffer for client frames
     //  Counters (STATS)
     uint64_t sends, acks, duplicates, deliveries, send_errors, rejected_full;
     uint64_t store_timeouts, route_timeouts, unroutable, reads_n, cursors, bad;
-    uint64_t cross_shard, no_shard;
+    uint64_t cross_shard, no_shard, parked_refused;
 } s_broker_t;
 
 static uint64_t s_next_id (s_broker_t *self, uint64_t now_ms)
@@ -462,17 +465,37 @@ static void s_parked_release (s_broker_t *self)
         zim_wr_reset (&self->fr);
         zim_wr_raw (&self->fr, parked->frame, parked->size);
         s_out (self, zframe_data (parked->gw), zframe_size (parked->gw), &parked->conn, 1);
+        self->parked_bytes -= parked->size;
         s_parked_destroy (&parked);
     }
 }
 
 //  Sends self->fr, the answer to a read, to its connection now, or parks it
 //  until the batches in flight (which it may contain sends of) completed.
+//  Parked pages are bounded by max_parked bytes: beyond, the read gets 5030
+//  and the client syncs again.
 static void s_read_answer (s_broker_t *self, s_read_t *read)
 {
     s_batch_t *last = (s_batch_t *) zlistx_last (self->batches);
     if (!last && zlistx_size (self->parked) == 0) {
         s_out (self, zframe_data (read->gw), zframe_size (read->gw), &read->conn, 1);
+        return;
+    }
+    bool full = self->parked_bytes + self->fr.size > self->max_parked;
+    if (full != self->parked_full) {
+        self->parked_full = full;
+        if (full)
+            zsys_warning ("broker %s: %zu bytes of pages wait for earlier sends (max_parked): "
+                          "further syncs get 5030 until they drain",
+                          self->name, self->parked_bytes);
+        else
+            zsys_info ("broker %s: pages waiting for sends are below max_parked again",
+                       self->name);
+    }
+    if (full) {
+        self->parked_refused++;
+        s_error_to (self, read->gw, read->conn, ZIM_ERR_UNAVAILABLE, (zim_str_t){0},
+                    read->has_rid, read->rid);
         return;
     }
     s_parked_t *parked = (s_parked_t *) zim_calloc (1, sizeof *parked);
@@ -485,6 +508,7 @@ static void s_read_answer (s_broker_t *self, s_read_t *read)
     parked->frame = (uint8_t *) zim_calloc (1, self->fr.size ? self->fr.size : 1);
     memcpy (parked->frame, self->fr.data, self->fr.size);
     parked->size = self->fr.size;
+    self->parked_bytes += parked->size;
     zlistx_add_end (self->parked, parked);
 }
 
@@ -975,6 +999,8 @@ static void s_set (s_broker_t *self, const char *key, const char *value)
         self->node_id = n;
     else if (streq (key, "max_inflight") && num && n > 0)
         self->max_inflight = n;
+    else if (streq (key, "max_parked") && num && n > 0)
+        self->max_parked = n;
     else if (streq (key, "max_batch") && num && n > 0 && n <= 65536)
         self->max_batch = n;
     else if (streq (key, "store_timeout") && num && n > 0)
@@ -1081,12 +1107,12 @@ static void s_handle_pipe (s_broker_t *self)
                     ",\"route_timeouts\":%" PRIu64 ",\"unroutable\":%" PRIu64
                     ",\"reads\":%" PRIu64 ",\"cursors\":%" PRIu64 ",\"bad_messages\":%" PRIu64
                     ",\"inflight\":%zu,\"shards\":%zu,\"cross_shard\":%" PRIu64
-                    ",\"no_shard\":%" PRIu64 "}",
+                    ",\"no_shard\":%" PRIu64 ",\"parked_refused\":%" PRIu64 "}",
                     self->sends, self->acks, self->duplicates, self->deliveries,
                     self->send_errors, self->rejected_full, self->store_timeouts,
                     self->route_timeouts, self->unroutable, self->reads_n, self->cursors,
                     self->bad, self->inflight, self->nshards, self->cross_shard,
-                    self->no_shard);
+                    self->no_shard, self->parked_refused);
     else
         zsys_warning ("broker %s: unknown command '%s'", self->name, cmd);
     free (cmd);
@@ -1102,6 +1128,7 @@ void zim_broker_actor (zsock_t *pipe, void *args)
     self->name = zim_strdup ("broker-1");
     self->node_id = 1;
     self->max_inflight = 65536;
+    self->max_parked = 64 << 20;
     self->max_batch = 2048;
     self->store_timeout_us = 5000 * 1000;
     self->route_timeout_us = 1000 * 1000;
@@ -1501,6 +1528,28 @@ void zim_broker_test (bool verbose)
         zframe_destroy (&keep);
     }
     assert (streq (order[0], "ack") && streq (order[3], "page"));
+
+    //  The same with no room for a waiting page: the sync gets 5030 (the
+    //  client syncs again), the send goes through.
+    zstr_sendx (broker, "SET", "max_parked", "1", NULL);
+    send.cid = zim_str ("c3");
+    zim_wr_reset (&wr);
+    zim_send_encode (&wr, &send);
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    zim_wr_reset (&wr);
+    zim_sync_encode (&wr, &sync);
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    int acks = 0, errors = 0, pages = 0;
+    for (int i = 0; i < 4; i++) {
+        assert (s_test_out (gw, &conn, NULL, order[i], sizeof order[i], &keep) == 0);
+        zframe_destroy (&keep);
+        acks += streq (order[i], "ack");
+        errors += streq (order[i], "error");
+        pages += streq (order[i], "page");
+    }
+    assert (acks == 1 && errors == 1 && pages == 0);
+    assert (s_test_stat (broker, "parked_refused") == 1);
+    zstr_sendx (broker, "SET", "max_parked", "67108864", NULL);
 
     //  Garbage does not stop it.
     zmq_send (zsock_resolve (gw), "\x93\x01", 2, 0);
