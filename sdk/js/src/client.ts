@@ -874,6 +874,15 @@ export class ZimClient extends Emitter<ZimClientEvents> {
 
     private autoSync(): void {
         this.startSync()?.catch((err: ZimError) => {
+            if (typeof err.code === 'number' && RETRYABLE_SEND_CODES.has(err.code)) {
+                //  The server is busy (5030 and the like): sync again shortly.
+                if (!this.gapTimer && this.authed)
+                    this.gapTimer = setTimeout(() => {
+                        this.gapTimer = undefined;
+                        this.autoSync();
+                    }, 250 + Math.random() * 250);
+                return;
+            }
             if (err.code !== 'disconnected' && err.code !== 'closed') this.emit('error', err);
         });
     }

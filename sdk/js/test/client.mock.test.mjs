@@ -190,6 +190,20 @@ test('no ack on a live connection: written again after ackTimeout with the same 
     assert.equal(server.received.filter((x) => x.frame.op === 'send').length, 2);
 });
 
+test('a sync answered with 5030 is tried again shortly; no error event', async () => {
+    const a = client('alice');
+    await a.connect();
+    for (let i = 0; i < 3; i++) await a.send('carol', i);
+    server.failSyncs = 2;
+    const c = client('carol');
+    const rc = record(c);
+    await c.connect();
+    await waitFor(() => rc.messages.length === 3, { what: 'carol synced after two 5030s' });
+    assert.deepEqual(rc.messages.map((m) => m.body), [0, 1, 2]);
+    assert.equal(server.received.filter((x) => x.uid === 'carol' && x.frame.op === 'sync').length >= 3, true);
+    assert.deepEqual(rc.errors, []);
+});
+
 test('a static token refused at the upgrade (403): error, closed, sends rejected', async () => {
     server.refuseTokens = true;
     const a = client('alice');

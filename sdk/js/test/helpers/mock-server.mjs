@@ -40,6 +40,7 @@ export class MockServer {
         this.silentPongs = false; // do not answer pings
         this.failNext = []; // codes to answer the next sends with, instead of storing
         this.duplicateLive = false; // deliver every live msg twice
+        this.failSyncs = 0; // answer the next N syncs with 5030
     }
 
     async start(port = 0) {
@@ -127,6 +128,10 @@ export class MockServer {
             case 'send':
                 return this.onSend(c, f);
             case 'sync': {
+                if (this.failSyncs > 0) {
+                    this.failSyncs--;
+                    return this.write(c, { op: 'error', code: 5030, text: 'unavailable', rid: f.rid });
+                }
                 const key = `${c.uid}/${c.device}`;
                 const since = f.since ?? this.cursors.get(key) ?? 0;
                 const limit = Math.min(f.limit ?? 100, 1000);
