@@ -96,7 +96,6 @@ function put(peer, entry) {
         if (had?.status === 'delivered' || c.delivered.has(key)) merged.status = 'delivered';
         c.msgs.set(key, merged);
         if (entry.cid) c.msgs.delete(`cid:${entry.cid}`);
-        if (c.oldest === undefined || entry.id < c.oldest) c.oldest = entry.id;
     } else {
         c.msgs.set(`cid:${entry.cid}`, entry);
     }
@@ -260,6 +259,10 @@ async function loadHistory(peer) {
             if (isControl(m.body)) control(peer, m, false);
             else put(peer, { ...m, status: m.from === me && c.delivered.has(String(m.id)) ? 'delivered' : 'sent' });
         }
+        // The next page starts before this page's oldest entry, control
+        // messages included (else a page of them would come back forever).
+        const last = page.msgs.at(-1);
+        if (last && (c.oldest === undefined || last.id < c.oldest)) c.oldest = last.id;
         c.more = page.more;
     } catch (err) {
         console.warn('history', err);

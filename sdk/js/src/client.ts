@@ -222,6 +222,11 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     private cursorSent = 0; //  last cursor sent on this connection
     private savedSeq: number | null = null; //  last seq given to storage
     private syncing: Promise<void> | null = null;
+    private syncEpoch = 0; //  bumped by sync(since): older pages are dropped
+    private syncRetryTimer?: ReturnType<typeof setTimeout>; //  after a 5030
+    private syncRetries = 0; //  retryable sync failures in a row
+    private stableTimer?: ReturnType<typeof setTimeout>; //  resets the backoff
+    private stopped: ZimError | null = null; //  why the client stopped for good
     private resyncWanted = false;
     private storageLoaded = false;
 
@@ -276,7 +281,10 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         authenticated; rejects only if the client stops first (close(), or a
         static token refused). */
     connect(): Promise<void> {
-        if (!this.running) this.closedByUser = false;
+        if (!this.running) {
+            this.closedByUser = false;
+            this.stopped = null;
+        }
         const ready = this.whenAuthenticated(0);
         ready.catch(() => {}); //  the caller may not await it
         if (this.running) return ready;
@@ -327,6 +335,8 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         if (existing) return existing.promise;
         if (this.closedByUser)
             return Promise.reject(new ZimError('closed', 'zim: client closed', { cid }));
+        if (this.stopped) //  e.g. a static token refused: nothing will send it
+            return Promise.reject(new ZimError(this.stopped.code, this.stopped.message, { cid, status: this.stopped.status }));
         let bytes: Uint8Array;
         try {
             bytes = encodeFrame(frames.send(to, cid, body === undefined ? null : body));
@@ -370,6 +380,10 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         the server has no more. Resolves with the last processed seq. */
     async sync(since?: number): Promise<number | null> {
         if (since !== undefined) {
+            //  A sync already running asked from the old position: let it
+            //  finish, then rewind (else its pages would land above since).
+            if (this.syncing) await this.syncing.catch(() => {});
+            this.syncEpoch++;
             this._lastSeq = since;
             this.ackedSeqs.clear();
             this.highestSeen = since;
@@ -527,7 +541,10 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         clearInterval(this.pingTimer);
         clearTimeout(this.pongTimer);
         clearTimeout(this.gapTimer);
+        clearTimeout(this.syncRetryTimer);
+        clearTimeout(this.stableTimer);
         this.pingTimer = this.pongTimer = this.connectTimer = this.gapTimer = undefined;
+        this.syncRetryTimer = this.stableTimer = undefined;
         for (const p of this.pending.values()) {
             clearTimeout(p.retryTimer);
             clearTimeout(p.ackTimer);
@@ -558,6 +575,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     private stop(err: ZimError): void {
         const t = this.t;
         this.running = false;
+        this.stopped = err;
         this.teardown();
         t?.close(1000, 'bye');
         clearTimeout(this.reconnectTimer);
@@ -697,7 +715,13 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         clearTimeout(this.connectTimer);
         this.connectTimer = undefined;
         this.authed = true;
-        this.attempts = 0;
+        //  The backoff starts over once this connection has lasted a while:
+        //  one that is closed right after auth must not reconnect in a loop.
+        clearTimeout(this.stableTimer);
+        this.stableTimer = setTimeout(() => {
+            this.stableTimer = undefined;
+            this.attempts = 0;
+        }, this.o.maxReconnectDelay);
         this.cursorSent = 0;
         this.info = { app: String(f.app ?? ''), uid: String(f.uid ?? ''), device: String(f.device ?? '') };
         //  Unacked sends first, in their original order, with their cids.
@@ -841,13 +865,15 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             return;
         }
         if (this._lastSeq === null) {
-            if (!fromSync) {
+            if (!fromSync && this.o.autoSync) {
                 //  No baseline yet: sync from the server's cursor for this
                 //  device (that page holds this message too).
                 this.highestSeen = Math.max(this.highestSeen, seq);
-                if (this.o.autoSync) this.autoSync();
+                this.autoSync();
                 return;
             }
+            //  A sync page, or (without autoSync) the first live message,
+            //  sets the baseline.
             this._lastSeq = seq - 1;
         }
         if (seq <= this._lastSeq) return; //  seen already
@@ -875,12 +901,15 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     private autoSync(): void {
         this.startSync()?.catch((err: ZimError) => {
             if (typeof err.code === 'number' && RETRYABLE_SEND_CODES.has(err.code)) {
-                //  The server is busy (5030 and the like): sync again shortly.
-                if (!this.gapTimer && this.authed)
-                    this.gapTimer = setTimeout(() => {
-                        this.gapTimer = undefined;
+                //  The server is busy (5030 and the like): sync again after
+                //  a jittered backoff (250 ms doubling, at most 10 s).
+                if (!this.syncRetryTimer && this.authed) {
+                    const base = Math.min(10000, 250 * 2 ** Math.min(this.syncRetries++, 6));
+                    this.syncRetryTimer = setTimeout(() => {
+                        this.syncRetryTimer = undefined;
                         this.autoSync();
-                    }, 250 + Math.random() * 250);
+                    }, base / 2 + (Math.random() * base) / 2);
+                }
                 return;
             }
             if (err.code !== 'disconnected' && err.code !== 'closed') this.emit('error', err);
@@ -902,15 +931,21 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     }
 
     private async syncLoop(): Promise<void> {
+        const gen = this.gen;
         for (;;) {
             this.resyncWanted = false;
             const before = this._lastSeq;
             let more = true;
             while (more) {
                 const since = this._lastSeq ?? undefined;
+                const epoch = this.syncEpoch;
                 const page = await this.request((rid) => frames.sync(since, Math.min(this.o.syncLimit, 1000), rid));
+                if (epoch !== this.syncEpoch) break; //  sync(since) rewound meanwhile: ask again
                 const msgs = Array.isArray(page.msgs) ? (page.msgs as Record<string, unknown>[]) : [];
-                for (const m of msgs) this.processMsg(m, true);
+                for (const m of msgs) {
+                    if (gen !== this.gen || !this.running) return; //  closed or dropped by a handler
+                    this.processMsg(m, true);
+                }
                 more = page.more === true && msgs.length > 0;
             }
             const behind = this._lastSeq !== null && this.highestSeen > this._lastSeq;
@@ -924,7 +959,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
 
     //  Sends a cursor and saves the seq within cursorInterval.
     private scheduleCursor(): void {
-        if (this.cursorTimer || this._lastSeq === null) return;
+        if (this.cursorTimer || this._lastSeq === null || !this.running) return;
         this.cursorTimer = setTimeout(() => {
             this.cursorTimer = undefined;
             this.flushCursor(false);

@@ -213,6 +213,53 @@ test('a static token refused at the upgrade (403): error, closed, sends rejected
     await assert.rejects(s, (e) => e.code === 4011);
     assert.equal(a.state, 'closed');
     assert.equal(ra.errors[0].status, 403);
+    // a send after the stop fails at once, not after sendTimeout
+    const t0 = Date.now();
+    await assert.rejects(a.send('bob', 'y'), (e) => e.code === 4011);
+    assert.ok(Date.now() - t0 < 1000);
+    assert.equal(a.pendingSends, 0);
+});
+
+test('sync(0) right after connect replays everything, with no false gap', async () => {
+    const a = client('alice');
+    await a.connect();
+    for (let i = 0; i < 5; i++) await a.send('carol', i);
+    const c = client('carol', { lastSeq: 3 });
+    const rc = record(c);
+    await c.connect(); // the automatic sync from 3 is still running
+    await c.sync(0);
+    await sleep(50);
+    assert.deepEqual(rc.gaps, []);
+    assert.deepEqual(rc.messages.slice(-5).map((m) => m.seq), [1, 2, 3, 4, 5]);
+    assert.equal(c.lastSeq, 5);
+});
+
+test('close() inside a message handler stops delivery and leaves no timer', async () => {
+    const a = client('alice');
+    await a.connect();
+    for (let i = 0; i < 5; i++) await a.send('carol', i);
+    const c = client('carol');
+    const seen = [];
+    c.on('message', (m) => {
+        seen.push(m.seq);
+        if (seen.length === 1) void c.close();
+    });
+    await c.connect();
+    await sleep(200);
+    assert.deepEqual(seen, [1]);
+    assert.equal(c.state, 'closed');
+});
+
+test('autoSync off: live messages are delivered (the first sets the baseline)', async () => {
+    const c = client('carol', { autoSync: false });
+    const rc = record(c);
+    await c.connect();
+    const a = client('alice');
+    await a.connect();
+    for (let i = 0; i < 3; i++) await a.send('carol', i);
+    await waitFor(() => rc.messages.length === 3, { what: 'three live messages' });
+    assert.deepEqual(rc.messages.map((m) => m.body), [0, 1, 2]);
+    assert.equal(c.lastSeq, 3);
 });
 
 test('getToken: a refused token is replaced by a fresh one', async () => {
