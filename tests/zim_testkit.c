@@ -754,9 +754,12 @@ int tk_cluster_wait (tk_cluster_t *c, int timeout_ms)
 static int s_cluster_start (tk_cluster_t *c, int routers, int stores, int brokers,
                             int gateways)
 {
-    snprintf (c->dir, sizeof c->dir, "./tk-cluster-XXXXXX");
+    snprintf (c->dir, sizeof c->dir, "./tk-cluster-XXXXXX"); //  mkdtemp template
     if (!mkdtemp (c->dir))
         return -1;
+    //  A failed check ends the forked test before its teardown: the data
+    //  and logs stay for a look (make clean removes them).
+    fprintf (stderr, "test cluster data and node logs in %s\n", c->dir);
     char path[400];
     snprintf (path, sizeof path, "%s/app-demo.secret", c->dir);
     if (s_write_secret (path))
