@@ -40,6 +40,22 @@ const char *zim_strerror (int code)
         return "unknown op";
     case ZIM_ERR_BAD_RECIPIENT:
         return "bad recipient";
+    case ZIM_ERR_CID_CONFLICT:
+        return "cid already used for a different message";
+    case ZIM_ERR_AUTH_TIMEOUT:
+        return "authentication timeout";
+    case ZIM_ERR_AUTH_FAILURES:
+        return "too many failed authentication attempts";
+    case ZIM_ERR_TOKEN_NOT_YET:
+        return "token not yet valid";
+    case ZIM_ERR_TOKEN_CLAIMS:
+        return "token audience or issuer refused";
+    case ZIM_ERR_TOKEN_ALG:
+        return "token algorithm refused";
+    case ZIM_ERR_TOO_MANY_READS:
+        return "too many requests in flight";
+    case ZIM_ERR_TOO_MANY_CONNS:
+        return "too many connections for this user";
     case ZIM_ERR_AUTH_REQUIRED:
         return "authentication required";
     case ZIM_ERR_BAD_TOKEN:

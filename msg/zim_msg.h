@@ -40,11 +40,19 @@ extern "C" {
 #define ZIM_ERR_TOO_LARGE 4002     //  frame over the gateway's max_frame
 #define ZIM_ERR_UNKNOWN_OP 4003    //  op is not one the server knows
 #define ZIM_ERR_BAD_RECIPIENT 4004 //  "to" or "peer" is not a valid user id
+#define ZIM_ERR_CID_CONFLICT 4009  //  cid already names a different message
 #define ZIM_ERR_AUTH_REQUIRED 4010 //  an op other than auth/ping before auth
 #define ZIM_ERR_BAD_TOKEN 4011     //  token malformed or signature wrong
 #define ZIM_ERR_TOKEN_EXPIRED 4012 //  token's exp is in the past
 #define ZIM_ERR_ALREADY_AUTHED 4013 //  a second auth on one connection
+#define ZIM_ERR_AUTH_TIMEOUT 4014  //  no successful auth within auth_timeout
+#define ZIM_ERR_AUTH_FAILURES 4015 //  too many failed auth attempts
+#define ZIM_ERR_TOKEN_NOT_YET 4016 //  token's nbf is in the future
+#define ZIM_ERR_TOKEN_CLAIMS 4017  //  token's aud or iss is not the app's
+#define ZIM_ERR_TOKEN_ALG 4018     //  token's alg is not one the app allows
+#define ZIM_ERR_TOO_MANY_READS 4028 //  too many sync/history requests in flight
 #define ZIM_ERR_FORBIDDEN 4030     //  frame speaks for another user (from)
+#define ZIM_ERR_TOO_MANY_CONNS 4031 //  the user has max_conns_per_user connections
 #define ZIM_ERR_RATE_LIMITED 4029  //  over the per-connection send rate
 #define ZIM_ERR_IDLE_TIMEOUT 4080  //  nothing received within idle_timeout
 #define ZIM_ERR_SLOW_CONSUMER 4090 //  send queue to the client overflowed
@@ -307,6 +315,7 @@ int zim_append_item_next (zim_rd_t *rd, zim_append_item_t *item);
 //  to_seq is 0 when from and to are the same user.
 #define ZIM_APPEND_STORED 0
 #define ZIM_APPEND_DUPLICATE 1
+#define ZIM_APPEND_CONFLICT 2 //  the cid names a message with another recipient or body
 typedef struct {
     int64_t status;
     uint64_t id;
