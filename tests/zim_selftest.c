@@ -1,5 +1,5 @@
 /*  zim_selftest.c: runs every class's _test selftest, or the ones named
-    on the command line (zim_selftest [-v] [mp msg store router broker gateway token]).
+    on the command line (zim_selftest [-v] [mp msg ... broker gateway]).
 */
 #include <czmq.h>
 #include <stdbool.h>
@@ -12,6 +12,11 @@
 #include "store/zim_store.h"
 #include "router/zim_router.h"
 #include "broker/zim_broker.h"
+#include "broker/zim_deliver.h"
+#include "broker/zim_reads.h"
+#include "broker/zim_sendq.h"
+#include "broker/zim_shards.h"
+#include "broker/zim_xshard.h"
 #include "gateway/zim_token.h"
 #include "gateway/zim_gateway.h"
 
@@ -22,7 +27,9 @@ typedef struct {
 
 static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
-    {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
+    {"store", zim_store_test},   {"router", zim_router_test}, {"shards", zim_shards_test},
+    {"deliver", zim_deliver_test}, {"reads", zim_reads_test},    {"xshard", zim_xshard_test},
+    {"sendq", zim_sendq_test},   {"broker", zim_broker_test},
     {"gateway", zim_gateway_test},
 };
 

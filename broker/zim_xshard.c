@@ -1,0 +1,419 @@
+/*  zim_xshard.c: second halves of cross-shard sends, written in order per
+    recipient shard and repaired by the broker when a write fails (see
+    zim_xshard.h).
+*/
+#include "broker/zim_xshard.h"
+#include "msg/zim_util.h"
+
+#include <assert.h>
+#include <inttypes.h>
+
+//  Request ids of second-half writes have the top bit set, so that an
+//  APPENDED tells which class it answers.
+#define S_REQ_BIT (1ULL << 63)
+//  The first wait before a failed repair is tried again, and the longest.
+#define S_BACKOFF_MIN_US 100000
+#define S_BACKOFF_MAX_US 2000000
+
+//  One second half.
+typedef struct {
+    void *owner;          //  its send's owner (batch); NULL once forgotten
+    void *item;           //  its send, told of the outcome; NULL: nobody
+    zim_append_item_t ai; //  what to write: views into the send, or into copy
+    char *copy;           //  the bytes of ai once the send is gone
+} s_half_t;
+
+//  A growable list of halves.
+typedef struct {
+    s_half_t *v;  //  the halves, in first-write order
+    size_t n;     //  how many
+    size_t alloc; //  room
+} s_halves_t;
+
+//  What one recipient shard has going.
+typedef struct {
+    s_halves_t wait;     //  due and not written yet
+    s_halves_t sent;     //  in the write in flight (when it carries new ones)
+    s_halves_t repairs;  //  failed: written again, first, until the shard has them
+    size_t repairs_sent; //  the first repairs, when the write in flight carries them
+    uint64_t req;        //  the write in flight, 0 if none
+    uint64_t sent_us;    //  when it went
+    uint64_t retry_us;   //  repairs are not tried again before this
+    uint64_t backoff_us; //  the wait after the next failed try
+} s_lane_t;
+
+struct _zim_xshard_t {
+    zim_shell_t *shell;                //  log lines
+    zim_shards_t *shards;              //  where to write
+    const zim_broker_limits_t *limits; //  store_timeout, max_batch_bytes, max_inflight
+    zim_broker_stats_t *stats;         //  counters
+    zim_xshard_done_fn *done;          //  outcome of each half
+    void *ctx;                         //  for done
+    s_lane_t lanes[ZIM_SHARDS_MAX];    //  per recipient shard
+    size_t repairs;                    //  halves in every lane's repairs
+    uint64_t next_req;                 //  request id counter
+    zim_wr_t wr;                       //  APPEND being encoded
+};
+
+zim_xshard_t *zim_xshard_new (zim_shell_t *shell, zim_shards_t *shards,
+                              const zim_broker_limits_t *limits, zim_broker_stats_t *stats,
+                              zim_xshard_done_fn *done, void *ctx)
+{
+    zim_xshard_t *self = zim_calloc (1, sizeof *self);
+    *self = (zim_xshard_t){.shell = shell,
+                           .shards = shards,
+                           .limits = limits,
+                           .stats = stats,
+                           .done = done,
+                           .ctx = ctx};
+    zim_wr_init (&self->wr);
+    return self;
+}
+
+static void s_halves_free (s_halves_t *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free (list->v[i].copy);
+    free (list->v);
+    *list = (s_halves_t){0};
+}
+
+void zim_xshard_destroy (zim_xshard_t **self_p)
+{
+    zim_xshard_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < ZIM_SHARDS_MAX; i++) {
+        s_halves_free (&self->lanes[i].wait);
+        s_halves_free (&self->lanes[i].sent);
+        s_halves_free (&self->lanes[i].repairs);
+    }
+    zim_wr_free (&self->wr);
+    free (self);
+    *self_p = NULL;
+}
+
+char *zim_xshard_hold (zim_append_item_t *ai)
+{
+    zim_str_t *parts[] = {&ai->app, &ai->from, &ai->to, &ai->cid, &ai->body};
+    size_t total = 0;
+    for (size_t i = 0; i < 5; i++)
+        total += parts[i]->len;
+    char *copy = zim_malloc (total), *at = copy;
+    for (size_t i = 0; i < 5; i++) {
+        if (parts[i]->len)
+            memcpy (at, parts[i]->ptr, parts[i]->len);
+        parts[i]->ptr = at;
+        at += parts[i]->len;
+    }
+    return copy;
+}
+
+//  Appends a half to a list.
+static void s_push (s_halves_t *list, const s_half_t *half)
+{
+    if (list->n == list->alloc) {
+        list->alloc = list->alloc ? 2 * list->alloc : 16;
+        list->v = zim_realloc (list->v, list->alloc * sizeof *list->v);
+    }
+    list->v[list->n++] = *half;
+}
+
+//  Makes a half independent of its send: its bytes copied, nobody told.
+static void s_orphan (s_half_t *half)
+{
+    if (!half->copy)
+        half->copy = zim_xshard_hold (&half->ai);
+    half->owner = half->item = NULL;
+}
+
+//  Moves halves into the repairs of lane (at its front or its end),
+//  telling their sends err.
+static void s_to_repairs (zim_xshard_t *self, s_lane_t *lane, s_half_t *halves, size_t n,
+                          bool front, int err)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *owner = halves[i].owner, *item = halves[i].item;
+        s_orphan (&halves[i]);
+        if (item)
+            self->done (self->ctx, owner, item, err, 0);
+    }
+    s_halves_t *rep = &lane->repairs;
+    if (rep->n + n > rep->alloc) {
+        rep->alloc = rep->n + n + 16;
+        rep->v = zim_realloc (rep->v, rep->alloc * sizeof *rep->v);
+    }
+    if (front) {
+        memmove (rep->v + n, rep->v, rep->n * sizeof *rep->v);
+        memcpy (rep->v, halves, n * sizeof *halves);
+    } else
+        memcpy (rep->v + rep->n, halves, n * sizeof *halves);
+    rep->n += n;
+    self->repairs += n;
+}
+
+//  Every half still waiting in lane goes behind the repairs: none may be
+//  written before them.
+static void s_block (zim_xshard_t *self, s_lane_t *lane)
+{
+    s_to_repairs (self, lane, lane->wait.v, lane->wait.n, false, ZIM_ERR_UNAVAILABLE);
+    lane->wait.n = 0;
+}
+
+bool zim_xshard_blocked (zim_xshard_t *self, int shard)
+{
+    if (shard < 0 || shard >= ZIM_SHARDS_MAX)
+        return false;
+    return self->lanes[shard].repairs.n > 0 || self->repairs >= self->limits->max_inflight;
+}
+
+int zim_xshard_add (zim_xshard_t *self, int shard, void *owner, void *item,
+                    const zim_append_item_t *ai)
+{
+    assert (shard >= 0 && shard < ZIM_SHARDS_MAX);
+    s_lane_t *lane = &self->lanes[shard];
+    s_half_t half = {owner, item, *ai, NULL};
+    if (lane->repairs.n) {
+        s_orphan (&half);
+        s_to_repairs (self, lane, &half, 1, false, 0);
+        return ZIM_ERR_UNAVAILABLE;
+    }
+    s_push (&lane->wait, &half);
+    return 0;
+}
+
+void zim_xshard_repair (zim_xshard_t *self, int shard, const zim_append_item_t *ai)
+{
+    assert (shard >= 0 && shard < ZIM_SHARDS_MAX);
+    s_lane_t *lane = &self->lanes[shard];
+    s_block (self, lane);
+    s_half_t half = {NULL, NULL, *ai, NULL};
+    s_orphan (&half);
+    s_to_repairs (self, lane, &half, 1, false, 0);
+    zim_shell_warn (self->shell,
+                    "a send to %.*s was stored on its sender's shard after its deadline: "
+                    "its second half to store shard %s is written by this broker",
+                    (int)ai->to.len, ai->to.ptr, zim_shards_name (self->shards, shard));
+}
+
+//  Encodes up to max_batch_bytes of halves[0..n) into one APPEND; returns
+//  how many went in (at least one).
+static size_t s_encode (zim_xshard_t *self, uint64_t req, const s_half_t *halves, size_t n)
+{
+    size_t count = 0, bytes = 0;
+    while (count < n && count < 65536) {
+        const zim_append_item_t *ai = &halves[count].ai;
+        size_t size = 64 + ai->app.len + ai->from.len + ai->to.len + ai->cid.len + ai->body.len;
+        if (count && bytes + size > self->limits->max_batch_bytes)
+            break;
+        bytes += size;
+        count++;
+    }
+    zim_wr_reset (&self->wr);
+    zim_append_begin (&self->wr, req, (uint32_t)count);
+    for (size_t i = 0; i < count; i++)
+        zim_append_item (&self->wr, &halves[i].ai);
+    return count;
+}
+
+//  A write failed (what): the lane's repairs wait before the next try.
+static void s_failed (zim_xshard_t *self, int shard, uint64_t now_us, const char *what)
+{
+    s_lane_t *lane = &self->lanes[shard];
+    lane->retry_us = now_us + (lane->backoff_us ? lane->backoff_us : S_BACKOFF_MIN_US);
+    lane->backoff_us = lane->backoff_us ? 2 * lane->backoff_us : 2 * S_BACKOFF_MIN_US;
+    if (lane->backoff_us > S_BACKOFF_MAX_US)
+        lane->backoff_us = S_BACKOFF_MAX_US;
+    zim_shell_warn (self->shell,
+                    "second halves to store shard %s: %s; %zu wait to be written again and "
+                    "cross-shard sends to its users get 5030 until they are",
+                    zim_shards_name (self->shards, shard), what, lane->repairs.n);
+}
+
+//  Sends the next write of one lane, if it has none in flight.
+static void s_flush_lane (zim_xshard_t *self, int shard, uint64_t now_us)
+{
+    s_lane_t *lane = &self->lanes[shard];
+    if (lane->req || (!lane->repairs.n && !lane->wait.n))
+        return;
+    if (lane->repairs.n && now_us < lane->retry_us)
+        return;
+    uint64_t req = S_REQ_BIT | ++self->next_req;
+    if (lane->repairs.n) {
+        size_t n = s_encode (self, req, lane->repairs.v, lane->repairs.n);
+        if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size) == -1) {
+            s_failed (self, shard, now_us, "the shard is down or far behind");
+            return;
+        }
+        lane->repairs_sent = n;
+    } else {
+        size_t n = s_encode (self, req, lane->wait.v, lane->wait.n);
+        if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size) == -1) {
+            s_block (self, lane);
+            s_failed (self, shard, now_us, "the shard is down or far behind");
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            s_push (&lane->sent, &lane->wait.v[i]);
+        memmove (lane->wait.v, lane->wait.v + n, (lane->wait.n - n) * sizeof *lane->wait.v);
+        lane->wait.n -= n;
+    }
+    lane->req = req;
+    lane->sent_us = now_us;
+}
+
+void zim_xshard_flush (zim_xshard_t *self, uint64_t now_us)
+{
+    size_t n = zim_shards_size (self->shards);
+    for (size_t i = 0; i < n && i < ZIM_SHARDS_MAX; i++)
+        s_flush_lane (self, (int)i, now_us);
+}
+
+//  The write in flight of a lane failed as a whole (err for its sends).
+static void s_write_failed (zim_xshard_t *self, int shard, int err, uint64_t now_us,
+                            const char *what)
+{
+    s_lane_t *lane = &self->lanes[shard];
+    if (!lane->repairs_sent) {
+        s_to_repairs (self, lane, lane->sent.v, lane->sent.n, true, err);
+        lane->sent.n = 0;
+        s_block (self, lane);
+    }
+    lane->repairs_sent = 0;
+    lane->req = 0;
+    s_failed (self, shard, now_us, what);
+}
+
+//  The store's result for one half: 0 (it has it), ZIM_ERR_CID_CONFLICT,
+//  or a retryable code.
+static int s_result (const s_half_t *half, const zim_appended_item_t *res)
+{
+    if (res->status == ZIM_APPEND_STORED || res->status == ZIM_APPEND_DUPLICATE)
+        //  A duplicate under another id: the shard holds another message
+        //  under this cid.
+        return res->id == half->ai.id ? 0 : ZIM_ERR_CID_CONFLICT;
+    if (res->status == ZIM_APPEND_CONFLICT)
+        return ZIM_ERR_CID_CONFLICT;
+    return res->status == ZIM_EFULL ? ZIM_ERR_UNAVAILABLE : ZIM_ERR_INTERNAL;
+}
+
+int zim_xshard_appended (zim_xshard_t *self, uint64_t req, zim_rd_t *rd, uint32_t fields)
+{
+    if (!(req & S_REQ_BIT))
+        return -1;
+    int shard = 0;
+    size_t nshards = zim_shards_size (self->shards);
+    while ((size_t)shard < nshards && self->lanes[shard].req != req)
+        shard++;
+    if ((size_t)shard == nshards)
+        return 0; //  abandoned already: its halves are being repaired
+    s_lane_t *lane = &self->lanes[shard];
+    uint64_t now = zim_mono_us ();
+    bool repairs = lane->repairs_sent > 0;
+    s_half_t *halves = repairs ? lane->repairs.v : lane->sent.v;
+    size_t n = repairs ? lane->repairs_sent : lane->sent.n;
+    zim_appended_t ap;
+    zim_appended_item_t *res = zim_malloc (n * sizeof *res);
+    bool ok = zim_appended_decode (rd, fields, &ap) == 0 && ap.nitems == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = zim_appended_item_next (&ap.items, &res[i]) == 0;
+    if (!ok) {
+        self->stats->bad++;
+        free (res);
+        s_write_failed (self, shard, ZIM_ERR_INTERNAL, now, "the shard answered a bad APPENDED");
+        return 0;
+    }
+    //  Halves the shard has leave; the others stay, in order, as repairs.
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        s_half_t half = halves[i];
+        int err = s_result (&half, &res[i]);
+        if (err == ZIM_ERR_CID_CONFLICT)
+            zim_shell_warn (self->shell,
+                            "store shard %s holds another message under cid %.*s of %.*s: "
+                            "the send is refused (4009)",
+                            zim_shards_name (self->shards, shard), (int)half.ai.cid.len,
+                            half.ai.cid.ptr, (int)half.ai.from.len, half.ai.from.ptr);
+        if (err == 0 || err == ZIM_ERR_CID_CONFLICT) {
+            if (half.item)
+                self->done (self->ctx, half.owner, half.item, err, res[i].to_seq);
+            else if (err == 0)
+                self->stats->repaired++;
+            free (half.copy);
+        } else
+            halves[kept++] = half;
+    }
+    free (res);
+    if (repairs) {
+        memmove (halves + kept, halves + n, (lane->repairs.n - n) * sizeof *halves);
+        lane->repairs.n -= n - kept;
+        self->repairs -= n - kept;
+        lane->repairs_sent = 0;
+    } else {
+        //  Failed new halves go first in the repairs, before any that came
+        //  after them.
+        s_to_repairs (self, lane, halves, kept, true, ZIM_ERR_UNAVAILABLE);
+        lane->sent.n = 0;
+        if (kept)
+            s_block (self, lane);
+    }
+    lane->req = 0;
+    if (kept)
+        s_failed (self, shard, now, "the shard refused some");
+    else {
+        lane->backoff_us = 0;
+        lane->retry_us = 0;
+        if (repairs && lane->repairs.n == 0)
+            zsys_info ("%s: store shard %s has every second half again: cross-shard sends "
+                       "to its users resume",
+                       zim_shell_name (self->shell), zim_shards_name (self->shards, shard));
+    }
+    s_flush_lane (self, shard, now);
+    return 0;
+}
+
+void zim_xshard_forget (zim_xshard_t *self, void *owner)
+{
+    for (size_t s = 0; s < ZIM_SHARDS_MAX; s++) {
+        s_halves_t *lists[] = {&self->lanes[s].wait, &self->lanes[s].sent};
+        for (size_t l = 0; l < 2; l++)
+            for (size_t i = 0; i < lists[l]->n; i++)
+                if (lists[l]->v[i].owner == owner)
+                    s_orphan (&lists[l]->v[i]);
+    }
+}
+
+void zim_xshard_tick (zim_xshard_t *self, uint64_t now_us)
+{
+    size_t n = zim_shards_size (self->shards);
+    for (size_t s = 0; s < n && s < ZIM_SHARDS_MAX; s++) {
+        s_lane_t *lane = &self->lanes[s];
+        if (lane->req && now_us - lane->sent_us > self->limits->store_timeout_us) {
+            self->stats->store_timeouts++;
+            s_write_failed (self, (int)s, ZIM_ERR_TIMEOUT, now_us, "no answer in time");
+        }
+        s_flush_lane (self, (int)s, now_us);
+    }
+}
+
+size_t zim_xshard_repairs (zim_xshard_t *self)
+{
+    return self->repairs;
+}
+
+bool zim_xshard_waiting (zim_xshard_t *self)
+{
+    size_t n = zim_shards_size (self->shards);
+    for (size_t s = 0; s < n && s < ZIM_SHARDS_MAX; s++)
+        if (self->lanes[s].req || self->lanes[s].repairs.n || self->lanes[s].wait.n)
+            return true;
+    return false;
+}
+
+//  -------------------------------------------------------------------------
+//  Selftest
+
+void zim_xshard_test (bool verbose)
+{
+    (void)verbose;
+}
