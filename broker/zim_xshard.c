@@ -132,6 +132,8 @@ static void s_orphan (s_half_t *half)
 static void s_to_repairs (zim_xshard_t *self, s_lane_t *lane, s_half_t *halves, size_t n,
                           bool front, int err)
 {
+    if (n == 0)
+        return;
     for (size_t i = 0; i < n; i++) {
         void *owner = halves[i].owner, *item = halves[i].item;
         s_orphan (&halves[i]);
@@ -411,9 +413,231 @@ bool zim_xshard_waiting (zim_xshard_t *self)
 }
 
 //  -------------------------------------------------------------------------
-//  Selftest
+//  Selftest: ROUTERs playing two store shards, driven by hand.
+
+//  What the done callback heard.
+typedef struct {
+    int err[16];      //  per item index
+    uint64_t seq[16]; //  to_seq per item index
+    int calls;        //  how many
+} s_test_heard_t;
+
+static void s_test_done (void *ctx, void *owner, void *item, int err, uint64_t to_seq)
+{
+    s_test_heard_t *heard = (s_test_heard_t *)ctx;
+    int index = (int)(intptr_t)item - 1;
+    assert (owner == (void *)heard && index >= 0 && index < 16);
+    heard->err[index] = err;
+    heard->seq[index] = to_seq;
+    heard->calls++;
+}
+
+//  Queues half number index (its cid is "c<index>") for shard.
+static int s_test_add (zim_xshard_t *xs, s_test_heard_t *heard, int shard, int index)
+{
+    static char cids[16][8];
+    snprintf (cids[index], sizeof cids[index], "c%d", index);
+    zim_append_item_t ai = {100 + (uint64_t)index, 5,
+                            zim_str ("demo"),      zim_str ("alice"),
+                            zim_str ("bob"),       zim_str (cids[index]),
+                            {"\xa1x", 2},          ZIM_SIDE_TO};
+    return zim_xshard_add (xs, shard, heard, (void *)(intptr_t)(index + 1), &ai);
+}
+
+//  The store side: the next APPEND on store (within timeout_ms), its
+//  request id and its items' ids; returns how many items, -1 if none came.
+static int s_test_take (zsock_t *store, int timeout_ms, uint64_t *req, uint64_t *ids)
+{
+    zsock_set_rcvtimeo (store, timeout_ms);
+    zmsg_t *msg = zmsg_recv (store);
+    if (!msg)
+        return -1;
+    zframe_t *body = zmsg_last (msg);
+    zim_rd_t rd;
+    int kind;
+    uint32_t fields;
+    zim_append_t ap;
+    zim_rd_init (&rd, zframe_data (body), zframe_size (body));
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPEND);
+    assert (zim_append_decode (&rd, fields, &ap) == 0);
+    *req = ap.req;
+    for (uint32_t i = 0; i < ap.nitems; i++) {
+        zim_append_item_t ai;
+        assert (zim_append_item_next (&ap.items, &ai) == 0 && ai.sides == ZIM_SIDE_TO);
+        ids[i] = ai.id;
+    }
+    zmsg_destroy (&msg);
+    return (int)ap.nitems;
+}
+
+//  Answers an APPEND of n items with status each (to_seq 10 + id - 100).
+static void s_test_answer (zim_xshard_t *xs, uint64_t req, const uint64_t *ids, int n,
+                           int64_t status)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_appended_begin (&wr, req, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        zim_appended_item_t res = {status, ids[i], 0, 10 + ids[i] - 100, 5};
+        zim_appended_item (&wr, &res);
+    }
+    zim_rd_t rd;
+    int kind;
+    uint32_t fields;
+    zim_rd_init (&rd, wr.data, wr.size);
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0);
+    assert (zim_xshard_appended (xs, req, &rd, fields) == 0);
+    zim_wr_free (&wr);
+}
 
 void zim_xshard_test (bool verbose)
 {
-    (void)verbose;
+    static const zim_shell_class_t cls = {.role = "broker"};
+    zim_shell_t *shell = zim_shell_new (NULL, &cls, NULL, "broker-t");
+    zim_broker_limits_t limits = {
+        .store_timeout_us = 60000000, .max_batch_bytes = 1 << 20, .max_inflight = 100};
+    zim_broker_stats_t stats = {0};
+    zim_shards_t *shards = zim_shards_new (shell);
+    zsock_t *sa = zsock_new (ZMQ_ROUTER);
+    assert (zsock_bind (sa, "inproc://xshard-test-a") == 0);
+    assert (zim_shards_add_names (shards, "xa,xb") == 0);
+    //  Shard b is down at first: a tcp port nobody listens on (inproc
+    //  would queue for a later bind).
+    zsock_t *sb = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (sb, "tcp://127.0.0.1:*");
+    assert (port > 0);
+    zsock_destroy (&sb);
+    char b_endpoint[64];
+    snprintf (b_endpoint, sizeof b_endpoint, "tcp://127.0.0.1:%d", port);
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_map_begin (&wr, zim_str ("router-1"), 1, 1, 2);
+    const char *members[2][2] = {{"xa", "inproc://xshard-test-a"}, {"xb", b_endpoint}};
+    for (int i = 0; i < 2; i++) {
+        zim_member_t m = {zim_str (members[i][0]),
+                          zim_str ("store"),
+                          zim_str (members[i][1]),
+                          1,
+                          zim_str (""),
+                          true,
+                          0,
+                          zim_str ("{}")};
+        zim_member (&wr, &m);
+    }
+    assert (zim_shards_map (shards, wr.data, wr.size) == 0);
+    zim_wr_free (&wr);
+    int a = streq (zim_shards_name (shards, 0), "xa") ? 0 : 1, b = 1 - a;
+    s_test_heard_t heard = {0};
+    zim_xshard_t *xs = zim_xshard_new (shell, shards, &limits, &stats, s_test_done, &heard);
+    uint64_t req, ids[16];
+
+    //  Two halves in one write; a third waits while it is in flight.
+    assert (s_test_add (xs, &heard, a, 0) == 0 && s_test_add (xs, &heard, a, 1) == 0);
+    zim_xshard_flush (xs, zim_mono_us ());
+    assert (s_test_take (sa, 1000, &req, ids) == 2 && ids[0] == 100 && ids[1] == 101);
+    assert (zim_xshard_waiting (xs));
+    assert (s_test_add (xs, &heard, a, 2) == 0);
+    zim_xshard_flush (xs, zim_mono_us ());
+    uint64_t req2, ids2[16];
+    assert (s_test_take (sa, 50, &req2, ids2) == -1);
+    s_test_answer (xs, req, ids, 2, ZIM_APPEND_STORED);
+    assert (heard.calls == 2 && heard.err[0] == 0 && heard.seq[1] == 11);
+    //  The answer sent the next one.
+    assert (s_test_take (sa, 1000, &req, ids) == 1 && ids[0] == 102);
+    s_test_answer (xs, req, ids, 1, ZIM_APPEND_DUPLICATE);
+    assert (heard.calls == 3 && heard.err[2] == 0 && heard.seq[2] == 12);
+
+    //  Another message under the cid on that shard: refused, not repaired.
+    assert (s_test_add (xs, &heard, a, 3) == 0);
+    zim_xshard_flush (xs, zim_mono_us ());
+    assert (s_test_take (sa, 1000, &req, ids) == 1);
+    s_test_answer (xs, req, ids, 1, ZIM_APPEND_CONFLICT);
+    assert (heard.err[3] == ZIM_ERR_CID_CONFLICT && !zim_xshard_blocked (xs, a));
+
+    //  A failed write: its halves are repaired, and so is every half due
+    //  later for that shard; new sends to it are held meanwhile.
+    assert (s_test_add (xs, &heard, a, 4) == 0);
+    zim_xshard_flush (xs, zim_mono_us ());
+    assert (s_test_take (sa, 1000, &req, ids) == 1 && ids[0] == 104);
+    assert (s_test_add (xs, &heard, a, 5) == 0); //  waits behind it
+    s_test_answer (xs, req, ids, 1, ZIM_ESTORE);
+    assert (heard.err[4] == ZIM_ERR_UNAVAILABLE && heard.err[5] == ZIM_ERR_UNAVAILABLE);
+    assert (zim_xshard_blocked (xs, a) && !zim_xshard_blocked (xs, b));
+    assert (zim_xshard_repairs (xs) == 2);
+    int calls = heard.calls;
+    assert (s_test_add (xs, &heard, a, 6) == ZIM_ERR_UNAVAILABLE);
+    assert (heard.calls == calls && zim_xshard_repairs (xs) == 3);
+    //  Not before the backoff; then all three, in order.
+    zim_xshard_flush (xs, zim_mono_us ());
+    assert (s_test_take (sa, 20, &req, ids) == -1);
+    zim_xshard_tick (xs, zim_mono_us () + 200000);
+    assert (s_test_take (sa, 1000, &req, ids) == 3);
+    assert (ids[0] == 104 && ids[1] == 105 && ids[2] == 106);
+    s_test_answer (xs, req, ids, 3, ZIM_APPEND_STORED);
+    assert (zim_xshard_repairs (xs) == 0 && !zim_xshard_blocked (xs, a));
+    assert (stats.repaired == 3 && heard.calls == calls);
+
+    //  A shard that is down (nobody bound): the write fails at once and
+    //  becomes a repair; once it is up, the repair goes through.
+    assert (s_test_add (xs, &heard, b, 7) == 0);
+    zim_xshard_flush (xs, zim_mono_us ());
+    assert (heard.err[7] == ZIM_ERR_UNAVAILABLE && zim_xshard_blocked (xs, b));
+    sb = zsock_new (ZMQ_ROUTER);
+    assert (zsock_bind (sb, "%s", b_endpoint) == port);
+    int n = -1;
+    for (int tries = 0; tries < 100 && n == -1; tries++) {
+        zim_xshard_tick (xs, zim_mono_us () + 3000000);
+        n = s_test_take (sb, 20, &req, ids);
+    }
+    assert (n == 1 && ids[0] == 107);
+    s_test_answer (xs, req, ids, 1, ZIM_APPEND_DUPLICATE);
+    assert (!zim_xshard_blocked (xs, b) && stats.repaired == 4);
+
+    //  No answer in time: repaired. Its owner forgotten meanwhile: nobody
+    //  is told, the half is still written.
+    assert (s_test_add (xs, &heard, b, 8) == 0);
+    zim_xshard_flush (xs, zim_mono_us ());
+    assert (s_test_take (sb, 1000, &req, ids) == 1);
+    calls = heard.calls;
+    zim_xshard_forget (xs, &heard);
+    limits.store_timeout_us = 1000;
+    zclock_sleep (2);
+    zim_xshard_tick (xs, zim_mono_us ());
+    assert (zim_xshard_blocked (xs, b) && stats.store_timeouts == 1 && heard.calls == calls);
+    s_test_answer (xs, req, ids, 1, ZIM_APPEND_STORED); //  too late: ignored
+    zim_xshard_tick (xs, zim_mono_us () + 3000000);
+    assert (s_test_take (sb, 1000, &req, ids) == 1 && ids[0] == 108);
+    s_test_answer (xs, req, ids, 1, ZIM_APPEND_DUPLICATE);
+    assert (!zim_xshard_blocked (xs, b) && heard.calls == calls);
+
+    //  A half whose first write was answered late is a repair at once.
+    zim_append_item_t late = {200,
+                              5,
+                              zim_str ("demo"),
+                              zim_str ("carol"),
+                              zim_str ("bob"),
+                              zim_str ("late"),
+                              {"\xa1y", 2},
+                              ZIM_SIDE_TO};
+    zim_xshard_repair (xs, a, &late);
+    assert (zim_xshard_blocked (xs, a));
+    zim_xshard_tick (xs, zim_mono_us ());
+    assert (s_test_take (sa, 1000, &req, ids) == 1 && ids[0] == 200);
+    s_test_answer (xs, req, ids, 1, ZIM_APPEND_STORED);
+    assert (!zim_xshard_blocked (xs, a) && !zim_xshard_waiting (xs));
+
+    //  Repairs at their bound hold every cross-shard send.
+    limits.max_inflight = 1;
+    late.id = 201;
+    zim_xshard_repair (xs, a, &late);
+    assert (zim_xshard_blocked (xs, a) && zim_xshard_blocked (xs, b));
+    //  Destroyed with a repair pending: its copy is freed.
+    zsock_destroy (&sb);
+    zim_shards_destroy (&shards);
+    zim_xshard_destroy (&xs);
+    zim_xshard_destroy (&xs);
+    zsock_destroy (&sa);
+    zim_shell_destroy (&shell);
+    if (verbose)
+        zsys_info ("xshard: order per shard, repairs, holds and deadlines behave");
 }
