@@ -5,7 +5,7 @@
     Bytes, not only messages, are bounded: each OUT is handed to libzmq
     zero-copy with a free callback, so the broker knows how many bytes of
     OUTs each gateway has not taken yet (in the socket's queue and its I/O
-    thread). Past max_out_bytes for one gateway, OUTs larger than
+    thread). Once max_out_bytes are queued to one gateway, OUTs larger than
     ZIM_DELIVER_SMALL are not sent: a message is dropped (the recipient sees
     the seq gap and syncs), a page is answered with 5030 instead, and each
     is counted (out_dropped). Small OUTs (acks, errors) are bounded by the
