@@ -299,6 +299,55 @@ uint64_t zim_deliver_queued (zim_deliver_t *self)
     return total;
 }
 
+int zim_deliver_recv (zsock_t *gw, zim_deliver_peek_t *peek, uint64_t *conns, uint32_t max)
+{
+    zframe_t *frame = zframe_recv (gw);
+    if (!frame)
+        return -1;
+    memset (peek, 0, sizeof *peek);
+    zim_rd_t rd, fr;
+    int kind;
+    uint32_t fields, pairs;
+    zim_out_t out;
+    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+    int rc = zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_OUT ||
+                     zim_out_decode (&rd, fields, &out)
+                 ? -1
+                 : 0;
+    for (uint32_t i = 0; rc == 0 && i < out.nconns; i++) {
+        uint64_t conn;
+        rc = zim_rd_uint (&out.conns, &conn);
+        if (i == 0)
+            peek->conn = conn;
+        if (conns && i < max)
+            conns[i] = conn;
+    }
+    if (rc == 0) {
+        peek->nconns = out.nconns;
+        zim_rd_init (&fr, out.frames.ptr, out.frames.len);
+        rc = zim_rd_map (&fr, &pairs);
+    }
+    for (uint32_t i = 0; rc == 0 && i < pairs; i++) {
+        zim_str_t key, val;
+        if (zim_rd_str (&fr, &key))
+            rc = -1;
+        else if (zim_str_eq (key, "op") && zim_rd_str (&fr, &val) == 0)
+            zim_str_copy (val, peek->op, sizeof peek->op);
+        else if (zim_str_eq (key, "code"))
+            rc = zim_rd_int (&fr, &peek->code);
+        else if (zim_str_eq (key, "seq"))
+            rc = zim_rd_uint (&fr, &peek->seq);
+        else if (zim_str_eq (key, "id"))
+            rc = zim_rd_uint (&fr, &peek->id);
+        else if (zim_str_eq (key, "rid"))
+            rc = zim_rd_uint (&fr, &peek->rid);
+        else
+            rc = zim_rd_skip (&fr, NULL);
+    }
+    zframe_destroy (&frame);
+    return rc ? -1 : 0;
+}
+
 //  -------------------------------------------------------------------------
 //  Selftest: a ROUTER front and DEALERs playing gateways, over inproc.
 
@@ -306,31 +355,10 @@ uint64_t zim_deliver_queued (zim_deliver_t *self)
 //  op of its first client frame. Returns the number of connections.
 static uint32_t s_test_recv (zsock_t *gw, uint64_t *conns, uint32_t max, char *op, size_t size)
 {
-    zframe_t *frame = zframe_recv (gw);
-    assert (frame);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_out_t out;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_OUT);
-    assert (zim_out_decode (&rd, fields, &out) == 0);
-    for (uint32_t i = 0; i < out.nconns; i++) {
-        uint64_t conn;
-        assert (zim_rd_uint (&out.conns, &conn) == 0);
-        if (i < max)
-            conns[i] = conn;
-    }
-    zim_rd_t fr;
-    zim_rd_init (&fr, out.frames.ptr, out.frames.len);
-    uint32_t pairs;
-    assert (zim_rd_map (&fr, &pairs) == 0);
-    zim_str_t key, val;
-    assert (zim_rd_str (&fr, &key) == 0 && zim_str_eq (key, "op"));
-    assert (zim_rd_str (&fr, &val) == 0);
-    zim_str_copy (val, op, size);
-    zframe_destroy (&frame);
-    return out.nconns;
+    zim_deliver_peek_t peek;
+    assert (zim_deliver_recv (gw, &peek, conns, max) == 0);
+    snprintf (op, size, "%s", peek.op);
+    return peek.nconns;
 }
 
 //  A DEALER playing gateway name.
@@ -413,7 +441,10 @@ void zim_deliver_test (bool verbose)
     fr = zim_deliver_frame (deliver);
     char big[1000];
     memset (big, 'x', sizeof big);
-    zim_item_t item = {1, 2, 3, zim_str ("a"), zim_str ("b"), {big, sizeof big}};
+    zim_wr_t body;
+    zim_wr_init (&body);
+    zim_wr_str (&body, (zim_str_t){big, sizeof big});
+    zim_item_t item = {1, 2, 3, zim_str ("a"), zim_str ("b"), {body.data, body.size}};
     zim_cframe_msg (fr, &item);
     int sent = 0;
     while (zim_deliver_out (deliver, "gw-2", 4, &conn, 1) == 0)
@@ -434,6 +465,7 @@ void zim_deliver_test (bool verbose)
     zim_deliver_destroy (&deliver);
     assert (s_test_recv (gw2, conns, 1, op, sizeof op) == 1);
     zframe_destroy (&from);
+    zim_wr_free (&body);
     zim_wr_free (&wr);
     zsock_destroy (&gw1);
     zsock_destroy (&gw2);

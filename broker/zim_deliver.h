@@ -74,6 +74,22 @@ int zim_deliver_sent (zim_deliver_t *self, zframe_t *gw, const zim_send_t *m,
 //  Bytes of OUTs handed to libzmq and not yet taken by their gateways.
 uint64_t zim_deliver_queued (zim_deliver_t *self);
 
+//  One OUT as its gateway reads it (for tests).
+typedef struct {
+    uint32_t nconns; //  connections it lists
+    uint64_t conn;   //  the first of them
+    char op[16];     //  its first client frame's op
+    int64_t code;    //  that frame's code, 0 if none
+    uint64_t seq;    //  its seq, 0 if none
+    uint64_t id;     //  its id, 0 if none
+    uint64_t rid;    //  its rid, 0 if none
+} zim_deliver_peek_t;
+
+//  Receives one OUT on a DEALER playing a gateway (within its receive
+//  timeout) into peek; its connections go to conns (up to max; conns may
+//  be NULL). Returns 0, or -1 if none came or it is not an OUT.
+int zim_deliver_recv (zsock_t *gw, zim_deliver_peek_t *peek, uint64_t *conns, uint32_t max);
+
 //  Self test of this class.
 void zim_deliver_test (bool verbose);
 

@@ -49,23 +49,13 @@ struct s_batch_t {
     uint64_t routed_us; //  when its ROUTE_Q went out
 };
 
-//  A cross-shard item of a first write whose batch timed out: enough to
-//  write its second half if the first one is answered after all.
-typedef struct {
-    int shard_to;         //  the recipient's shard
-    zim_append_item_t ai; //  the half, views into copy
-    char *copy;           //  NULL: not a cross-shard item
-} s_orphan_t;
-
 //  One first write: an APPEND to the sender's shard for items of a batch.
 typedef struct {
-    uint64_t req;        //  its request id
-    s_batch_t *batch;    //  the batch it belongs to; NULL once that timed out
-    int shard;           //  the shard it went to
-    uint32_t *idx;       //  the items, as indexes into batch->items; NULL: all
-    uint32_t n;          //  how many
-    uint64_t sent_us;    //  when it went
-    s_orphan_t *orphans; //  once batch is NULL: per item, its second half
+    uint64_t req;     //  its request id
+    s_batch_t *batch; //  the batch it belongs to
+    int shard;        //  the shard it went to
+    uint32_t *idx;    //  the items, as indexes into batch->items; NULL: all
+    uint32_t n;       //  how many
 } s_write_t;
 
 struct _zim_sendq_t {
@@ -80,7 +70,6 @@ struct _zim_sendq_t {
     s_batch_t *open;                   //  batch being filled by this drain
     zlistx_t *batches;                 //  s_batch_t in flight, oldest first
     zlistx_t *writes;                  //  s_write_t in flight
-    size_t orphans;                    //  writes in it whose batch timed out
     size_t inflight;                   //  sends in batches in flight
     uint64_t next_req;                 //  request id counter
     uint64_t last_ms;                  //  id generator: millisecond of the last id
@@ -110,10 +99,6 @@ static void s_write_destroy (s_write_t **write_p)
     s_write_t *write = *write_p;
     if (!write)
         return;
-    if (write->orphans)
-        for (uint32_t i = 0; i < write->n; i++)
-            free (write->orphans[i].copy);
-    free (write->orphans);
     free (write->idx);
     zim_free (write_p);
 }
@@ -312,7 +297,7 @@ void zim_sendq_send (zim_sendq_t *self, zframe_t **gw, zframe_t **frame, zim_rd_
 static void s_write_send (zim_sendq_t *self, s_batch_t *batch, int shard, uint32_t *idx, uint32_t n)
 {
     s_write_t *write = zim_calloc (1, sizeof *write);
-    *write = (s_write_t){++self->next_req, batch, shard, idx, n, batch->born_us, NULL};
+    *write = (s_write_t){++self->next_req, batch, shard, idx, n};
     zim_wr_reset (&self->wr);
     zim_append_begin (&self->wr, write->req, n);
     for (uint32_t i = 0; i < n; i++) {
@@ -377,28 +362,6 @@ void zim_sendq_flush (zim_sendq_t *self)
     free (sent);
 }
 
-//  A first write answered after its batch timed out: the second halves of
-//  its cross-shard items that the sender's shard stored are written now,
-//  before any later one to their shards (zim_xshard_repair).
-static void s_orphan_answered (zim_sendq_t *self, s_write_t *write, zim_rd_t *rd, uint32_t fields)
-{
-    zim_appended_t ap;
-    if (zim_appended_decode (rd, fields, &ap) || ap.nitems != write->n)
-        return;
-    for (uint32_t i = 0; i < write->n; i++) {
-        zim_appended_item_t res;
-        if (zim_appended_item_next (&ap.items, &res))
-            return;
-        s_orphan_t *orphan = &write->orphans[i];
-        if (orphan->copy &&
-            (res.status == ZIM_APPEND_STORED || res.status == ZIM_APPEND_DUPLICATE)) {
-            orphan->ai.id = res.id;
-            orphan->ai.ts = res.ts;
-            zim_xshard_repair (self->xshard, orphan->shard_to, &orphan->ai);
-        }
-    }
-}
-
 //  Takes the results of a first write: a same-shard item is done, a
 //  cross-shard one goes on to its recipient's shard.
 static void s_first_answered (zim_sendq_t *self, s_write_t *write, zim_rd_t *rd, uint32_t fields)
@@ -458,12 +421,7 @@ void zim_sendq_appended (zim_sendq_t *self, uint64_t req, zim_rd_t *rd, uint32_t
     if (!write)
         return;
     zlistx_detach_cur (self->writes);
-    if (write->batch)
-        s_first_answered (self, write, rd, fields);
-    else {
-        s_orphan_answered (self, write, rd, fields);
-        self->orphans--;
-    }
+    s_first_answered (self, write, rd, fields);
     s_write_destroy (&write);
     zim_xshard_flush (self->xshard, zim_mono_us ());
 }
@@ -482,8 +440,8 @@ void zim_sendq_routed (zim_sendq_t *self, uint64_t req, zframe_t **frame)
 
 //  A batch the stores have not answered in time: its unanswered sends get
 //  5040 (their clients retry with the same cid). Its first writes still in
-//  flight keep copies of their cross-shard items, so that a late answer
-//  still gets their second halves written in order; its second halves
+//  flight leave their cross-shard items' second halves to zim_xshard, so
+//  that a late answer still gets them written in order; its second halves
 //  still queued are written all the same (zim_xshard_forget).
 static void s_timeout (zim_sendq_t *self, s_batch_t *batch, uint64_t age)
 {
@@ -499,32 +457,26 @@ static void s_timeout (zim_sendq_t *self, s_batch_t *batch, uint64_t age)
          write = zlistx_next (self->writes)) {
         if (write->batch != batch)
             continue;
+        //  Its cross-shard items' second halves go to zim_xshard; a late
+        //  answer needs nothing else (the senders' retries find what it
+        //  stored).
+        int *shards = zim_malloc (write->n * sizeof (int));
+        zim_append_item_t *halves = zim_malloc (write->n * sizeof (zim_append_item_t));
         bool cross = false;
-        for (uint32_t i = 0; i < write->n && !cross; i++) {
-            s_item_t *item = &batch->items[write->idx ? write->idx[i] : i];
-            cross = item->shard_from != item->shard_to;
-        }
-        if (!cross) {
-            //  A late answer needs nothing: the senders' retries find
-            //  what it stored.
-            zlistx_detach_cur (self->writes);
-            s_write_destroy (&write);
-            continue;
-        }
-        write->orphans = zim_calloc (write->n, sizeof (s_orphan_t));
         for (uint32_t i = 0; i < write->n; i++) {
             s_item_t *item = &batch->items[write->idx ? write->idx[i] : i];
-            if (item->shard_from == item->shard_to)
-                continue;
-            s_orphan_t *orphan = &write->orphans[i];
-            orphan->shard_to = item->shard_to;
-            orphan->ai =
+            shards[i] = item->shard_to != item->shard_from ? item->shard_to : -1;
+            halves[i] =
                 (zim_append_item_t){0,          0,           item->m.who.app, item->m.who.uid,
                                     item->m.to, item->m.cid, item->m.body,    ZIM_SIDE_TO};
-            orphan->copy = zim_xshard_hold (&orphan->ai);
+            cross = cross || shards[i] >= 0;
         }
-        write->batch = NULL;
-        self->orphans++;
+        if (cross)
+            zim_xshard_adopt (self->xshard, write->req, write->n, shards, halves);
+        free (shards);
+        free (halves);
+        zlistx_detach_cur (self->writes);
+        s_write_destroy (&write);
     }
     zim_xshard_forget (self->xshard, batch);
     for (uint32_t i = 0; i < batch->count; i++)
@@ -569,23 +521,6 @@ static void s_complete (zim_sendq_t *self, s_batch_t *batch)
     self->inflight -= batch->count;
 }
 
-//  Gives up first writes that went unanswered far beyond their batch.
-static void s_orphans_expire (zim_sendq_t *self, uint64_t now_us)
-{
-    uint64_t limit = S_ORPHAN_TIMEOUTS * self->limits->store_timeout_us;
-    for (s_write_t *write = zlistx_first (self->writes); write && self->orphans;
-         write = zlistx_next (self->writes))
-        if (!write->batch && now_us - write->sent_us > limit) {
-            zlistx_detach_cur (self->writes);
-            self->orphans--;
-            zim_shell_warn (self->shell,
-                            "store shard %s never answered a write of %u sends: their second "
-                            "halves are left to their senders' retries",
-                            zim_shards_name (self->shards, write->shard), write->n);
-            s_write_destroy (&write);
-        }
-}
-
 void zim_sendq_drain (zim_sendq_t *self, uint64_t now_us)
 {
     zim_xshard_tick (self->xshard, now_us);
@@ -612,8 +547,6 @@ void zim_sendq_drain (zim_sendq_t *self, uint64_t now_us)
         s_complete (self, batch);
         s_batch_destroy (&batch);
     }
-    if (self->orphans)
-        s_orphans_expire (self, now_us);
 }
 
 uint64_t zim_sendq_head (zim_sendq_t *self)
@@ -640,7 +573,7 @@ size_t zim_sendq_repairs (zim_sendq_t *self)
 
 bool zim_sendq_waiting (zim_sendq_t *self)
 {
-    return zlistx_size (self->batches) || self->orphans || zim_xshard_waiting (self->xshard);
+    return zlistx_size (self->batches) || zim_xshard_waiting (self->xshard);
 }
 
 //  -------------------------------------------------------------------------
@@ -759,43 +692,14 @@ static void s_test_route (s_test_t *t)
 static void s_test_expect (s_test_t *t, const char *op, uint64_t conn, int64_t code, uint64_t seq,
                            uint64_t id)
 {
-    zframe_t *frame = zframe_recv (t->gw);
-    assert (frame);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields, pairs;
-    zim_out_t out;
-    uint64_t got_conn;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_out_decode (&rd, fields, &out) == 0);
-    assert (zim_rd_uint (&out.conns, &got_conn) == 0);
-    zim_rd_t fr;
-    zim_rd_init (&fr, out.frames.ptr, out.frames.len);
-    assert (zim_rd_map (&fr, &pairs) == 0);
-    char got_op[16] = "";
-    int64_t got_code = 0;
-    uint64_t got_seq = 0, got_id = 0;
-    for (uint32_t i = 0; i < pairs; i++) {
-        zim_str_t key, val;
-        assert (zim_rd_str (&fr, &key) == 0);
-        if (zim_str_eq (key, "op") && zim_rd_str (&fr, &val) == 0)
-            zim_str_copy (val, got_op, sizeof got_op);
-        else if (zim_str_eq (key, "code"))
-            assert (zim_rd_int (&fr, &got_code) == 0);
-        else if (zim_str_eq (key, "seq"))
-            assert (zim_rd_uint (&fr, &got_seq) == 0);
-        else if (zim_str_eq (key, "id"))
-            assert (zim_rd_uint (&fr, &got_id) == 0);
-        else
-            assert (zim_rd_skip (&fr, NULL) == 0);
-    }
-    zframe_destroy (&frame);
-    if (!streq (got_op, op) || got_conn != conn || got_code != code || (seq && got_seq != seq) ||
-        (id && got_id != id))
-        zsys_error ("sendq test: got %s to %" PRIu64 " code %" PRId64 " seq %" PRIu64, got_op,
-                    got_conn, got_code, got_seq);
-    assert (streq (got_op, op) && got_conn == conn && got_code == code);
-    assert ((!seq || got_seq == seq) && (!id || got_id == id));
+    zim_deliver_peek_t got;
+    assert (zim_deliver_recv (t->gw, &got, NULL, 0) == 0);
+    if (!streq (got.op, op) || got.conn != conn || got.code != code || (seq && got.seq != seq) ||
+        (id && got.id != id))
+        zsys_error ("sendq test: got %s to %" PRIu64 " code %" PRId64 " seq %" PRIu64, got.op,
+                    got.conn, got.code, got.seq);
+    assert (streq (got.op, op) && got.conn == conn && got.code == code);
+    assert ((!seq || got.seq == seq) && (!id || got.id == id));
 }
 
 //  True if the gateway gets nothing more within 30 ms.

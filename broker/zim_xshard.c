@@ -14,6 +14,9 @@
 //  The first wait before a failed repair is tried again, and the longest.
 #define S_BACKOFF_MIN_US 100000
 #define S_BACKOFF_MAX_US 2000000
+//  A first write adopted after its batch timed out is kept this many
+//  store_timeouts for a late answer, then given up.
+#define S_LATE_TIMEOUTS 10
 
 //  One second half.
 typedef struct {
@@ -42,6 +45,15 @@ typedef struct {
     uint64_t backoff_us; //  the wait after the next failed try
 } s_lane_t;
 
+//  A first write still unanswered whose sends were answered already.
+typedef struct {
+    uint64_t req;     //  its request id (to the sender's shard)
+    uint64_t born_us; //  when it was adopted
+    uint32_t n;       //  its items
+    s_half_t *halves; //  per item: its second half (ai.id 0: none needed)
+    int *shards;      //  per item: the recipient's shard
+} s_late_t;
+
 struct _zim_xshard_t {
     zim_shell_t *shell;                //  log lines
     zim_shards_t *shards;              //  where to write
@@ -51,6 +63,7 @@ struct _zim_xshard_t {
     void *ctx;                         //  for done
     s_lane_t lanes[ZIM_SHARDS_MAX];    //  per recipient shard
     size_t repairs;                    //  halves in every lane's repairs
+    zlistx_t *late;                    //  s_late_t adopted first writes
     uint64_t next_req;                 //  request id counter
     zim_wr_t wr;                       //  APPEND being encoded
 };
@@ -66,8 +79,21 @@ zim_xshard_t *zim_xshard_new (zim_shell_t *shell, zim_shards_t *shards,
                            .stats = stats,
                            .done = done,
                            .ctx = ctx};
+    self->late = zlistx_new ();
     zim_wr_init (&self->wr);
     return self;
+}
+
+static void s_late_destroy (s_late_t **late_p)
+{
+    s_late_t *late = *late_p;
+    if (!late)
+        return;
+    for (uint32_t i = 0; i < late->n; i++)
+        free (late->halves[i].copy);
+    free (late->halves);
+    free (late->shards);
+    zim_free (late_p);
 }
 
 static void s_halves_free (s_halves_t *list)
@@ -88,6 +114,10 @@ void zim_xshard_destroy (zim_xshard_t **self_p)
         s_halves_free (&self->lanes[i].sent);
         s_halves_free (&self->lanes[i].repairs);
     }
+    s_late_t *late;
+    while ((late = zlistx_detach (self->late, NULL)))
+        s_late_destroy (&late);
+    zlistx_destroy (&self->late);
     zim_wr_free (&self->wr);
     free (self);
     *self_p = NULL;
@@ -198,6 +228,42 @@ void zim_xshard_repair (zim_xshard_t *self, int shard, const zim_append_item_t *
                     (int)ai->to.len, ai->to.ptr, zim_shards_name (self->shards, shard));
 }
 
+void zim_xshard_adopt (zim_xshard_t *self, uint64_t req, uint32_t n, const int *shards,
+                       const zim_append_item_t *halves)
+{
+    s_late_t *late = zim_calloc (1, sizeof *late);
+    *late = (s_late_t){req, zim_mono_us (), n, zim_calloc (n, sizeof (s_half_t)),
+                       zim_malloc (n * sizeof (int))};
+    for (uint32_t i = 0; i < n; i++) {
+        late->shards[i] = shards[i];
+        if (shards[i] >= 0) {
+            late->halves[i].ai = halves[i];
+            late->halves[i].copy = zim_xshard_hold (&late->halves[i].ai);
+        }
+    }
+    zlistx_add_end (self->late, late);
+}
+
+//  An adopted first write is answered: the halves of what it stored
+//  become repairs.
+static void s_late_answered (zim_xshard_t *self, s_late_t *late, zim_rd_t *rd, uint32_t fields)
+{
+    zim_appended_t ap;
+    if (zim_appended_decode (rd, fields, &ap) || ap.nitems != late->n)
+        return;
+    for (uint32_t i = 0; i < late->n; i++) {
+        zim_appended_item_t res;
+        if (zim_appended_item_next (&ap.items, &res))
+            return;
+        if (late->shards[i] >= 0 &&
+            (res.status == ZIM_APPEND_STORED || res.status == ZIM_APPEND_DUPLICATE)) {
+            late->halves[i].ai.id = res.id;
+            late->halves[i].ai.ts = res.ts;
+            zim_xshard_repair (self, late->shards[i], &late->halves[i].ai);
+        }
+    }
+}
+
 //  Encodes up to max_batch_bytes of halves[0..n) into one APPEND; returns
 //  how many went in (at least one).
 static size_t s_encode (zim_xshard_t *self, uint64_t req, const s_half_t *halves, size_t n)
@@ -301,8 +367,18 @@ static int s_result (const s_half_t *half, const zim_appended_item_t *res)
 
 int zim_xshard_appended (zim_xshard_t *self, uint64_t req, zim_rd_t *rd, uint32_t fields)
 {
-    if (!(req & S_REQ_BIT))
-        return -1;
+    if (!(req & S_REQ_BIT)) {
+        s_late_t *late;
+        for (late = zlistx_first (self->late); late; late = zlistx_next (self->late))
+            if (late->req == req)
+                break;
+        if (!late)
+            return -1;
+        zlistx_detach_cur (self->late);
+        s_late_answered (self, late, rd, fields);
+        s_late_destroy (&late);
+        return 0;
+    }
     int shard = 0;
     size_t nshards = zim_shards_size (self->shards);
     while ((size_t)shard < nshards && self->lanes[shard].req != req)
@@ -387,6 +463,16 @@ void zim_xshard_forget (zim_xshard_t *self, void *owner)
 
 void zim_xshard_tick (zim_xshard_t *self, uint64_t now_us)
 {
+    s_late_t *late;
+    while ((late = zlistx_first (self->late)) &&
+           now_us - late->born_us > S_LATE_TIMEOUTS * self->limits->store_timeout_us) {
+        zlistx_detach (self->late, NULL);
+        zim_shell_warn (self->shell,
+                        "a store never answered a write of %u sends: their second halves are "
+                        "left to their senders' retries",
+                        late->n);
+        s_late_destroy (&late);
+    }
     size_t n = zim_shards_size (self->shards);
     for (size_t s = 0; s < n && s < ZIM_SHARDS_MAX; s++) {
         s_lane_t *lane = &self->lanes[s];
@@ -405,6 +491,8 @@ size_t zim_xshard_repairs (zim_xshard_t *self)
 
 bool zim_xshard_waiting (zim_xshard_t *self)
 {
+    if (zlistx_size (self->late))
+        return true;
     size_t n = zim_shards_size (self->shards);
     for (size_t s = 0; s < n && s < ZIM_SHARDS_MAX; s++)
         if (self->lanes[s].req || self->lanes[s].repairs.n || self->lanes[s].wait.n)

@@ -61,11 +61,21 @@ int zim_xshard_add (zim_xshard_t *self, int shard, void *owner, void *item,
 //  committed after its send had been answered already.
 void zim_xshard_repair (zim_xshard_t *self, int shard, const zim_append_item_t *ai);
 
+//  Keeps the second halves of a first write (request req to a sender's
+//  shard) still unanswered when its sends were answered already (their
+//  batch timed out): if it is answered after all, the halves of the items
+//  it stored become repairs, written before anything later to their
+//  shards. Item i needs halves[i] (copied) on shards[i], or nothing when
+//  shards[i] is -1. Given up after ten store_timeouts.
+void zim_xshard_adopt (zim_xshard_t *self, uint64_t req, uint32_t n, const int *shards,
+                       const zim_append_item_t *halves);
+
 //  Sends one APPEND to each shard that has none in flight and halves due.
 void zim_xshard_flush (zim_xshard_t *self, uint64_t now_us);
 
 //  Takes an APPENDED (rd at its first field, the request id read as req).
-//  Returns 0 if it answered a write of this class, -1 if not.
+//  Returns 0 if it answered a write of this class or an adopted one, -1 if
+//  not.
 int zim_xshard_appended (zim_xshard_t *self, uint64_t req, zim_rd_t *rd, uint32_t fields);
 
 //  owner goes away: its halves still queued or in flight become repairs
