@@ -161,8 +161,9 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
                                 "larger ones to it are dropped until it takes them",
                                 (int)gw_len, (const char *)gw, queued);
             else
-                zsys_info ("%s: gateway %.*s takes its OUTs again", zim_shell_name (self->shell),
-                           (int)gw_len, (const char *)gw);
+                //  Through the limiter too: a gateway may hover at its budget.
+                zim_shell_warn (self->shell, "gateway %.*s takes its OUTs again", (int)gw_len,
+                                (const char *)gw);
         }
         if (over) {
             self->stats->out_dropped++;

@@ -89,8 +89,8 @@ static int s_find (zim_shards_t *self, const char *name, size_t len)
         if (strlen (self->shards[i].name) == len && memcmp (self->shards[i].name, name, len) == 0)
             return (int)i;
     if (self->count == ZIM_SHARDS_MAX) {
-        zsys_error ("%s: more than %d store shards; %.*s ignored", zim_shell_name (self->shell),
-                    ZIM_SHARDS_MAX, (int)len, name);
+        zim_shell_warn (self->shell, "more than %d store shards; %.*s ignored", ZIM_SHARDS_MAX,
+                        (int)len, name);
         return -1;
     }
     s_shard_t *shard = &self->shards[self->count++];

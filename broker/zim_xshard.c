@@ -442,9 +442,10 @@ int zim_xshard_appended (zim_xshard_t *self, uint64_t req, zim_rd_t *rd, uint32_
         lane->backoff_us = 0;
         lane->retry_us = 0;
         if (repairs && lane->repairs.n == 0)
-            zsys_info ("%s: store shard %s has every second half again: cross-shard sends "
-                       "to its users resume",
-                       zim_shell_name (self->shell), zim_shards_name (self->shards, shard));
+            zim_shell_warn (self->shell,
+                            "store shard %s has every second half again: cross-shard sends "
+                            "to its users resume",
+                            zim_shards_name (self->shards, shard));
     }
     s_flush_lane (self, shard, now);
     return 0;
