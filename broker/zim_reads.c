@@ -65,7 +65,9 @@ zim_reads_t *zim_reads_new (zim_shell_t *shell, zim_shards_t *shards, zim_delive
     self->limits = limits;
     self->stats = stats;
     self->reads = zlistx_new ();
+    zlistx_set_destructor (self->reads, (zlistx_destructor_fn *)s_read_destroy);
     self->parked = zlistx_new ();
+    zlistx_set_destructor (self->parked, (zlistx_destructor_fn *)s_parked_destroy);
     zim_wr_init (&self->wr);
     return self;
 }
@@ -75,12 +77,6 @@ void zim_reads_destroy (zim_reads_t **self_p)
     zim_reads_t *self = *self_p;
     if (!self)
         return;
-    s_read_t *read;
-    while ((read = zlistx_detach (self->reads, NULL)))
-        s_read_destroy (&read);
-    s_parked_t *parked;
-    while ((parked = zlistx_detach (self->parked, NULL)))
-        s_parked_destroy (&parked);
     zlistx_destroy (&self->reads);
     zlistx_destroy (&self->parked);
     zim_wr_free (&self->wr);

@@ -114,7 +114,9 @@ zim_sendq_t *zim_sendq_new (zim_shell_t *shell, zim_shards_t *shards, zim_delive
     self->stats = stats;
     self->xshard = zim_xshard_new (shell, shards, limits, stats, s_half_done, self);
     self->batches = zlistx_new ();
+    zlistx_set_destructor (self->batches, (zlistx_destructor_fn *)s_batch_destroy);
     self->writes = zlistx_new ();
+    zlistx_set_destructor (self->writes, (zlistx_destructor_fn *)s_write_destroy);
     zim_wr_init (&self->wr);
     return self;
 }
@@ -124,12 +126,6 @@ void zim_sendq_destroy (zim_sendq_t **self_p)
     zim_sendq_t *self = *self_p;
     if (!self)
         return;
-    s_write_t *write;
-    while ((write = zlistx_detach (self->writes, NULL)))
-        s_write_destroy (&write);
-    s_batch_t *batch;
-    while ((batch = zlistx_detach (self->batches, NULL)))
-        s_batch_destroy (&batch);
     s_batch_destroy (&self->open);
     zlistx_destroy (&self->writes);
     zlistx_destroy (&self->batches);

@@ -68,6 +68,18 @@ struct _zim_xshard_t {
     zim_wr_t wr;                       //  APPEND being encoded
 };
 
+static void s_late_destroy (s_late_t **late_p)
+{
+    s_late_t *late = *late_p;
+    if (!late)
+        return;
+    for (uint32_t i = 0; i < late->n; i++)
+        free (late->halves[i].copy);
+    free (late->halves);
+    free (late->shards);
+    zim_free (late_p);
+}
+
 zim_xshard_t *zim_xshard_new (zim_shell_t *shell, zim_shards_t *shards,
                               const zim_broker_limits_t *limits, zim_broker_stats_t *stats,
                               zim_xshard_done_fn *done, void *ctx)
@@ -80,20 +92,9 @@ zim_xshard_t *zim_xshard_new (zim_shell_t *shell, zim_shards_t *shards,
                            .done = done,
                            .ctx = ctx};
     self->late = zlistx_new ();
+    zlistx_set_destructor (self->late, (zlistx_destructor_fn *)s_late_destroy);
     zim_wr_init (&self->wr);
     return self;
-}
-
-static void s_late_destroy (s_late_t **late_p)
-{
-    s_late_t *late = *late_p;
-    if (!late)
-        return;
-    for (uint32_t i = 0; i < late->n; i++)
-        free (late->halves[i].copy);
-    free (late->halves);
-    free (late->shards);
-    zim_free (late_p);
 }
 
 static void s_halves_free (s_halves_t *list)
@@ -114,9 +115,6 @@ void zim_xshard_destroy (zim_xshard_t **self_p)
         s_halves_free (&self->lanes[i].sent);
         s_halves_free (&self->lanes[i].repairs);
     }
-    s_late_t *late;
-    while ((late = zlistx_detach (self->late, NULL)))
-        s_late_destroy (&late);
     zlistx_destroy (&self->late);
     zim_wr_free (&self->wr);
     free (self);
