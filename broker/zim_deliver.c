@@ -142,33 +142,45 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
     zim_wr_reset (&self->wr);
     zim_out_encode (&self->wr, conns, n, (zim_str_t){self->fr.data, self->fr.size});
     size_t size = self->wr.size;
-    s_gate_t *gate = self->front ? s_gate (self, gw, gw_len) : NULL;
+    if (!self->front) {
+        self->stats->unroutable++;
+        return -1;
+    }
+    //  Small OUTs (acks, errors, short messages: most of them) are bounded
+    //  by the socket's message HWM alone, and sent as they always were.
+    if (size <= ZIM_DELIVER_SMALL) {
+        if (zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
+            zmq_send (self->front, self->wr.data, size, ZMQ_DONTWAIT) == -1) {
+            self->stats->unroutable++;
+            return -1;
+        }
+        return 0;
+    }
+    s_gate_t *gate = s_gate (self, gw, gw_len);
     if (!gate) {
         self->stats->unroutable++;
         return -1;
     }
-    if (size > ZIM_DELIVER_SMALL) {
-        size_t queued = atomic_load_explicit (&gate->bytes, memory_order_relaxed);
-        //  Spent once max_out_bytes are queued: one OUT may overshoot it,
-        //  so that one larger than the whole budget still goes when the
-        //  gateway has taken everything else.
-        bool over = queued >= self->limits->max_out_bytes;
-        if (over != gate->over) {
-            gate->over = over;
-            if (over)
-                zim_shell_warn (self->shell,
-                                "gateway %.*s has %zu bytes of OUTs queued (max_out_bytes): "
-                                "larger ones to it are dropped until it takes them",
-                                (int)gw_len, (const char *)gw, queued);
-            else
-                //  Through the limiter too: a gateway may hover at its budget.
-                zim_shell_warn (self->shell, "gateway %.*s takes its OUTs again", (int)gw_len,
-                                (const char *)gw);
-        }
-        if (over) {
-            self->stats->out_dropped++;
-            return ZIM_EFULL;
-        }
+    size_t queued = atomic_load_explicit (&gate->bytes, memory_order_relaxed);
+    //  Spent once max_out_bytes are queued: one OUT may overshoot it, so
+    //  that one larger than the whole budget still goes when the gateway
+    //  has taken everything else.
+    bool over = queued >= self->limits->max_out_bytes;
+    if (over != gate->over) {
+        gate->over = over;
+        if (over)
+            zim_shell_warn (self->shell,
+                            "gateway %.*s has %zu bytes of OUTs queued (max_out_bytes): larger "
+                            "ones to it are dropped until it takes them",
+                            (int)gw_len, (const char *)gw, queued);
+        else
+            //  Through the limiter too: a gateway may hover at its budget.
+            zim_shell_warn (self->shell, "gateway %.*s takes its OUTs again", (int)gw_len,
+                            (const char *)gw);
+    }
+    if (over) {
+        self->stats->out_dropped++;
+        return ZIM_EFULL;
     }
     if (zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
         self->stats->unroutable++;

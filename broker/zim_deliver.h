@@ -2,15 +2,15 @@
     its front ROUTER: acks, live messages grouped by gateway (one OUT per
     gateway, listing its connections), pages and errors.
 
-    Bytes, not only messages, are bounded: each OUT is handed to libzmq
-    zero-copy with a free callback, so the broker knows how many bytes of
-    OUTs each gateway has not taken yet (in the socket's queue and its I/O
-    thread). Once max_out_bytes are queued to one gateway, OUTs larger than
-    ZIM_DELIVER_SMALL are not sent: a message is dropped (the recipient sees
-    the seq gap and syncs), a page is answered with 5030 instead, and each
-    is counted (out_dropped). Small OUTs (acks, errors) are bounded by the
-    socket's message high-water mark alone (docs/ARCHITECTURE.md, "Bounded
-    memory").
+    Bytes, not only messages, are bounded: each OUT larger than
+    ZIM_DELIVER_SMALL is handed to libzmq zero-copy with a free callback, so
+    the broker knows how many bytes of them each gateway has not taken yet
+    (in the socket's queue and its I/O thread). Once max_out_bytes are
+    queued to one gateway, such OUTs are not sent: a message is dropped (the
+    recipient sees the seq gap and syncs), a page is answered with 5030
+    instead, and each is counted (out_dropped). Small OUTs (acks, errors,
+    short messages) are bounded by the socket's message high-water mark
+    alone (docs/ARCHITECTURE.md, "Bounded memory").
 */
 #ifndef ZIM_DELIVER_H_INCLUDED
 #define ZIM_DELIVER_H_INCLUDED
@@ -23,7 +23,8 @@
 extern "C" {
 #endif
 
-//  OUTs of at most this many bytes are never held to the byte budget.
+//  OUTs of at most this many bytes are neither counted nor held to the
+//  byte budget.
 #define ZIM_DELIVER_SMALL 256
 
 typedef struct _zim_deliver_t zim_deliver_t;
@@ -71,7 +72,7 @@ void zim_deliver_error (zim_deliver_t *self, const void *gw, size_t gw_len, uint
 int zim_deliver_sent (zim_deliver_t *self, zframe_t *gw, const zim_send_t *m,
                       const zim_appended_item_t *res, zim_rd_t *lists);
 
-//  Bytes of OUTs handed to libzmq and not yet taken by their gateways.
+//  Bytes of large OUTs handed to libzmq and not yet taken by their gateways.
 uint64_t zim_deliver_queued (zim_deliver_t *self);
 
 //  One OUT as its gateway reads it (for tests).
