@@ -184,6 +184,14 @@ static const zim_shell_class_t s_class = {
     .map = s_map,
 };
 
+//  Completes what is ready: batches in order (acks and deliveries leave
+//  now), then the pages that waited for them.
+static void s_complete (s_broker_t *self)
+{
+    zim_sendq_drain (self->sendq, zim_mono_us ());
+    zim_reads_release (self->reads, zim_sendq_head (self->sendq));
+}
+
 //  Receives one frame without waiting; NULL when none is there. Cheaper than
 //  asking ZMQ_EVENTS first: only the final, empty receive checks the
 //  socket's command mailbox (a system call).
@@ -272,6 +280,7 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
         }
         zframe_destroy (&frame);
     }
+    s_complete (self);
 }
 
 //  Hands each router answer (ROUTE_R) to its batch.
@@ -292,6 +301,8 @@ static void s_handle_router (s_broker_t *self)
             zim_sendq_routed (self->sendq, req, &frame);
         zframe_destroy (&frame);
     }
+    //  Before the front is read: acks do not wait behind the next drain.
+    s_complete (self);
 }
 
 void zim_broker_actor (zsock_t *pipe, void *args)
@@ -356,10 +367,8 @@ void zim_broker_actor (zsock_t *pipe, void *args)
             s_handle_router (self);
         if (items[front].revents & ZMQ_POLLIN)
             s_handle_front (self);
-        uint64_t now = zim_mono_us ();
-        zim_sendq_drain (self->sendq, now);
-        zim_reads_release (self->reads, zim_sendq_head (self->sendq));
-        zim_reads_expire (self->reads, now);
+        s_complete (self);
+        zim_reads_expire (self->reads, zim_mono_us ());
     }
     zim_sendq_destroy (&self->sendq);
     zim_reads_destroy (&self->reads);
