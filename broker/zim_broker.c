@@ -56,7 +56,7 @@ static const zim_setting_t s_settings[] = {
     {"max_parked", ZIM_SET_U64, S_LIMIT (max_parked), 1, 0, 1, 0, NULL,
      "bytes of pages held behind earlier sends; beyond, reads get 5030 (64 MiB)"},
     {"max_out_bytes", ZIM_SET_U64, S_LIMIT (max_out_bytes), 4096, 0, 1, 0, NULL,
-     "bytes of OUTs queued to one gateway; beyond, large ones are dropped (64 MiB)"},
+     "bytes of large OUTs queued to one gateway; beyond, they are dropped (64 MiB)"},
     {"shards", ZIM_SET_FN, 0, 0, 0, 0, 0, s_set_shards,
      "comma-separated names of every store shard of the cluster"},
     {NULL}};

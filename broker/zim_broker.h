@@ -22,8 +22,8 @@
         SET route_timeout MS       acks go out without live delivery when the
                                    router has not answered (default 1000)
         SET max_parked N           bytes of pages held behind sends (64 MiB)
-        SET max_out_bytes N        bytes of OUTs queued to one gateway
-                                   (default 64 MiB)
+        SET max_out_bytes N        bytes of large OUTs queued to one gateway
+                                   before more are dropped (default 64 MiB)
         SET shards NAME,NAME..     the cluster's store shard names
         BIND ENDPOINT              ROUTER socket the gateways connect to
         CONNECT store ENDPOINT     DEALER to zim-server's one store
@@ -52,7 +52,7 @@ typedef struct {
     uint64_t store_timeout_us; //  store answer deadline
     uint64_t route_timeout_us; //  router answer deadline
     uint64_t max_parked;       //  bytes of pages held behind sends
-    uint64_t max_out_bytes;    //  bytes of OUTs queued to one gateway
+    uint64_t max_out_bytes;    //  bytes of large OUTs queued to one gateway
 } zim_broker_limits_t;
 
 //  The broker's STATS counters, counted by its parts. The JSON keys are in
