@@ -1,5 +1,5 @@
 /*  zim_selftest.c: runs every class's _test selftest, or the ones named
-    on the command line (zim_selftest [-v] [mp msg ... broker gateway]).
+    on the command line (zim_selftest [-v] [NAME ...], names as in s_tests).
 */
 #include <czmq.h>
 #include <stdbool.h>
