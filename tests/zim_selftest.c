@@ -1,5 +1,5 @@
 /*  zim_selftest.c: runs every class's _test selftest, or the ones named
-    on the command line (zim_selftest [-v] [mp msg store router broker gateway token]).
+    on the command line (zim_selftest [-v] [NAME...], names as in s_tests below).
 */
 #include <czmq.h>
 #include <stdbool.h>
@@ -10,6 +10,16 @@
 #include "msg/zim_admin.h"
 #include "msg/zim_shell.h"
 #include "store/zim_store.h"
+#include "store/zim_commit.h"
+#include "store/zim_db.h"
+#include "store/zim_key.h"
+#include "store/zim_record.h"
+#include "store/zim_seqs.h"
+#include "store/zim_inbox.h"
+#include "store/zim_idem.h"
+#include "store/zim_cursor.h"
+#include "store/zim_reader.h"
+#include "store/zim_retention.h"
 #include "router/zim_router.h"
 #include "broker/zim_broker.h"
 #include "gateway/zim_token.h"
@@ -22,7 +32,10 @@ typedef struct {
 
 static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
-    {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
+    {"key", zim_key_test},       {"record", zim_record_test}, {"db", zim_db_test},
+    {"seqs", zim_seqs_test},     {"idem", zim_idem_test},     {"inbox", zim_inbox_test},
+    {"cursor", zim_cursor_test}, {"reader", zim_reader_test}, {"retention", zim_retention_test},
+    {"commit", zim_commit_test}, {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
     {"gateway", zim_gateway_test},
 };
 
