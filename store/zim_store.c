@@ -1,8 +1,9 @@
-/*  zim_store.c: the store actor. Drains everything the brokers have sent
-    into one LMDB write transaction (group commit), commits and syncs once,
-    then answers; reads are served after the commit from a read transaction.
-    What is written and read is in the other store classes (zim_store.h
-    lists them); this file owns the loop, the drain and the transaction.
+/*  zim_store.c: the store actor. Drains everything the brokers have sent,
+    hands the writes to one group commit (zim_commit: one transaction, one
+    fsync), then answers: APPENDEDs once committed, READs from a read
+    transaction that sees the commit. This file owns the loop, the drain,
+    the replies and the timers; what is written and read is in the other
+    store classes (zim_store.h lists them).
 */
 #include "store/zim_store.h"
 #include "store/zim_commit.h"
@@ -62,9 +63,12 @@ typedef struct {
     zim_wr_t wr;                  //  reply writer, reused
     uint64_t next_purge;          //  mono ms of the next purge run
 
-    //  Counters reported by STATS: those of the writes, then the others.
-    zim_commit_stats_t w;
-    uint64_t reads, bad_messages, purged, reply_drops;
+    //  Counters reported by STATS.
+    zim_commit_stats_t w;  //  of the writes (zim_commit counts them)
+    uint64_t reads;        //  READs answered
+    uint64_t bad_messages; //  malformed backbone messages dropped
+    uint64_t purged;       //  messages deleted by retention
+    uint64_t reply_drops;  //  answers that could not be sent
 } s_store_t;
 
 //  -------------------------------------------------------------------------

@@ -41,7 +41,8 @@
     else ZIM_APPEND_CONFLICT with id, seqs and ts 0; neither writes anything.
 
     The classes of the store, one file pair each:
-        zim_store      this actor: loop, drain and group commit, replies
+        zim_store      this actor: loop, drain, replies, timers
+        zim_commit     the group commit: one write transaction per drain
         zim_db         the environment, its databases, map growth, syncs
         zim_key        key encoding;  zim_record  the message record
         zim_seqs       seq counters cached per write transaction
