@@ -54,9 +54,8 @@ int zim_cursor_get (const zim_dbs_t *dbs, MDB_txn *txn, zim_str_t app, zim_str_t
 
 void zim_cursor_test (bool verbose)
 {
-    char *dir = zim_db_test_dir ();
-    zim_db_t *db = zim_db_new ("test", dir, ZIM_FSYNC_NONE, 1 << 20);
-    assert (db);
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 1 << 20);
     const zim_dbs_t *dbs = zim_db_dbs (db);
     MDB_txn *txn;
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
@@ -76,9 +75,7 @@ void zim_cursor_test (bool verbose)
     assert (zim_cursor_set (dbs, txn, app, alice, zim_str ("tab"), 3, 0, &moved) == 0);
     assert (moved); //  a first cursor at 0 is written (and moves nothing back)
     mdb_txn_abort (txn);
-    zim_db_destroy (&db);
-    zim_db_test_rmtree (dir);
-    free (dir);
+    zim_db_test_destroy (&db, &dir);
     if (verbose)
         zsys_info ("cursor: forward only, capped, per device");
 }

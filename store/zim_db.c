@@ -343,6 +343,21 @@ void zim_db_test_rmtree (const char *path)
     assert (!zsys_file_exists (path));
 }
 
+zim_db_t *zim_db_test_new (char **dir, uint64_t map_size)
+{
+    *dir = zim_db_test_dir ();
+    zim_db_t *self = zim_db_new ("test", *dir, ZIM_FSYNC_NONE, map_size);
+    assert (self);
+    return self;
+}
+
+void zim_db_test_destroy (zim_db_t **self_p, char **dir)
+{
+    zim_db_destroy (self_p);
+    zim_db_test_rmtree (*dir);
+    zim_free (dir);
+}
+
 //  -------------------------------------------------------------------------
 //  Selftest
 

@@ -87,6 +87,10 @@ int zim_db_sync (zim_db_t *self);
 //  the name), and removing it with its content.
 char *zim_db_test_dir (void);
 void zim_db_test_rmtree (const char *dir);
+//  For selftests: an environment (sync none) in a fresh directory, whose
+//  name goes to *dir; and closing it, removing the directory.
+zim_db_t *zim_db_test_new (char **dir, uint64_t map_size);
+void zim_db_test_destroy (zim_db_t **self_p, char **dir);
 
 //  Self test of this class.
 void zim_db_test (bool verbose);

@@ -82,9 +82,8 @@ static void s_test_store (const zim_dbs_t *dbs, MDB_txn *txn, const zim_append_i
 
 void zim_idem_test (bool verbose)
 {
-    char *dir = zim_db_test_dir ();
-    zim_db_t *db = zim_db_new ("test", dir, ZIM_FSYNC_NONE, 1 << 20);
-    assert (db);
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 1 << 20);
     const zim_dbs_t *dbs = zim_db_dbs (db);
     MDB_txn *txn;
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
@@ -154,9 +153,7 @@ void zim_idem_test (bool verbose)
     assert (zim_idem_put (dbs, txn, &orig, 12345) == 0);
     assert (zim_idem_check (dbs, txn, &retry, &found, &res) == 0 && found == ZIM_IDEM_NEW);
     mdb_txn_abort (txn);
-    zim_db_destroy (&db);
-    zim_db_test_rmtree (dir);
-    free (dir);
+    zim_db_test_destroy (&db, &dir);
     if (verbose)
         zsys_info ("idem: duplicates and conflicts are told apart");
 }

@@ -215,9 +215,8 @@ static size_t s_test_inbox (zim_db_t *db, MDB_txn *txn, const char *uid, uint64_
 
 void zim_inbox_test (bool verbose)
 {
-    char *dir = zim_db_test_dir ();
-    zim_db_t *db = zim_db_new ("test", dir, ZIM_FSYNC_NONE, 1 << 22);
-    assert (db);
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 1 << 22);
     zim_inbox_t *inbox = zim_inbox_new (db, NULL);
     MDB_txn *txn;
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
@@ -300,9 +299,7 @@ void zim_inbox_test (bool verbose)
     mdb_txn_abort (txn);
 
     zim_inbox_destroy (&inbox);
-    zim_db_destroy (&db);
-    zim_db_test_rmtree (dir);
-    free (dir);
+    zim_db_test_destroy (&db, &dir);
     if (verbose)
         zsys_info ("inbox: seqs, records, history, keys and halves hold");
 }

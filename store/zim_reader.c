@@ -227,6 +227,17 @@ static void s_test_fill (zim_db_t *db, uint64_t id0, const char *from, const cha
     zim_inbox_destroy (&inbox);
 }
 
+//  Decodes the PAGE in out (borrowing it).
+static void s_test_decode (zim_wr_t *out, zim_page_t *page)
+{
+    zim_rd_t rd;
+    int kind;
+    uint32_t fields;
+    zim_rd_init (&rd, out->data, out->size);
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PAGE);
+    assert (zim_page_decode (&rd, fields, page) == 0);
+}
+
 //  Reads a whole inbox (mode sync) or conversation (history) in pages of
 //  at most max_bytes and limit; checks every page's size, that each
 //  message comes once, in order, and whole. Returns the number of messages.
@@ -245,13 +256,9 @@ static size_t s_test_read_all (zim_reader_t *reader, MDB_txn *txn, uint64_t mode
         zim_read_t m = {7,    mode,  zim_str ("demo"), zim_str (uid), zim_str ("phone"),
                         from, limit, zim_str (peer)};
         assert (zim_reader_page (reader, txn, &m, max_bytes, &out) == 0);
-        zim_rd_t rd;
-        int kind;
-        uint32_t fields;
         zim_page_t page;
-        zim_rd_init (&rd, out.data, out.size);
-        assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PAGE);
-        assert (zim_page_decode (&rd, fields, &page) == 0 && page.status == 0 && page.req == 7);
+        s_test_decode (&out, &page);
+        assert (page.status == 0 && page.req == 7);
         assert (page.nitems >= 1 || !page.more);
         assert (out.size <= max_bytes || page.nitems == 1);
         assert (page.nitems <= (limit ? limit : 100));
@@ -279,9 +286,8 @@ static size_t s_test_read_all (zim_reader_t *reader, MDB_txn *txn, uint64_t mode
 
 void zim_reader_test (bool verbose)
 {
-    char *dir = zim_db_test_dir ();
-    zim_db_t *db = zim_db_new ("test", dir, ZIM_FSYNC_NONE, 64 << 20);
-    assert (db);
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 64 << 20);
     zim_reader_t *reader = zim_reader_new (db);
     //  Backlogs: 600 x 4 KB for bob, 100 x 10 KB for dan, 5 x 64 KB for fay.
     s_test_fill (db, 1000, "ann", "bob", 600, 4000);
@@ -325,20 +331,14 @@ void zim_reader_test (bool verbose)
     //  Bad reads answer ZIM_EVALUE with an empty page.
     m.uid = zim_str ("b:b");
     assert (zim_reader_page (reader, txn, &m, max, &out) == 0);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
     zim_page_t page;
-    zim_rd_init (&rd, out.data, out.size);
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_page_decode (&rd, fields, &page) == 0);
+    s_test_decode (&out, &page);
     assert (page.status == ZIM_EVALUE && page.nitems == 0 && !page.more);
     zim_wr_free (&out);
     zim_db_read_end (db);
 
     zim_reader_destroy (&reader);
-    zim_db_destroy (&db);
-    zim_db_test_rmtree (dir);
-    free (dir);
+    zim_db_test_destroy (&db, &dir);
     if (verbose)
         zsys_info ("reader: pages bounded in messages and encoded bytes, read to the end");
 }

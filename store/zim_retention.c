@@ -116,9 +116,8 @@ static void s_test_counts (zim_db_t *db, size_t *n)
 
 void zim_retention_test (bool verbose)
 {
-    char *dir = zim_db_test_dir ();
-    zim_db_t *db = zim_db_new ("test", dir, ZIM_FSYNC_NONE, 1 << 22);
-    assert (db);
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 1 << 22);
     zim_inbox_t *inbox = zim_inbox_new (db, NULL);
     //  Five old messages (ts 100..104), a self message, two new ones.
     for (uint64_t i = 0; i < 5; i++) {
@@ -165,9 +164,7 @@ void zim_retention_test (bool verbose)
     assert (n[0] == 1 && n[1] == 2 && n[2] == 1 && n[3] == 2);
 
     zim_inbox_destroy (&inbox);
-    zim_db_destroy (&db);
-    zim_db_test_rmtree (dir);
-    free (dir);
+    zim_db_test_destroy (&db, &dir);
     if (verbose)
         zsys_info ("retention: old messages go with every entry; seqs stay");
 }

@@ -162,9 +162,8 @@ int zim_seqs_flush (zim_seqs_t *self, MDB_txn *txn)
 
 void zim_seqs_test (bool verbose)
 {
-    char *dir = zim_db_test_dir ();
-    zim_db_t *db = zim_db_new ("test", dir, ZIM_FSYNC_NONE, 1 << 24);
-    assert (db);
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 1 << 24);
     MDB_env *env = zim_db_env (db);
     zim_seqs_t *seqs = zim_seqs_new (zim_db_dbs (db)->seqs);
 
@@ -203,9 +202,7 @@ void zim_seqs_test (bool verbose)
         mdb_txn_abort (txn);
     }
     zim_seqs_destroy (&seqs);
-    zim_db_destroy (&db);
-    zim_db_test_rmtree (dir);
-    free (dir);
+    zim_db_test_destroy (&db, &dir);
     if (verbose)
         zsys_info ("seqs: cached counters hold across growth and transactions");
 }
