@@ -1,71 +1,93 @@
 /*  zim_store.h: the store actor. The only owner of the LMDB environment:
     inboxes, conversation history, idempotency keys, device cursors and user
     seq counters, written with group commit (many messages per transaction).
+    It runs in the actor shell (msg/zim_shell.h).
 
-    Pipe commands (docs/ARCHITECTURE.md, "Actors"):
-        SET data DIR            directory of the LMDB environment (required;
-                                created with its parents)
-        SET sync MODE           batch (default): one fsync per group commit,
+    Settings (SET key value; every one is a store/KEY config key):
+        data DIR                directory of the LMDB environment (required;
+                                created with its parents; before START)
+        sync MODE               batch (default): one fsync per group commit,
                                 before any ack of it; always: one transaction
                                 and one fsync per message (max_batch is 1);
                                 none: no fsync on the ack path (survives a
                                 process crash, not a power loss), an fsync
-                                about once a second and at $TERM
-        SET map_size BYTES      LMDB map size (default 4 GiB); doubled on
+                                about once a second, retried until it works,
+                                and at $TERM (before START)
+        map_size BYTES          LMDB map size (default 4 GiB); doubled on
                                 demand when the map is full, with a log line
-        SET max_batch N         APPEND items per write transaction (4096)
-        SET retention SECONDS   messages older than this are purged about
+                                (before START)
+        max_batch N             APPEND items per write transaction (4096)
+        retention SECONDS       messages older than this are purged about
                                 once a minute (604800; 0 keeps them forever)
-        SET purge_interval S    seconds between purge runs (60)
-        SET name NAME           node name for logs (default "store")
-        BIND ENDPOINT           ROUTER socket for brokers (signal 0/1)
-        START                   opens the environment (signal 0/1)
-        PORT                    TCP port of the last BIND
-        STATS                   JSON: appended, duplicates, commits, fsyncs,
-                                reads, cursors, errors, bad_messages,
-                                batch_max, purged, reply_drops, map_size,
-                                map_used
-        $TERM                   commits what was received, syncs, exits
+        purge_interval S        seconds between purge runs (60)
+        max_page_bytes BYTES    longest PAGE, encoded (262144): well below
+                                the gateway's max_pending; a page holds at
+                                least one message whatever its size
+        name NAME, max_msg_size as every actor (msg/zim_shell.h)
+    Commands: BIND ENDPOINT (the ROUTER for brokers), START (opens the
+    environment), PORT, STATS, $TERM (commits what was received, syncs,
+    exits). STATS: appended, duplicates, conflicts, commits, fsyncs, reads,
+    cursors, errors, bad_messages, batch_max, purged, reply_drops, and the
+    gauges map_size, map_used.
 
     Backbone (msg/zim_msg.h): APPEND -> APPENDED, READ -> PAGE, SETCURSOR
     (no reply). Replies go to the sender's routing id with the request's req.
     An APPENDED is sent only after its transaction committed (and, with sync
     batch or always, was fsynced). A failed commit answers every item of the
     transaction with ZIM_ESTORE. A READ sees every APPEND received before it.
+    An APPEND item whose (app, from, cid) is stored already is answered
+    ZIM_APPEND_DUPLICATE with the original id, seqs and ts when its
+    recipient and body bytes are the stored ones (and, for sides 2, its id),
+    else ZIM_APPEND_CONFLICT with id, seqs and ts 0; neither writes anything.
+
+    The classes of the store, one file pair each:
+        zim_store      this actor: loop, drain, replies, timers
+        zim_commit     the group commit: one write transaction per drain
+        zim_db         the environment, its databases, map growth, syncs
+        zim_key        key encoding;  zim_record  the message record
+        zim_seqs       seq counters cached per write transaction
+        zim_inbox      APPEND items: seqs, records, inbox and history entries
+        zim_idem       idempotency keys: duplicate or conflict
+        zim_cursor     device cursors
+        zim_reader     READ: sync and history pages, bounded in bytes
+        zim_retention  the purge of old messages
 
     LMDB layout. One environment, seven named databases. All integers are
     8-byte big-endian (so memcmp order is numeric order); "[s]" is a string
     preceded by one length byte (app, uid, device, cid <= 64 bytes; conv
     <= 131), so no separator character is reserved and a key prefix names
-    exactly one (app, user) or (app, conversation).
+    exactly one (app, user) or (app, conversation) (zim_key).
 
         msgs     id -> ts, from_seq, to_seq, alen, flen, tlen, clen (1 byte
                  each), app, from, to, cid, body (raw msgpack)
-                 The message record, stored once. Ids are time-ordered, so
-                 new ids are usually appended (MDB_APPEND) and retention
-                 purges from the front. to_seq is 0 when from == to.
+                 The message record, stored once (zim_record, written by
+                 zim_inbox). Ids are time-ordered, so new ids are usually
+                 appended (MDB_APPEND) and retention purges from the front.
+                 to_seq is 0 when from == to.
         inbox    [app][uid] seq -> id
                  Each user's inbox: one entry per message sent or received,
-                 seq 1, 2, 3... with no gaps. Sync reads a range of it.
+                 seq 1, 2, 3... with no gaps (zim_inbox; read by
+                 zim_reader). Sync reads a range of it.
         hist     [app][conv] id -> (empty)
                  Peer conversation history; conv = zim_conv_peer (from, to)
                  ("p:" + smaller uid + ":" + larger uid). History reads it
-                 backwards from an id.
+                 backwards from an id (zim_inbox; read by zim_reader).
         idem     [app][from][cid] -> id
-                 Idempotency key: a second APPEND of (app, from, cid) gets
-                 the first one's id, seqs and ts and stores nothing.
+                 Idempotency key (zim_idem): a second APPEND of (app, from,
+                 cid) is a duplicate or a conflict and stores nothing.
         seqs     [app][uid] -> last seq
-                 The last seq given in the user's inbox; kept after the
-                 inbox entries are purged, so seqs never restart.
+                 The last seq given in the user's inbox (zim_seqs); kept
+                 after the inbox entries are purged, so seqs never restart.
         cursors  [app][uid][device] -> seq
-                 The device has everything up to seq; it only grows, and
-                 never beyond the user's last seq.
+                 The device has everything up to seq (zim_cursor); it only
+                 grows, and never beyond the user's last seq.
         meta     "version" -> 1 (8 bytes)
-                 Layout version; START refuses a store of another version.
+                 Layout version; START refuses a store of another version
+                 (zim_db).
 
-    Retention deletes, for each message record whose ts is older than
-    `retention`, the record, its inbox entries, its history entry and its
-    idempotency key (all located from the record, no scan).
+    Retention (zim_retention) deletes, for each message record whose ts is
+    older than `retention`, the record, its inbox entries, its history entry
+    and its idempotency key (all located from the record, no scan).
 */
 #ifndef ZIM_STORE_H_INCLUDED
 #define ZIM_STORE_H_INCLUDED
@@ -82,8 +104,8 @@ extern "C" {
 //  @param args unused
 void zim_store_actor (zsock_t *pipe, void *args);
 
-//  Selftest: a real actor over a real LMDB environment in a temporary
-//  directory under the current directory, spoken to over a DEALER socket.
+//  Selftest: real actors over real LMDB environments in a temporary
+//  directory under the current directory, spoken to over DEALER sockets.
 void zim_store_test (bool verbose);
 
 #ifdef __cplusplus

@@ -10,6 +10,16 @@
 #include "msg/zim_admin.h"
 #include "msg/zim_shell.h"
 #include "store/zim_store.h"
+#include "store/zim_commit.h"
+#include "store/zim_db.h"
+#include "store/zim_key.h"
+#include "store/zim_record.h"
+#include "store/zim_seqs.h"
+#include "store/zim_inbox.h"
+#include "store/zim_idem.h"
+#include "store/zim_cursor.h"
+#include "store/zim_reader.h"
+#include "store/zim_retention.h"
 #include "router/zim_router.h"
 #include "broker/zim_broker.h"
 #include "broker/zim_deliver.h"
@@ -26,10 +36,29 @@ typedef struct {
 } s_test_t;
 
 static const s_test_t s_tests[] = {
-    {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
-    {"store", zim_store_test},   {"router", zim_router_test}, {"shards", zim_shards_test},
-    {"deliver", zim_deliver_test}, {"reads", zim_reads_test},    {"xshard", zim_xshard_test},
-    {"sendq", zim_sendq_test},   {"broker", zim_broker_test},
+    {"mp", zim_mp_test},
+    {"msg", zim_msg_test},
+    {"admin", zim_admin_test},
+    {"shell", zim_shell_test},
+    {"key", zim_key_test},
+    {"record", zim_record_test},
+    {"db", zim_db_test},
+    {"seqs", zim_seqs_test},
+    {"idem", zim_idem_test},
+    {"inbox", zim_inbox_test},
+    {"cursor", zim_cursor_test},
+    {"reader", zim_reader_test},
+    {"retention", zim_retention_test},
+    {"commit", zim_commit_test},
+    {"store", zim_store_test},
+    {"router", zim_router_test},
+    {"shards", zim_shards_test},
+    {"deliver", zim_deliver_test},
+    {"reads", zim_reads_test},
+    {"xshard", zim_xshard_test},
+    {"sendq", zim_sendq_test},
+    {"broker", zim_broker_test},
+    {"token", zim_token_test},
     {"gateway", zim_gateway_test},
 };
 
