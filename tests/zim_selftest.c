@@ -1,5 +1,5 @@
 /*  zim_selftest.c: runs every class's _test selftest, or the ones named
-    on the command line (zim_selftest [-v] [mp msg store router broker gateway token]).
+    on the command line (zim_selftest [-v] [NAME...]).
 */
 #include <czmq.h>
 #include <stdbool.h>
@@ -12,7 +12,15 @@
 #include "store/zim_store.h"
 #include "router/zim_router.h"
 #include "broker/zim_broker.h"
+#include "gateway/zim_apps.h"
 #include "gateway/zim_token.h"
+#include "gateway/zim_timers.h"
+#include "gateway/zim_edge.h"
+#include "gateway/zim_session.h"
+#include "gateway/zim_sessions.h"
+#include "gateway/zim_frames.h"
+#include "gateway/zim_links.h"
+#include "gateway/zim_http.h"
 #include "gateway/zim_gateway.h"
 
 typedef struct {
@@ -21,9 +29,11 @@ typedef struct {
 } s_test_t;
 
 static const s_test_t s_tests[] = {
-    {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
+    {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"apps", zim_apps_test},       {"token", zim_token_test},
     {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
-    {"gateway", zim_gateway_test},
+    {"timers", zim_timers_test}, {"edge", zim_edge_test},     {"session", zim_session_test},
+    {"sessions", zim_sessions_test}, {"frames", zim_frames_test}, {"links", zim_links_test},
+    {"http", zim_http_test},     {"gateway", zim_gateway_test},
 };
 
 int main (int argc, char **argv)
