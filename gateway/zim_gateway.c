@@ -370,10 +370,6 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
 
 #include "tests/zim_rawws.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 //  Decodes op (and code, if any) of the first frame in a client message.
 static char *s_test_recv_op_buf (const char *data, size_t len, int *code)
 {
@@ -437,21 +433,10 @@ static void s_test_map (zactor_t *gw, const char *router, uint64_t instance, uin
     zim_wr_free (&wr);
 }
 
-//  Sends a raw HTTP request to port; returns the response's status code.
-static int s_test_http (int port, const char *request)
+//  GET path with extra headers; returns the status.
+static int s_test_http (int port, const char *path, const char *headers)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert (connect (fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-    assert (write (fd, request, strlen (request)) == (ssize_t)strlen (request));
-    char buf[512] = "";
-    ssize_t n = read (fd, buf, sizeof buf - 1);
-    close (fd);
-    int status = 0;
-    if (n > 0)
-        sscanf (buf, "HTTP/1.%*d %d", &status);
-    return status;
+    return zim_rawws_http_get ("127.0.0.1", port, path, headers, NULL, 0);
 }
 
 //  Asks STATS for one counter.
@@ -514,15 +499,12 @@ void zim_gateway_test (bool verbose)
     int64_t first_map_ms = zclock_mono ();
 
     //  HTTP: health, dev tokens (not through a proxy), 404.
-    assert (s_test_http (port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") == 200);
-    assert (s_test_http (port, "GET /dev/token?uid=dan HTTP/1.1\r\nHost: x\r\n\r\n") == 200);
-    assert (s_test_http (port, "GET /dev/token?uid=dan HTTP/1.1\r\nHost: x\r\n"
-                               "X-Forwarded-For: 10.1.1.1\r\n\r\n") == 404);
-    assert (s_test_http (port, "GET /dev/token?uid=dan HTTP/1.1\r\nHost: x\r\n"
-                               "Forwarded: for=10.1.1.1\r\n\r\n") == 404);
-    assert (s_test_http (port, "GET /dev/token?uid=dan HTTP/1.1\r\nHost: x\r\n"
-                               "X-Real-IP: 10.1.1.1\r\n\r\n") == 404);
-    assert (s_test_http (port, "GET /nothing.html HTTP/1.1\r\nHost: x\r\n\r\n") == 404);
+    assert (s_test_http (port, "/healthz", NULL) == 200);
+    assert (s_test_http (port, "/dev/token?uid=dan", NULL) == 200);
+    assert (s_test_http (port, "/dev/token?uid=dan", "X-Forwarded-For: 10.1.1.1\r\n") == 404);
+    assert (s_test_http (port, "/dev/token?uid=dan", "Forwarded: for=10.1.1.1\r\n") == 404);
+    assert (s_test_http (port, "/dev/token?uid=dan", "X-Real-IP: 10.1.1.1\r\n") == 404);
+    assert (s_test_http (port, "/nothing.html", NULL) == 404);
     assert (s_test_stat (gw, "dev_tokens_served") == 1 &&
             s_test_stat (gw, "dev_tokens_refused") == 3);
 
