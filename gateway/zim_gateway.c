@@ -228,7 +228,9 @@ static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, voi
 static void s_tick (lws_sorted_usec_list_t *sul)
 {
     s_loop_t *self = lws_container_of (sul, s_loop_t, tick);
-    zim_sessions_sweep (self->edge->sessions, zim_edge_now_ms ());
+    int64_t now = zim_edge_now_ms ();
+    zim_links_tick (self->edge->links, now);
+    zim_sessions_sweep (self->edge->sessions, now);
     s_drain (self, S_DRAIN_ALL);
     lws_sul_schedule (self->ctx, 0, &self->tick, s_tick, LWS_US_PER_SEC);
 }

@@ -22,6 +22,10 @@
 #define S_SAMPLE_SAME_MS 300
 //  Samples taken this soon after an announce may predate its arrival.
 #define S_ANNOUNCE_SETTLE_MS 2000
+//  A gap this long between two ticks (1 s apart) means this gateway
+//  stalled: long enough that a router may have dropped it (member_timeout
+//  is 3 s by default), short of what a busy loop delays a tick by.
+#define S_STALL_MS 2500
 
 //  A broker this gateway can send to.
 typedef struct {
@@ -68,6 +72,7 @@ struct _zim_links_t {
     int sent;                          //  ZIM_LINKS_* sent on since the last take
     zim_links_socket_fn *on_socket;    //  new sockets after START
     void *on_socket_arg;               //  its argument
+    int64_t tick_ms;                   //  the last tick (monotonic), 0 before the first
 };
 
 zim_links_t *zim_links_new (zim_edge_t *edge)
@@ -462,6 +467,19 @@ void zim_links_map (zim_links_t *self, zframe_t *frame)
         s_reconcile (self, src, &own, now);
 }
 
+void zim_links_tick (zim_links_t *self, int64_t now_ms)
+{
+    int64_t gap = self->tick_ms ? now_ms - self->tick_ms : 0;
+    self->tick_ms = now_ms;
+    if (gap < S_STALL_MS || self->nrouters == 0)
+        return;
+    char why[96];
+    snprintf (why, sizeof why, "this gateway stalled for %" PRId64 " ms", gap);
+    s_announce (self, -1, why);
+    for (size_t r = 0; r < self->nmaps; r++)
+        self->maps[r].announced_ms = now_ms;
+}
+
 size_t zim_links_live (zim_links_t *self)
 {
     return self->nlive;
@@ -648,6 +666,16 @@ void zim_links_test (bool verbose)
     items = 0;
     assert (s_test_presence (r1, 2000, &items) == 1 && s_test_presence (r2, 2000, &items) == 1);
     assert (edge->reannounces == 5);
+
+    //  A stall of our own loop: every router hears every session.
+    int64_t now = zim_edge_now_ms ();
+    zim_links_tick (links, now);
+    zim_links_tick (links, now + 1000);
+    assert (s_test_presence (r1, 200, &items) == 0);
+    zim_links_tick (links, now + 1000 + S_STALL_MS);
+    items = 0;
+    assert (s_test_presence (r1, 2000, &items) == 1 && s_test_presence (r2, 2000, &items) == 1);
+    assert (edge->reannounces == 6);
 
     //  Garbage is counted.
     zframe_t *junk = zframe_new ("\x93\x01", 2);

@@ -9,6 +9,9 @@
     member_timeout (a stalled gateway, a stalled router, a partition). The
     gateway then announces every session again (PRESENCE with reset, then
     all sessions) to that router:
+    - when this gateway's own loop was stalled for 2.5 s or more (seen by
+      the gap between two ticks on the monotonic clock): to every router,
+      since a router stops sending maps to a member it dropped;
     - when the router's instance changes (it restarted);
     - when its map lists other members but not this gateway (once, until a
       map lists it again);
@@ -62,6 +65,9 @@ void zim_links_presence (zim_links_t *self, zim_session_t *session, bool up);
 void zim_links_reset (zim_links_t *self);
 //  A cluster map (MAP): live brokers, and the checks above.
 void zim_links_map (zim_links_t *self, zframe_t *frame);
+//  The loop's once-a-second tick at now_ms (monotonic): after a stall of
+//  the loop, every router hears every session again.
+void zim_links_tick (zim_links_t *self, int64_t now_ms);
 
 //  Live brokers.
 size_t zim_links_live (zim_links_t *self);
