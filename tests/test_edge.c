@@ -185,6 +185,13 @@ static void *s_flooder (void *arg)
 
 START_TEST (test_read_flood)
 {
+    //  ASan keeps freed memory in quarantine (256 MiB by default): bound it,
+    //  so that the server's RSS shows what it holds, not what it freed.
+    char asan[512];
+    snprintf (asan, sizeof asan, "%s%squarantine_size_mb=16",
+              getenv ("ASAN_OPTIONS") ? getenv ("ASAN_OPTIONS") : "",
+              getenv ("ASAN_OPTIONS") ? ":" : "");
+    setenv ("ASAN_OPTIONS", asan, 1);
     s_start ("gateway\n    max_frame = 65536\n");
     //  Each flooder's inbox holds 200 messages of 1 KB: a page is ~200 KB.
     tk_client_t *filler = s_login ("filler", "x");
@@ -313,7 +320,9 @@ START_TEST (test_auth_deadline)
     int64_t start = zclock_mono ();
     bool got = false;
     while (zclock_mono () - start < 6000 && !tk_closed (lurker)) {
-        ck_assert_int_eq (tk_send_raw (lurker, "\x81\xa2op\xa4ping", 9, false), 0);
+        //  The server may have closed already: then the write fails.
+        if (tk_send_raw (lurker, "\x81\xa2op\xa4ping", 9, false) != 0)
+            break;
         if (tk_recv (lurker, 300, &f) == 0 && strcmp (f.op, "error") == 0) {
             ck_assert_int_eq (f.code, ZIM_ERR_AUTH_TIMEOUT);
             got = true;
