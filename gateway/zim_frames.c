@@ -365,6 +365,20 @@ static void s_test_feed (zim_edge_t *edge, zim_session_t *session, zim_wr_t *wr)
     zim_wr_reset (wr);
 }
 
+//  Encodes {"op":"send","to":"bob","cid":cid,"body":"x"}.
+static void s_test_send (zim_wr_t *wr, const char *cid)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "send");
+    zim_wr_cstr (wr, "to");
+    zim_wr_cstr (wr, "bob");
+    zim_wr_cstr (wr, "cid");
+    zim_wr_cstr (wr, cid);
+    zim_wr_cstr (wr, "body");
+    zim_wr_cstr (wr, "x");
+}
+
 //  Encodes {"op":op,"rid":rid, key: value (a string, if key)}.
 static void s_test_op (zim_wr_t *wr, const char *op, uint64_t rid, const char *key,
                        const char *value)
@@ -400,15 +414,7 @@ void zim_frames_test (bool verbose)
 
     //  Before auth: 4010 naming the cid; a bad device: 4001.
     zim_session_t *s = zim_sessions_open (edge->sessions, NULL);
-    zim_wr_map (&wr, 4);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "send");
-    zim_wr_cstr (&wr, "to");
-    zim_wr_cstr (&wr, "bob");
-    zim_wr_cstr (&wr, "cid");
-    zim_wr_cstr (&wr, "c0");
-    zim_wr_cstr (&wr, "body");
-    zim_wr_cstr (&wr, "hi");
+    s_test_send (&wr, "c0");
     s_test_feed (edge, s, &wr);
     s_test_take (s, &t);
     assert (t.n == 1 && t.code[0] == ZIM_ERR_AUTH_REQUIRED && streq (t.cid[0], "c0"));
@@ -448,17 +454,8 @@ void zim_frames_test (bool verbose)
     memset (cid, 'x', sizeof cid - 1);
     cid[sizeof cid - 1] = 0;
     const char *cids[] = {cid, "", "tab\there"};
-    for (size_t i = 0; i < 3; i++) {
-        zim_wr_map (&wr, 4);
-        zim_wr_cstr (&wr, "op");
-        zim_wr_cstr (&wr, "send");
-        zim_wr_cstr (&wr, "to");
-        zim_wr_cstr (&wr, "bob");
-        zim_wr_cstr (&wr, "cid");
-        zim_wr_cstr (&wr, cids[i]);
-        zim_wr_cstr (&wr, "body");
-        zim_wr_cstr (&wr, "x");
-    }
+    for (size_t i = 0; i < 3; i++)
+        s_test_send (&wr, cids[i]);
     s_test_feed (edge, s, &wr);
     s_test_take (s, &t);
     assert (t.n == 3 && t.code[0] == ZIM_ERR_BAD_FIELD && strlen (t.cid[0]) == ZIM_ID_MAX);
@@ -491,7 +488,15 @@ void zim_frames_test (bool verbose)
     s_test_take (s, &t);
     assert (t.n == 2 && t.code[0] == ZIM_ERR_BAD_FIELD && t.rid[0] == 9);
     assert (t.code[1] == ZIM_ERR_BAD_RECIPIENT && t.rid[1] == 10);
-    zclock_sleep (200); //  the DEALER connects (ZMQ_IMMEDIATE)
+    //  Wait until the DEALER is connected (ZMQ_IMMEDIATE refuses before).
+    int64_t deadline = zclock_mono () + 10000;
+    zim_wr_reset (&edge->wr);
+    zim_wr_cstr (&edge->wr, "probe");
+    while (zim_links_forward (edge->links, "demo", "alice") != 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    zmsg_t *probe = zmsg_recv (broker);
+    assert (probe && zframe_streq (zmsg_last (probe), "\xa5probe"));
+    zmsg_destroy (&probe);
     s_test_op (&wr, "sync", 11, NULL, NULL);
     s_test_op (&wr, "history", 12, "peer", "bob");
     s_test_op (&wr, "sync", 13, NULL, NULL);
