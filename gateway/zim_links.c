@@ -282,8 +282,9 @@ static void s_announce (zim_links_t *self, int index, const char *why)
         sent += n;
     } while (sent < total);
     edge->reannounces++;
-    zsys_info ("%s: %s: announced %zu sessions to %s", zim_shell_name (edge->shell), why, total,
-               index >= 0 ? self->routers[index].endpoint : "every router");
+    //  Maps (a peer) trigger it: through the rate-limited log.
+    zim_shell_warn (edge->shell, "%s: announced %zu sessions to %s", why, total,
+                    index >= 0 ? self->routers[index].endpoint : "every router");
 }
 
 //  The index of our socket to the router whose own map entry says it
@@ -348,9 +349,8 @@ static void s_brokers_update (zim_links_t *self, s_mapsrc_t *src, const bool *se
         if (live != self->brokers[b].live) {
             changed = true;
             self->brokers[b].live = live;
-            zsys_info ("%s: broker %s is %s", zim_shell_name (self->edge->shell),
-                       self->brokers[b].name,
-                       live ? "live" : "gone: its senders move to the others");
+            zim_shell_warn (self->edge->shell, "broker %s is %s", self->brokers[b].name,
+                            live ? "live" : "gone: its senders move to the others");
         }
     }
     if (changed)
