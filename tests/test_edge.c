@@ -52,6 +52,15 @@ static tk_client_t *s_login (const char *uid, const char *device)
     return c;
 }
 
+//  A connection without a token (to authenticate by frame, or never).
+static tk_client_t *s_anonymous (void)
+{
+    int status = 0;
+    tk_client_t *c = tk_connect (&srv, "", &status);
+    ck_assert_ptr_nonnull (c);
+    return c;
+}
+
 //  Expects an error frame with code next on c (other frames are skipped).
 static void s_expect_error (tk_client_t *c, int code, tk_frame_t *f)
 {
@@ -313,9 +322,7 @@ END_TEST
 START_TEST (test_auth_deadline)
 {
     s_start ("gateway\n    auth_timeout = 2\n");
-    int status = 0;
-    tk_client_t *lurker = tk_connect (&srv, "", &status);
-    ck_assert_ptr_nonnull (lurker);
+    tk_client_t *lurker = s_anonymous ();
     tk_client_t *dave = s_login ("dave", "x");
     tk_frame_t f;
     int64_t start = zclock_mono ();
@@ -345,9 +352,7 @@ END_TEST
 START_TEST (test_auth_failures)
 {
     s_start ("gateway\n    max_auth_failures = 3\n");
-    int status = 0;
-    tk_client_t *m = tk_connect (&srv, "", &status);
-    ck_assert_ptr_nonnull (m);
+    tk_client_t *m = s_anonymous ();
     tk_frame_t f;
     for (int i = 0; i < 3; i++) {
         s_auth (m, "not.a.token", NULL);
@@ -357,8 +362,7 @@ START_TEST (test_auth_failures)
     ck_assert_int_eq (s_wait_closed (m, 3000), ZIM_ERR_AUTH_FAILURES);
     tk_close (&m);
 
-    m = tk_connect (&srv, "", &status);
-    ck_assert_ptr_nonnull (m);
+    m = s_anonymous ();
     for (int i = 0; i < 2; i++) {
         s_auth (m, "not.a.token", NULL);
         s_expect_error (m, ZIM_ERR_BAD_TOKEN, &f);
@@ -396,9 +400,7 @@ START_TEST (test_bad_cid_and_device)
     ck_assert_str_eq (f.cid, "good-cid");
     tk_close (&m);
 
-    int status = 0;
-    m = tk_connect (&srv, "", &status);
-    ck_assert_ptr_nonnull (m);
+    m = s_anonymous ();
     char *token = tk_token (&srv, "mallory", 60);
     s_auth (m, token, "two words");
     s_expect_error (m, ZIM_ERR_BAD_FIELD, &f);
@@ -471,7 +473,7 @@ START_TEST (test_conns_per_user)
     ck_assert_int_eq (s_wait_closed (extra, 3000), ZIM_ERR_TOO_MANY_CONNS);
     tk_close (&extra);
     //  The same by an auth frame.
-    extra = tk_connect (&srv, "", NULL);
+    extra = s_anonymous ();
     s_auth (extra, token, NULL);
     s_expect_error (extra, ZIM_ERR_TOO_MANY_CONNS, &f);
     ck_assert_int_eq (s_wait_closed (extra, 3000), ZIM_ERR_TOO_MANY_CONNS);
