@@ -1,36 +1,33 @@
-/*  zim_gateway.h: the gateway actor, the WebSocket edge. Holds client
-    sessions (token check, device, heartbeat, idle timer, send rate limit,
-    a lazily allocated output buffer per connection), forwards client
-    operations to the brokers and writes what they send back, coalescing
-    every frame pending for one connection into one WebSocket message.
+/*  zim_gateway.h: the gateway actor, the WebSocket edge. One thread runs a
+    libwebsockets loop that serves the clients, the actor pipe and the
+    ZeroMQ sockets to the brokers and routers alike.
 
-    Pipe commands (docs/ARCHITECTURE.md, "Actors"):
-        SET name NAME              node name and ZeroMQ routing id (default "gw-1");
-                                   give it before CONNECT
-        SET port N                 WebSocket/HTTP port (default 7700; 0 = ephemeral)
-        SET interface ADDR         listen address (default: all)
-        SET max_frame BYTES        largest client message (default 65536)
-        SET idle_timeout SECONDS   close after this long without input (default 90; 0 = never)
-        SET ping_interval SECONDS  WebSocket PING when the client is quiet (default 30; 0 = none)
-        SET send_rate N            sends per second per connection (default 1000)
-        SET send_burst N           token bucket size (default 20000)
-        SET max_pending BYTES      output queued to one client before it is cut
-                                   as a slow consumer (default 1048576)
-        SET app NAME SECRET        an app and its token secret (repeatable)
+    The pipe speaks the actor shell's protocol (msg/zim_shell.h,
+    docs/ARCHITECTURE.md "Actors"):
+        SET key value [value2]     a setting: port, interface, www, max_frame,
+                                   idle_timeout, ping_interval, send_rate,
+                                   send_burst, read_rate, read_burst,
+                                   max_reads_inflight, max_pending,
+                                   auth_timeout, max_auth_failures,
+                                   max_conns_per_user, token_leeway,
+                                   app_secret NAME SECRET, app_public_key NAME
+                                   PATH, app_audience NAME AUD, app_issuer
+                                   NAME ISS (gateway/zim_edge.c has the table,
+                                   docs/OPERATIONS.md the meaning); SET name
+                                   NAME (default gw-1) before CONNECT
         CONNECT broker ENDPOINT    a DEALER to one more broker
-        CONNECT router ENDPOINT    the DEALER to the router
+        CONNECT router ENDPOINT    a DEALER to one more router
         START                      listen (signal 0, or 1 if the port cannot be bound)
         PORT                       the real WebSocket port
-        STATS                      JSON counters: connections, authed, frames_in,
-                                   frames_out, writes, sends, errors_sent, bad_frames,
-                                   rate_limited, idle_closed, slow_consumer_drops,
-                                   auth_failures, too_large, unavailable,
-                                   bad_messages, presence_dropped
+        STATS                      JSON counters (gateway/zim_edge.c) and "brokers"
+        MAP frame                  a router's cluster map
         $TERM                      close every connection (1001) and exit
 
-    HTTP on the same port: GET /ws upgrades (token and device in the query;
-    a bad token gets 403, a bad device 400), GET /healthz answers 200 "ok",
-    GET / a small page, anything else 404.
+    The parts, one per file: zim_edge (settings, counters, shared state),
+    zim_sessions and zim_session (connections, deadlines, output), zim_frames
+    (client frames to backbone requests and back), zim_links (brokers,
+    routers, maps, presence), zim_http (HTTP, /dev/token, upgrade checks),
+    zim_apps and zim_token (token keys and verification), zim_timers.
 */
 #ifndef ZIM_GATEWAY_H_INCLUDED
 #define ZIM_GATEWAY_H_INCLUDED
@@ -45,6 +42,7 @@ extern "C" {
 //  The actor function, for zactor_new (zim_gateway_actor, NULL).
 void zim_gateway_actor (zsock_t *pipe, void *args);
 
+//  Self test of this class.
 void zim_gateway_test (bool verbose);
 
 #ifdef __cplusplus

@@ -181,6 +181,44 @@ static int s_tcp_connect (const char *host, int port, int timeout_ms)
     return fd;
 }
 
+int zim_rawws_http_get (const char *host, int port, const char *path_and_query,
+                        const char *headers, char *body, size_t size)
+{
+    if (body && size)
+        body[0] = 0;
+    int fd = s_tcp_connect (host, port, 5000);
+    if (fd < 0)
+        return 0;
+    char req[8192];
+    int len = snprintf (req, sizeof req,
+                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\n%sConnection: close\r\n\r\n",
+                        path_and_query, host, port, headers ? headers : "");
+    char buf[16384];
+    size_t got = 0;
+    if (len > 0 && (size_t) len < sizeof req && s_write_all (fd, req, (size_t) len) == 0) {
+        int64_t deadline = s_now_ms () + 5000;
+        while (got < sizeof buf - 1) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            int left = (int) (deadline - s_now_ms ());
+            if (left <= 0 || poll (&pfd, 1, left) <= 0)
+                break;
+            ssize_t n = recv (fd, buf + got, sizeof buf - 1 - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t) n;
+        }
+    }
+    close (fd);
+    buf[got] = 0;
+    int status = 0;
+    if (sscanf (buf, "HTTP/1.%*d %d", &status) != 1)
+        status = 0;
+    char *start = strstr (buf, "\r\n\r\n");
+    if (body && size && start)
+        snprintf (body, size, "%s", start + 4);
+    return status;
+}
+
 zim_rawws_t *zim_rawws_connect (const char *host, int port, const char *path_and_query,
                                 int *http_status)
 {

@@ -31,6 +31,13 @@ typedef struct zim_rawws_t zim_rawws_t;
 zim_rawws_t *zim_rawws_connect (const char *host, int port, const char *path_and_query,
                                 int *http_status);
 
+//  Sends a plain HTTP GET of path_and_query to host:port with extra header
+//  lines (each ending in "\r\n", or NULL) and reads the answer within 5 s.
+//  Returns the status code (0 if none came); the body goes to body (size
+//  bytes, NUL-terminated) if not NULL.
+int zim_rawws_http_get (const char *host, int port, const char *path_and_query,
+                        const char *headers, char *body, size_t size);
+
 //  Sends one complete (FIN) frame with opcode, masked as a client must.
 //  Returns 0 or -1 (write failed).
 int zim_rawws_send (zim_rawws_t *self, int opcode, const void *data, size_t len);

@@ -27,7 +27,15 @@
 #include "broker/zim_sendq.h"
 #include "broker/zim_shards.h"
 #include "broker/zim_xshard.h"
+#include "gateway/zim_apps.h"
 #include "gateway/zim_token.h"
+#include "gateway/zim_timers.h"
+#include "gateway/zim_edge.h"
+#include "gateway/zim_session.h"
+#include "gateway/zim_sessions.h"
+#include "gateway/zim_frames.h"
+#include "gateway/zim_links.h"
+#include "gateway/zim_http.h"
 #include "gateway/zim_gateway.h"
 
 typedef struct {
@@ -60,6 +68,14 @@ static const s_test_t s_tests[] = {
     {"broker", zim_broker_test},
     {"token", zim_token_test},
     {"gateway", zim_gateway_test},
+    {"apps", zim_apps_test},
+    {"timers", zim_timers_test},
+    {"edge", zim_edge_test},
+    {"session", zim_session_test},
+    {"sessions", zim_sessions_test},
+    {"frames", zim_frames_test},
+    {"links", zim_links_test},
+    {"http", zim_http_test},
 };
 
 int main (int argc, char **argv)
