@@ -22,14 +22,14 @@
 #define S_BODY_MAX (1u << 20) //  largest body asked for
 
 typedef struct {
-    const char *to;             //  recipient
-    uint64_t count;             //  messages to send
-    size_t sizes[S_SIZES_MAX];  //  body sizes, cycled
-    size_t nsizes;              //  how many
-    uint64_t sent, acked;       //  progress
-    unsigned char *body;        //  scratch body
-    int failed;                 //  a send failed: its code
-    zim_client_t *client;       //  the sender
+    const char *to;            //  recipient
+    uint64_t count;            //  messages to send
+    size_t sizes[S_SIZES_MAX]; //  body sizes, cycled
+    size_t nsizes;             //  how many
+    uint64_t sent, acked;      //  progress
+    unsigned char *body;       //  scratch body
+    int failed;                //  a send failed: its code
+    zim_client_t *client;      //  the sender
 } s_fill_t;
 
 //  Monotonic milliseconds.

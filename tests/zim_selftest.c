@@ -1,5 +1,6 @@
 /*  zim_selftest.c: runs every class's _test selftest, or the ones named
-    on the command line (zim_selftest [-v] [mp msg store router broker gateway token]).
+    on the command line (zim_selftest [-v] [mp msg store router broker gateway token
+    sdk_loop sdk_conn sdk_outq sdk_sendq sdk_reqs sdk_frame sdk_inbox sdk_json client]).
 */
 #include <czmq.h>
 #include <stdbool.h>
@@ -14,6 +15,15 @@
 #include "broker/zim_broker.h"
 #include "gateway/zim_token.h"
 #include "gateway/zim_gateway.h"
+#include "sdk/c/zim_sdk_client.h"
+#include "sdk/c/zim_sdk_conn.h"
+#include "sdk/c/zim_sdk_frame.h"
+#include "sdk/c/zim_sdk_inbox.h"
+#include "sdk/c/zim_sdk_json.h"
+#include "sdk/c/zim_sdk_loop.h"
+#include "sdk/c/zim_sdk_outq.h"
+#include "sdk/c/zim_sdk_reqs.h"
+#include "sdk/c/zim_sdk_sendq.h"
 
 typedef struct {
     const char *name;           //  name to select it on the command line
@@ -24,6 +34,16 @@ static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
     {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
     {"gateway", zim_gateway_test},
+    //  sdk/c: the C SDK's classes; client is zim_client.c's own
+    {"sdk_loop", zim_sdk_loop_test},
+    {"sdk_conn", zim_sdk_conn_test},
+    {"sdk_outq", zim_sdk_outq_test},
+    {"sdk_sendq", zim_sdk_sendq_test},
+    {"sdk_reqs", zim_sdk_reqs_test},
+    {"sdk_frame", zim_sdk_frame_test},
+    {"sdk_inbox", zim_sdk_inbox_test},
+    {"sdk_json", zim_sdk_json_test},
+    {"client", zim_sdk_client_test},
 };
 
 int main (int argc, char **argv)
