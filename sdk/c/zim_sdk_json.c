@@ -375,61 +375,48 @@ char *zim_json_string (const char *s)
 
 #include <assert.h>
 #define streq(a, b) (strcmp ((a), (b)) == 0)
-
-//  Parses a hex string ("83 a2 6f ...") into buf; returns the length.
-static size_t s_t_hex (const char *hex, unsigned char *buf, size_t size)
-{
-    size_t n = 0;
-    unsigned int b;
-    int used;
-    while (n < size && sscanf (hex, " %2x%n", &b, &used) == 1) {
-        buf[n++] = (unsigned char)b;
-        hex += used;
-    }
-    return n;
-}
+#define S_MP(s) s, sizeof (s) - 1 //  a msgpack literal and its length
 
 void zim_sdk_json_test (bool verbose)
 {
     struct {
-        const char *hex;  //  msgpack
+        const char *mp;   //  msgpack
+        size_t len;       //  its length
         const char *json; //  expected, NULL = refused
     } cases[] = {
-        {"a2 68 69", "\"hi\""},
-        {"c0", "null"},
-        {"c3", "true"},
-        {"ff", "-1"},
-        {"d0 05", "5"},
-        {"d3 00 00 00 00 00 00 00 07", "7"},
-        {"cc ff", "255"},
-        {"cf ff ff ff ff ff ff ff ff", "18446744073709551615"},
-        {"d3 80 00 00 00 00 00 00 00", "-9223372036854775808"},
-        {"cb 3f f8 00 00 00 00 00 00", "1.5"},
-        {"cb 7f f8 00 00 00 00 00 00", "null"},
-        {"ca 3f c0 00 00", "1.5"},
-        {"82 a1 61 01 01 92 c2 a0", "{\"a\":1,\"1\":[false,\"\"]}"},
-        {"81 92 01 02 c0", "{\"[1,2]\":null}"},
-        {"c4 03 01 02 03", "\"AQID\""},
-        {"c4 01 ff", "\"/w==\""},
-        {"c4 00", "\"\""},
-        {"d4 05 41", "{\"ext\":5,\"data\":\"QQ==\"}"},
-        {"a5 22 5c 0a 01 7f", "\"\\\"\\\\\\n\\u0001\\u007f\""},
-        {"a4 c3 a9 ff 41", "\"\xc3\xa9\\ufffdA\""},
-        {"a3 ed a0 80", "\"\\ufffd\\ufffd\\ufffd\""}, //  a surrogate is not UTF-8
-        {"90", "[]"},
-        {"80", "{}"},
-        {"91 80", "[{}]"},
-        {"92 01", NULL},          //  truncated
-        {"01 02", NULL},          //  two values
-        {"dd ff ff ff ff", NULL}, //  absurd count
-        {"c1", NULL},
+        {S_MP ("\xa2\x68\x69"), "\"hi\""},
+        {S_MP ("\xc0"), "null"},
+        {S_MP ("\xc3"), "true"},
+        {S_MP ("\xff"), "-1"},
+        {S_MP ("\xd0\x05"), "5"},
+        {S_MP ("\xd3\x00\x00\x00\x00\x00\x00\x00\x07"), "7"},
+        {S_MP ("\xcc\xff"), "255"},
+        {S_MP ("\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), "18446744073709551615"},
+        {S_MP ("\xd3\x80\x00\x00\x00\x00\x00\x00\x00"), "-9223372036854775808"},
+        {S_MP ("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), "1.5"},
+        {S_MP ("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), "null"},
+        {S_MP ("\xca\x3f\xc0\x00\x00"), "1.5"},
+        {S_MP ("\x82\xa1\x61\x01\x01\x92\xc2\xa0"), "{\"a\":1,\"1\":[false,\"\"]}"},
+        {S_MP ("\x81\x92\x01\x02\xc0"), "{\"[1,2]\":null}"},
+        {S_MP ("\xc4\x03\x01\x02\x03"), "\"AQID\""},
+        {S_MP ("\xc4\x01\xff"), "\"/w==\""},
+        {S_MP ("\xc4\x00"), "\"\""},
+        {S_MP ("\xd4\x05\x41"), "{\"ext\":5,\"data\":\"QQ==\"}"},
+        {S_MP ("\xa5\x22\x5c\x0a\x01\x7f"), "\"\\\"\\\\\\n\\u0001\\u007f\""},
+        {S_MP ("\xa4\xc3\xa9\xff\x41"), "\"\xc3\xa9\\ufffdA\""},
+        {S_MP ("\xa3\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\""}, //  a surrogate is not UTF-8
+        {S_MP ("\x90"), "[]"},
+        {S_MP ("\x80"), "{}"},
+        {S_MP ("\x91\x80"), "[{}]"},
+        {S_MP ("\x92\x01"), NULL},             //  truncated
+        {S_MP ("\x01\x02"), NULL},             //  two values
+        {S_MP ("\xdd\xff\xff\xff\xff"), NULL}, //  absurd count
+        {S_MP ("\xc1"), NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        unsigned char mp[64];
-        size_t n = s_t_hex (cases[i].hex, mp, sizeof mp);
-        char *json = zim_body_to_json (mp, n);
+        char *json = zim_body_to_json (cases[i].mp, cases[i].len);
         if (verbose || !(cases[i].json ? json && streq (json, cases[i].json) : json == NULL))
-            printf ("\n%s -> %s (want %s)", cases[i].hex, json ? json : "NULL",
+            printf ("\ncase %zu -> %s (want %s)", i, json ? json : "NULL",
                     cases[i].json ? cases[i].json : "NULL");
         assert (cases[i].json ? json && streq (json, cases[i].json) : json == NULL);
         free (json);

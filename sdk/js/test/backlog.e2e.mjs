@@ -8,8 +8,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { ZimClient } from '../dist/index.js';
-import { signToken } from '../dist/node.js';
-import { startServer, tempDataDir, removeDir, unavailable } from './helpers/zim-server.mjs';
+import { clientOptions, startServer, tempDataDir, removeDir, unavailable } from './helpers/zim-server.mjs';
 import { waitFor, record, contiguous } from './helpers/util.mjs';
 
 const skip = unavailable();
@@ -31,14 +30,11 @@ describe('backlogs against zim-server', { skip: skip ?? false, timeout: 300000 }
     const clients = [];
 
     function client(uid, opts = {}) {
-        const c = new ZimClient(server.url, {
-            token: signToken(server.secret, 'demo', uid, 600),
-            minReconnectDelay: 100,
-            maxReconnectDelay: 800,
+        const c = new ZimClient(server.url, clientOptions(server, uid, {
             sendTimeout: 120000,
             requestTimeout: 60000,
             ...opts,
-        });
+        }));
         clients.push(c);
         return c;
     }
