@@ -16,11 +16,8 @@ vectors=$(cd "$srcdir/tests/vectors" && pwd)/ || { echo "FAIL: no tests/vectors 
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/zim-sdk-js-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-for f in package.json tsconfig.json src scripts test demo; do cp -R "$sdk/$f" "$work/"; done
-chmod -R u+w "$work"
-ln -s "$modules" "$work/node_modules"
+. "$srcdir/sdk/js/test/build.sh"    # the SDK compiled in $work
 cd "$work" || exit 1
-node node_modules/typescript/bin/tsc -p tsconfig.json || { echo "FAIL: tsc"; exit 1; }
 node scripts/bundle.mjs || { echo "FAIL: esbuild bundle"; exit 1; }
 if ! cmp -s demo/zim-client.js "$sdk/demo/zim-client.js"; then
     echo "FAIL: sdk/js/demo/zim-client.js is stale: cd sdk/js && npm run build, and commit it"

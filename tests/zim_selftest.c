@@ -37,6 +37,15 @@
 #include "gateway/zim_links.h"
 #include "gateway/zim_http.h"
 #include "gateway/zim_gateway.h"
+#include "sdk/c/zim_sdk_client.h"
+#include "sdk/c/zim_sdk_conn.h"
+#include "sdk/c/zim_sdk_frame.h"
+#include "sdk/c/zim_sdk_inbox.h"
+#include "sdk/c/zim_sdk_json.h"
+#include "sdk/c/zim_sdk_loop.h"
+#include "sdk/c/zim_sdk_outq.h"
+#include "sdk/c/zim_sdk_reqs.h"
+#include "sdk/c/zim_sdk_sendq.h"
 
 typedef struct {
     const char *name;           //  name to select it on the command line
@@ -76,6 +85,15 @@ static const s_test_t s_tests[] = {
     {"frames", zim_frames_test},
     {"links", zim_links_test},
     {"http", zim_http_test},
+    {"sdk_loop", zim_sdk_loop_test},
+    {"sdk_conn", zim_sdk_conn_test},
+    {"sdk_outq", zim_sdk_outq_test},
+    {"sdk_sendq", zim_sdk_sendq_test},
+    {"sdk_reqs", zim_sdk_reqs_test},
+    {"sdk_frame", zim_sdk_frame_test},
+    {"sdk_inbox", zim_sdk_inbox_test},
+    {"sdk_json", zim_sdk_json_test},
+    {"client", zim_sdk_client_test},
 };
 
 int main (int argc, char **argv)

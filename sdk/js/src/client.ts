@@ -110,9 +110,11 @@ export interface ZimClientOptions {
         reconnect). Covers a server node that died holding it (a broker of a
         cluster) while the connection stayed up; the server stores it once. */
     ackTimeout?: number;
-    /** ms before sync()/history() reject with code `timeout` (default 15000). */
+    /** ms before sync()/history() reject with code `timeout` (default 15000);
+        a connection lost meanwhile is waited out within this time. */
     requestTimeout?: number;
-    /** Messages per sync page (default 100, max 1000). */
+    /** At most this many messages per sync page (default and max 1000). The
+        server also bounds each page in bytes; `more` brings the rest. */
     syncLimit?: number;
     /** Sync from the last seq after every (re)connect and on a gap (default true). */
     autoSync?: boolean;
@@ -245,7 +247,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             sendTimeout: 30000,
             ackTimeout: 5000,
             requestTimeout: 15000,
-            syncLimit: 100,
+            syncLimit: 1000,
             autoSync: true,
             autoCursor: true,
             cursorInterval: 500,
@@ -365,19 +367,22 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     }
 
     /** Fetches a page of the conversation with `peer`, newest first: messages
-        older than `before` (an id; default: from the newest), at most `limit`. */
+        older than `before` (an id; default: from the newest), at most `limit`
+        (the server may return fewer: it bounds pages in bytes; `more` says
+        whether older ones remain). A connection lost before the answer is
+        waited out and the same page asked again, within requestTimeout. */
     async history(peer: string, options: { before?: bigint | number | string; limit?: number } = {}): Promise<Page> {
         const before = options.before === undefined ? undefined : toBigInt(options.before);
         const limit = options.limit ?? 50;
-        await this.whenAuthenticated(this.o.requestTimeout);
-        const page = await this.request((rid) => frames.history(peer, before, limit, rid));
+        const page = await this.untilAnswered((ms) => this.request((rid) => frames.history(peer, before, limit, rid), ms));
         const msgs = Array.isArray(page.msgs) ? page.msgs.map((m) => this.normMsg(m as Record<string, unknown>)) : [];
         return { msgs: msgs as HistoryMessage[], more: page.more === true };
     }
 
     /** Syncs now, from `since` if given (messages after it are delivered
         again as `message` events) else from the last processed seq, until
-        the server has no more. Resolves with the last processed seq. */
+        the server has no more, across reconnects (from the last seq
+        processed), within requestTimeout. Resolves with the last processed seq. */
     async sync(since?: number): Promise<number | null> {
         if (since !== undefined) {
             //  A sync already running asked from the old position: let it
@@ -388,11 +393,29 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             this.ackedSeqs.clear();
             this.highestSeen = since;
         }
-        await this.whenAuthenticated(this.o.requestTimeout);
-        this.resyncWanted = true;
-        const run = this.startSync();
-        if (run) await run;
+        await this.untilAnswered(async () => {
+            this.resyncWanted = true;
+            const run = this.startSync();
+            if (run) await run;
+        });
         return this._lastSeq;
+    }
+
+    //  Runs attempt once authenticated, with the time left of requestTimeout;
+    //  a connection lost meanwhile ('disconnected') is waited out and the
+    //  attempt made again, until it succeeds, fails otherwise, or time is up.
+    private async untilAnswered<T>(attempt: (ms: number) => Promise<T>): Promise<T> {
+        const deadline = Date.now() + this.o.requestTimeout;
+        for (;;) {
+            const left = deadline - Date.now();
+            if (left <= 0) throw new ZimError('timeout', `zim: no answer within ${this.o.requestTimeout} ms`);
+            await this.whenAuthenticated(left);
+            try {
+                return await attempt(Math.max(1, deadline - Date.now()));
+            } catch (err) {
+                if (!(err instanceof ZimError) || err.code !== 'disconnected' || !this.running) throw err;
+            }
+        }
     }
 
     // ----------------------------------------------------------------------
@@ -653,7 +676,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         this.pending.delete(p.cid);
     }
 
-    private request(build: (rid: number) => Record<string, unknown>): Promise<Frame> {
+    private request(build: (rid: number) => Record<string, unknown>, timeoutMs = this.o.requestTimeout): Promise<Frame> {
         if (!this.authed) return Promise.reject(new ZimError('disconnected', 'zim: not connected'));
         const rid = this.nextRid++;
         const bytes = encodeFrame(build(rid));
@@ -661,7 +684,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             const timer = setTimeout(() => {
                 this.requests.delete(rid);
                 reject(new ZimError('timeout', `zim: no answer within ${this.o.requestTimeout} ms`, { rid }));
-            }, this.o.requestTimeout);
+            }, timeoutMs);
             this.requests.set(rid, { resolve, reject, timer });
             this.enqueue(bytes);
         });
@@ -943,7 +966,9 @@ export class ZimClient extends Emitter<ZimClientEvents> {
                 if (epoch !== this.syncEpoch) break; //  sync(since) rewound meanwhile: ask again
                 const msgs = Array.isArray(page.msgs) ? (page.msgs as Record<string, unknown>[]) : [];
                 for (const m of msgs) {
-                    if (gen !== this.gen || !this.running) return; //  closed or dropped by a handler
+                    //  closed, or the connection dropped, by a handler
+                    if (!this.running) throw new ZimError('closed', 'zim: client closed');
+                    if (gen !== this.gen) throw new ZimError('disconnected', 'zim: connection lost');
                     this.processMsg(m, true);
                 }
                 more = page.more === true && msgs.length > 0;

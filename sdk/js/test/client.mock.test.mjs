@@ -141,6 +141,56 @@ test('an offline recipient gets everything in order on connect (auto-sync, paged
     assert.equal(rb2.messages[0].seq, 26);
 });
 
+test('sync follows more whatever each page holds; a connection lost mid-sync resumes from the last seq', async () => {
+    const a = client('alice');
+    await a.connect();
+    const sizes = [10, 900, 3000, 50, 6000, 200];
+    for (let i = 0; i < 40; i++) await a.send('bob', `m${i} ${'x'.repeat(sizes[i % sizes.length])}`);
+    server.pageBytes = 8000; // a varying number of messages per page
+    server.closeAfterPages = 3; // and the connection cut after the third
+    const b = client('bob');
+    const rb = record(b);
+    let atCut = null;
+    b.on('state', (s) => {
+        if (s === 'disconnected' && atCut === null) atCut = b.lastSeq;
+    });
+    await b.connect();
+    await waitFor(() => rb.messages.length === 40, { what: '40 synced' });
+    assert.deepEqual(rb.messages.map((m) => m.body.split(' ')[0]), Array.from({ length: 40 }, (_, i) => `m${i}`));
+    assert.ok(contiguous(rb.messages.map((m) => m.seq)));
+    assert.ok(atCut > 0 && atCut < 40, `cut after ${atCut} messages`);
+    // every sync asks from where the last one got to: after the cut, from
+    // the last seq received, never from the start again
+    const since = server.received.filter((x) => x.uid === 'bob' && x.frame.op === 'sync').map((x) => x.frame.since ?? 0);
+    assert.ok(since.length > 4 && since.every((v, i) => i === 0 || v > 0), `since: ${since}`);
+    assert.ok(since.every((v, i) => i === 0 || v >= since[i - 1]), `since: ${since}`);
+    assert.ok(since.includes(atCut), `since: ${since}, cut at ${atCut}`);
+    assert.equal(b.lastSeq, 40);
+    assert.deepEqual(rb.errors, []);
+});
+
+test('history() asks for the same page again after a connection lost before the answer', async () => {
+    const a = client('alice');
+    const b = client('bob');
+    await Promise.all([a.connect(), b.connect()]);
+    for (let i = 0; i < 30; i++) await a.send('bob', i);
+    server.pageBytes = 1000; // ~10 messages per page, whatever limit says
+    const seen = [];
+    let before;
+    for (let pages = 0; ; pages++) {
+        if (pages === 1) server.closeOnHistory = 1;
+        const page = await b.history('alice', { before, limit: 1000 });
+        seen.push(...page.msgs.map((m) => m.body));
+        if (!page.more) break;
+        before = page.msgs.at(-1).id;
+        assert.ok(pages < 30);
+    }
+    assert.deepEqual(seen, Array.from({ length: 30 }, (_, i) => 29 - i));
+    const asked = server.received.filter((x) => x.uid === 'bob' && x.frame.op === 'history').map((x) => x.frame.before);
+    assert.ok(asked.length >= 4);
+    assert.equal(asked[1], asked[2]); // the same page, asked again on the new connection
+});
+
 test('lost acks: after a reconnect, unacked sends are retried with the same cid; no duplicates', async () => {
     const a = client('alice');
     const b = client('bob');

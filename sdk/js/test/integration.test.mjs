@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { ZimClient, ZimError } from '../dist/index.js';
 import { signToken } from '../dist/node.js';
-import { startServer, restartServer, tempDataDir, removeDir, unavailable } from './helpers/zim-server.mjs';
+import { clientOptions, startServer, restartServer, tempDataDir, removeDir, unavailable } from './helpers/zim-server.mjs';
 import { waitFor, record, contiguous, sleep } from './helpers/util.mjs';
 
 const skip = unavailable();
@@ -22,14 +22,11 @@ describe('zim-server integration', { skip: skip ?? false, timeout: 120000 }, () 
     const clients = [];
 
     function client(uid, opts = {}) {
-        const c = new ZimClient(server.url, {
-            token: signToken(server.secret, 'demo', uid, 600),
-            minReconnectDelay: 100,
-            maxReconnectDelay: 800,
+        const c = new ZimClient(server.url, clientOptions(server, uid, {
             cursorInterval: 100,
             sendTimeout: 60000,
             ...opts,
-        });
+        }));
         clients.push(c);
         return c;
     }

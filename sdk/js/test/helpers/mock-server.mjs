@@ -41,6 +41,9 @@ export class MockServer {
         this.failNext = []; // codes to answer the next sends with, instead of storing
         this.duplicateLive = false; // deliver every live msg twice
         this.failSyncs = 0; // answer the next N syncs with 5030
+        this.pageBytes = 0; // bound sync/history pages by their messages' encoded bytes (0: by count only)
+        this.closeAfterPages = 0; // close the connection right after the Nth page from now (0: never)
+        this.closeOnHistory = 0; // close the connection instead of answering the next N histories
     }
 
     async start(port = 0) {
@@ -105,6 +108,26 @@ export class MockServer {
         }
     }
 
+    // The first messages of msgs that fit pageBytes (at least one).
+    bound(msgs) {
+        if (!this.pageBytes) return msgs;
+        let bytes = 0;
+        let n = 0;
+        for (const m of msgs) {
+            bytes += encodeFrame(m).length;
+            if (n > 0 && bytes > this.pageBytes) break;
+            n++;
+        }
+        return msgs.slice(0, n);
+    }
+
+    // Writes a page; closes the connection after it if closeAfterPages says so.
+    page(c, frame) {
+        this.write(c, frame);
+        if (this.closeAfterPages > 0 && --this.closeAfterPages === 0)
+            queueMicrotask(() => queueMicrotask(() => c.ws.close(4000, 'test: cut after a page')));
+    }
+
     box(uid) {
         if (!this.inbox.has(uid)) this.inbox.set(uid, []);
         return this.inbox.get(uid);
@@ -136,8 +159,8 @@ export class MockServer {
                 const since = f.since ?? this.cursors.get(key) ?? 0;
                 const limit = Math.min(f.limit ?? 100, 1000);
                 const box = this.box(c.uid);
-                const msgs = box.slice(since, since + limit);
-                return this.write(c, { op: 'page', rid: f.rid, more: since + limit < box.length, msgs });
+                const msgs = this.bound(box.slice(since, since + limit));
+                return this.page(c, { op: 'page', rid: f.rid, more: since + msgs.length < box.length, msgs });
             }
             case 'cursor': {
                 const key = `${c.uid}/${c.device}`;
@@ -145,12 +168,16 @@ export class MockServer {
                 return;
             }
             case 'history': {
+                if (this.closeOnHistory > 0) {
+                    this.closeOnHistory--;
+                    return c.ws.close(4000, 'test: no answer');
+                }
                 const conv = `p:${[c.uid, f.peer].sort().join(':')}`;
                 let msgs = this.box(c.uid).filter((m) => m.conv === conv).reverse();
                 if (f.before) msgs = msgs.filter((m) => m.id < BigInt(f.before));
                 const limit = f.limit ?? 100;
-                const page = msgs.slice(0, limit).map(({ seq, ...m }) => m);
-                return this.write(c, { op: 'page', rid: f.rid, more: msgs.length > limit, msgs: page });
+                const page = this.bound(msgs.slice(0, limit)).map(({ seq, ...m }) => m);
+                return this.page(c, { op: 'page', rid: f.rid, more: msgs.length > page.length, msgs: page });
             }
             default:
                 return this.write(c, { op: 'error', code: 4003, text: 'unknown op' });

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { signToken } from '../../dist/node.js';
 
 const sdkDir = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -92,4 +93,10 @@ export async function restartServer(dataDir, port, tries = 20) {
         }
     }
     throw last;
+}
+
+/** ZimClient options for user `uid` on a server from startServer: a token
+    signed with its demo app's secret, quick reconnects; opts on top. */
+export function clientOptions(server, uid, opts = {}) {
+    return { token: signToken(server.secret, 'demo', uid, 600), minReconnectDelay: 100, maxReconnectDelay: 800, ...opts };
 }

@@ -1,0 +1,405 @@
+/*  zim_sdk_frame.c: client frame encoders and server frame decoders over
+    msg/'s zero-copy msgpack reader and writer. Key order of the encoders
+    matches docs/PROTOCOL.md's vectors.
+*/
+#include "config.h"
+#include "sdk/c/zim_sdk_frame.h"
+#include "msg/zim_util.h"
+
+#include <string.h>
+
+//  ---------------------------------------------------------------------
+//  Client frames.
+
+void zim_sdk_frame_auth (zim_wr_t *wr, const char *token, const char *device)
+{
+    zim_wr_map (wr, device ? 3 : 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "auth");
+    zim_wr_cstr (wr, "token");
+    zim_wr_cstr (wr, token);
+    if (device) {
+        zim_wr_cstr (wr, "device");
+        zim_wr_cstr (wr, device);
+    }
+}
+
+void zim_sdk_frame_ping (zim_wr_t *wr, uint64_t t)
+{
+    zim_wr_map (wr, 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "ping");
+    zim_wr_cstr (wr, "t");
+    zim_wr_uint (wr, t);
+}
+
+void zim_sdk_frame_send (zim_wr_t *wr, const char *to, const char *cid, const void *body,
+                         size_t len)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "send");
+    zim_wr_cstr (wr, "to");
+    zim_wr_cstr (wr, to);
+    zim_wr_cstr (wr, "cid");
+    zim_wr_cstr (wr, cid);
+    zim_wr_cstr (wr, "body");
+    zim_wr_raw (wr, body, len);
+}
+
+void zim_sdk_frame_sync (zim_wr_t *wr, int64_t since, uint32_t limit, uint64_t rid)
+{
+    zim_wr_map (wr, 2 + (since >= 0) + (limit > 0));
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "sync");
+    if (since >= 0) {
+        zim_wr_cstr (wr, "since");
+        zim_wr_uint (wr, (uint64_t)since);
+    }
+    if (limit > 0) {
+        zim_wr_cstr (wr, "limit");
+        zim_wr_uint (wr, limit);
+    }
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, rid);
+}
+
+void zim_sdk_frame_cursor (zim_wr_t *wr, uint64_t seq)
+{
+    zim_wr_map (wr, 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "cursor");
+    zim_wr_cstr (wr, "seq");
+    zim_wr_uint (wr, seq);
+}
+
+void zim_sdk_frame_history (zim_wr_t *wr, const char *peer, uint64_t before, uint32_t limit,
+                            uint64_t rid)
+{
+    zim_wr_map (wr, 4 + (limit > 0));
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "history");
+    zim_wr_cstr (wr, "peer");
+    zim_wr_cstr (wr, peer);
+    zim_wr_cstr (wr, "before");
+    zim_wr_uint (wr, before);
+    if (limit > 0) {
+        zim_wr_cstr (wr, "limit");
+        zim_wr_uint (wr, limit);
+    }
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, rid);
+}
+
+//  ---------------------------------------------------------------------
+//  Server frames.
+
+//  Reads a map key into *key; a key that is not a string is skipped with
+//  its value and *key is left empty. Returns 0 or -1.
+static int s_key (zim_rd_t *rd, zim_str_t *key)
+{
+    key->ptr = NULL;
+    key->len = 0;
+    if (zim_rd_peek (rd) == ZIM_MP_STR)
+        return zim_rd_str (rd, key);
+    return zim_rd_skip (rd, NULL) || zim_rd_skip (rd, NULL) ? -1 : 0;
+}
+
+int zim_sdk_frame_decode (zim_rd_t *rd, zim_sdk_frame_t *f)
+{
+    memset (f, 0, sizeof *f);
+    uint32_t n;
+    if (zim_rd_map (rd, &n))
+        goto malformed;
+    for (uint32_t i = 0; i < n; i++) {
+        zim_str_t key;
+        if (s_key (rd, &key))
+            goto malformed;
+        if (!key.ptr)
+            continue;
+        int rc = 0;
+        if (zim_str_eq (key, "op"))
+            rc = zim_rd_str (rd, &f->op);
+        else if (zim_str_eq (key, "cid"))
+            rc = zim_rd_str (rd, &f->cid);
+        else if (zim_str_eq (key, "text"))
+            rc = zim_rd_str (rd, &f->text);
+        else if (zim_str_eq (key, "uid"))
+            rc = zim_rd_str (rd, &f->uid);
+        else if (zim_str_eq (key, "app"))
+            rc = zim_rd_str (rd, &f->app);
+        else if (zim_str_eq (key, "device"))
+            rc = zim_rd_str (rd, &f->device);
+        else if (zim_str_eq (key, "code")) {
+            rc = zim_rd_int (rd, &f->code);
+            f->has_code = rc == 0;
+        } else if (zim_str_eq (key, "id"))
+            rc = zim_rd_uint (rd, &f->id);
+        else if (zim_str_eq (key, "seq"))
+            rc = zim_rd_uint (rd, &f->seq);
+        else if (zim_str_eq (key, "ts"))
+            rc = zim_rd_uint (rd, &f->ts);
+        else if (zim_str_eq (key, "rid")) {
+            rc = zim_rd_uint (rd, &f->rid);
+            f->has_rid = rc == 0;
+        } else if (zim_str_eq (key, "more"))
+            rc = zim_rd_bool (rd, &f->more);
+        else if (zim_str_eq (key, "t")) {
+            //  t is whatever the ping carried; ours are uints
+            if (zim_rd_uint (rd, &f->t))
+                rc = zim_rd_skip (rd, NULL);
+        } else if (zim_str_eq (key, "msgs")) {
+            rc = zim_rd_array (rd, &f->nmsgs);
+            f->msgs = *rd;
+            for (uint32_t j = 0; rc == 0 && j < f->nmsgs; j++)
+                rc = zim_rd_skip (rd, NULL);
+        } else
+            rc = zim_rd_skip (rd, NULL);
+        if (rc)
+            goto malformed;
+    }
+    if (!f->op.ptr)
+        goto malformed;
+    return 0;
+malformed:
+    return -1;
+}
+
+int zim_sdk_frame_copy (char *buf, size_t size, zim_str_t v)
+{
+    if (v.len >= size)
+        return -1;
+    if (v.len)
+        memcpy (buf, v.ptr, v.len);
+    buf[v.len] = 0;
+    return 0;
+}
+
+int zim_sdk_frame_msg (zim_rd_t *rd, zim_client_msg_t *m)
+{
+    memset (m, 0, sizeof *m);
+    uint32_t n;
+    bool has_id = false, has_body = false;
+    if (zim_rd_map (rd, &n))
+        goto malformed;
+    for (uint32_t i = 0; i < n; i++) {
+        zim_str_t key, v;
+        if (s_key (rd, &key))
+            goto malformed;
+        if (!key.ptr)
+            continue;
+        int rc;
+        if (zim_str_eq (key, "seq"))
+            rc = zim_rd_uint (rd, &m->seq);
+        else if (zim_str_eq (key, "id")) {
+            rc = zim_rd_uint (rd, &m->id);
+            has_id = true;
+        } else if (zim_str_eq (key, "ts"))
+            rc = zim_rd_uint (rd, &m->ts);
+        else if (zim_str_eq (key, "from"))
+            rc = zim_rd_str (rd, &v) || zim_sdk_frame_copy (m->from, sizeof m->from, v);
+        else if (zim_str_eq (key, "to"))
+            rc = zim_rd_str (rd, &v) || zim_sdk_frame_copy (m->to, sizeof m->to, v);
+        else if (zim_str_eq (key, "conv"))
+            rc = zim_rd_str (rd, &v) || zim_sdk_frame_copy (m->conv, sizeof m->conv, v);
+        else if (zim_str_eq (key, "body")) {
+            rc = zim_rd_skip (rd, &v);
+            m->body = v.ptr;
+            m->body_len = v.len;
+            has_body = true;
+        } else
+            rc = zim_rd_skip (rd, NULL);
+        if (rc)
+            goto malformed;
+    }
+    if (!has_id || !has_body)
+        goto malformed;
+    return 0;
+malformed:
+    return -1;
+}
+
+int zim_sdk_frame_page (const zim_sdk_frame_t *f, zim_client_msg_t **msgs, size_t *alloc)
+{
+    //  grown item by item: the count in the array header is the server's
+    //  word, the items decoded are not
+    zim_rd_t rd = f->msgs;
+    for (uint32_t i = 0; i < f->nmsgs; i++) {
+        if (i == *alloc) {
+            *alloc = *alloc ? *alloc * 2 : 64;
+            *msgs = zim_realloc (*msgs, *alloc * sizeof **msgs);
+        }
+        if (zim_sdk_frame_msg (&rd, &(*msgs)[i]))
+            return -1;
+    }
+    return (int)f->nmsgs;
+}
+
+//  ---------------------------------------------------------------------
+//  Selftest.
+
+#include "msg/zim_msg.h"
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#define streq(a, b) (strcmp ((a), (b)) == 0)
+
+//  Parses a hex string ("83 a2 6f ...") into buf; returns the length.
+static size_t s_t_hex (const char *hex, unsigned char *buf, size_t size)
+{
+    size_t n = 0;
+    unsigned int b;
+    int used;
+    while (n < size && sscanf (hex, " %2x%n", &b, &used) == 1) {
+        buf[n++] = (unsigned char)b;
+        hex += used;
+    }
+    return n;
+}
+
+//  True if the writer holds exactly the bytes of hex; resets it.
+static bool s_t_same (zim_wr_t *wr, const char *hex)
+{
+    unsigned char buf[256];
+    size_t n = s_t_hex (hex, buf, sizeof buf);
+    bool same = n == wr->size && memcmp (buf, wr->data, n) == 0;
+    zim_wr_reset (wr);
+    return same;
+}
+
+//  Decodes the one frame the writer holds; resets it. Returns 0 or -1.
+static int s_t_decode (zim_wr_t *wr, zim_sdk_frame_t *f, unsigned char *copy, size_t size)
+{
+    assert (wr->size <= size);
+    memcpy (copy, wr->data, wr->size);
+    zim_rd_t rd;
+    zim_rd_init (&rd, copy, wr->size);
+    zim_wr_reset (wr);
+    int rc = zim_sdk_frame_decode (&rd, f);
+    return rc == 0 && zim_rd_left (&rd) == 0 ? 0 : -1;
+}
+
+void zim_sdk_frame_test (bool verbose)
+{
+    (void)verbose;
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+
+    //  Client frames are byte for byte the vectors of docs/PROTOCOL.md.
+    zim_sdk_frame_auth (&wr, "TOKEN", "phone");
+    assert (s_t_same (&wr, "83 a2 6f 70 a4 61 75 74 68 a5 74 6f 6b 65 6e a5 54 4f 4b 45 4e a6 64 "
+                           "65 76 69 63 65 a5 70 68 6f 6e 65"));
+    zim_sdk_frame_ping (&wr, 1);
+    assert (s_t_same (&wr, "82 a2 6f 70 a4 70 69 6e 67 a1 74 01"));
+    zim_sdk_frame_send (&wr, "bob", "c1", "\xa2hi", 3);
+    assert (s_t_same (&wr, "84 a2 6f 70 a4 73 65 6e 64 a2 74 6f a3 62 6f 62 a3 63 69 64 a2 63 31 "
+                           "a4 62 6f 64 79 a2 68 69"));
+    zim_sdk_frame_sync (&wr, 0, 100, 1);
+    assert (s_t_same (&wr, "84 a2 6f 70 a4 73 79 6e 63 a5 73 69 6e 63 65 00 a5 6c 69 6d 69 74 64 "
+                           "a3 72 69 64 01"));
+    zim_sdk_frame_cursor (&wr, 5);
+    assert (s_t_same (&wr, "82 a2 6f 70 a6 63 75 72 73 6f 72 a3 73 65 71 05"));
+    zim_sdk_frame_history (&wr, "bob", 0, 20, 2);
+    assert (s_t_same (&wr, "85 a2 6f 70 a7 68 69 73 74 6f 72 79 a4 70 65 65 72 a3 62 6f 62 a6 62 "
+                           "65 66 6f 72 65 00 a5 6c 69 6d 69 74 14 a3 72 69 64 02"));
+    //  and the server decodes what we send without since (stored cursor)
+    zim_sdk_frame_sync (&wr, -1, 0, 7);
+    {
+        zim_rd_t rd;
+        zim_cframe_t f;
+        const char *why;
+        zim_rd_init (&rd, wr.data, wr.size);
+        assert (zim_cframe_decode (&rd, &f, &why) == 0);
+        assert (f.op == ZIM_OP_SYNC && f.since == -1 && f.rid == 7 && f.limit == 0);
+        zim_wr_reset (&wr);
+    }
+
+    //  An ack and a msg coalesced in one WebSocket message (s2c-ack+msg).
+    unsigned char vec[512];
+    size_t vlen = s_t_hex (
+        "85 a2 6f 70 a3 61 63 6b a3 63 69 64 a2 63 31 a2 69 64 cf 03 7a ec 2c 00 00 10 00 a3 73 "
+        "65 71 01 a2 74 73 cf 00 00 01 9a ae 02 a4 00 88 a2 6f 70 a3 6d 73 67 a3 73 65 71 01 a2 "
+        "69 64 cf 03 7a ec 2c 00 00 10 00 a4 66 72 6f 6d a5 61 6c 69 63 65 a2 74 6f a3 62 6f 62 "
+        "a4 63 6f 6e 76 ab 70 3a 61 6c 69 63 65 3a 62 6f 62 a4 62 6f 64 79 a2 68 69 a2 74 73 cf "
+        "00 00 01 9a ae 02 a4 00",
+        vec, sizeof vec);
+    zim_rd_t rd;
+    zim_sdk_frame_t f;
+    zim_rd_init (&rd, vec, vlen);
+    assert (zim_sdk_frame_decode (&rd, &f) == 0 && zim_str_eq (f.op, "ack"));
+    assert (zim_str_eq (f.cid, "c1") && f.id == 250772402995204096ull && f.seq == 1);
+    const unsigned char *start = rd.pos;
+    assert (zim_sdk_frame_decode (&rd, &f) == 0 && zim_str_eq (f.op, "msg"));
+    assert (zim_rd_left (&rd) == 0);
+    zim_client_msg_t m;
+    zim_rd_init (&rd, start, (size_t)(vec + vlen - start));
+    assert (zim_sdk_frame_msg (&rd, &m) == 0 && m.seq == 1 && streq (m.from, "alice"));
+    assert (streq (m.to, "bob") && streq (m.conv, "p:alice:bob") && m.body_len == 3);
+    assert (memcmp (m.body, "\xa2hi", 3) == 0 && m.ts == 1763856000000ull);
+    //  truncated: malformed
+    zim_rd_init (&rd, vec, 20);
+    assert (zim_sdk_frame_decode (&rd, &f) == -1);
+
+    //  Errors, pages and pongs as the server encodes them.
+    unsigned char buf[1024];
+    zim_cframe_error (&wr, ZIM_ERR_UNAVAILABLE, "busy", zim_str (NULL), true, 9);
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == 0 && zim_str_eq (f.op, "error"));
+    assert (f.has_code && f.code == ZIM_ERR_UNAVAILABLE && f.has_rid && f.rid == 9);
+    assert (zim_str_eq (f.text, "busy") && !f.cid.ptr);
+    zim_item_t item = {7, 77, 5, zim_str ("alice"), zim_str ("bob"), {"\xc3", 1}};
+    zim_cframe_page_begin (&wr, 3, true, 2);
+    zim_cframe_page_item (&wr, &item);
+    item.seq = 8;
+    zim_cframe_page_item (&wr, &item);
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == 0 && zim_str_eq (f.op, "page"));
+    assert (f.rid == 3 && f.more && f.nmsgs == 2);
+    zim_client_msg_t *msgs = NULL;
+    size_t alloc = 0;
+    assert (zim_sdk_frame_page (&f, &msgs, &alloc) == 2 && alloc >= 2);
+    assert (msgs[0].seq == 7 && msgs[1].seq == 8 && msgs[1].id == 77 && streq (msgs[1].to, "bob"));
+    free (msgs);
+    zim_cframe_pong (&wr, zim_str ("\x2a"));
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == 0 && zim_str_eq (f.op, "pong") && f.t == 42);
+    zim_cframe_pong (&wr, zim_str ("\xa1x")); //  a t that is not ours: skipped
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == 0 && f.t == 0);
+
+    //  Unknown keys and non-string keys are skipped; a known key of the
+    //  wrong type, or no op, is malformed.
+    zim_wr_map (&wr, 4);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "future");
+    zim_wr_cstr (&wr, "x");
+    zim_wr_array (&wr, 0);
+    zim_wr_uint (&wr, 5);
+    zim_wr_cstr (&wr, "five");
+    zim_wr_cstr (&wr, "rid");
+    zim_wr_uint (&wr, 4);
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == 0 && zim_str_eq (f.op, "future"));
+    assert (f.has_rid && f.rid == 4);
+    zim_wr_map (&wr, 2);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "ack");
+    zim_wr_cstr (&wr, "seq");
+    zim_wr_cstr (&wr, "1");
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == -1);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "rid");
+    zim_wr_uint (&wr, 1);
+    assert (s_t_decode (&wr, &f, buf, sizeof buf) == -1);
+
+    //  A message needs an id and a body; a from over 64 bytes is refused.
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "id");
+    zim_wr_uint (&wr, 1);
+    zim_rd_init (&rd, wr.data, wr.size);
+    assert (zim_sdk_frame_msg (&rd, &m) == -1);
+    zim_wr_reset (&wr);
+    char from[80];
+    memset (from, 'a', sizeof from - 1);
+    from[sizeof from - 1] = 0;
+    item.from = zim_str (from);
+    zim_cframe_msg (&wr, &item);
+    zim_rd_init (&rd, wr.data, wr.size);
+    assert (zim_sdk_frame_msg (&rd, &m) == -1);
+    zim_wr_free (&wr);
+}
