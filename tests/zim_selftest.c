@@ -11,6 +11,8 @@
 #include "msg/zim_shell.h"
 #include "store/zim_store.h"
 #include "router/zim_router.h"
+#include "router/zim_routes.h"
+#include "router/zim_members.h"
 #include "broker/zim_broker.h"
 #include "gateway/zim_token.h"
 #include "gateway/zim_gateway.h"
@@ -22,7 +24,7 @@ typedef struct {
 
 static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
-    {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
+    {"store", zim_store_test},   {"routes", zim_routes_test},  {"members", zim_members_test}, {"router", zim_router_test}, {"broker", zim_broker_test},
     {"gateway", zim_gateway_test},
 };
 
