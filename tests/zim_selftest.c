@@ -9,6 +9,8 @@
 #include "msg/zim_msg.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_shell.h"
+#include "msg/zim_curve.h"
+#include "msg/zim_zap.h"
 #include "store/zim_store.h"
 #include "router/zim_router.h"
 #include "router/zim_routes.h"
@@ -23,7 +25,7 @@ typedef struct {
 } s_test_t;
 
 static const s_test_t s_tests[] = {
-    {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
+    {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test}, {"curve", zim_curve_test}, {"zap", zim_zap_test},       {"token", zim_token_test},
     {"store", zim_store_test},   {"routes", zim_routes_test},  {"members", zim_members_test}, {"router", zim_router_test}, {"broker", zim_broker_test},
     {"gateway", zim_gateway_test},
 };
