@@ -18,6 +18,11 @@
 #include "broker/zim_broker.h"
 #include "gateway/zim_token.h"
 #include "gateway/zim_gateway.h"
+#include "tools/zim_nodeconf.h"
+#include "tools/zim_datadir.h"
+#include "tools/zim_adminsrv.h"
+#include "tools/zim_membership.h"
+#include "tools/zim_node.h"
 
 typedef struct {
     const char *name;           //  name to select it on the command line
@@ -27,7 +32,8 @@ typedef struct {
 static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test}, {"curve", zim_curve_test}, {"zap", zim_zap_test},       {"token", zim_token_test},
     {"store", zim_store_test},   {"routes", zim_routes_test},  {"members", zim_members_test}, {"router", zim_router_test}, {"broker", zim_broker_test},
-    {"gateway", zim_gateway_test},
+    {"gateway", zim_gateway_test}, {"nodeconf", zim_nodeconf_test}, {"datadir", zim_datadir_test},
+    {"adminsrv", zim_adminsrv_test}, {"membership", zim_membership_test}, {"node", zim_node_test},
 };
 
 int main (int argc, char **argv)
