@@ -6,6 +6,8 @@
     that fails over from one to the other (docs/ARCHITECTURE.md, "The
     cluster"; BRIEF.md guarantees 1, 2, 4 and 5).
 */
+#include "msg/zim_admin.h"
+#include "msg/zim_curve.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 #include "tests/zim_testkit.h"
@@ -45,8 +47,7 @@ static tk_node_t *s_node (const char *name)
 
 //  Fails the test if the server closed c: says with which close status and
 //  last error frame, and shows the end of the gateway's log.
-static void s_check_open (tk_client_t *c, const char *label, const char *gw,
-                          const char *last_error)
+static void s_check_open (tk_client_t *c, const char *label, const char *gw, const char *last_error)
 {
     if (!tk_closed (c))
         return;
@@ -122,7 +123,7 @@ static int s_shard_of (const char *uid)
 //  The broker index (0: broker-1) of sender uid while both brokers live.
 static int s_broker_of (const char *uid)
 {
-    return (int) (zim_user_hash (zim_str ("demo"), zim_str (uid)) % 2);
+    return (int)(zim_user_hash (zim_str ("demo"), zim_str (uid)) % 2);
 }
 
 //  Picks the first uid "prefixN" on the wanted shard and broker (-1: any).
@@ -138,7 +139,7 @@ static void s_pick (const char *prefix, int shard, int broker, char *uid, size_t
 
 static int s_cmp_u64 (const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -161,18 +162,18 @@ typedef struct {
 
 //  A sending client.
 typedef struct {
-    tk_client_t *c;        //  its connection
-    char uid[32];          //  user
-    int index;             //  in the cids: "m<index>.<n>"
-    s_out_t *out;          //  messages, S_MAX_OUT
-    int n;                 //  how many created
-    int unacked;           //  how many not acked yet
-    int64_t next_ms;       //  next new message (steady stream)
-    int errors, timeouts;  //  5030/5040 answers, resends after silence
-    int resends;           //  all resends
-    int64_t max_ack_ms;    //  longest first send -> ack
-    char gw[16];           //  its gateway
-    char last_error[160];  //  the last error frame, for failure messages
+    tk_client_t *c;       //  its connection
+    char uid[32];         //  user
+    int index;            //  in the cids: "m<index>.<n>"
+    s_out_t *out;         //  messages, S_MAX_OUT
+    int n;                //  how many created
+    int unacked;          //  how many not acked yet
+    int64_t next_ms;      //  next new message (steady stream)
+    int errors, timeouts; //  5030/5040 answers, resends after silence
+    int resends;          //  all resends
+    int64_t max_ack_ms;   //  longest first send -> ack
+    char gw[16];          //  its gateway
+    char last_error[160]; //  the last error frame, for failure messages
 } s_sender_t;
 
 static void s_sender_init (s_sender_t *s, int index, const char *gw, const char *uid)
@@ -181,7 +182,7 @@ static void s_sender_init (s_sender_t *s, int index, const char *gw, const char 
     s->index = index;
     snprintf (s->uid, sizeof s->uid, "%s", uid);
     snprintf (s->gw, sizeof s->gw, "%s", gw);
-    s->out = (s_out_t *) zim_calloc (S_MAX_OUT, sizeof (s_out_t));
+    s->out = (s_out_t *)zim_calloc (S_MAX_OUT, sizeof (s_out_t));
     s->c = s_login (gw, uid, "phone");
 }
 
@@ -212,8 +213,8 @@ static void s_sender_pump (s_sender_t *s)
     tk_frame_t f;
     while (tk_recv (s->c, 1, &f) == 0) {
         if (strcmp (f.op, "error") == 0)
-            snprintf (s->last_error, sizeof s->last_error, "%lld %.100s (cid %.30s)", (long long) f.code,
-                      f.text, f.cid);
+            snprintf (s->last_error, sizeof s->last_error, "%lld %.100s (cid %.30s)",
+                      (long long)f.code, f.text, f.cid);
         int who = -1, k = -1;
         if (sscanf (f.cid, "m%d.%d", &who, &k) != 2 || who != s->index || k < 0 || k >= s->n)
             continue; //  not an answer to a send
@@ -226,18 +227,15 @@ static void s_sender_pump (s_sender_t *s)
                 s->unacked--;
                 if (zclock_mono () - o->first_ms > s->max_ack_ms)
                     s->max_ack_ms = zclock_mono () - o->first_ms;
-            }
-            else //  a retry of an acked send gets the original ack
+            } else //  a retry of an acked send gets the original ack
                 ck_assert_msg (f.id == o->id && f.seq == o->seq,
-                               "%s: second ack of %s has id %llu seq %llu, first %llu %llu",
-                               s->uid, o->cid, (unsigned long long) f.id,
-                               (unsigned long long) f.seq, (unsigned long long) o->id,
-                               (unsigned long long) o->seq);
-        }
-        else if (strcmp (f.op, "error") == 0) {
+                               "%s: second ack of %s has id %llu seq %llu, first %llu %llu", s->uid,
+                               o->cid, (unsigned long long)f.id, (unsigned long long)f.seq,
+                               (unsigned long long)o->id, (unsigned long long)o->seq);
+        } else if (strcmp (f.op, "error") == 0) {
             ck_assert_msg (f.code == ZIM_ERR_UNAVAILABLE || f.code == ZIM_ERR_TIMEOUT,
                            "%s: send %s answered error %lld (%s)", s->uid, o->cid,
-                           (long long) f.code, f.text);
+                           (long long)f.code, f.text);
             s->errors++;
             if (!o->acked)
                 o->retry_ms = zclock_mono () + 200;
@@ -277,12 +275,12 @@ static void s_send_all (s_sender_t *s, const char *to, int n, int timeout_ms)
 //  frees.
 static uint64_t *s_sender_acked_seqs (s_sender_t *s)
 {
-    uint64_t *seqs = (uint64_t *) zim_calloc ((size_t) s->n + 1, sizeof (uint64_t));
+    uint64_t *seqs = (uint64_t *)zim_calloc ((size_t)s->n + 1, sizeof (uint64_t));
     for (int k = 0; k < s->n; k++) {
         ck_assert (s->out[k].acked);
         seqs[k] = s->out[k].seq;
     }
-    qsort (seqs, (size_t) s->n, sizeof (uint64_t), s_cmp_u64);
+    qsort (seqs, (size_t)s->n, sizeof (uint64_t), s_cmp_u64);
     return seqs;
 }
 
@@ -292,10 +290,10 @@ static void s_sender_check_seqs (s_sender_t *s)
 {
     uint64_t *seqs = s_sender_acked_seqs (s);
     for (int k = 0; k < s->n; k++)
-        ck_assert_msg (seqs[k] == (uint64_t) k + 1,
+        ck_assert_msg (seqs[k] == (uint64_t)k + 1,
                        "%s: acked seqs are not 1..%d (position %d has %llu): a message "
                        "was stored twice or lost",
-                       s->uid, s->n, k, (unsigned long long) seqs[k]);
+                       s->uid, s->n, k, (unsigned long long)seqs[k]);
     free (seqs);
 }
 
@@ -304,15 +302,15 @@ static void s_sender_check_seqs (s_sender_t *s)
 
 //  A receiving client.
 typedef struct {
-    tk_client_t *c;    //  its connection
-    char uid[32];      //  user
-    char label[48];    //  uid/device@gw for messages
-    uint64_t *ids;     //  ids[seq]: the message delivered with seq (0: none yet)
-    size_t cap;        //  size of ids
-    uint64_t max_seq;  //  highest seq seen
-    size_t frames;     //  msg frames received, repeats included
-    size_t repeats;    //  msg frames with a seq seen before (dropped)
-    char gw[16];       //  its gateway
+    tk_client_t *c;       //  its connection
+    char uid[32];         //  user
+    char label[48];       //  uid/device@gw for messages
+    uint64_t *ids;        //  ids[seq]: the message delivered with seq (0: none yet)
+    size_t cap;           //  size of ids
+    uint64_t max_seq;     //  highest seq seen
+    size_t frames;        //  msg frames received, repeats included
+    size_t repeats;       //  msg frames with a seq seen before (dropped)
+    char gw[16];          //  its gateway
     char last_error[160]; //  the last error frame, for failure messages
 } s_device_t;
 
@@ -323,7 +321,7 @@ static void s_device_init (s_device_t *d, const char *gw, const char *uid, const
     snprintf (d->label, sizeof d->label, "%s/%s@%s", uid, device, gw);
     snprintf (d->gw, sizeof d->gw, "%s", gw);
     d->cap = 1024;
-    d->ids = (uint64_t *) zim_calloc (d->cap, sizeof (uint64_t));
+    d->ids = (uint64_t *)zim_calloc (d->cap, sizeof (uint64_t));
     d->c = s_login (gw, uid, device);
 }
 
@@ -340,16 +338,16 @@ static void s_device_take (s_device_t *d, const tk_frame_t *f)
     d->frames++;
     ck_assert_msg (f->seq > 0 && f->id > 0, "%s: msg without seq or id", d->label);
     while (f->seq >= d->cap) {
-        d->ids = (uint64_t *) realloc (d->ids, 2 * d->cap * sizeof (uint64_t));
+        d->ids = (uint64_t *)realloc (d->ids, 2 * d->cap * sizeof (uint64_t));
         ck_assert_ptr_nonnull (d->ids);
         memset (d->ids + d->cap, 0, d->cap * sizeof (uint64_t));
         d->cap *= 2;
     }
     if (d->ids[f->seq]) {
         ck_assert_msg (d->ids[f->seq] == f->id,
-                       "%s: seq %llu carried two different messages (ids %llu and %llu)",
-                       d->label, (unsigned long long) f->seq,
-                       (unsigned long long) d->ids[f->seq], (unsigned long long) f->id);
+                       "%s: seq %llu carried two different messages (ids %llu and %llu)", d->label,
+                       (unsigned long long)f->seq, (unsigned long long)d->ids[f->seq],
+                       (unsigned long long)f->id);
         d->repeats++;
         return;
     }
@@ -368,7 +366,7 @@ static void s_device_pump (s_device_t *d, int timeout_ms)
             if (strcmp (f.op, "msg") == 0)
                 s_device_take (d, &f);
             else if (strcmp (f.op, "error") == 0)
-                snprintf (d->last_error, sizeof d->last_error, "%lld %.120s", (long long) f.code,
+                snprintf (d->last_error, sizeof d->last_error, "%lld %.120s", (long long)f.code,
                           f.text);
         }
     while (zclock_mono () < deadline && !tk_closed (d->c));
@@ -390,19 +388,19 @@ static bool s_device_has (const s_device_t *d, uint64_t id)
 static size_t s_inbox (tk_client_t *c, const char *label, uint64_t **ids_p)
 {
     size_t n = 0, cap = 1024;
-    uint64_t *ids = (uint64_t *) zim_calloc (cap, sizeof (uint64_t));
+    uint64_t *ids = (uint64_t *)zim_calloc (cap, sizeof (uint64_t));
     tk_frame_t f;
     for (uint64_t rid = 900; rid < 1000; rid++) {
-        ck_assert_int_eq (tk_sync (c, (int64_t) n, 1000, rid), 0);
+        ck_assert_int_eq (tk_sync (c, (int64_t)n, 1000, rid), 0);
         do
             ck_assert_msg (tk_expect (c, "page", 10000, &f) == 0, "%s: no sync page", label);
         while (f.rid != rid);
         for (uint32_t i = 0; i < f.nmsgs && i < 1024; i++) {
             ck_assert_msg (f.seqs[i] == n + 1, "%s: sync gave seq %llu after %zu", label,
-                           (unsigned long long) f.seqs[i], n);
+                           (unsigned long long)f.seqs[i], n);
             if (n == cap) {
                 cap *= 2;
-                ids = (uint64_t *) realloc (ids, cap * sizeof (uint64_t));
+                ids = (uint64_t *)realloc (ids, cap * sizeof (uint64_t));
                 ck_assert_ptr_nonnull (ids);
             }
             ids[n++] = f.ids[i];
@@ -420,13 +418,13 @@ static size_t s_acked_to (s_sender_t *senders, int ns, const char *uid, uint64_t
 {
     size_t n = 0;
     for (int i = 0; i < ns; i++)
-        n += (size_t) senders[i].n;
-    uint64_t *ids = (uint64_t *) zim_calloc (n + 1, sizeof (uint64_t));
+        n += (size_t)senders[i].n;
+    uint64_t *ids = (uint64_t *)zim_calloc (n + 1, sizeof (uint64_t));
     n = 0;
     for (int i = 0; i < ns; i++)
         for (int k = 0; k < senders[i].n; k++)
-            if (senders[i].out[k].acked && (strcmp (senders[i].out[k].to, uid) == 0 ||
-                                            strcmp (senders[i].uid, uid) == 0))
+            if (senders[i].out[k].acked &&
+                (strcmp (senders[i].out[k].to, uid) == 0 || strcmp (senders[i].uid, uid) == 0))
                 ids[n++] = senders[i].out[k].id;
     qsort (ids, n, sizeof (uint64_t), s_cmp_u64);
     *ids_p = ids;
@@ -443,15 +441,14 @@ static void s_check_inbox (tk_client_t *c, const char *uid, s_sender_t *senders,
     qsort (have, nhave, sizeof (uint64_t), s_cmp_u64);
     for (size_t i = 1; i < nhave; i++)
         ck_assert_msg (have[i] != have[i - 1], "%s: message %llu is in the inbox twice", uid,
-                       (unsigned long long) have[i]);
+                       (unsigned long long)have[i]);
     size_t missing = 0;
     for (size_t i = 0; i < nwant; i++)
         if (!bsearch (&want[i], have, nhave, sizeof (uint64_t), s_cmp_u64))
             missing++;
-    ck_assert_msg (missing == 0, "%s: %zu of %zu acked messages are not in the inbox", uid,
-                   missing, nwant);
-    ck_assert_msg (nhave == nwant, "%s: inbox has %zu messages, %zu were acked", uid, nhave,
+    ck_assert_msg (missing == 0, "%s: %zu of %zu acked messages are not in the inbox", uid, missing,
                    nwant);
+    ck_assert_msg (nhave == nwant, "%s: inbox has %zu messages, %zu were acked", uid, nhave, nwant);
     free (want);
     free (have);
 }
@@ -543,7 +540,7 @@ START_TEST (test_cross_gateway_chat)
     ck_assert_int_eq (tk_send_wr (dv, &wr), 0);
     for (int i = 1; i <= N; i++) {
         ck_assert_int_eq (tk_expect (dv, "ack", 10000, &f), 0);
-        ck_assert_uint_eq (f.seq, (uint64_t) i);
+        ck_assert_uint_eq (f.seq, (uint64_t)i);
     }
     tk_client_t *carols[2] = {carol1, carol2};
     for (int d = 0; d < 2; d++)
@@ -552,7 +549,7 @@ START_TEST (test_cross_gateway_chat)
                            "carol's device %d got %d of %d messages", d + 1, i - 1, N);
             snprintf (cid, sizeof cid, "d%d", i);
             ck_assert_str_eq (f.body, cid);
-            ck_assert_uint_eq (f.seq, (uint64_t) i);
+            ck_assert_uint_eq (f.seq, (uint64_t)i);
         }
     //  What carol sends from gw-1 reaches her device on gw-2 and the
     //  recipient; the sending device gets the ack only.
@@ -584,13 +581,11 @@ static size_t s_unescape (char *s)
         if (*p == '\\' && p[1] == '\\') {
             s[n++] = '\\';
             p++;
-        }
-        else if (*p == '\\' && p[1] && p[2]) {
+        } else if (*p == '\\' && p[1] && p[2]) {
             char hex[3] = {p[1], p[2], 0};
-            s[n++] = (char) strtol (hex, NULL, 16);
+            s[n++] = (char)strtol (hex, NULL, 16);
             p += 2;
-        }
-        else
+        } else
             s[n++] = *p;
     }
     return n;
@@ -618,18 +613,18 @@ static zhash_t *s_dump_users (const char *env, const char *db)
         ck_assert_msg (line[0] == ' ', "unexpected mdb_dump line: %s", line);
         if (key) {
             size_t n = s_unescape (line + 1);
-            const unsigned char *k = (const unsigned char *) line + 1;
+            const unsigned char *k = (const unsigned char *)line + 1;
             ck_assert_msg (n >= 2 && k[0] + 2u <= n && k[0] + 2u + k[k[0] + 1] <= n,
                            "%s: key of %zu bytes is not [app][uid]...", db, n);
             char user[300];
             snprintf (user, sizeof user, "%.*s/%.*s", k[0], k + 1, k[k[0] + 1], k + k[0] + 2);
-            zhash_update (users, user, (void *) "");
+            zhash_update (users, user, (void *)"");
         }
         key = !key;
     }
     int rc = pclose (p);
-    ck_assert_msg (data && rc == 0,
-                   "'%s' failed (exit %d): mdb_dump from lmdb-utils is needed", cmd, rc);
+    ck_assert_msg (data && rc == 0, "'%s' failed (exit %d): mdb_dump from lmdb-utils is needed",
+                   cmd, rc);
     return users;
 }
 
@@ -666,9 +661,8 @@ START_TEST (test_users_spread_over_shards)
             else if (strcmp (f.op, "msg") == 0) {
                 ck_assert_str_eq (f.from, users[(i + U - 1) % U]);
                 got = true;
-            }
-            else
-                ck_abort_msg ("%s: unexpected %s %lld %s", users[i], f.op, (long long) f.code,
+            } else
+                ck_abort_msg ("%s: unexpected %s %lld %s", users[i], f.op, (long long)f.code,
                               f.text);
         }
     }
@@ -745,7 +739,7 @@ START_TEST (test_kill9_broker_during_stream)
             slowest = s[i].max_ack_ms;
         s_sender_check_seqs (&s[i]);
     }
-    fprintf (stderr, "test_cluster: broker kill: slowest ack %lld ms\n", (long long) slowest);
+    fprintf (stderr, "test_cluster: broker kill: slowest ack %lld ms\n", (long long)slowest);
     ck_assert_msg (errors > 0, "broker-1's senders never noticed it was killed");
     //  Every acked message reaches every device of its recipient live, once
     //  after dropping repeated seqs.
@@ -769,7 +763,7 @@ START_TEST (test_kill9_broker_during_stream)
         for (size_t k = 0; k < n; k++)
             lost += !s_device_has (&d[i], want[k]);
         //  Distinct seqs carry distinct messages: no message twice.
-        uint64_t *got = (uint64_t *) zim_calloc (d[i].max_seq + 1, sizeof (uint64_t));
+        uint64_t *got = (uint64_t *)zim_calloc (d[i].max_seq + 1, sizeof (uint64_t));
         size_t ngot = 0;
         for (uint64_t q = 1; q <= d[i].max_seq; q++)
             if (d[i].ids[q])
@@ -777,18 +771,18 @@ START_TEST (test_kill9_broker_during_stream)
         qsort (got, ngot, sizeof (uint64_t), s_cmp_u64);
         for (size_t k = 1; k < ngot; k++)
             ck_assert_msg (got[k] != got[k - 1], "%s: message %llu arrived with two seqs",
-                           d[i].label, (unsigned long long) got[k]);
+                           d[i].label, (unsigned long long)got[k]);
         fprintf (stderr,
                  "test_cluster: broker kill: %s got %zu of %zu acked live (%zu frames, %zu "
                  "repeats dropped); senders: %d messages, %d resends\n",
                  d[i].label, n - lost, n, d[i].frames, d[i].repeats, sent, resends);
-        ck_assert_msg (lost == 0, "%s: %zu of %zu acked messages never delivered", d[i].label,
-                       lost, n);
+        ck_assert_msg (lost == 0, "%s: %zu of %zu acked messages never delivered", d[i].label, lost,
+                       n);
         //  A message comes twice only when a client resent it (the stored
         //  one is delivered again with its seq); never on its own.
-        ck_assert_msg (d[i].repeats <= (size_t) resends,
-                       "%s: %zu repeated deliveries, but only %d resends", d[i].label,
-                       d[i].repeats, resends);
+        ck_assert_msg (d[i].repeats <= (size_t)resends,
+                       "%s: %zu repeated deliveries, but only %d resends", d[i].label, d[i].repeats,
+                       resends);
         ck_assert_msg (ngot == n, "%s: %zu distinct messages delivered, %zu acked", d[i].label,
                        ngot, n);
         free (got);
@@ -843,11 +837,11 @@ START_TEST (test_kill9_router_routes_rebuild)
         }
     }
     fprintf (stderr, "test_cluster: router restart: live delivery again after %lld ms\n",
-             (long long) live_ms);
+             (long long)live_ms);
     //  (the 0.5 s over 5 s is for the message's own trip)
     ck_assert_msg (live_ms >= 0 && live_ms <= 5500,
                    "no live delivery within 5 s of the router's restart (%lld ms)",
-                   (long long) live_ms);
+                   (long long)live_ms);
     s_sender_check_seqs (&alice);
     s_check_inbox (bob.c, b, &alice, 1);
     ck_assert_int_eq (tk_cluster_wait (&cl, 5000), 0);
@@ -902,7 +896,8 @@ START_TEST (test_kill9_gateway_clients_move)
     while (bob.unacked > 0 && zclock_mono () < deadline)
         s_sender_pump (&bob);
     ck_assert_msg (bob.unacked == 0, "bob: %d sends not acked after reconnecting", bob.unacked);
-    fprintf (stderr, "test_cluster: gateway kill: bob resent %d of his 20 sends after reconnecting\n",
+    fprintf (stderr,
+             "test_cluster: gateway kill: bob resent %d of his 20 sends after reconnecting\n",
              bob.resends);
     //  Both inboxes hold every acked message once, sent and received.
     s_sender_t both[2] = {alice, bob};
@@ -972,7 +967,7 @@ START_TEST (test_kill9_store_shard_restart)
     fprintf (stderr,
              "test_cluster: store restart: %d messages, %d errors or timeouts, slowest ack "
              "%lld ms\n",
-             s[0].n + s[1].n + s[2].n, errors, (long long) slowest);
+             s[0].n + s[1].n + s[2].n, errors, (long long)slowest);
     //  The crash was felt: sends failed, or waited for the shard to return.
     ck_assert_msg (errors > 0 || slowest > 500, "no send noticed the store crash");
     //  Every acked message is in its recipient's inbox, once.
@@ -1016,13 +1011,13 @@ static size_t s_not_live (s_sender_t *senders, int ns, const int *from, s_device
     for (int i = 0; i < ns; i++)
         for (int k = from[i]; k < senders[i].n; k++) {
             s_out_t *o = &senders[i].out[k];
-            if (!o->acked ||
-                (strcmp (o->to, d->uid) != 0 && strcmp (senders[i].uid, d->uid) != 0))
+            if (!o->acked || (strcmp (o->to, d->uid) != 0 && strcmp (senders[i].uid, d->uid) != 0))
                 continue;
             if (!s_device_has (d, o->id) && missing++ < 5)
-                fprintf (stderr, "test_cluster: two routers, %s: %s did not get %s's %s "
+                fprintf (stderr,
+                         "test_cluster: two routers, %s: %s did not get %s's %s "
                          "(first sent at +%lld ms) live\n",
-                         when, d->label, senders[i].uid, o->cid, (long long) (o->first_ms - t0));
+                         when, d->label, senders[i].uid, o->cid, (long long)(o->first_ms - t0));
         }
     return missing;
 }
@@ -1057,7 +1052,7 @@ static void s_sender_check_distinct (s_sender_t *s)
     for (int k = 1; k < s->n; k++)
         ck_assert_msg (seqs[k] != seqs[k - 1] && seqs[k - 1] > 0,
                        "%s: two acks name seq %llu: a message was stored twice", s->uid,
-                       (unsigned long long) seqs[k]);
+                       (unsigned long long)seqs[k]);
     free (seqs);
 }
 
@@ -1203,12 +1198,12 @@ START_TEST (test_two_routers_failover)
              "test_cluster: two routers, router-1 restarted: routes whole after %lld ms (as "
              "its counters say); %d+%d messages meanwhile, %zu not live; %d errors, %d "
              "resends after silence in all\n",
-             (long long) whole_ms, s[0].n - restart[0], s[1].n - restart[1], lost_restart,
-             errors, timeouts);
+             (long long)whole_ms, s[0].n - restart[0], s[1].n - restart[1], lost_restart, errors,
+             timeouts);
     //  (the 0.5 s over 5 s is for the status round trip that saw it)
     ck_assert_msg (whole_ms >= 0 && whole_ms <= 5500,
                    "router-1 has not the 4 routes 5 s after its restart (%lld ms)",
-                   (long long) whole_ms);
+                   (long long)whole_ms);
     //  Once they are, every message is delivered live again.
     int whole[NS];
     s_marks (s, NS, whole);
@@ -1217,8 +1212,7 @@ START_TEST (test_two_routers_failover)
     s_stream (s, NS, d, ND, NULL, 0, false, 1000);
     for (int i = 0; i < ND; i++)
         ck_assert_msg (s_not_live (s, NS, whole, &d[i], "router-1 back", back) == 0,
-                       "%s: messages not delivered live with both routers up again",
-                       d[i].label);
+                       "%s: messages not delivered live with both routers up again", d[i].label);
 
     //  Its routes are really whole: with router-2 gone, live delivery goes
     //  on through router-1 alone. Killed while nothing is in flight.
@@ -1243,6 +1237,197 @@ START_TEST (test_two_routers_failover)
         s_sender_destroy (&s[i]);
     for (int i = 0; i < ND; i++)
         s_device_destroy (&d[i]);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------
+//  Stalls (issue 10 #3): a node stopped with SIGSTOP for longer than
+//  member_timeout, as a VM pause or a long swap would, then let go. Live
+//  delivery must come back within a few seconds of its return.
+
+//  Stops victim for 5 s, then measures how long after its return a message
+//  from alice (on gw-2) reaches bob (on gw-1) live again; asserts it is
+//  within 5 s, and that it stays so.
+static void s_stall_and_return (const char *victim)
+{
+    char a[32], b[32];
+    s_pick ("sa", -1, -1, a, sizeof a);
+    s_pick ("sb", -1, -1, b, sizeof b);
+    s_sender_t alice;
+    s_sender_init (&alice, 0, "gw-2", a);
+    s_device_t bob;
+    s_device_init (&bob, "gw-1", b, "phone");
+    s_wait_routes (2);
+    s_send_all (&alice, b, 1, 10000);
+    int64_t until = zclock_mono () + 5000;
+    while (!s_device_has (&bob, alice.out[0].id) && zclock_mono () < until)
+        s_device_pump (&bob, 20);
+    ck_assert_msg (s_device_has (&bob, alice.out[0].id), "no live delivery before the stall");
+
+    tk_node_t *n = s_node (victim);
+    ck_assert_int_eq (kill (n->pid, SIGSTOP), 0);
+    zclock_sleep (5000); //  the stall itself: longer than member_timeout (3 s)
+    ck_assert_int_eq (kill (n->pid, SIGCONT), 0);
+    int64_t back = zclock_mono ();
+    //  A message sent now may still be acked without live delivery (the
+    //  routes are not whole yet): send until one arrives live.
+    int first = alice.n;
+    int64_t live_ms = -1;
+    while (live_ms < 0 && zclock_mono () - back < 8000) {
+        s_send_all (&alice, b, 1, 10000);
+        int64_t wait = zclock_mono () + 300;
+        while (zclock_mono () < wait && live_ms < 0) {
+            s_device_pump (&bob, 20);
+            for (int k = first; k < alice.n && live_ms < 0; k++)
+                if (s_device_has (&bob, alice.out[k].id))
+                    live_ms = zclock_mono () - back;
+        }
+    }
+    fprintf (stderr, "test_cluster: %s stalled 5 s: live delivery again %lld ms after its return\n",
+             victim, (long long)live_ms);
+    s_check_open (bob.c, "bob", "gw-1", "");
+    ck_assert_msg (live_ms >= 0 && live_ms <= 5000,
+                   "no live delivery within 5 s of %s's return from a 5 s stall (%lld ms)", victim,
+                   (long long)live_ms);
+    //  ... and it stays: the next messages are live too, each within 2 s.
+    for (int i = 0; i < 3; i++) {
+        s_send_all (&alice, b, 1, 10000);
+        uint64_t id = alice.out[alice.n - 1].id;
+        until = zclock_mono () + 2000;
+        while (!s_device_has (&bob, id) && zclock_mono () < until)
+            s_device_pump (&bob, 20);
+        ck_assert_msg (s_device_has (&bob, id), "message %d after the stall was not live", i);
+    }
+    s_sender_check_seqs (&alice);
+    s_check_inbox (bob.c, b, &alice, 1);
+    ck_assert_int_eq (tk_cluster_wait (&cl, 10000), 0);
+    s_sender_destroy (&alice);
+    s_device_destroy (&bob);
+}
+
+START_TEST (test_stall_gateway)
+{
+    s_stall_and_return ("gw-1");
+}
+END_TEST
+
+START_TEST (test_stall_router)
+{
+    s_stall_and_return ("router-1");
+}
+END_TEST
+
+//  ---------------------------------------------------------------------
+//  CURVE (issue 10 #4): a peer without the cluster key gets nothing
+//  through to any ZeroMQ endpoint of a cluster node.
+
+static void s_setup_curve (void)
+{
+    ck_assert_int_eq (tk_cluster_start_with (&cl, 1, 1, 1, 1, true), 0);
+}
+
+//  The counter field of node name in gw-1's status, -1 if not there.
+static long s_stat_of (const char *name, const char *field)
+{
+    char *json = tk_cluster_status (&cl, s_node ("gw-1"));
+    long value = s_stat (json, name, field);
+    free (json);
+    return value;
+}
+
+//  A DEALER to endpoint with keys: NULL (none), or its own key pair and
+//  the server key it expects.
+static zsock_t *s_probe (const char *endpoint, const zim_curve_t *keys)
+{
+    zsock_t *sock = zim_curve_socket (keys, ZMQ_DEALER, NULL, 1 << 20);
+    ck_assert_ptr_nonnull (sock);
+    zsock_set_sndtimeo (sock, 0);
+    ck_assert_int_eq (zsock_connect (sock, "%s", endpoint), 0);
+    return sock;
+}
+
+START_TEST (test_curve_backbone)
+{
+    char path[300];
+    snprintf (path, sizeof path, "%s/curve", cl.dir);
+    zim_curve_t *cluster = zim_curve_load_node (path);
+    ck_assert_ptr_nonnull (cluster);
+    //  A stranger: a key pair of its own, and the cluster's public key
+    //  (which is no secret).
+    zcert_t *cert = zcert_new ();
+    zim_curve_t *stranger = zim_curve_new (zcert_public_txt (cert), zcert_secret_txt (cert),
+                                           zim_curve_public (cluster));
+    zcert_destroy (&cert);
+    ck_assert_ptr_nonnull (stranger);
+
+    //  Every backbone server socket: garbage from a peer that completes a
+    //  handshake is counted in bad_messages. Without a key and with a
+    //  wrong one nothing arrives; with the cluster key it does (so the
+    //  probe would see it).
+    const char *targets[] = {"router-1", "store-1", "broker-1"};
+    for (size_t t = 0; t < 3; t++) {
+        tk_node_t *n = s_node (targets[t]);
+        long base = s_stat_of (n->name, "bad_messages");
+        ck_assert_int_ge (base, 0);
+        zsock_t *none = s_probe (n->bind, NULL), *wrong = s_probe (n->bind, stranger);
+        zstr_send (none, "garbage");
+        zstr_send (wrong, "garbage");
+        zclock_sleep (1500); //  time for a handshake that would succeed
+        zsock_t *right = s_probe (n->bind, cluster);
+        zstr_send (right, "garbage");
+        int64_t until = zclock_mono () + 8000;
+        long now = base;
+        while (now < base + 1 && zclock_mono () < until) {
+            zclock_sleep (200);
+            now = s_stat_of (n->name, "bad_messages");
+        }
+        ck_assert_msg (now == base + 1,
+                       "%s: bad_messages %ld, not %ld + 1 after the probe with "
+                       "the cluster key",
+                       n->name, now, base);
+        //  Two more heartbeats: nothing else came.
+        zclock_sleep (2500);
+        now = s_stat_of (n->name, "bad_messages");
+        ck_assert_msg (now == base + 1,
+                       "%s: a probe without the cluster key got through "
+                       "(bad_messages %ld, expected %ld)",
+                       n->name, now, base + 1);
+        ck_assert_msg (s_stat_of (n->name, "curve_refused") >= 1,
+                       "%s: the wrong key was not refused by ZAP", n->name);
+        zsock_destroy (&none);
+        zsock_destroy (&wrong);
+        zsock_destroy (&right);
+    }
+
+    //  The admin endpoint: no answer without an allowed key, even with the
+    //  admin key; an answer with the admin client's keys (tk_cluster_status
+    //  above) and with the cluster's.
+    tk_node_t *gw = s_node ("gw-1");
+    char *text = NULL;
+    ck_assert_int_eq (zim_admin_call (gw->admin, cl.key, 1000, "status", NULL, &text),
+                      ZIM_ERR_UNAVAILABLE);
+    zstr_free (&text);
+    ck_assert_int_eq (
+        zim_admin_call_curve (gw->admin, stranger, cl.key, 1000, "status", NULL, &text),
+        ZIM_ERR_UNAVAILABLE);
+    zstr_free (&text);
+    ck_assert_int_eq (
+        zim_admin_call_curve (gw->admin, cluster, cl.key, 2000, "status", NULL, &text), 0);
+    zstr_free (&text);
+
+    //  And the cluster works over CURVE: a message from gw-1 to gw-1.
+    tk_client_t *alice = s_login ("gw-1", "alice", "phone");
+    tk_client_t *bob = s_login ("gw-1", "bob", "phone");
+    s_wait_routes (2);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_send_text (alice, "bob", "c1", "over curve"), 0);
+    ck_assert_int_eq (tk_expect (alice, "ack", 5000, &f), 0);
+    ck_assert_int_eq (tk_expect (bob, "msg", 5000, &f), 0);
+    ck_assert_str_eq (f.body, "over curve");
+    tk_close (&alice);
+    tk_close (&bob);
+    zim_curve_destroy (&stranger);
+    zim_curve_destroy (&cluster);
 }
 END_TEST
 
@@ -1271,6 +1456,9 @@ static Suite *s_suite (void)
     s_add (s, test_kill9_gateway_clients_move);
     s_add (s, test_kill9_store_shard_restart);
     s_add_with (s, test_two_routers_failover, s_setup_two_routers);
+    s_add (s, test_stall_gateway);
+    s_add (s, test_stall_router);
+    s_add_with (s, test_curve_backbone, s_setup_curve);
     return s;
 }
 
