@@ -523,6 +523,33 @@ void zim_shell_test (bool verbose)
     zclock_sleep (60);
     zim_ratelog_warn (&rl, "test", "after the window"); //  reports the 7, then logs
     assert (rl.lines == 1 && rl.dropped == 0);
+
+    //  CURVE: a shell given the cluster key pair makes CURVE sockets; a
+    //  server socket needs the process's ZAP handler; a pair whose halves
+    //  do not match makes no socket at all.
+    zcert_t *cert = zcert_new (), *other = zcert_new ();
+    s_test_actor_t state = {0};
+    zim_shell_t *shell = zim_shell_new (NULL, &s_test_class, &state, "curve-1");
+    assert (zim_shell_set (shell, "curve_public_key", "short", NULL) == -1);
+    assert (zim_shell_set (shell, "curve_public_key", zcert_public_txt (cert), NULL) == 0);
+    assert (zim_shell_set (shell, "curve_secret_key", zcert_secret_txt (cert), NULL) == 0);
+    zsock_t *sock = zim_shell_socket (shell, ZMQ_DEALER, false);
+    assert (sock && zsock_mechanism (sock) == ZMQ_CURVE && !zsock_curve_server (sock));
+    zsock_destroy (&sock);
+    zim_zap_t *zap = zim_zap_new (zcert_public_txt (cert), NULL);
+    assert (zap || zim_zap_running ());
+    sock = zim_shell_socket (shell, ZMQ_ROUTER, true);
+    assert (sock && zsock_curve_server (sock));
+    zsock_destroy (&sock);
+    zim_zap_destroy (&zap);
+    zim_shell_destroy (&shell);
+    shell = zim_shell_new (NULL, &s_test_class, &state, "curve-2");
+    zim_shell_set (shell, "curve_public_key", zcert_public_txt (other), NULL);
+    zim_shell_set (shell, "curve_secret_key", zcert_secret_txt (cert), NULL);
+    assert (zim_shell_socket (shell, ZMQ_DEALER, false) == NULL);
+    zim_shell_destroy (&shell);
+    zcert_destroy (&cert);
+    zcert_destroy (&other);
     if (verbose)
         zsys_info ("shell: settings, commands, stats and limiter behave");
 }
