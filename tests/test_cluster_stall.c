@@ -46,18 +46,7 @@ static void s_stall_and_return (const char *victim)
     int64_t back = zclock_mono ();
     //  A message sent now may still be acked without live delivery (the
     //  routes are not whole yet): send until one arrives live.
-    int first = alice.n;
-    int64_t live_ms = -1;
-    while (live_ms < 0 && zclock_mono () - back < 8000) {
-        ct_send_all (&alice, b, 1, 10000);
-        int64_t wait = zclock_mono () + 300;
-        while (zclock_mono () < wait && live_ms < 0) {
-            ct_device_pump (&bob, 20);
-            for (int k = first; k < alice.n && live_ms < 0; k++)
-                if (ct_device_has (&bob, alice.out[k].id))
-                    live_ms = zclock_mono () - back;
-        }
-    }
+    int64_t live_ms = ct_live_again (&alice, b, &bob, back, 8000);
     fprintf (stderr, "test_cluster: %s stalled 5 s: live delivery again %lld ms after its return\n",
              victim, (long long)live_ms);
     ct_check_open (bob.c, "bob", "gw-1", "");

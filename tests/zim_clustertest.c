@@ -444,3 +444,20 @@ void ct_drain (ct_sender_t *senders, int ns, ct_device_t *devices, int nd, int t
 }
 
 //  ---------------------------------------------------------------------
+
+int64_t ct_live_again (ct_sender_t *s, const char *to, ct_device_t *d, int64_t since,
+                       int timeout_ms)
+{
+    int first = s->n;
+    while (zclock_mono () - since < timeout_ms) {
+        ct_send_all (s, to, 1, 10000);
+        int64_t wait = zclock_mono () + 300;
+        while (zclock_mono () < wait) {
+            ct_device_pump (d, 20);
+            for (int k = first; k < s->n; k++)
+                if (ct_device_has (d, s->out[k].id))
+                    return zclock_mono () - since;
+        }
+    }
+    return -1;
+}

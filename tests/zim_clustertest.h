@@ -163,4 +163,10 @@ void ct_stream (ct_sender_t *senders, int ns, ct_device_t *devices, int nd, cons
 //  Stops producing and pumps until every send is acked.
 void ct_drain (ct_sender_t *senders, int ns, ct_device_t *devices, int nd, int timeout_ms);
 
+//  Sends from s to to, one message every 300 ms, until d receives one of
+//  them live; returns how long after since (monotonic ms) that was, or -1
+//  if none did within timeout_ms of since.
+int64_t ct_live_again (ct_sender_t *s, const char *to, ct_device_t *d, int64_t since,
+                       int timeout_ms);
+
 #endif

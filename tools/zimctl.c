@@ -51,6 +51,17 @@ static void s_usage (FILE *out)
              ZIM_ADMIN_ENDPOINT);
 }
 
+//  Takes --keys and --client, which may come before or after the command;
+//  false for any other option.
+static bool s_curve_option (int c, const char **keys, const char **client)
+{
+    if (c == 'K')
+        *keys = optarg;
+    else if (c == 'L')
+        *client = optarg;
+    return c == 'K' || c == 'L';
+}
+
 //  zimctl keygen [--client NAME] DIR: exit status 0 (made or kept), 1
 //  (could not write), 2 (usage).
 static int s_keygen (int argc, char **argv, const char *client)
@@ -111,12 +122,6 @@ int main (int argc, char **argv)
                 return 2;
             }
             break;
-        case 'K':
-            keys = optarg;
-            break;
-        case 'L':
-            client = optarg;
-            break;
         case 'h':
             s_usage (stdout);
             return 0;
@@ -124,6 +129,8 @@ int main (int argc, char **argv)
             printf ("zimctl %s\n", PACKAGE_VERSION);
             return 0;
         default:
+            if (s_curve_option (c, &keys, &client))
+                break;
             fprintf (stderr, "Try 'zimctl --help'.\n");
             return 2;
         }
@@ -150,16 +157,12 @@ int main (int argc, char **argv)
         case 'J':
             json = true;
             break;
-        case 'K':
-            keys = optarg;
-            break;
-        case 'L':
-            client = optarg;
-            break;
         case 'h':
             s_usage (stdout);
             return 0;
         default:
+            if (s_curve_option (c, &keys, &client))
+                break;
             fprintf (stderr, "Try 'zimctl --help'.\n");
             return 2;
         }
