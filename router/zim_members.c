@@ -119,7 +119,7 @@ size_t zim_members_expire (zim_members_t *self, uint64_t now_ms, uint64_t timeou
         else
             zlist_append (leaving, m->name);
         if (streq (m->role, "gateway"))
-            zlist_append (gone, zim_strdup (m->name));
+            zlist_append (gone, m->name); //  copied: the list is autofree
         changed++;
     }
     for (char *name = zlist_first (leaving); name; name = zlist_next (leaving))
