@@ -653,6 +653,11 @@ void tk_node_stop (tk_node_t *n, int sig)
     n->pid = 0;
 }
 
+zsock_t *tk_cluster_socket (tk_cluster_t *c, int type)
+{
+    return zim_curve_socket (c->curve ? c->node_keys : NULL, type, NULL, 64 << 20);
+}
+
 tk_node_t *tk_cluster_node (tk_cluster_t *c, const char *name)
 {
     for (size_t i = 0; i < c->nnodes; i++)
@@ -775,7 +780,8 @@ static int s_cluster_start (tk_cluster_t *c, int routers, int stores, int broker
         //  As tools/cluster does: zimctl keygen DIR/curve.
         snprintf (path, sizeof path, "%s/curve", c->dir);
         if (zim_curve_keygen_cluster (path) < 0 || zim_curve_keygen_client (path, "admin") < 0 ||
-            !(c->keys = zim_curve_load_client (path, "admin", false)))
+            !(c->keys = zim_curve_load_client (path, "admin", false)) ||
+            !(c->node_keys = zim_curve_load_node (path)))
             return -1;
     }
     //  The brokers know every shard from the start (broker/shards).
@@ -893,6 +899,7 @@ void tk_cluster_cleanup (tk_cluster_t *c)
     for (size_t i = c->nnodes; i-- > 0;)
         tk_node_stop (&c->nodes[i], SIGKILL);
     zim_curve_destroy (&c->keys);
+    zim_curve_destroy (&c->node_keys);
     if (getenv ("ZIM_KEEP")) {
         if (c->dir[0])
             fprintf (stderr, "ZIM_KEEP: cluster data and logs kept in %s\n", c->dir);

@@ -122,6 +122,7 @@ typedef struct {
     bool curve;                     //  CURVE on every endpoint: keys made
                                     //  in DIR/curve, nodes run with --curve
     zim_curve_t *keys;              //  the admin client's keys (with curve)
+    zim_curve_t *node_keys;         //  the cluster key pair (with curve)
 } tk_cluster_t;
 
 //  Whether tk_cluster_start and tk_cluster_start_routers run the cluster
@@ -142,6 +143,11 @@ int tk_cluster_start_routers (tk_cluster_t *c, int routers, int stores, int brok
 //  The same, with CURVE on (docs/OPERATIONS.md, "CURVE keys") or off.
 int tk_cluster_start_with (tk_cluster_t *c, int routers, int stores, int brokers, int gateways,
                            bool curve);
+//  A socket that connects to a node's service endpoint as another node
+//  would: with the cluster key pair when the cluster runs CURVE, plain
+//  otherwise (for tests that play a gateway or a broker). Caller owns
+//  return value.
+zsock_t *tk_cluster_socket (tk_cluster_t *c, int type);
 //  The node called name, or NULL.
 tk_node_t *tk_cluster_node (tk_cluster_t *c, const char *name);
 //  (Re)starts a node on the endpoints it had, and waits for its ready line.
