@@ -142,9 +142,8 @@ zim_datadir_t *zim_datadir_open (zconfig_t *conf, const char *program)
         if (!self->admin_key)
             goto failed;
     }
-    const char *curve = zconfig_get (conf, "curve/enabled", "0");
-    if (streq (curve, "1") || streq (curve, "true") || streq (curve, "yes") ||
-        streq (curve, "on")) {
+    //  zim_nodeconf has checked it and made it "1" or "0".
+    if (streq (zconfig_get (conf, "curve/enabled", "0"), "1")) {
         char keys[4096];
         snprintf (keys, sizeof keys, "%s", zconfig_get (conf, "curve/keys", ""));
         if (!*keys)

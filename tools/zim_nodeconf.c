@@ -301,11 +301,14 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
         return -1;
     }
     const char *curve = zconfig_get (self->conf, "curve/enabled", "0");
-    if (s_bool (curve) < 0) {
+    int curve_on = s_bool (curve);
+    if (curve_on < 0) {
         fprintf (stderr, "%s: curve/enabled must be 1/0, true/false, yes/no or on/off, not '%s'\n",
                  self->program, curve);
         return -1;
     }
+    //  Read as "1" or "0" from here on (zim_datadir).
+    zconfig_put (self->conf, "curve/enabled", curve_on ? "1" : "0");
     const char *brokers = zconfig_get (self->conf, "server/brokers", "1");
     if (zim_parse_u64 (brokers, &n) || n < 1 || n > ZIM_MAX_BROKERS) {
         fprintf (stderr, "%s: brokers must be 1..%d, not '%s'\n", self->program, ZIM_MAX_BROKERS,
@@ -348,6 +351,14 @@ void zim_nodeconf_test (bool verbose)
     assert (streq (zim_nodeconf_get (conf, "server/name", ""), "gw-7"));
     assert (streq (zim_nodeconf_get (conf, "gateway/max_frame", ""), "1024"));
     assert (streq (zim_nodeconf_get (conf, "cluster/routers", ""), "tcp://a:1,tcp://b:2"));
+    assert (streq (zim_nodeconf_get (conf, "curve/enabled", ""), "1"));
+    zim_nodeconf_destroy (&conf);
+    const char *yes[] = {"zim-server", "--config", path, NULL};
+    FILE *yes_file = fopen (path, "w");
+    assert (yes_file && fputs ("curve\n    enabled = yes\n", yes_file) >= 0);
+    assert (fclose (yes_file) == 0);
+    conf = zim_nodeconf_new ("zim-server", ZIM_ROLE_ALL);
+    assert (s_test_parse (conf, yes) == 0);
     assert (streq (zim_nodeconf_get (conf, "curve/enabled", ""), "1"));
     zim_nodeconf_destroy (&conf);
 
