@@ -27,15 +27,21 @@ check() { name=$1; shift; if out=$("$@" 2>&1); then ok "$name"; else bad "$name"
 "$ZIMCTL" --help | grep -q "token --app" && ok "zimctl --help" || bad "zimctl --help"
 "$ZIM_CLI" --help 2>&1 | grep -q "listen" && ok "zim-cli --help" || bad "zim-cli --help"
 
-"$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" >"$log" 2>&1 &
-pid=$!
-i=0
-while ! grep -q " ready: " "$log" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 150 ] && { echo "server did not start:"; cat "$log"; exit 1; }
-    sleep 0.1
-done
+# start_server [ARG...]: zim-server on free ports with $data, in the
+# background ($pid); waits for its ready line and sets $admin.
+start_server() {
+    "$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" "$@" >"$log" 2>&1 &
+    pid=$!
+    i=0
+    while ! grep -q " ready: " "$log" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt 150 ] && { echo "server did not start:"; cat "$log"; exit 1; }
+        sleep 0.1
+    done
+    admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
+}
+
+start_server
 port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
-admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
 url="ws://127.0.0.1:$port/ws"
 export ZIM_DATA="$data"     # zimctl finds the admin key there
 
@@ -98,14 +104,7 @@ perm=$(stat -c %a "$data/curve/cluster.cert_secret")
 [ "$perm" = 600 ] && ok "the cluster secret is 0600" || bad "the cluster secret is 0600" "$perm"
 out=$("$ZIMCTL" keygen "$data/curve" 2>&1) && echo "$out" | grep -q "^kept" &&
     ok "zimctl keygen keeps existing keys" || bad "zimctl keygen keeps existing keys" "$out"
-"$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" --curve >"$log" 2>&1 &
-pid=$!
-i=0
-while ! grep -q " ready: " "$log" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 150 ] && { echo "server did not start:"; cat "$log"; exit 1; }
-    sleep 0.1
-done
-admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
+start_server --curve
 grep -q " curve=on" "$log" && ok "zim-server --curve says so" || bad "zim-server --curve says so" "$(cat "$log")"
 out=$("$ZIMCTL" -e "$admin" status --json 2>&1)   # keys found in $ZIM_DATA/curve
 echo "$out" | grep -q '"alive":true' && ok "zimctl status over CURVE" || bad "zimctl status over CURVE" "$out"

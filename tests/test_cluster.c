@@ -755,18 +755,9 @@ END_TEST
 //  ---------------------------------------------------------------------
 //  Stalls (issue 10 #3): a node stopped with SIGSTOP for longer than
 //  One case per test, so that CK_RUN_CASE=NAME runs one of them.
-static void s_add_with (Suite *s, const TTest *test, SFun setup)
-{
-    TCase *tc = tcase_create (test->name);
-    tcase_set_timeout (tc, 120); //  the kill -9 cases add up their phase budgets
-    tcase_add_checked_fixture (tc, setup, ct_teardown);
-    tcase_add_test (tc, test);
-    suite_add_tcase (s, tc);
-}
-
 static void s_add (Suite *s, const TTest *test)
 {
-    s_add_with (s, test, ct_setup);
+    ct_add_with (s, test, ct_setup);
 }
 
 static Suite *s_suite (void)
@@ -778,7 +769,7 @@ static Suite *s_suite (void)
     s_add (s, test_kill9_router_routes_rebuild);
     s_add (s, test_kill9_gateway_clients_move);
     s_add (s, test_kill9_store_shard_restart);
-    s_add_with (s, test_two_routers_failover, s_setup_two_routers);
+    ct_add_with (s, test_two_routers_failover, s_setup_two_routers);
     return s;
 }
 

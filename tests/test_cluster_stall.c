@@ -194,22 +194,12 @@ START_TEST (test_curve_backbone)
 }
 END_TEST
 
-//  One case per test, so that CK_RUN_CASE=NAME runs one of them.
-static void s_add_with (Suite *s, const TTest *test, SFun setup)
-{
-    TCase *tc = tcase_create (test->name);
-    tcase_set_timeout (tc, 120);
-    tcase_add_checked_fixture (tc, setup, ct_teardown);
-    tcase_add_test (tc, test);
-    suite_add_tcase (s, tc);
-}
-
 static Suite *s_suite (void)
 {
     Suite *s = suite_create ("cluster_stall");
-    s_add_with (s, test_stall_gateway, ct_setup);
-    s_add_with (s, test_stall_router, ct_setup);
-    s_add_with (s, test_curve_backbone, s_setup_curve);
+    ct_add_with (s, test_stall_gateway, ct_setup);
+    ct_add_with (s, test_stall_router, ct_setup);
+    ct_add_with (s, test_curve_backbone, s_setup_curve);
     return s;
 }
 

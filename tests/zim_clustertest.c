@@ -461,3 +461,12 @@ int64_t ct_live_again (ct_sender_t *s, const char *to, ct_device_t *d, int64_t s
     }
     return -1;
 }
+
+void ct_add_with (Suite *s, const TTest *test, SFun setup)
+{
+    TCase *tc = tcase_create (test->name);
+    tcase_set_timeout (tc, 120); //  the kill -9 cases add up their phase budgets
+    tcase_add_checked_fixture (tc, setup, ct_teardown);
+    tcase_add_test (tc, test);
+    suite_add_tcase (s, tc);
+}

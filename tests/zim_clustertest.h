@@ -169,4 +169,8 @@ void ct_drain (ct_sender_t *senders, int ns, ct_device_t *devices, int nd, int t
 int64_t ct_live_again (ct_sender_t *s, const char *to, ct_device_t *d, int64_t since,
                        int timeout_ms);
 
+//  Adds test to suite s as a case of its own (so that CK_RUN_CASE=NAME
+//  runs it alone), with setup and ct_teardown around it, 120 s at most.
+void ct_add_with (Suite *s, const TTest *test, SFun setup);
+
 #endif
