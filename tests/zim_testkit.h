@@ -127,7 +127,7 @@ typedef struct {
 
 //  Whether tk_cluster_start and tk_cluster_start_routers run the cluster
 //  with CURVE, as the example cluster of docs/examples/cluster does.
-#define TK_CLUSTER_CURVE false
+#define TK_CLUSTER_CURVE true
 
 //  Starts router-1, then stores store-1.., brokers broker-1.. (node id N,
 //  broker/shards naming every store) and gateways gw-1.. (on 127.0.0.1), each
