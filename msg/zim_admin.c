@@ -2,6 +2,7 @@
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
+#include "msg/zim_shell.h"
 #include "msg/zim_util.h"
 
 #include <arpa/inet.h>
@@ -73,13 +74,18 @@ int zim_admin_reply_decode (zim_rd_t *rd, int *code, zim_str_t *text)
 int zim_admin_call (const char *endpoint, const char *key, int timeout_ms, const char *verb,
                     const char *const *args, char **text)
 {
+    return zim_admin_call_curve (endpoint, NULL, key, timeout_ms, verb, args, text);
+}
+
+int zim_admin_call_curve (const char *endpoint, const zim_curve_t *curve, const char *key,
+                          int timeout_ms, const char *verb, const char *const *args, char **text)
+{
     *text = NULL;
-    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    zsock_t *sock = zim_curve_socket (curve, ZMQ_DEALER, NULL, ZIM_SHELL_MAX_MSG_SIZE);
     if (!sock) {
         *text = zim_strdup ("cannot create a socket");
         return ZIM_ERR_UNAVAILABLE;
     }
-    zsock_set_linger (sock, 0);
     zsock_set_rcvtimeo (sock, timeout_ms);
     zsock_set_sndtimeo (sock, timeout_ms);
     if (zsock_connect (sock, "%s", endpoint)) {
@@ -98,8 +104,10 @@ int zim_admin_call (const char *endpoint, const char *key, int timeout_ms, const
     zsock_destroy (&sock);
     if (!frame) {
         char buf[300];
-        snprintf (buf, sizeof buf, "no answer from %s within %d ms (is the server running?)",
-                  endpoint, timeout_ms);
+        snprintf (buf, sizeof buf, "no answer from %s within %d ms (is the server running?%s)",
+                  endpoint, timeout_ms,
+                  curve ? " does it use CURVE with these keys?"
+                        : " if it uses CURVE, give its keys: --keys DIR");
         *text = zim_strdup (buf);
         return ZIM_ERR_UNAVAILABLE;
     }
@@ -141,6 +149,20 @@ char *zim_admin_key_default (void)
     char path[4096];
     snprintf (path, sizeof path, "%s/admin.key", data && *data ? data : "./zim-data");
     return s_first_line (path);
+}
+
+char *zim_admin_keys_default (void)
+{
+    char path[4096];
+    const char *keys = getenv ("ZIM_KEYS");
+    if (keys && *keys)
+        return zim_strdup (keys);
+    const char *data = getenv ("ZIM_DATA");
+    snprintf (path, sizeof path, "%s/curve/cluster.cert", data && *data ? data : "./zim-data");
+    if (access (path, R_OK) != 0)
+        return NULL;
+    *strrchr (path, '/') = 0;
+    return zim_strdup (path);
 }
 
 void zim_admin_test (bool verbose)

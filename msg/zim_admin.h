@@ -14,6 +14,7 @@
 #ifndef ZIM_ADMIN_H_INCLUDED
 #define ZIM_ADMIN_H_INCLUDED
 
+#include "msg/zim_curve.h"
 #include "msg/zim_mp.h"
 
 #ifdef __cplusplus
@@ -51,6 +52,17 @@ int zim_admin_reply_decode (zim_rd_t *rd, int *code, zim_str_t *text);
 //  @param args NULL-terminated list of string arguments, or NULL
 int zim_admin_call (const char *endpoint, const char *key, int timeout_ms, const char *verb,
                     const char *const *args, char **text);
+
+//  The same over CURVE when curve is not NULL (the client's keys and the
+//  cluster's public key, msg/zim_curve.h).
+int zim_admin_call_curve (const char *endpoint, const zim_curve_t *curve, const char *key,
+                          int timeout_ms, const char *verb, const char *const *args,
+                          char **text);
+
+//  The CURVE keys directory a tool should use when none was given:
+//  $ZIM_KEYS, else $ZIM_DATA/curve, else ./zim-data/curve, the last two
+//  only if they hold cluster.cert. NULL if none. Caller owns return value.
+char *zim_admin_keys_default (void);
 
 //  The admin key a tool should use when none was given: $ZIM_ADMIN_KEY,
 //  else the first line of $ZIM_DATA/admin.key, else of ./zim-data/admin.key.

@@ -4,17 +4,15 @@
     actors used to repeat lives here once.
 */
 #include "msg/zim_shell.h"
+#include "msg/zim_curve.h"
 #include "msg/zim_util.h"
+#include "msg/zim_zap.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-//  Backbone messages larger than this are refused by libzmq (the peer is
-//  disconnected): far above the largest legitimate message (a broker batch
-//  is bounded in bytes well below it), far below what would hurt.
-#define S_MAX_MSG_SIZE_DEFAULT (64ull << 20)
 
 struct _zim_shell_t {
     zsock_t *pipe;                //  the actor's pipe (borrowed)
@@ -26,13 +24,46 @@ struct _zim_shell_t {
     bool terminated;              //  $TERM or closed pipe
     uint64_t max_msg_size;        //  ZMQ_MAXMSGSIZE of backbone sockets
     zim_ratelog_t ratelog;        //  peer-triggered warnings
+    char curve_public[41];        //  the cluster's public key (Z85), "" without CURVE
+    char curve_secret[41];        //  the cluster's secret key (Z85), "" without CURVE
+    zim_curve_t *curve;           //  made from both at the first socket
 };
+
+//  Reads a CURVE key setting into the 41-byte field at base + offset.
+static int s_set_key (char *field, const char *value, const char **why)
+{
+    if (*value && strlen (value) != 40) {
+        *why = "not a 40-character Z85 key";
+        return -1;
+    }
+    snprintf (field, 41, "%s", value);
+    return 0;
+}
+
+static int s_set_curve_public (void *self, const char *value, const char *value2,
+                               const char **why)
+{
+    (void) value2;
+    return s_set_key (((zim_shell_t *) self)->curve_public, value, why);
+}
+
+static int s_set_curve_secret (void *self, const char *value, const char *value2,
+                               const char **why)
+{
+    (void) value2;
+    return s_set_key (((zim_shell_t *) self)->curve_secret, value, why);
+}
 
 //  Settings every actor has, handled by the shell itself.
 static const zim_setting_t s_common[] = {
     {"max_msg_size", ZIM_SET_U64, offsetof (zim_shell_t, max_msg_size), 4096, 0, 1,
      ZIM_SET_BEFORE_START, NULL,
      "largest backbone message accepted, bytes (64 MiB); bigger ones drop the peer"},
+    {"curve_public_key", ZIM_SET_FN, 0, 0, 0, 0, ZIM_SET_BEFORE_START, s_set_curve_public,
+     "the cluster's CURVE public key (Z85): with curve_secret_key, CURVE on every backbone "
+     "socket"},
+    {"curve_secret_key", ZIM_SET_FN, 0, 0, 0, 0, ZIM_SET_BEFORE_START, s_set_curve_secret,
+     "the cluster's CURVE secret key (Z85)"},
     {NULL}};
 
 zim_shell_t *zim_shell_new (zsock_t *pipe, const zim_shell_class_t *cls, void *self,
@@ -43,7 +74,7 @@ zim_shell_t *zim_shell_new (zsock_t *pipe, const zim_shell_class_t *cls, void *s
     shell->cls = cls;
     shell->self = self;
     shell->name = zim_strdup (name);
-    shell->max_msg_size = S_MAX_MSG_SIZE_DEFAULT;
+    shell->max_msg_size = ZIM_SHELL_MAX_MSG_SIZE;
     return shell;
 }
 
@@ -58,7 +89,9 @@ void zim_shell_destroy (zim_shell_t **self_p)
             char **field = (char **)((char *)shell->self + s->offset);
             zim_free (field);
         }
+    zim_curve_destroy (&shell->curve);
     free (shell->name);
+    explicit_bzero (shell, sizeof *shell);
     free (shell);
     *self_p = NULL;
 }
@@ -177,8 +210,9 @@ int zim_shell_set (zim_shell_t *self, const char *key, const char *value, const 
             const char *why = NULL;
             if (s_apply (self, s, bases[t], value, value2, &why) == 0)
                 return 0;
-            zsys_warning ("%s: SET %s = '%s' ignored: %s", self->name, key, value,
-                          why ? why : "bad value");
+            //  Secrets stay out of the log.
+            zsys_warning ("%s: SET %s = '%s' ignored: %s", self->name, key,
+                          strstr (key, "secret") ? "(not shown)" : value, why ? why : "bad value");
             return -1;
         }
     zsys_warning ("%s: SET %s ignored: no such %s setting", self->name, key, self->cls->role);
@@ -283,15 +317,18 @@ void zim_shell_warn (zim_shell_t *self, const char *format, ...)
 
 zsock_t *zim_shell_socket (zim_shell_t *self, int type, bool server)
 {
-    zsock_t *sock = zsock_new (type);
-    if (!sock) {
-        zsys_error ("%s: cannot make a socket: %s", self->name, zmq_strerror (zmq_errno ()));
-        return NULL;
+    if (!self->curve && (*self->curve_public || *self->curve_secret)) {
+        self->curve = zim_curve_new (self->curve_public, self->curve_secret, self->curve_public);
+        if (!self->curve) {
+            zsys_error ("%s: curve_public_key and curve_secret_key are not one CURVE key pair",
+                        self->name);
+            return NULL;
+        }
     }
-    zsock_set_linger (sock, 0);
-    int64_t max = self->max_msg_size > INT64_MAX ? INT64_MAX : (int64_t)self->max_msg_size;
-    zmq_setsockopt (zsock_resolve (sock), ZMQ_MAXMSGSIZE, &max, sizeof max);
-    (void) server; //  CURVE: server sockets authenticate, clients present keys
+    int64_t max = self->max_msg_size > INT64_MAX ? INT64_MAX : (int64_t) self->max_msg_size;
+    zsock_t *sock = zim_curve_socket (self->curve, type, server ? ZIM_ZAP_BACKBONE : NULL, max);
+    if (!sock)
+        zsys_error ("%s: cannot make a backbone socket", self->name);
     return sock;
 }
 
@@ -486,6 +523,33 @@ void zim_shell_test (bool verbose)
     zclock_sleep (60);
     zim_ratelog_warn (&rl, "test", "after the window"); //  reports the 7, then logs
     assert (rl.lines == 1 && rl.dropped == 0);
+
+    //  CURVE: a shell given the cluster key pair makes CURVE sockets; a
+    //  server socket needs the process's ZAP handler; a pair whose halves
+    //  do not match makes no socket at all.
+    zcert_t *cert = zcert_new (), *other = zcert_new ();
+    s_test_actor_t state = {0};
+    zim_shell_t *shell = zim_shell_new (NULL, &s_test_class, &state, "curve-1");
+    assert (zim_shell_set (shell, "curve_public_key", "short", NULL) == -1);
+    assert (zim_shell_set (shell, "curve_public_key", zcert_public_txt (cert), NULL) == 0);
+    assert (zim_shell_set (shell, "curve_secret_key", zcert_secret_txt (cert), NULL) == 0);
+    zsock_t *sock = zim_shell_socket (shell, ZMQ_DEALER, false);
+    assert (sock && zsock_mechanism (sock) == ZMQ_CURVE && !zsock_curve_server (sock));
+    zsock_destroy (&sock);
+    zim_zap_t *zap = zim_zap_new (zcert_public_txt (cert), NULL);
+    assert (zap || zim_zap_running ());
+    sock = zim_shell_socket (shell, ZMQ_ROUTER, true);
+    assert (sock && zsock_curve_server (sock));
+    zsock_destroy (&sock);
+    zim_zap_destroy (&zap);
+    zim_shell_destroy (&shell);
+    shell = zim_shell_new (NULL, &s_test_class, &state, "curve-2");
+    zim_shell_set (shell, "curve_public_key", zcert_public_txt (other), NULL);
+    zim_shell_set (shell, "curve_secret_key", zcert_secret_txt (cert), NULL);
+    assert (zim_shell_socket (shell, ZMQ_DEALER, false) == NULL);
+    zim_shell_destroy (&shell);
+    zcert_destroy (&cert);
+    zcert_destroy (&other);
     if (verbose)
         zsys_info ("shell: settings, commands, stats and limiter behave");
 }

@@ -32,6 +32,12 @@ extern "C" {
 
 typedef struct _zim_shell_t zim_shell_t;
 
+//  Backbone messages larger than this are refused by libzmq (the peer is
+//  disconnected): far above the largest legitimate message (a broker batch
+//  is bounded in bytes well below it), far below what would hurt. The
+//  default of max_msg_size, and of the process shell's own sockets.
+#define ZIM_SHELL_MAX_MSG_SIZE (64ll << 20)
+
 //  How a setting's value is read.
 typedef enum {
     ZIM_SET_U64 = 1, //  decimal within [min, max], times scale, into a uint64_t
@@ -118,8 +124,10 @@ void zim_shell_warn (zim_shell_t *self, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 //  Makes a socket of type for backbone traffic with the shell's common
-//  options: linger 0, ZMQ_MAXMSGSIZE (max_msg_size), and the cluster's
-//  security when configured. server is true for a socket that binds (it
+//  options: linger 0, ZMQ_MAXMSGSIZE (max_msg_size), and CURVE when the
+//  settings curve_public_key and curve_secret_key give the cluster key pair
+//  (msg/zim_curve.h): a server then takes only peers holding the cluster
+//  key (ZAP domain "zim", msg/zim_zap.h), a client presents it. server is true for a socket that binds (it
 //  authenticates its peers), false for one that connects. Every socket an
 //  actor opens to another node comes from here. Caller owns return value;
 //  NULL if it cannot be made (logged).

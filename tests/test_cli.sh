@@ -27,15 +27,21 @@ check() { name=$1; shift; if out=$("$@" 2>&1); then ok "$name"; else bad "$name"
 "$ZIMCTL" --help | grep -q "token --app" && ok "zimctl --help" || bad "zimctl --help"
 "$ZIM_CLI" --help 2>&1 | grep -q "listen" && ok "zim-cli --help" || bad "zim-cli --help"
 
-"$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" >"$log" 2>&1 &
-pid=$!
-i=0
-while ! grep -q " ready: " "$log" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 150 ] && { echo "server did not start:"; cat "$log"; exit 1; }
-    sleep 0.1
-done
+# start_server [ARG...]: zim-server on free ports with $data, in the
+# background ($pid); waits for its ready line and sets $admin.
+start_server() {
+    "$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" "$@" >"$log" 2>&1 &
+    pid=$!
+    i=0
+    while ! grep -q " ready: " "$log" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt 150 ] && { echo "server did not start:"; cat "$log"; exit 1; }
+        sleep 0.1
+    done
+    admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
+}
+
+start_server
 port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
-admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
 url="ws://127.0.0.1:$port/ws"
 export ZIM_DATA="$data"     # zimctl finds the admin key there
 
@@ -82,6 +88,37 @@ echo "$out" | grep -q "delivered  200 of 200" && echo "$out" | grep -q "offered 
 
 kill "$pid"; wait "$pid"; rc=$?; pid=
 [ $rc -eq 0 ] && grep -q "shutting down" "$log" && ok "SIGTERM stops the server cleanly" || bad "SIGTERM stops the server cleanly" "rc=$rc"
+
+# A config file cannot switch dev tokens on (issue 10 #5).
+printf 'gateway\n    dev_tokens = 1\n' >"$data/dev.cfg"
+out=$("$ZIM_SERVER" -c "$data/dev.cfg" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" 2>&1)
+[ $? -eq 2 ] && echo "$out" | grep -q "gateway/dev_tokens is not a config key" &&
+    ok "gateway/dev_tokens in a config file is refused" || bad "gateway/dev_tokens in a config file is refused" "$out"
+
+# CURVE on the admin endpoint: zimctl keygen, then only a client with the
+# keys gets an answer (the admin key alone is not enough).
+out=$("$ZIMCTL" keygen "$data/curve" 2>&1) && [ -s "$data/curve/cluster.cert_secret" ] &&
+    [ -s "$data/curve/admin.cert_secret" ] && [ -s "$data/curve/clients/admin.cert" ] &&
+    ok "zimctl keygen" || bad "zimctl keygen" "$out"
+perm=$(stat -c %a "$data/curve/cluster.cert_secret")
+[ "$perm" = 600 ] && ok "the cluster secret is 0600" || bad "the cluster secret is 0600" "$perm"
+out=$("$ZIMCTL" keygen "$data/curve" 2>&1) && echo "$out" | grep -q "^kept" &&
+    ok "zimctl keygen keeps existing keys" || bad "zimctl keygen keeps existing keys" "$out"
+start_server --curve
+grep -q " curve=on" "$log" && ok "zim-server --curve says so" || bad "zim-server --curve says so" "$(cat "$log")"
+out=$("$ZIMCTL" -e "$admin" status --json 2>&1)   # keys found in $ZIM_DATA/curve
+echo "$out" | grep -q '"alive":true' && ok "zimctl status over CURVE" || bad "zimctl status over CURVE" "$out"
+"$ZIMCTL" -e "$admin" --keys "$data/nokeys" status >/dev/null 2>&1
+[ $? -eq 2 ] && ok "zimctl --keys without keys exits 2" || bad "zimctl --keys without keys exits 2"
+mkdir -p "$data/other" && "$ZIMCTL" keygen "$data/other" >/dev/null && cp "$data/curve/cluster.cert" "$data/other/"
+"$ZIMCTL" -e "$admin" -t 1000 --keys "$data/other" status >/dev/null 2>&1
+[ $? -eq 3 ] && ok "a client key the node does not know gets no answer" || bad "a client key the node does not know gets no answer"
+ZIM_DATA=/nonexistent "$ZIMCTL" -e "$admin" -t 1000 -k "$key" status >/dev/null 2>&1
+[ $? -eq 3 ] && ok "no CURVE keys: no answer" || bad "no CURVE keys: no answer"
+token=$("$ZIMCTL" -e "$admin" token --app demo --uid alice 2>&1) && [ -n "$token" ] &&
+    ok "zimctl token over CURVE" || bad "zimctl token over CURVE" "$token"
+kill "$pid"; wait "$pid"; rc=$?; pid=
+[ $rc -eq 0 ] && ok "the CURVE server stops cleanly" || bad "the CURVE server stops cleanly" "rc=$rc"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

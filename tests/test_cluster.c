@@ -8,7 +8,7 @@
 */
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
-#include "tests/zim_testkit.h"
+#include "tests/zim_clustertest.h"
 
 #include <check.h>
 #include <czmq.h>
@@ -18,500 +18,20 @@
 #include <string.h>
 #include <unistd.h>
 
-static tk_cluster_t cl;
-static const char *const s_shard_names[] = {"store-1", "store-2"};
-
-static void s_setup (void)
-{
-    ck_assert_int_eq (tk_cluster_start (&cl, 2, 2, 2), 0);
-}
-
-static void s_teardown (void)
-{
-    //  Every node still running stops cleanly, and no node of any start
-    //  logged a sanitizer report.
-    int problems = tk_cluster_stop (&cl);
-    tk_cluster_cleanup (&cl);
-    ck_assert_msg (problems == 0, "%d node(s) did not stop cleanly or logged a sanitizer report",
-                   problems);
-}
-
-static tk_node_t *s_node (const char *name)
-{
-    tk_node_t *n = tk_cluster_node (&cl, name);
-    ck_assert_ptr_nonnull (n);
-    return n;
-}
-
-//  Fails the test if the server closed c: says with which close status and
-//  last error frame, and shows the end of the gateway's log.
-static void s_check_open (tk_client_t *c, const char *label, const char *gw,
-                          const char *last_error)
-{
-    if (!tk_closed (c))
-        return;
-    tk_node_t *n = tk_cluster_node (&cl, gw);
-    if (n)
-        tk_node_log_tail (n, 20);
-    ck_abort_msg ("%s: the server closed the connection (close status %d, last error: %s)", label,
-                  tk_close_status (c), last_error[0] ? last_error : "none");
-}
-
-//  An authenticated client of uid/device on gateway gw.
-static tk_client_t *s_login (const char *gw, const char *uid, const char *device)
-{
-    tk_node_t *n = s_node (gw);
-    ck_assert_msg (n->pid > 0, "%s is not running", gw);
-    tk_client_t *c = tk_login (&n->srv, uid, device);
-    ck_assert_msg (c != NULL, "login %s/%s on %s failed", uid, device, gw);
-    tk_frame_t f;
-    ck_assert_msg (tk_expect (c, "auth_ok", 5000, &f) == 0, "no auth_ok for %s/%s on %s", uid,
-                   device, gw);
-    return c;
-}
-
-//  The counter field of node name in a status JSON (its last heartbeat's
-//  stats), or -1 if the node or the field is not there.
-static long s_stat (const char *json, const char *name, const char *field)
-{
-    char needle[64];
-    snprintf (needle, sizeof needle, "{\"name\":\"%s\"", name);
-    const char *node = json ? strstr (json, needle) : NULL;
-    if (!node)
-        return -1;
-    const char *next = strstr (node + 1, "{\"name\":");
-    snprintf (needle, sizeof needle, "\"%s\":", field);
-    const char *at = strstr (node, needle);
-    return at && (!next || at < next) ? strtol (at + strlen (needle), NULL, 10) : -1;
-}
-
-//  Waits until router holds n routes (as its counters in gw-1's map say:
-//  up to 2 s old): a device is reachable live only once its route is
-//  there, which is after its auth_ok. Returns how long it waited (ms).
-static int64_t s_wait_routes_on (const char *router, int n, int timeout_ms)
-{
-    tk_node_t *gw = s_node ("gw-1");
-    int64_t start = zclock_mono ();
-    long routes = -1;
-    while (zclock_mono () - start < timeout_ms) {
-        char *json = tk_cluster_status (&cl, gw);
-        routes = s_stat (json, router, "routes");
-        free (json);
-        if (routes >= n)
-            return zclock_mono () - start;
-        usleep (50000);
-    }
-    ck_abort_msg ("%s has %ld routes, not %d, after %d ms", router, routes, n, timeout_ms);
-    return -1;
-}
-
-static void s_wait_routes (int n)
-{
-    s_wait_routes_on ("router-1", n, 10000);
-}
-
-//  The shard index (0: store-1) of uid, as every broker computes it.
-static int s_shard_of (const char *uid)
-{
-    zim_ring_t *ring = zim_ring_new (s_shard_names, 2);
-    int shard = zim_ring_lookup (ring, zim_str ("demo"), zim_str (uid));
-    zim_ring_destroy (&ring);
-    return shard;
-}
-
-//  The broker index (0: broker-1) of sender uid while both brokers live.
-static int s_broker_of (const char *uid)
-{
-    return (int) (zim_user_hash (zim_str ("demo"), zim_str (uid)) % 2);
-}
-
-//  Picks the first uid "prefixN" on the wanted shard and broker (-1: any).
-static void s_pick (const char *prefix, int shard, int broker, char *uid, size_t size)
-{
-    for (int i = 0; i < 100000; i++) {
-        snprintf (uid, size, "%s%d", prefix, i);
-        if ((shard < 0 || s_shard_of (uid) == shard) && (broker < 0 || s_broker_of (uid) == broker))
-            return;
-    }
-    ck_abort_msg ("no user %s* on shard %d and broker %d", prefix, shard, broker);
-}
-
-static int s_cmp_u64 (const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-    return x < y ? -1 : x > y;
-}
-
-//  ---------------------------------------------------------------------
-//  Sending with retries, as a client must: the same cid again after 5030 or
-//  5040 (200 ms later) or after 2 s without an answer.
-
-#define S_MAX_OUT 4096
-
-//  One message a sender wants acked.
-typedef struct {
-    char to[32];      //  recipient
-    char cid[32];     //  client id, also the body
-    int64_t first_ms; //  first send
-    int64_t sent_ms;  //  last (re)send
-    int64_t retry_ms; //  resend at this time after an error (0: none)
-    bool acked;       //  ack received
-    uint64_t id, seq; //  from the ack
-} s_out_t;
-
-//  A sending client.
-typedef struct {
-    tk_client_t *c;        //  its connection
-    char uid[32];          //  user
-    int index;             //  in the cids: "m<index>.<n>"
-    s_out_t *out;          //  messages, S_MAX_OUT
-    int n;                 //  how many created
-    int unacked;           //  how many not acked yet
-    int64_t next_ms;       //  next new message (steady stream)
-    int errors, timeouts;  //  5030/5040 answers, resends after silence
-    int resends;           //  all resends
-    int64_t max_ack_ms;    //  longest first send -> ack
-    char gw[16];           //  its gateway
-    char last_error[160];  //  the last error frame, for failure messages
-} s_sender_t;
-
-static void s_sender_init (s_sender_t *s, int index, const char *gw, const char *uid)
-{
-    memset (s, 0, sizeof *s);
-    s->index = index;
-    snprintf (s->uid, sizeof s->uid, "%s", uid);
-    snprintf (s->gw, sizeof s->gw, "%s", gw);
-    s->out = (s_out_t *) zim_calloc (S_MAX_OUT, sizeof (s_out_t));
-    s->c = s_login (gw, uid, "phone");
-}
-
-static void s_sender_destroy (s_sender_t *s)
-{
-    tk_close (&s->c);
-    free (s->out);
-    s->out = NULL;
-}
-
-//  Queues one more message to to and sends it.
-static s_out_t *s_sender_add (s_sender_t *s, const char *to)
-{
-    ck_assert_int_lt (s->n, S_MAX_OUT);
-    s_out_t *o = &s->out[s->n];
-    snprintf (o->to, sizeof o->to, "%s", to);
-    snprintf (o->cid, sizeof o->cid, "m%d.%d", s->index, s->n);
-    s->n++;
-    s->unacked++;
-    o->first_ms = o->sent_ms = zclock_mono ();
-    ck_assert_int_eq (tk_send_text (s->c, o->to, o->cid, o->cid), 0);
-    return o;
-}
-
-//  Takes every frame the sender has now; resends what is due.
-static void s_sender_pump (s_sender_t *s)
-{
-    tk_frame_t f;
-    while (tk_recv (s->c, 1, &f) == 0) {
-        if (strcmp (f.op, "error") == 0)
-            snprintf (s->last_error, sizeof s->last_error, "%lld %.100s (cid %.30s)", (long long) f.code,
-                      f.text, f.cid);
-        int who = -1, k = -1;
-        if (sscanf (f.cid, "m%d.%d", &who, &k) != 2 || who != s->index || k < 0 || k >= s->n)
-            continue; //  not an answer to a send
-        s_out_t *o = &s->out[k];
-        if (strcmp (f.op, "ack") == 0) {
-            if (!o->acked) {
-                o->acked = true;
-                o->id = f.id;
-                o->seq = f.seq;
-                s->unacked--;
-                if (zclock_mono () - o->first_ms > s->max_ack_ms)
-                    s->max_ack_ms = zclock_mono () - o->first_ms;
-            }
-            else //  a retry of an acked send gets the original ack
-                ck_assert_msg (f.id == o->id && f.seq == o->seq,
-                               "%s: second ack of %s has id %llu seq %llu, first %llu %llu",
-                               s->uid, o->cid, (unsigned long long) f.id,
-                               (unsigned long long) f.seq, (unsigned long long) o->id,
-                               (unsigned long long) o->seq);
-        }
-        else if (strcmp (f.op, "error") == 0) {
-            ck_assert_msg (f.code == ZIM_ERR_UNAVAILABLE || f.code == ZIM_ERR_TIMEOUT,
-                           "%s: send %s answered error %lld (%s)", s->uid, o->cid,
-                           (long long) f.code, f.text);
-            s->errors++;
-            if (!o->acked)
-                o->retry_ms = zclock_mono () + 200;
-        }
-    }
-    s_check_open (s->c, s->uid, s->gw, s->last_error);
-    int64_t now = zclock_mono ();
-    for (int k = 0; k < s->n; k++) {
-        s_out_t *o = &s->out[k];
-        if (o->acked)
-            continue;
-        bool silent = !o->retry_ms && now - o->sent_ms > 2000;
-        if ((o->retry_ms && now >= o->retry_ms) || silent) {
-            s->timeouts += silent;
-            s->resends++;
-            o->retry_ms = 0;
-            o->sent_ms = now;
-            ck_assert_int_eq (tk_send_text (s->c, o->to, o->cid, o->cid), 0);
-        }
-    }
-}
-
-//  Sends n messages to to (cids prefix1..prefixN), pipelined, and waits
-//  until all are acked, retrying. The sender must have no other traffic.
-static void s_send_all (s_sender_t *s, const char *to, int n, int timeout_ms)
-{
-    for (int i = 0; i < n; i++)
-        s_sender_add (s, to);
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (s->unacked > 0 && zclock_mono () < deadline)
-        s_sender_pump (s);
-    ck_assert_msg (s->unacked == 0, "%s: %d of %d sends not acked in %d ms (%d errors, %d resends)",
-                   s->uid, s->unacked, s->n, timeout_ms, s->errors, s->resends);
-}
-
-//  The seqs of the sender's acks, sorted; each send must be acked. Caller
-//  frees.
-static uint64_t *s_sender_acked_seqs (s_sender_t *s)
-{
-    uint64_t *seqs = (uint64_t *) zim_calloc ((size_t) s->n + 1, sizeof (uint64_t));
-    for (int k = 0; k < s->n; k++) {
-        ck_assert (s->out[k].acked);
-        seqs[k] = s->out[k].seq;
-    }
-    qsort (seqs, (size_t) s->n, sizeof (uint64_t), s_cmp_u64);
-    return seqs;
-}
-
-//  Every ack of the sender names a distinct seq of its inbox, 1..n: nothing
-//  was stored twice.
-static void s_sender_check_seqs (s_sender_t *s)
-{
-    uint64_t *seqs = s_sender_acked_seqs (s);
-    for (int k = 0; k < s->n; k++)
-        ck_assert_msg (seqs[k] == (uint64_t) k + 1,
-                       "%s: acked seqs are not 1..%d (position %d has %llu): a message "
-                       "was stored twice or lost",
-                       s->uid, s->n, k, (unsigned long long) seqs[k]);
-    free (seqs);
-}
-
-//  ---------------------------------------------------------------------
-//  Receiving devices: live messages deduplicated by seq, as a client does.
-
-//  A receiving client.
-typedef struct {
-    tk_client_t *c;    //  its connection
-    char uid[32];      //  user
-    char label[48];    //  uid/device@gw for messages
-    uint64_t *ids;     //  ids[seq]: the message delivered with seq (0: none yet)
-    size_t cap;        //  size of ids
-    uint64_t max_seq;  //  highest seq seen
-    size_t frames;     //  msg frames received, repeats included
-    size_t repeats;    //  msg frames with a seq seen before (dropped)
-    char gw[16];       //  its gateway
-    char last_error[160]; //  the last error frame, for failure messages
-} s_device_t;
-
-static void s_device_init (s_device_t *d, const char *gw, const char *uid, const char *device)
-{
-    memset (d, 0, sizeof *d);
-    snprintf (d->uid, sizeof d->uid, "%s", uid);
-    snprintf (d->label, sizeof d->label, "%s/%s@%s", uid, device, gw);
-    snprintf (d->gw, sizeof d->gw, "%s", gw);
-    d->cap = 1024;
-    d->ids = (uint64_t *) zim_calloc (d->cap, sizeof (uint64_t));
-    d->c = s_login (gw, uid, device);
-}
-
-static void s_device_destroy (s_device_t *d)
-{
-    tk_close (&d->c);
-    free (d->ids);
-    d->ids = NULL;
-}
-
-//  Records one delivery: a seq seen before must carry the same message.
-static void s_device_take (s_device_t *d, const tk_frame_t *f)
-{
-    d->frames++;
-    ck_assert_msg (f->seq > 0 && f->id > 0, "%s: msg without seq or id", d->label);
-    while (f->seq >= d->cap) {
-        d->ids = (uint64_t *) realloc (d->ids, 2 * d->cap * sizeof (uint64_t));
-        ck_assert_ptr_nonnull (d->ids);
-        memset (d->ids + d->cap, 0, d->cap * sizeof (uint64_t));
-        d->cap *= 2;
-    }
-    if (d->ids[f->seq]) {
-        ck_assert_msg (d->ids[f->seq] == f->id,
-                       "%s: seq %llu carried two different messages (ids %llu and %llu)",
-                       d->label, (unsigned long long) f->seq,
-                       (unsigned long long) d->ids[f->seq], (unsigned long long) f->id);
-        d->repeats++;
-        return;
-    }
-    d->ids[f->seq] = f->id;
-    if (f->seq > d->max_seq)
-        d->max_seq = f->seq;
-}
-
-//  Takes the device's msg frames for up to timeout_ms (1: what is there).
-static void s_device_pump (s_device_t *d, int timeout_ms)
-{
-    tk_frame_t f;
-    int64_t deadline = zclock_mono () + timeout_ms;
-    do
-        while (tk_recv (d->c, 1, &f) == 0) {
-            if (strcmp (f.op, "msg") == 0)
-                s_device_take (d, &f);
-            else if (strcmp (f.op, "error") == 0)
-                snprintf (d->last_error, sizeof d->last_error, "%lld %.120s", (long long) f.code,
-                          f.text);
-        }
-    while (zclock_mono () < deadline && !tk_closed (d->c));
-    s_check_open (d->c, d->label, d->gw, d->last_error);
-}
-
-//  True if the device got a message with this id live.
-static bool s_device_has (const s_device_t *d, uint64_t id)
-{
-    for (uint64_t seq = 1; seq <= d->max_seq; seq++)
-        if (d->ids[seq] == id)
-            return true;
-    return false;
-}
-
-//  Reads uid's whole inbox through client c by sync pages from seq 0: the
-//  seqs must be 1..n without a gap. Returns n; *ids_p gets ids by seq-1
-//  (caller frees).
-static size_t s_inbox (tk_client_t *c, const char *label, uint64_t **ids_p)
-{
-    size_t n = 0, cap = 1024;
-    uint64_t *ids = (uint64_t *) zim_calloc (cap, sizeof (uint64_t));
-    tk_frame_t f;
-    for (uint64_t rid = 900; rid < 1000; rid++) {
-        ck_assert_int_eq (tk_sync (c, (int64_t) n, 1000, rid), 0);
-        do
-            ck_assert_msg (tk_expect (c, "page", 10000, &f) == 0, "%s: no sync page", label);
-        while (f.rid != rid);
-        for (uint32_t i = 0; i < f.nmsgs && i < 1024; i++) {
-            ck_assert_msg (f.seqs[i] == n + 1, "%s: sync gave seq %llu after %zu", label,
-                           (unsigned long long) f.seqs[i], n);
-            if (n == cap) {
-                cap *= 2;
-                ids = (uint64_t *) realloc (ids, cap * sizeof (uint64_t));
-                ck_assert_ptr_nonnull (ids);
-            }
-            ids[n++] = f.ids[i];
-        }
-        if (!f.more || f.nmsgs == 0)
-            break;
-    }
-    *ids_p = ids;
-    return n;
-}
-
-//  The acked ids of the senders' messages to or from uid, sorted. Returns
-//  the count.
-static size_t s_acked_to (s_sender_t *senders, int ns, const char *uid, uint64_t **ids_p)
-{
-    size_t n = 0;
-    for (int i = 0; i < ns; i++)
-        n += (size_t) senders[i].n;
-    uint64_t *ids = (uint64_t *) zim_calloc (n + 1, sizeof (uint64_t));
-    n = 0;
-    for (int i = 0; i < ns; i++)
-        for (int k = 0; k < senders[i].n; k++)
-            if (senders[i].out[k].acked && (strcmp (senders[i].out[k].to, uid) == 0 ||
-                                            strcmp (senders[i].uid, uid) == 0))
-                ids[n++] = senders[i].out[k].id;
-    qsort (ids, n, sizeof (uint64_t), s_cmp_u64);
-    *ids_p = ids;
-    return n;
-}
-
-//  uid's inbox (read by sync through c) holds exactly the acked messages
-//  of the senders to or from uid, each once, at seqs 1..n.
-static void s_check_inbox (tk_client_t *c, const char *uid, s_sender_t *senders, int ns)
-{
-    uint64_t *want, *have;
-    size_t nwant = s_acked_to (senders, ns, uid, &want);
-    size_t nhave = s_inbox (c, uid, &have);
-    qsort (have, nhave, sizeof (uint64_t), s_cmp_u64);
-    for (size_t i = 1; i < nhave; i++)
-        ck_assert_msg (have[i] != have[i - 1], "%s: message %llu is in the inbox twice", uid,
-                       (unsigned long long) have[i]);
-    size_t missing = 0;
-    for (size_t i = 0; i < nwant; i++)
-        if (!bsearch (&want[i], have, nhave, sizeof (uint64_t), s_cmp_u64))
-            missing++;
-    ck_assert_msg (missing == 0, "%s: %zu of %zu acked messages are not in the inbox", uid,
-                   missing, nwant);
-    ck_assert_msg (nhave == nwant, "%s: inbox has %zu messages, %zu were acked", uid, nhave,
-                   nwant);
-    free (want);
-    free (have);
-}
-
-//  Pumps the senders (a steady stream if produce: one new message per
-//  sender every 10 ms, at most 32 unacked each, to the recipients in
-//  turn) and the devices for duration_ms.
-static void s_stream (s_sender_t *senders, int ns, s_device_t *devices, int nd,
-                      const char *const *to, int nto, bool produce, int duration_ms)
-{
-    int64_t end = zclock_mono () + duration_ms;
-    while (zclock_mono () < end) {
-        int64_t now = zclock_mono ();
-        for (int i = 0; i < ns; i++) {
-            s_sender_t *s = &senders[i];
-            if (produce && now >= s->next_ms && s->unacked < 32) {
-                s_sender_add (s, to[(s->n + i) % nto]);
-                s->next_ms = now + 10;
-            }
-            s_sender_pump (s);
-        }
-        for (int i = 0; i < nd; i++)
-            s_device_pump (&devices[i], 1);
-    }
-}
-
-//  Stops producing and pumps until every send is acked.
-static void s_drain (s_sender_t *senders, int ns, s_device_t *devices, int nd, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int unacked = 1;
-    while (unacked && zclock_mono () < deadline) {
-        s_stream (senders, ns, devices, nd, NULL, 0, false, 20);
-        unacked = 0;
-        for (int i = 0; i < ns; i++)
-            unacked += senders[i].unacked;
-    }
-    for (int i = 0; i < ns; i++)
-        ck_assert_msg (senders[i].unacked == 0,
-                       "%s: %d of %d sends never acked in %d ms (%d errors, %d resends)",
-                       senders[i].uid, senders[i].unacked, senders[i].n, timeout_ms,
-                       senders[i].errors, senders[i].resends);
-}
-
-//  ---------------------------------------------------------------------
-
 START_TEST (test_cross_gateway_chat)
 {
     char a[32], b[32], carol[32], dave[32];
     //  Sender and recipient on different shards: the two-shard write.
-    s_pick ("alice", 0, -1, a, sizeof a);
-    s_pick ("bob", 1, -1, b, sizeof b);
-    s_pick ("carol", 1, -1, carol, sizeof carol);
-    s_pick ("dave", 0, -1, dave, sizeof dave);
-    tk_client_t *alice = s_login ("gw-1", a, "phone");
-    tk_client_t *bob = s_login ("gw-2", b, "phone");
-    tk_client_t *carol1 = s_login ("gw-1", carol, "phone");
-    tk_client_t *carol2 = s_login ("gw-2", carol, "laptop");
-    tk_client_t *dv = s_login ("gw-1", dave, "phone");
-    s_wait_routes (5);
+    ct_pick ("alice", 0, -1, a, sizeof a);
+    ct_pick ("bob", 1, -1, b, sizeof b);
+    ct_pick ("carol", 1, -1, carol, sizeof carol);
+    ct_pick ("dave", 0, -1, dave, sizeof dave);
+    tk_client_t *alice = ct_login ("gw-1", a, "phone");
+    tk_client_t *bob = ct_login ("gw-2", b, "phone");
+    tk_client_t *carol1 = ct_login ("gw-1", carol, "phone");
+    tk_client_t *carol2 = ct_login ("gw-2", carol, "laptop");
+    tk_client_t *dv = ct_login ("gw-1", dave, "phone");
+    ct_wait_routes (5);
     tk_frame_t f;
     ck_assert_int_eq (tk_send_text (alice, b, "x1", "hello across"), 0);
     ck_assert_int_eq (tk_expect (alice, "ack", 10000, &f), 0);
@@ -543,7 +63,7 @@ START_TEST (test_cross_gateway_chat)
     ck_assert_int_eq (tk_send_wr (dv, &wr), 0);
     for (int i = 1; i <= N; i++) {
         ck_assert_int_eq (tk_expect (dv, "ack", 10000, &f), 0);
-        ck_assert_uint_eq (f.seq, (uint64_t) i);
+        ck_assert_uint_eq (f.seq, (uint64_t)i);
     }
     tk_client_t *carols[2] = {carol1, carol2};
     for (int d = 0; d < 2; d++)
@@ -552,7 +72,7 @@ START_TEST (test_cross_gateway_chat)
                            "carol's device %d got %d of %d messages", d + 1, i - 1, N);
             snprintf (cid, sizeof cid, "d%d", i);
             ck_assert_str_eq (f.body, cid);
-            ck_assert_uint_eq (f.seq, (uint64_t) i);
+            ck_assert_uint_eq (f.seq, (uint64_t)i);
         }
     //  What carol sends from gw-1 reaches her device on gw-2 and the
     //  recipient; the sending device gets the ack only.
@@ -584,13 +104,11 @@ static size_t s_unescape (char *s)
         if (*p == '\\' && p[1] == '\\') {
             s[n++] = '\\';
             p++;
-        }
-        else if (*p == '\\' && p[1] && p[2]) {
+        } else if (*p == '\\' && p[1] && p[2]) {
             char hex[3] = {p[1], p[2], 0};
-            s[n++] = (char) strtol (hex, NULL, 16);
+            s[n++] = (char)strtol (hex, NULL, 16);
             p += 2;
-        }
-        else
+        } else
             s[n++] = *p;
     }
     return n;
@@ -618,18 +136,18 @@ static zhash_t *s_dump_users (const char *env, const char *db)
         ck_assert_msg (line[0] == ' ', "unexpected mdb_dump line: %s", line);
         if (key) {
             size_t n = s_unescape (line + 1);
-            const unsigned char *k = (const unsigned char *) line + 1;
+            const unsigned char *k = (const unsigned char *)line + 1;
             ck_assert_msg (n >= 2 && k[0] + 2u <= n && k[0] + 2u + k[k[0] + 1] <= n,
                            "%s: key of %zu bytes is not [app][uid]...", db, n);
             char user[300];
             snprintf (user, sizeof user, "%.*s/%.*s", k[0], k + 1, k[k[0] + 1], k + k[0] + 2);
-            zhash_update (users, user, (void *) "");
+            zhash_update (users, user, (void *)"");
         }
         key = !key;
     }
     int rc = pclose (p);
-    ck_assert_msg (data && rc == 0,
-                   "'%s' failed (exit %d): mdb_dump from lmdb-utils is needed", cmd, rc);
+    ck_assert_msg (data && rc == 0, "'%s' failed (exit %d): mdb_dump from lmdb-utils is needed",
+                   cmd, rc);
     return users;
 }
 
@@ -640,15 +158,15 @@ START_TEST (test_users_spread_over_shards)
     int on[2] = {0, 0};
     for (int i = 0; i < U; i++) {
         snprintf (users[i], sizeof users[i], "u%d", i);
-        on[s_shard_of (users[i])]++;
+        on[ct_shard_of (users[i])]++;
     }
     ck_assert_msg (on[0] >= 3 && on[1] >= 3, "users not spread: %d and %d", on[0], on[1]);
     //  Each user sends one message to the next one, logged in on
     //  alternate gateways; some pairs share a shard, most do not.
     tk_client_t *c[U];
     for (int i = 0; i < U; i++)
-        c[i] = s_login (i % 2 ? "gw-2" : "gw-1", users[i], "phone");
-    s_wait_routes (U);
+        c[i] = ct_login (i % 2 ? "gw-2" : "gw-1", users[i], "phone");
+    ct_wait_routes (U);
     tk_frame_t f;
     for (int i = 0; i < U; i++) {
         char cid[16];
@@ -666,9 +184,8 @@ START_TEST (test_users_spread_over_shards)
             else if (strcmp (f.op, "msg") == 0) {
                 ck_assert_str_eq (f.from, users[(i + U - 1) % U]);
                 got = true;
-            }
-            else
-                ck_abort_msg ("%s: unexpected %s %lld %s", users[i], f.op, (long long) f.code,
+            } else
+                ck_abort_msg ("%s: unexpected %s %lld %s", users[i], f.op, (long long)f.code,
                               f.text);
         }
     }
@@ -676,7 +193,7 @@ START_TEST (test_users_spread_over_shards)
     //  nobody else.
     for (int s = 0; s < 2; s++) {
         char env[400];
-        snprintf (env, sizeof env, "%s/%s", cl.dir, s_shard_names[s]);
+        snprintf (env, sizeof env, "%s/%s", ct_cl.dir, ct_shard_names[s]);
         const char *dbs[] = {"inbox", "seqs"};
         for (int d = 0; d < 2; d++) {
             zhash_t *found = s_dump_users (env, dbs[d]);
@@ -684,20 +201,20 @@ START_TEST (test_users_spread_over_shards)
                 char user[600];
                 snprintf (user, sizeof user, "demo/%s", users[i]);
                 bool here = zhash_lookup (found, user) != NULL;
-                ck_assert_msg (here == (s_shard_of (users[i]) == s),
-                               "%s: %s is %s in %s's %s database", s_shard_names[s], users[i],
-                               here ? "wrongly" : "not", s_shard_names[s], dbs[d]);
+                ck_assert_msg (here == (ct_shard_of (users[i]) == s),
+                               "%s: %s is %s in %s's %s database", ct_shard_names[s], users[i],
+                               here ? "wrongly" : "not", ct_shard_names[s], dbs[d]);
                 zhash_delete (found, user);
             }
             ck_assert_msg (zhash_size (found) == 0, "%s's %s database has %zu unknown users",
-                           s_shard_names[s], dbs[d], zhash_size (found));
+                           ct_shard_names[s], dbs[d], zhash_size (found));
             zhash_destroy (&found);
         }
     }
     //  Every user reads its inbox back from its own shard.
     for (int i = 0; i < U; i++) {
         uint64_t *ids;
-        size_t n = s_inbox (c[i], users[i], &ids);
+        size_t n = ct_inbox (c[i], users[i], &ids);
         ck_assert_msg (n == 2, "%s: inbox has %zu messages, not 2", users[i], n);
         free (ids);
         tk_close (&c[i]);
@@ -710,42 +227,42 @@ START_TEST (test_kill9_broker_during_stream)
     //  Four senders, two on each broker, two on each gateway; two
     //  recipients, one with a device on each gateway.
     enum { NS = 4, ND = 3 };
-    s_sender_t s[NS];
+    ct_sender_t s[NS];
     char uid[32], r1[32], r2[32];
     for (int i = 0; i < NS; i++) {
         char prefix[16];
         snprintf (prefix, sizeof prefix, "snd%d_", i);
-        s_pick (prefix, -1, i % 2, uid, sizeof uid);
-        s_sender_init (&s[i], i, i < 2 ? "gw-1" : "gw-2", uid);
+        ct_pick (prefix, -1, i % 2, uid, sizeof uid);
+        ct_sender_init (&s[i], i, i < 2 ? "gw-1" : "gw-2", uid);
     }
-    s_pick ("rcpa", -1, -1, r1, sizeof r1);
-    s_pick ("rcpb", -1, -1, r2, sizeof r2);
-    s_device_t d[ND];
-    s_device_init (&d[0], "gw-1", r1, "phone");
-    s_device_init (&d[1], "gw-2", r1, "laptop");
-    s_device_init (&d[2], "gw-2", r2, "phone");
+    ct_pick ("rcpa", -1, -1, r1, sizeof r1);
+    ct_pick ("rcpb", -1, -1, r2, sizeof r2);
+    ct_device_t d[ND];
+    ct_device_init (&d[0], "gw-1", r1, "phone");
+    ct_device_init (&d[1], "gw-2", r1, "laptop");
+    ct_device_init (&d[2], "gw-2", r2, "phone");
     const char *to[] = {r1, r2};
-    s_wait_routes (NS + ND);
+    ct_wait_routes (NS + ND);
 
-    s_stream (s, NS, d, ND, to, 2, true, 1500);
-    tk_node_t *broker = s_node ("broker-1");
+    ct_stream (s, NS, d, ND, to, 2, true, 1500);
+    tk_node_t *broker = ct_node ("broker-1");
     tk_node_stop (broker, SIGKILL);
     //  The gateways see the broker leave the map within ~4 s and move its
     //  senders to broker-2; until then their sends fail with 5030.
-    s_stream (s, NS, d, ND, to, 2, true, 5500);
-    s_drain (s, NS, d, ND, 20000);
+    ct_stream (s, NS, d, ND, to, 2, true, 5500);
+    ct_drain (s, NS, d, ND, 20000);
     int sent = 0, errors = 0, resends = 0;
     int64_t slowest = 0;
     for (int i = 0; i < NS; i++) {
         sent += s[i].n;
         resends += s[i].resends;
-        if (s_broker_of (s[i].uid) == 0)
+        if (ct_broker_of (s[i].uid) == 0)
             errors += s[i].errors + s[i].timeouts;
         if (s[i].max_ack_ms > slowest)
             slowest = s[i].max_ack_ms;
-        s_sender_check_seqs (&s[i]);
+        ct_sender_check_seqs (&s[i]);
     }
-    fprintf (stderr, "test_cluster: broker kill: slowest ack %lld ms\n", (long long) slowest);
+    fprintf (stderr, "test_cluster: broker kill: slowest ack %lld ms\n", (long long)slowest);
     ck_assert_msg (errors > 0, "broker-1's senders never noticed it was killed");
     //  Every acked message reaches every device of its recipient live, once
     //  after dropping repeated seqs.
@@ -754,123 +271,112 @@ START_TEST (test_kill9_broker_during_stream)
     while (missing && zclock_mono () < deadline) {
         missing = 0;
         for (int i = 0; i < ND; i++) {
-            s_device_pump (&d[i], 50);
+            ct_device_pump (&d[i], 50);
             uint64_t *want;
-            size_t n = s_acked_to (s, NS, d[i].uid, &want);
+            size_t n = ct_acked_to (s, NS, d[i].uid, &want);
             for (size_t k = 0; k < n; k++)
-                missing += !s_device_has (&d[i], want[k]);
+                missing += !ct_device_has (&d[i], want[k]);
             free (want);
         }
     }
     for (int i = 0; i < ND; i++) {
         uint64_t *want;
-        size_t n = s_acked_to (s, NS, d[i].uid, &want);
+        size_t n = ct_acked_to (s, NS, d[i].uid, &want);
         size_t lost = 0;
         for (size_t k = 0; k < n; k++)
-            lost += !s_device_has (&d[i], want[k]);
+            lost += !ct_device_has (&d[i], want[k]);
         //  Distinct seqs carry distinct messages: no message twice.
-        uint64_t *got = (uint64_t *) zim_calloc (d[i].max_seq + 1, sizeof (uint64_t));
+        uint64_t *got = (uint64_t *)zim_calloc (d[i].max_seq + 1, sizeof (uint64_t));
         size_t ngot = 0;
         for (uint64_t q = 1; q <= d[i].max_seq; q++)
             if (d[i].ids[q])
                 got[ngot++] = d[i].ids[q];
-        qsort (got, ngot, sizeof (uint64_t), s_cmp_u64);
+        qsort (got, ngot, sizeof (uint64_t), ct_cmp_u64);
         for (size_t k = 1; k < ngot; k++)
             ck_assert_msg (got[k] != got[k - 1], "%s: message %llu arrived with two seqs",
-                           d[i].label, (unsigned long long) got[k]);
+                           d[i].label, (unsigned long long)got[k]);
         fprintf (stderr,
                  "test_cluster: broker kill: %s got %zu of %zu acked live (%zu frames, %zu "
                  "repeats dropped); senders: %d messages, %d resends\n",
                  d[i].label, n - lost, n, d[i].frames, d[i].repeats, sent, resends);
-        ck_assert_msg (lost == 0, "%s: %zu of %zu acked messages never delivered", d[i].label,
-                       lost, n);
+        ck_assert_msg (lost == 0, "%s: %zu of %zu acked messages never delivered", d[i].label, lost,
+                       n);
         //  A message comes twice only when a client resent it (the stored
         //  one is delivered again with its seq); never on its own.
-        ck_assert_msg (d[i].repeats <= (size_t) resends,
-                       "%s: %zu repeated deliveries, but only %d resends", d[i].label,
-                       d[i].repeats, resends);
+        ck_assert_msg (d[i].repeats <= (size_t)resends,
+                       "%s: %zu repeated deliveries, but only %d resends", d[i].label, d[i].repeats,
+                       resends);
         ck_assert_msg (ngot == n, "%s: %zu distinct messages delivered, %zu acked", d[i].label,
                        ngot, n);
         free (got);
         free (want);
     }
     //  And the stores hold each once.
-    s_check_inbox (d[0].c, r1, s, NS);
-    s_check_inbox (d[2].c, r2, s, NS);
-    ck_assert_int_eq (tk_cluster_wait (&cl, 5000), 0);
+    ct_check_inbox (d[0].c, r1, s, NS);
+    ct_check_inbox (d[2].c, r2, s, NS);
+    ck_assert_int_eq (tk_cluster_wait (&ct_cl, 5000), 0);
     for (int i = 0; i < NS; i++)
-        s_sender_destroy (&s[i]);
+        ct_sender_destroy (&s[i]);
     for (int i = 0; i < ND; i++)
-        s_device_destroy (&d[i]);
+        ct_device_destroy (&d[i]);
 }
 END_TEST
 
 START_TEST (test_kill9_router_routes_rebuild)
 {
     char a[32], b[32];
-    s_pick ("ra", -1, -1, a, sizeof a);
-    s_pick ("rb", -1, -1, b, sizeof b);
-    s_sender_t alice;
-    s_sender_init (&alice, 0, "gw-1", a);
-    s_device_t bob;
-    s_device_init (&bob, "gw-2", b, "phone");
-    s_wait_routes (2);
-    s_send_all (&alice, b, 1, 10000);
-    s_device_pump (&bob, 1);
+    ct_pick ("ra", -1, -1, a, sizeof a);
+    ct_pick ("rb", -1, -1, b, sizeof b);
+    ct_sender_t alice;
+    ct_sender_init (&alice, 0, "gw-1", a);
+    ct_device_t bob;
+    ct_device_init (&bob, "gw-2", b, "phone");
+    ct_wait_routes (2);
+    ct_send_all (&alice, b, 1, 10000);
+    ct_device_pump (&bob, 1);
     int64_t until = zclock_mono () + 5000;
-    while (!s_device_has (&bob, alice.out[0].id) && zclock_mono () < until)
-        s_device_pump (&bob, 20);
-    ck_assert_msg (s_device_has (&bob, alice.out[0].id), "no live delivery before the kill");
+    while (!ct_device_has (&bob, alice.out[0].id) && zclock_mono () < until)
+        ct_device_pump (&bob, 20);
+    ck_assert_msg (ct_device_has (&bob, alice.out[0].id), "no live delivery before the kill");
 
-    tk_node_t *router = s_node ("router-1");
+    tk_node_t *router = ct_node ("router-1");
     tk_node_stop (router, SIGKILL);
     //  Without a router the sends are still stored and acked (after
     //  route_timeout), and the recipient finds them by sync.
-    s_send_all (&alice, b, 10, 15000);
-    ck_assert_int_eq (tk_node_start (&cl, router), 0);
+    ct_send_all (&alice, b, 10, 15000);
+    ck_assert_int_eq (tk_node_start (&ct_cl, router), 0);
     int64_t back = zclock_mono ();
     //  Routes rebuild: a live message reaches bob again within 5 s.
-    int first_live = alice.n;
-    int64_t live_ms = -1;
-    while (live_ms < 0 && zclock_mono () - back < 5000) {
-        s_send_all (&alice, b, 1, 10000);
-        int64_t wait = zclock_mono () + 300;
-        while (zclock_mono () < wait && live_ms < 0) {
-            s_device_pump (&bob, 20);
-            for (int k = first_live; k < alice.n && live_ms < 0; k++)
-                if (s_device_has (&bob, alice.out[k].id))
-                    live_ms = zclock_mono () - back;
-        }
-    }
+    int64_t live_ms = ct_live_again (&alice, b, &bob, back, 5000);
     fprintf (stderr, "test_cluster: router restart: live delivery again after %lld ms\n",
-             (long long) live_ms);
+             (long long)live_ms);
     //  (the 0.5 s over 5 s is for the message's own trip)
     ck_assert_msg (live_ms >= 0 && live_ms <= 5500,
                    "no live delivery within 5 s of the router's restart (%lld ms)",
-                   (long long) live_ms);
-    s_sender_check_seqs (&alice);
-    s_check_inbox (bob.c, b, &alice, 1);
-    ck_assert_int_eq (tk_cluster_wait (&cl, 5000), 0);
-    s_sender_destroy (&alice);
-    s_device_destroy (&bob);
+                   (long long)live_ms);
+    ct_sender_check_seqs (&alice);
+    ct_check_inbox (bob.c, b, &alice, 1);
+    ck_assert_int_eq (tk_cluster_wait (&ct_cl, 5000), 0);
+    ct_sender_destroy (&alice);
+    ct_device_destroy (&bob);
 }
 END_TEST
 
 START_TEST (test_kill9_gateway_clients_move)
 {
     char a[32], b[32];
-    s_pick ("ga", -1, -1, a, sizeof a);
-    s_pick ("gb", -1, -1, b, sizeof b);
-    s_sender_t alice, bob;
-    s_sender_init (&alice, 0, "gw-1", a);
-    s_sender_init (&bob, 1, "gw-2", b);
-    s_device_t alice_in;
-    s_device_init (&alice_in, "gw-1", a, "laptop");
-    s_wait_routes (3);
+    ct_pick ("ga", -1, -1, a, sizeof a);
+    ct_pick ("gb", -1, -1, b, sizeof b);
+    ct_sender_t alice, bob;
+    ct_sender_init (&alice, 0, "gw-1", a);
+    ct_sender_init (&bob, 1, "gw-2", b);
+    ct_device_t alice_in;
+    ct_device_init (&alice_in, "gw-1", a, "laptop");
+    ct_wait_routes (3);
     //  bob's sends are in flight when his gateway dies.
     for (int i = 0; i < 20; i++)
-        s_sender_add (&bob, a);
-    tk_node_stop (s_node ("gw-2"), SIGKILL);
+        ct_sender_add (&bob, a);
+    tk_node_stop (ct_node ("gw-2"), SIGKILL);
     tk_frame_t f;
     int64_t until = zclock_mono () + 5000;
     while (!tk_closed (bob.c) && zclock_mono () < until)
@@ -886,11 +392,11 @@ START_TEST (test_kill9_gateway_clients_move)
         }
     ck_assert_msg (tk_closed (bob.c), "bob's connection to the killed gateway did not close");
     //  Meanwhile alice writes to bob, who is offline.
-    s_send_all (&alice, b, 5, 10000);
+    ct_send_all (&alice, b, 5, 10000);
     //  bob reconnects to the other gateway, resends what was not acked
     //  (same cids) and syncs what he missed.
     tk_close (&bob.c);
-    bob.c = s_login ("gw-1", b, "phone");
+    bob.c = ct_login ("gw-1", b, "phone");
     for (int k = 0; k < bob.n; k++)
         if (!bob.out[k].acked) {
             bob.out[k].sent_ms = zclock_mono ();
@@ -900,38 +406,39 @@ START_TEST (test_kill9_gateway_clients_move)
         }
     int64_t deadline = zclock_mono () + 10000;
     while (bob.unacked > 0 && zclock_mono () < deadline)
-        s_sender_pump (&bob);
+        ct_sender_pump (&bob);
     ck_assert_msg (bob.unacked == 0, "bob: %d sends not acked after reconnecting", bob.unacked);
-    fprintf (stderr, "test_cluster: gateway kill: bob resent %d of his 20 sends after reconnecting\n",
+    fprintf (stderr,
+             "test_cluster: gateway kill: bob resent %d of his 20 sends after reconnecting\n",
              bob.resends);
     //  Both inboxes hold every acked message once, sent and received.
-    s_sender_t both[2] = {alice, bob};
-    s_check_inbox (bob.c, b, both, 2);
-    s_check_inbox (alice.c, a, both, 2);
+    ct_sender_t both[2] = {alice, bob};
+    ct_check_inbox (bob.c, b, both, 2);
+    ct_check_inbox (alice.c, a, both, 2);
     //  alice's laptop got each of bob's messages once (after dropping
     //  repeated seqs).
     deadline = zclock_mono () + 5000;
     size_t have = 0;
     while (have < 20 && zclock_mono () < deadline) {
-        s_device_pump (&alice_in, 50);
+        ct_device_pump (&alice_in, 50);
         have = 0;
         for (int k = 0; k < bob.n; k++)
-            have += s_device_has (&alice_in, bob.out[k].id);
+            have += ct_device_has (&alice_in, bob.out[k].id);
     }
     ck_assert_msg (have == 20, "alice got %zu of bob's 20 messages live", have);
     //  bob is live on gw-1 now.
-    s_device_t bob_in;
-    s_device_init (&bob_in, "gw-1", b, "tablet");
-    s_send_all (&alice, b, 1, 10000);
+    ct_device_t bob_in;
+    ct_device_init (&bob_in, "gw-1", b, "tablet");
+    ct_send_all (&alice, b, 1, 10000);
     deadline = zclock_mono () + 5000;
-    while (!s_device_has (&bob_in, alice.out[alice.n - 1].id) && zclock_mono () < deadline)
-        s_device_pump (&bob_in, 20);
-    ck_assert_msg (s_device_has (&bob_in, alice.out[alice.n - 1].id),
+    while (!ct_device_has (&bob_in, alice.out[alice.n - 1].id) && zclock_mono () < deadline)
+        ct_device_pump (&bob_in, 20);
+    ck_assert_msg (ct_device_has (&bob_in, alice.out[alice.n - 1].id),
                    "no live delivery to bob on gw-1");
-    s_sender_destroy (&alice);
-    s_sender_destroy (&bob);
-    s_device_destroy (&alice_in);
-    s_device_destroy (&bob_in);
+    ct_sender_destroy (&alice);
+    ct_sender_destroy (&bob);
+    ct_device_destroy (&alice_in);
+    ct_device_destroy (&bob_in);
 }
 END_TEST
 
@@ -940,52 +447,52 @@ START_TEST (test_kill9_store_shard_restart)
     //  Senders and recipients on both shards; store-1 crashes and comes back.
     enum { NS = 3, ND = 2 };
     char uid[32], r1[32], r2[32];
-    s_sender_t s[NS];
-    s_pick ("sa", 0, -1, uid, sizeof uid);
-    s_sender_init (&s[0], 0, "gw-1", uid);
-    s_pick ("sb", 1, -1, uid, sizeof uid);
-    s_sender_init (&s[1], 1, "gw-2", uid);
-    s_pick ("sc", 0, -1, uid, sizeof uid);
-    s_sender_init (&s[2], 2, "gw-2", uid);
-    s_pick ("ta", 0, -1, r1, sizeof r1);
-    s_pick ("tb", 1, -1, r2, sizeof r2);
-    s_device_t d[ND];
-    s_device_init (&d[0], "gw-1", r1, "phone");
-    s_device_init (&d[1], "gw-2", r2, "phone");
+    ct_sender_t s[NS];
+    ct_pick ("sa", 0, -1, uid, sizeof uid);
+    ct_sender_init (&s[0], 0, "gw-1", uid);
+    ct_pick ("sb", 1, -1, uid, sizeof uid);
+    ct_sender_init (&s[1], 1, "gw-2", uid);
+    ct_pick ("sc", 0, -1, uid, sizeof uid);
+    ct_sender_init (&s[2], 2, "gw-2", uid);
+    ct_pick ("ta", 0, -1, r1, sizeof r1);
+    ct_pick ("tb", 1, -1, r2, sizeof r2);
+    ct_device_t d[ND];
+    ct_device_init (&d[0], "gw-1", r1, "phone");
+    ct_device_init (&d[1], "gw-2", r2, "phone");
     const char *to[] = {r1, r2};
 
-    s_stream (s, NS, d, ND, to, 2, true, 1000);
-    tk_node_t *store = s_node ("store-1");
+    ct_stream (s, NS, d, ND, to, 2, true, 1000);
+    tk_node_t *store = ct_node ("store-1");
     tk_node_stop (store, SIGKILL);
-    s_stream (s, NS, d, ND, to, 2, true, 1000);
-    ck_assert_int_eq (tk_node_start (&cl, store), 0);
-    s_stream (s, NS, d, ND, to, 2, true, 2000);
-    s_drain (s, NS, d, ND, 30000);
+    ct_stream (s, NS, d, ND, to, 2, true, 1000);
+    ck_assert_int_eq (tk_node_start (&ct_cl, store), 0);
+    ct_stream (s, NS, d, ND, to, 2, true, 2000);
+    ct_drain (s, NS, d, ND, 30000);
     int errors = 0;
     int64_t slowest = 0;
     for (int i = 0; i < NS; i++) {
         errors += s[i].errors + s[i].timeouts;
         if (s[i].max_ack_ms > slowest)
             slowest = s[i].max_ack_ms;
-        s_sender_check_seqs (&s[i]);
+        ct_sender_check_seqs (&s[i]);
     }
     fprintf (stderr,
              "test_cluster: store restart: %d messages, %d errors or timeouts, slowest ack "
              "%lld ms\n",
-             s[0].n + s[1].n + s[2].n, errors, (long long) slowest);
+             s[0].n + s[1].n + s[2].n, errors, (long long)slowest);
     //  The crash was felt: sends failed, or waited for the shard to return.
     ck_assert_msg (errors > 0 || slowest > 500, "no send noticed the store crash");
     //  Every acked message is in its recipient's inbox, once.
-    s_check_inbox (d[0].c, r1, s, NS);
-    s_check_inbox (d[1].c, r2, s, NS);
+    ct_check_inbox (d[0].c, r1, s, NS);
+    ct_check_inbox (d[1].c, r2, s, NS);
     //  And in each sender's own inbox (its other devices sync from it).
     for (int i = 0; i < NS; i++)
-        s_check_inbox (s[i].c, s[i].uid, s, NS);
-    ck_assert_int_eq (tk_cluster_wait (&cl, 5000), 0);
+        ct_check_inbox (s[i].c, s[i].uid, s, NS);
+    ck_assert_int_eq (tk_cluster_wait (&ct_cl, 5000), 0);
     for (int i = 0; i < NS; i++)
-        s_sender_destroy (&s[i]);
+        ct_sender_destroy (&s[i]);
     for (int i = 0; i < ND; i++)
-        s_device_destroy (&d[i]);
+        ct_device_destroy (&d[i]);
 }
 END_TEST
 
@@ -995,7 +502,7 @@ END_TEST
 
 static void s_setup_two_routers (void)
 {
-    ck_assert_int_eq (tk_cluster_start_routers (&cl, 2, 1, 2, 2), 0);
+    ck_assert_int_eq (tk_cluster_start_routers (&ct_cl, 2, 1, 2, 2), 0);
 }
 
 //  True if the status JSON lists node name at all (alive or not).
@@ -1009,20 +516,20 @@ static bool s_listed (const char *json, const char *name)
 //  How many of the senders' acked messages to or from d's user, among
 //  each sender's messages from[i] on (first sent then or later), d has
 //  not received live. Prints each one missing (up to 5).
-static size_t s_not_live (s_sender_t *senders, int ns, const int *from, s_device_t *d,
+static size_t s_not_live (ct_sender_t *senders, int ns, const int *from, ct_device_t *d,
                           const char *when, int64_t t0)
 {
     size_t missing = 0;
     for (int i = 0; i < ns; i++)
         for (int k = from[i]; k < senders[i].n; k++) {
-            s_out_t *o = &senders[i].out[k];
-            if (!o->acked ||
-                (strcmp (o->to, d->uid) != 0 && strcmp (senders[i].uid, d->uid) != 0))
+            ct_out_t *o = &senders[i].out[k];
+            if (!o->acked || (strcmp (o->to, d->uid) != 0 && strcmp (senders[i].uid, d->uid) != 0))
                 continue;
-            if (!s_device_has (d, o->id) && missing++ < 5)
-                fprintf (stderr, "test_cluster: two routers, %s: %s did not get %s's %s "
+            if (!ct_device_has (d, o->id) && missing++ < 5)
+                fprintf (stderr,
+                         "test_cluster: two routers, %s: %s did not get %s's %s "
                          "(first sent at +%lld ms) live\n",
-                         when, d->label, senders[i].uid, o->cid, (long long) (o->first_ms - t0));
+                         when, d->label, senders[i].uid, o->cid, (long long)(o->first_ms - t0));
         }
     return missing;
 }
@@ -1030,40 +537,40 @@ static size_t s_not_live (s_sender_t *senders, int ns, const int *from, s_device
 //  Two senders chat: senders[i] sends to to[i], one new message every
 //  10 ms (at most 32 unacked) if produce; both and the devices are pumped
 //  for duration_ms.
-static void s_chat (s_sender_t *senders, const char *const *to, s_device_t *devices, int nd,
+static void s_chat (ct_sender_t *senders, const char *const *to, ct_device_t *devices, int nd,
                     bool produce, int duration_ms)
 {
     int64_t end = zclock_mono () + duration_ms;
     while (zclock_mono () < end) {
         int64_t now = zclock_mono ();
         for (int i = 0; i < 2; i++) {
-            s_sender_t *s = &senders[i];
+            ct_sender_t *s = &senders[i];
             if (produce && now >= s->next_ms && s->unacked < 32) {
-                s_sender_add (s, to[i]);
+                ct_sender_add (s, to[i]);
                 s->next_ms = now + 10;
             }
-            s_sender_pump (s);
+            ct_sender_pump (s);
         }
         for (int i = 0; i < nd; i++)
-            s_device_pump (&devices[i], 1);
+            ct_device_pump (&devices[i], 1);
     }
 }
 
 //  The acks of a sender that also receives: distinct seqs of its inbox
 //  (what it receives takes seqs between).
-static void s_sender_check_distinct (s_sender_t *s)
+static void s_sender_check_distinct (ct_sender_t *s)
 {
-    uint64_t *seqs = s_sender_acked_seqs (s);
+    uint64_t *seqs = ct_sender_acked_seqs (s);
     for (int k = 1; k < s->n; k++)
         ck_assert_msg (seqs[k] != seqs[k - 1] && seqs[k - 1] > 0,
                        "%s: two acks name seq %llu: a message was stored twice", s->uid,
-                       (unsigned long long) seqs[k]);
+                       (unsigned long long)seqs[k]);
     free (seqs);
 }
 
 //  The number of messages of each sender so far (where the next phase
 //  starts).
-static void s_marks (s_sender_t *senders, int ns, int *marks)
+static void s_marks (ct_sender_t *senders, int ns, int *marks)
 {
     for (int i = 0; i < ns; i++)
         marks[i] = senders[i].n;
@@ -1081,10 +588,10 @@ START_TEST (test_two_routers_failover)
         long m1 = -1, m2 = -1;
         while (zclock_mono () < deadline) {
             free (json);
-            json = tk_cluster_status (&cl, s_node (gws[g]));
+            json = tk_cluster_status (&ct_cl, ct_node (gws[g]));
             ck_assert_msg (json != NULL, "%s: no status", gws[g]);
-            m1 = s_stat (json, "router-1", "members");
-            m2 = s_stat (json, "router-2", "members");
+            m1 = ct_stat (json, "router-1", "members");
+            m2 = ct_stat (json, "router-2", "members");
             if (m1 == 7 && m2 == 7)
                 break;
             usleep (100000);
@@ -1100,22 +607,22 @@ START_TEST (test_two_routers_failover)
     //  alice (gw-1) and bob (gw-2) chat; each has a second device on the
     //  other side that receives.
     char a[32], b[32];
-    s_pick ("twa", -1, -1, a, sizeof a);
-    s_pick ("twb", -1, -1, b, sizeof b);
-    s_sender_t s[NS];
-    s_sender_init (&s[0], 0, "gw-1", a);
-    s_sender_init (&s[1], 1, "gw-2", b);
-    s_device_t d[ND];
-    s_device_init (&d[0], "gw-2", b, "laptop");
-    s_device_init (&d[1], "gw-1", a, "laptop");
+    ct_pick ("twa", -1, -1, a, sizeof a);
+    ct_pick ("twb", -1, -1, b, sizeof b);
+    ct_sender_t s[NS];
+    ct_sender_init (&s[0], 0, "gw-1", a);
+    ct_sender_init (&s[1], 1, "gw-2", b);
+    ct_device_t d[ND];
+    ct_device_init (&d[0], "gw-2", b, "laptop");
+    ct_device_init (&d[1], "gw-1", a, "laptop");
     const char *to[] = {b, a};
     //  Presence goes to both routers: both hold the 4 sessions.
-    s_wait_routes_on ("router-1", 4, 5000);
-    s_wait_routes_on ("router-2", 4, 5000);
-    s_send_all (&s[0], b, 1, 5000);
-    s_send_all (&s[1], a, 1, 5000);
+    ct_wait_routes_on ("router-1", 4, 5000);
+    ct_wait_routes_on ("router-2", 4, 5000);
+    ct_send_all (&s[0], b, 1, 5000);
+    ct_send_all (&s[1], a, 1, 5000);
     int marks[NS] = {0, 0};
-    s_stream (s, NS, d, ND, NULL, 0, false, 500);
+    ct_stream (s, NS, d, ND, NULL, 0, false, 500);
     for (int i = 0; i < ND; i++)
         ck_assert_msg (s_not_live (s, NS, marks, &d[i], "before the kill", zclock_mono ()) == 0,
                        "%s: no live delivery with both routers up", d[i].label);
@@ -1124,7 +631,7 @@ START_TEST (test_two_routers_failover)
     int before[NS], after[NS];
     s_marks (s, NS, before);
     s_chat (s, to, d, ND, true, 500);
-    tk_node_stop (s_node ("router-1"), SIGKILL);
+    tk_node_stop (ct_node ("router-1"), SIGKILL);
     int64_t killed = zclock_mono ();
     //  The brokers' I/O threads see router-1's connection close a moment
     //  after the kill: what is sent in the first 300 ms is counted with the
@@ -1132,8 +639,8 @@ START_TEST (test_two_routers_failover)
     s_chat (s, to, d, ND, true, 300);
     s_marks (s, NS, after);
     s_chat (s, to, d, ND, true, 500);
-    s_drain (s, NS, d, ND, 5000);
-    s_stream (s, NS, d, ND, NULL, 0, false, 2000);
+    ct_drain (s, NS, d, ND, 5000);
+    ct_stream (s, NS, d, ND, NULL, 0, false, 2000);
     //  Every message first sent from 300 ms after the kill on is acked and
     //  delivered live (within the 2 s pumped here; in practice at once): the
     //  brokers' DEALER to the routers has ZMQ_IMMEDIATE, and a process killed
@@ -1161,10 +668,10 @@ START_TEST (test_two_routers_failover)
 
     //  The dead router leaves the map of the other router and of every
     //  node (routers are members like the others; only stores stay).
-    ck_assert_int_eq (tk_cluster_wait (&cl, 8000), 0);
+    ck_assert_int_eq (tk_cluster_wait (&ct_cl, 8000), 0);
     const char *others[] = {"router-2", "broker-1", "gw-2"};
     for (int i = 0; i < 3; i++) {
-        char *json = tk_cluster_status (&cl, s_node (others[i]));
+        char *json = tk_cluster_status (&ct_cl, ct_node (others[i]));
         ck_assert_msg (json && !s_listed (json, "router-1") && s_listed (json, "router-2"),
                        "%s's map still lists router-1: %s", others[i], json ? json : "no answer");
         free (json);
@@ -1180,21 +687,21 @@ START_TEST (test_two_routers_failover)
     //  And a gateway may answer a few sends 5030: router-1's first maps
     //  hold only the members that said HELLO so far, and a gateway takes
     //  the brokers of any map as the live ones. Counted and printed.
-    tk_node_t *r1 = s_node ("router-1");
-    ck_assert_int_eq (tk_node_start (&cl, r1), 0);
+    tk_node_t *r1 = ct_node ("router-1");
+    ck_assert_int_eq (tk_node_start (&ct_cl, r1), 0);
     int64_t back = zclock_mono ();
     int restart[NS];
     s_marks (s, NS, restart);
     int64_t whole_ms = -1;
     while (whole_ms < 0 && zclock_mono () - back < 5000) {
         s_chat (s, to, d, ND, true, 100);
-        char *json = tk_cluster_status (&cl, s_node ("gw-1"));
-        if (s_stat (json, "router-1", "routes") >= 4)
+        char *json = tk_cluster_status (&ct_cl, ct_node ("gw-1"));
+        if (ct_stat (json, "router-1", "routes") >= 4)
             whole_ms = zclock_mono () - back;
         free (json);
     }
-    s_drain (s, NS, d, ND, 5000);
-    s_stream (s, NS, d, ND, NULL, 0, false, 1000);
+    ct_drain (s, NS, d, ND, 5000);
+    ct_stream (s, NS, d, ND, NULL, 0, false, 1000);
     size_t lost_restart = 0;
     for (int i = 0; i < ND; i++)
         lost_restart += s_not_live (s, NS, restart, &d[i], "router-1 restarting", back);
@@ -1203,31 +710,30 @@ START_TEST (test_two_routers_failover)
              "test_cluster: two routers, router-1 restarted: routes whole after %lld ms (as "
              "its counters say); %d+%d messages meanwhile, %zu not live; %d errors, %d "
              "resends after silence in all\n",
-             (long long) whole_ms, s[0].n - restart[0], s[1].n - restart[1], lost_restart,
-             errors, timeouts);
+             (long long)whole_ms, s[0].n - restart[0], s[1].n - restart[1], lost_restart, errors,
+             timeouts);
     //  (the 0.5 s over 5 s is for the status round trip that saw it)
     ck_assert_msg (whole_ms >= 0 && whole_ms <= 5500,
                    "router-1 has not the 4 routes 5 s after its restart (%lld ms)",
-                   (long long) whole_ms);
+                   (long long)whole_ms);
     //  Once they are, every message is delivered live again.
     int whole[NS];
     s_marks (s, NS, whole);
     s_chat (s, to, d, ND, true, 300);
-    s_drain (s, NS, d, ND, 5000);
-    s_stream (s, NS, d, ND, NULL, 0, false, 1000);
+    ct_drain (s, NS, d, ND, 5000);
+    ct_stream (s, NS, d, ND, NULL, 0, false, 1000);
     for (int i = 0; i < ND; i++)
         ck_assert_msg (s_not_live (s, NS, whole, &d[i], "router-1 back", back) == 0,
-                       "%s: messages not delivered live with both routers up again",
-                       d[i].label);
+                       "%s: messages not delivered live with both routers up again", d[i].label);
 
     //  Its routes are really whole: with router-2 gone, live delivery goes
     //  on through router-1 alone. Killed while nothing is in flight.
-    s_stream (s, NS, d, ND, NULL, 0, false, 200);
-    tk_node_stop (s_node ("router-2"), SIGKILL);
+    ct_stream (s, NS, d, ND, NULL, 0, false, 200);
+    tk_node_stop (ct_node ("router-2"), SIGKILL);
     s_marks (s, NS, after);
-    s_send_all (&s[0], b, 10, 5000);
-    s_send_all (&s[1], a, 10, 5000);
-    s_stream (s, NS, d, ND, NULL, 0, false, 2000);
+    ct_send_all (&s[0], b, 10, 5000);
+    ct_send_all (&s[1], a, 10, 5000);
+    ct_stream (s, NS, d, ND, NULL, 0, false, 2000);
     for (int i = 0; i < ND; i++)
         ck_assert_msg (s_not_live (s, NS, after, &d[i], "router-2 killed", zclock_mono ()) == 0,
                        "%s: messages not delivered live through the restarted router-1",
@@ -1237,28 +743,21 @@ START_TEST (test_two_routers_failover)
     //  acked message once (those not delivered live are found by sync).
     for (int i = 0; i < NS; i++)
         s_sender_check_distinct (&s[i]);
-    s_check_inbox (d[0].c, b, s, NS);
-    s_check_inbox (d[1].c, a, s, NS);
+    ct_check_inbox (d[0].c, b, s, NS);
+    ct_check_inbox (d[1].c, a, s, NS);
     for (int i = 0; i < NS; i++)
-        s_sender_destroy (&s[i]);
+        ct_sender_destroy (&s[i]);
     for (int i = 0; i < ND; i++)
-        s_device_destroy (&d[i]);
+        ct_device_destroy (&d[i]);
 }
 END_TEST
 
+//  ---------------------------------------------------------------------
+//  Stalls (issue 10 #3): a node stopped with SIGSTOP for longer than
 //  One case per test, so that CK_RUN_CASE=NAME runs one of them.
-static void s_add_with (Suite *s, const TTest *test, SFun setup)
-{
-    TCase *tc = tcase_create (test->name);
-    tcase_set_timeout (tc, 120); //  the kill -9 cases add up their phase budgets
-    tcase_add_checked_fixture (tc, setup, s_teardown);
-    tcase_add_test (tc, test);
-    suite_add_tcase (s, tc);
-}
-
 static void s_add (Suite *s, const TTest *test)
 {
-    s_add_with (s, test, s_setup);
+    ct_add_with (s, test, ct_setup);
 }
 
 static Suite *s_suite (void)
@@ -1270,7 +769,7 @@ static Suite *s_suite (void)
     s_add (s, test_kill9_router_routes_rebuild);
     s_add (s, test_kill9_gateway_clients_move);
     s_add (s, test_kill9_store_shard_restart);
-    s_add_with (s, test_two_routers_failover, s_setup_two_routers);
+    ct_add_with (s, test_two_routers_failover, s_setup_two_routers);
     return s;
 }
 

@@ -87,6 +87,15 @@ if [ "$started" = yes ]; then
         bad "zimctl status on gw-1 shows 7 nodes alive" "$st"
     "$tool" --bin "$bin" --configs "$work/cfg" status "$dir" >/dev/null 2>&1 &&
         ok "tools/cluster status" || bad "tools/cluster status"
+    # The example runs with CURVE: up made the keys, and a client without
+    # them gets no answer even with the admin key.
+    if grep -q "enabled = 1" "$work/cfg/gw-1.cfg"; then
+        [ -s "$dir/curve/cluster.cert_secret" ] && [ -s "$dir/curve/clients/admin.cert" ] &&
+            ok "up made the CURVE keys" || bad "up made the CURVE keys"
+        ZIM_DATA=/nonexistent "$bin/zimctl" -e "$admin" -k "$(cat "$dir/admin.key")" -t 1000 \
+            status >/dev/null 2>&1
+        [ $? -eq 3 ] && ok "no answer without the CURVE keys" || bad "no answer without the CURVE keys"
+    fi
 
     kill -9 "$(cat "$dir/broker-1.pid")"
     sleep 0.2

@@ -9,6 +9,8 @@
 #include "msg/zim_msg.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_shell.h"
+#include "msg/zim_curve.h"
+#include "msg/zim_zap.h"
 #include "store/zim_store.h"
 #include "store/zim_commit.h"
 #include "store/zim_db.h"
@@ -21,6 +23,8 @@
 #include "store/zim_reader.h"
 #include "store/zim_retention.h"
 #include "router/zim_router.h"
+#include "router/zim_routes.h"
+#include "router/zim_members.h"
 #include "broker/zim_broker.h"
 #include "broker/zim_deliver.h"
 #include "broker/zim_reads.h"
@@ -46,6 +50,11 @@
 #include "sdk/c/zim_sdk_outq.h"
 #include "sdk/c/zim_sdk_reqs.h"
 #include "sdk/c/zim_sdk_sendq.h"
+#include "tools/zim_nodeconf.h"
+#include "tools/zim_datadir.h"
+#include "tools/zim_adminsrv.h"
+#include "tools/zim_membership.h"
+#include "tools/zim_node.h"
 
 typedef struct {
     const char *name;           //  name to select it on the command line
@@ -94,6 +103,15 @@ static const s_test_t s_tests[] = {
     {"sdk_inbox", zim_sdk_inbox_test},
     {"sdk_json", zim_sdk_json_test},
     {"client", zim_sdk_client_test},
+    {"curve", zim_curve_test},
+    {"zap", zim_zap_test},
+    {"routes", zim_routes_test},
+    {"members", zim_members_test},
+    {"nodeconf", zim_nodeconf_test},
+    {"datadir", zim_datadir_test},
+    {"adminsrv", zim_adminsrv_test},
+    {"membership", zim_membership_test},
+    {"node", zim_node_test},
 };
 
 int main (int argc, char **argv)

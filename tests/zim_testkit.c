@@ -133,7 +133,7 @@ char *tk_token (tk_server_t *srv, const char *uid, int ttl)
     snprintf (ttl_s, sizeof ttl_s, "%d", ttl);
     const char *args[] = {"demo", uid, ttl_s, NULL};
     char *text = NULL;
-    int code = zim_admin_call (srv->admin, srv->key, 5000, "token", args, &text);
+    int code = zim_admin_call_curve (srv->admin, srv->curve, srv->key, 5000, "token", args, &text);
     if (code != 0) {
         fprintf (stderr, "token for %s failed: %d %s\n", uid, code, text ? text : "");
         free (text);
@@ -507,6 +507,8 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
     snprintf (node_id, sizeof node_id, "%d", n->index);
     const char *argv[32] = {program, "--name", n->name, "--admin", n->admin, "--data", c->dir};
     int argc = 7;
+    if (c->curve)
+        argv[argc++] = "--curve";
     bool gateway = strcmp (n->program, "zim-gateway") == 0;
     if (!gateway) {
         argv[argc++] = "--bind";
@@ -593,6 +595,7 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
                 snprintf (n->srv.data, sizeof n->srv.data, "%s", c->dir);
                 snprintf (n->srv.key, sizeof n->srv.key, "%s", c->key);
                 snprintf (n->srv.log, sizeof n->srv.log, "%s", n->log);
+                n->srv.curve = c->keys;
                 return 0;
             }
         }
@@ -650,6 +653,11 @@ void tk_node_stop (tk_node_t *n, int sig)
     n->pid = 0;
 }
 
+zsock_t *tk_cluster_socket (tk_cluster_t *c, int type)
+{
+    return zim_curve_socket (c->curve ? c->node_keys : NULL, type, NULL, 64 << 20);
+}
+
 tk_node_t *tk_cluster_node (tk_cluster_t *c, const char *name)
 {
     for (size_t i = 0; i < c->nnodes; i++)
@@ -675,7 +683,7 @@ static tk_node_t *s_cluster_add (tk_cluster_t *c, const char *program, const cha
 char *tk_cluster_status (tk_cluster_t *c, const tk_node_t *n)
 {
     char *text = NULL;
-    int code = zim_admin_call (n->admin, c->key, 2000, "status", NULL, &text);
+    int code = zim_admin_call_curve (n->admin, c->keys, c->key, 2000, "status", NULL, &text);
     if (code != 0) {
         free (text);
         return NULL;
@@ -768,6 +776,14 @@ static int s_cluster_start (tk_cluster_t *c, int routers, int stores, int broker
     if (s_write_secret (path) || s_read_file (path, c->key, sizeof c->key) <= 0)
         return -1;
     c->key[strcspn (c->key, "\r\n")] = 0;
+    if (c->curve) {
+        //  As tools/cluster does: zimctl keygen DIR/curve.
+        snprintf (path, sizeof path, "%s/curve", c->dir);
+        if (zim_curve_keygen_cluster (path) < 0 || zim_curve_keygen_client (path, "admin") < 0 ||
+            !(c->keys = zim_curve_load_client (path, "admin", false)) ||
+            !(c->node_keys = zim_curve_load_node (path)))
+            return -1;
+    }
     //  The brokers know every shard from the start (broker/shards).
     snprintf (c->broker_cfg, sizeof c->broker_cfg, "%s/broker.cfg", c->dir);
     FILE *f = fopen (c->broker_cfg, "w");
@@ -798,13 +814,20 @@ static int s_cluster_start (tk_cluster_t *c, int routers, int stores, int broker
 
 int tk_cluster_start (tk_cluster_t *c, int stores, int brokers, int gateways)
 {
-    return tk_cluster_start_routers (c, 1, stores, brokers, gateways);
+    return tk_cluster_start_with (c, 1, stores, brokers, gateways, TK_CLUSTER_CURVE);
 }
 
 int tk_cluster_start_routers (tk_cluster_t *c, int routers, int stores, int brokers,
                               int gateways)
 {
+    return tk_cluster_start_with (c, routers, stores, brokers, gateways, TK_CLUSTER_CURVE);
+}
+
+int tk_cluster_start_with (tk_cluster_t *c, int routers, int stores, int brokers, int gateways,
+                           bool curve)
+{
     memset (c, 0, sizeof *c);
+    c->curve = curve;
     if (routers >= 1 && routers + stores + brokers + gateways <= TK_CLUSTER_MAX &&
         s_cluster_start (c, routers, stores, brokers, gateways) == 0)
         return 0;
@@ -875,6 +898,8 @@ void tk_cluster_cleanup (tk_cluster_t *c)
 {
     for (size_t i = c->nnodes; i-- > 0;)
         tk_node_stop (&c->nodes[i], SIGKILL);
+    zim_curve_destroy (&c->keys);
+    zim_curve_destroy (&c->node_keys);
     if (getenv ("ZIM_KEEP")) {
         if (c->dir[0])
             fprintf (stderr, "ZIM_KEEP: cluster data and logs kept in %s\n", c->dir);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "msg/zim_curve.h"
 #include "msg/zim_mp.h"
 
 //  A zim-server child process.
@@ -20,6 +21,8 @@ typedef struct {
     char data[256];      //  its data directory
     char key[128];       //  its admin key
     char log[300];       //  its stdout/stderr log file
+    const zim_curve_t *curve; //  CURVE client keys of its admin endpoint, or
+                              //  NULL (borrowed)
 } tk_server_t;
 
 //  Starts zim-server with a fresh data dir (or data if not NULL, to restart
@@ -116,7 +119,15 @@ typedef struct {
     char broker_cfg[300];           //  config file the brokers read
     tk_node_t nodes[TK_CLUSTER_MAX]; //  start order
     size_t nnodes;                  //  how many
+    bool curve;                     //  CURVE on every endpoint: keys made
+                                    //  in DIR/curve, nodes run with --curve
+    zim_curve_t *keys;              //  the admin client's keys (with curve)
+    zim_curve_t *node_keys;         //  the cluster key pair (with curve)
 } tk_cluster_t;
+
+//  Whether tk_cluster_start and tk_cluster_start_routers run the cluster
+//  with CURVE, as the example cluster of docs/examples/cluster does.
+#define TK_CLUSTER_CURVE true
 
 //  Starts router-1, then stores store-1.., brokers broker-1.. (node id N,
 //  broker/shards naming every store) and gateways gw-1.. (on 127.0.0.1), each
@@ -129,6 +140,14 @@ int tk_cluster_start (tk_cluster_t *c, int stores, int brokers, int gateways);
 //  hears every node and publishes the whole map.
 int tk_cluster_start_routers (tk_cluster_t *c, int routers, int stores, int brokers,
                               int gateways);
+//  The same, with CURVE on (docs/OPERATIONS.md, "CURVE keys") or off.
+int tk_cluster_start_with (tk_cluster_t *c, int routers, int stores, int brokers, int gateways,
+                           bool curve);
+//  A socket that connects to a node's service endpoint as another node
+//  would: with the cluster key pair when the cluster runs CURVE, plain
+//  otherwise (for tests that play a gateway or a broker). Caller owns
+//  return value.
+zsock_t *tk_cluster_socket (tk_cluster_t *c, int type);
 //  The node called name, or NULL.
 tk_node_t *tk_cluster_node (tk_cluster_t *c, const char *name);
 //  (Re)starts a node on the endpoints it had, and waits for its ready line.

@@ -285,12 +285,16 @@ static uint64_t s_pace (s_bench_t *b)
     return next;
 }
 
+//  The CURVE keys of the admin endpoint, as zimctl finds them ($ZIM_KEYS,
+//  $ZIM_DATA/curve, ./zim-data/curve), or NULL (no CURVE).
+static zim_curve_t *s_curve;
+
 //  Mints a token for uid. Caller owns return value; NULL on failure.
 static char *s_token (const char *endpoint, const char *key, const char *app, const char *uid)
 {
     const char *args[] = {app, uid, "3600", NULL};
     char *text = NULL;
-    int rc = zim_admin_call (endpoint, key, 5000, "token", args, &text);
+    int rc = zim_admin_call_curve (endpoint, s_curve, key, 5000, "token", args, &text);
     if (rc != 0) {
         fprintf (stderr, "zim-bench: no token for %s from %s: %s (code %d)\n", uid, endpoint,
                  text ? text : "?", rc);
@@ -402,6 +406,14 @@ int main (int argc, char **argv)
                          "where zim-data/admin.key is (or set ZIM_DATA)\n");
         return EXIT_USAGE;
     }
+    char *keys = zim_admin_keys_default ();
+    if (keys && !(s_curve = zim_curve_load_client (keys, "admin", false))) {
+        fprintf (stderr, "zim-bench: no usable CURVE client keys in %s\n", keys);
+        free (keys);
+        free (key);
+        return EXIT_USAGE;
+    }
+    free (keys);
 
     //  The body template: msgpack bin of size bytes.
     b.body_hdr = b.size <= 255 ? 2 : 3;
@@ -585,5 +597,6 @@ int main (int argc, char **argv)
     free (b.lag);
     free (b.body);
     free (key);
+    zim_curve_destroy (&s_curve);
     return status;
 }

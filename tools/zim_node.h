@@ -1,12 +1,16 @@
-/*  zim_node.h: one server process. Reads the command line and the config
-    file, prepares the data directory (secrets, admin key), starts the actors
-    of its roles, serves the admin endpoint and stops everything cleanly on
-    SIGINT/SIGTERM. zim-server runs every role over inproc://; zim-gateway,
-    zim-broker, zim-router and zim-store run one each over tcp:// and join
-    the cluster's routers (HELLO heartbeats, MAP in).
+/*  zim_node.h: one server process. Reads its options and config
+    (zim_nodeconf), opens the data directory and secrets (zim_datadir),
+    starts the ZAP handler when CURVE is on (msg/zim_zap.h), serves the
+    admin endpoint (zim_adminsrv), starts the actors of its roles, and in a
+    cluster joins the routers (zim_membership); it stops everything cleanly
+    on SIGINT/SIGTERM. zim-server runs every role over inproc://;
+    zim-gateway, zim-broker, zim-router and zim-store run one each over
+    tcp://.
 */
 #ifndef ZIM_NODE_H_INCLUDED
 #define ZIM_NODE_H_INCLUDED
+
+#include "tools/zim_nodeconf.h"
 
 #include <stdbool.h>
 
@@ -16,15 +20,8 @@ extern "C" {
 
 typedef struct _zim_node_t zim_node_t;
 
-//  Roles a node runs; zim-server runs them all.
-#define ZIM_ROLE_GATEWAY 1
-#define ZIM_ROLE_BROKER 2
-#define ZIM_ROLE_ROUTER 4
-#define ZIM_ROLE_STORE 8
-#define ZIM_ROLE_ALL 15
-
-//  Creates a node for the given roles; program is the name used in logs and
-//  --help.
+//  Creates a node for the given roles (ZIM_ROLE_*); program is the name
+//  used in logs and --help. Caller owns return value.
 zim_node_t *zim_node_new (const char *program, int roles);
 void zim_node_destroy (zim_node_t **self_p);
 
@@ -43,6 +40,9 @@ int zim_node_run (zim_node_t *self);
 //  The whole main() of a node program: configure, start, run, stop.
 //  Returns the exit status: 0, 1 (could not start), 2 (usage error).
 int zim_node_main (const char *program, int roles, int argc, char **argv);
+
+//  Self test of this class.
+void zim_node_test (bool verbose);
 
 #ifdef __cplusplus
 }

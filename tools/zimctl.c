@@ -3,6 +3,7 @@
 */
 #include "config.h"
 #include "msg/zim_admin.h"
+#include "msg/zim_curve.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
@@ -12,7 +13,7 @@
 static void s_usage (FILE *out)
 {
     fprintf (out,
-             "Usage: zimctl [-e ENDPOINT] [-k KEY] [-t MS] COMMAND [ARGS]\n"
+             "Usage: zimctl [-e ENDPOINT] [-k KEY] [-t MS] [--keys DIR] COMMAND [ARGS]\n"
              "\n"
              "Administers a running zim node over its admin endpoint.\n"
              "\n"
@@ -23,20 +24,73 @@ static void s_usage (FILE *out)
              "  status [--json]\n"
              "        print every node, its role, address, whether it is alive, and\n"
              "        its counters (--json: one JSON document)\n"
+             "  keygen [--client NAME] DIR\n"
+             "        make the CURVE keys of a cluster in DIR (kept if there): the\n"
+             "        cluster key pair every node holds (cluster.cert_secret) and\n"
+             "        its public key (cluster.cert), and the admin client key pair\n"
+             "        (admin.cert_secret; clients/admin.cert allows it on the admin\n"
+             "        endpoints). --client NAME makes only a client key pair NAME\n"
              "\n"
              "Options:\n"
              "  -e, --endpoint ENDPOINT  admin endpoint (default %s)\n"
              "  -k, --key KEY            admin key (default: $ZIM_ADMIN_KEY, else the\n"
              "                           file $ZIM_DATA/admin.key or ./zim-data/admin.key)\n"
              "  -t, --timeout MS         how long to wait for the answer (default 5000)\n"
+             "      --keys DIR           CURVE keys (zimctl keygen) for a node that uses\n"
+             "                           CURVE (default: $ZIM_KEYS, else $ZIM_DATA/curve\n"
+             "                           or ./zim-data/curve if it holds cluster.cert)\n"
+             "      --client NAME        the client key pair to use (default admin)\n"
              "  -h, --help               this text\n"
              "\n"
              "Exit status: 0 success, 1 the server refused, 2 usage, 3 no answer.\n"
              "\n"
              "Examples:\n"
              "  zimctl token --app demo --uid alice\n"
-             "  zimctl -e tcp://10.0.0.5:7710 -k \"$KEY\" status --json\n",
+             "  zimctl -e tcp://10.0.0.5:7710 -k \"$KEY\" status --json\n"
+             "  zimctl keygen /etc/zim/curve\n",
              ZIM_ADMIN_ENDPOINT);
+}
+
+//  Takes --keys and --client, which may come before or after the command;
+//  false for any other option.
+static bool s_curve_option (int c, const char **keys, const char **client)
+{
+    if (c == 'K')
+        *keys = optarg;
+    else if (c == 'L')
+        *client = optarg;
+    return c == 'K' || c == 'L';
+}
+
+//  zimctl keygen [--client NAME] DIR: exit status 0 (made or kept), 1
+//  (could not write), 2 (usage).
+static int s_keygen (int argc, char **argv, const char *client)
+{
+    if (argc != 1) {
+        fprintf (stderr, "zimctl: keygen needs one directory. Try 'zimctl --help'.\n");
+        return 2;
+    }
+    const char *dir = argv[0];
+    if (client && !zim_uid_valid (zim_str (client))) {
+        fprintf (stderr, "zimctl: bad client name '%s' (1-64 of A-Za-z0-9_.@-)\n", client);
+        return 2;
+    }
+    int made = 0;
+    if (!client) {
+        made = zim_curve_keygen_cluster (dir);
+        if (made < 0)
+            return 1;
+        printf ("%s %s/cluster.cert and %s/cluster.cert_secret (the nodes' key pair)\n",
+                made ? "made" : "kept", dir, dir);
+    }
+    const char *name = client ? client : "admin";
+    made = zim_curve_keygen_client (dir, name);
+    if (made < 0)
+        return 1;
+    printf ("%s %s/%s.cert_secret (client %s) and %s/clients/%s.cert (allows it on the admin "
+            "endpoint)\n",
+            made ? "made" : "kept", dir, name, name, dir, name);
+    return 0;
 }
 
 int main (int argc, char **argv)
@@ -46,9 +100,10 @@ int main (int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},  {"help", no_argument, NULL, 'h'},
         {"app", required_argument, NULL, 'A'},      {"uid", required_argument, NULL, 'U'},
         {"ttl", required_argument, NULL, 'T'},      {"json", no_argument, NULL, 'J'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0}};
-    const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL,
-               *ttl = "3600";
+        {"version", no_argument, NULL, 'V'},        {"keys", required_argument, NULL, 'K'},
+        {"client", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0}};
+    const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
+               *keys = NULL, *client = NULL;
     uint64_t timeout = 5000;
     bool json = false;
     int c;
@@ -74,6 +129,8 @@ int main (int argc, char **argv)
             printf ("zimctl %s\n", PACKAGE_VERSION);
             return 0;
         default:
+            if (s_curve_option (c, &keys, &client))
+                break;
             fprintf (stderr, "Try 'zimctl --help'.\n");
             return 2;
         }
@@ -104,10 +161,14 @@ int main (int argc, char **argv)
             s_usage (stdout);
             return 0;
         default:
+            if (s_curve_option (c, &keys, &client))
+                break;
             fprintf (stderr, "Try 'zimctl --help'.\n");
             return 2;
         }
     }
+    if (streq (command, "keygen"))
+        return s_keygen (argc - optind, argv + optind, client);
     if (optind < argc) {
         fprintf (stderr, "zimctl: unexpected argument '%s'\n", argv[optind]);
         return 2;
@@ -131,18 +192,32 @@ int main (int argc, char **argv)
         args[0] = app;
         args[1] = uid;
         args[2] = ttl;
-    }
-    else if (streq (command, "status")) {
+    } else if (streq (command, "status")) {
         if (!json)
             args[0] = "text";
-    }
-    else {
+    } else {
         fprintf (stderr, "zimctl: unknown command '%s'. Try 'zimctl --help'.\n", command);
         free (owned_key);
         return 2;
     }
+    //  CURVE keys: given, or found where the admin key is looked for.
+    char *owned_keys = keys ? NULL : zim_admin_keys_default ();
+    if (!keys)
+        keys = owned_keys;
+    zim_curve_t *curve = NULL;
+    if (keys) {
+        curve = zim_curve_load_client (keys, client ? client : "admin", false);
+        if (!curve) {
+            fprintf (stderr, "zimctl: no usable CURVE client keys in %s (zimctl keygen)\n", keys);
+            free (owned_key);
+            free (owned_keys);
+            return 2;
+        }
+    }
     char *text = NULL;
-    int code = zim_admin_call (endpoint, key, (int) timeout, verb, args, &text);
+    int code = zim_admin_call_curve (endpoint, curve, key, (int)timeout, verb, args, &text);
+    zim_curve_destroy (&curve);
+    free (owned_keys);
     free (owned_key);
     if (code == 0) {
         size_t len = strlen (text);
