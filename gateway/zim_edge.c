@@ -96,9 +96,6 @@ const zim_setting_t zim_edge_settings[] = {
           "app_public_key NAME PATH: PEM public key of app NAME (RSA: RS256, P-256: ES256)"),
     S_FN ("app_audience", s_set_app_aud, "app_audience NAME AUD: tokens of NAME must name AUD"),
     S_FN ("app_issuer", s_set_app_iss, "app_issuer NAME ISS: tokens of NAME must have iss ISS"),
-    //  Until the process shell sends app_secret (tools/zim_node.c): the
-    //  old spelling, the same meaning.
-    S_FN ("app", s_set_app_secret, "app NAME SECRET: the old name of app_secret"),
     {NULL}};
 
 #define S_COUNTER(name)                                                                            \
@@ -239,10 +236,9 @@ void zim_edge_test (bool verbose)
     assert (zim_shell_set (shell, "dev_tokens", "1", NULL) == 0 && edge->dev_tokens);
     assert (zim_shell_set (shell, "app_secret", "demo", "secret-secret-secret") == 0);
     assert (zim_shell_set (shell, "app_secret", "demo", NULL) == -1);
-    assert (zim_shell_set (shell, "app", "old", "old-spelling-secret") == 0);
     assert (zim_shell_set (shell, "app_audience", "demo", "chat") == 0);
     assert (zim_shell_set (shell, "app_public_key", "demo", "/nonexistent.pem") == -1);
-    assert (zim_apps_size (edge->apps) == 2);
+    assert (zim_apps_size (edge->apps) == 1);
 
     //  A refused token is counted by reason and in auth_failures.
     char app[ZIM_ID_MAX + 1], uid[ZIM_ID_MAX + 1];

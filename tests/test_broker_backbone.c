@@ -53,7 +53,7 @@ static zsock_t *s_dealer (const char *name)
 {
     tk_node_t *n = tk_cluster_node (&cl, name);
     ck_assert_ptr_nonnull (n);
-    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    zsock_t *sock = tk_cluster_socket (&cl, ZMQ_DEALER);
     zsock_set_identity (sock, "gw-x");
     zsock_set_rcvtimeo (sock, 5000);
     ck_assert_int_eq (zsock_connect (sock, "%s", n->bind), 0);
@@ -267,7 +267,7 @@ START_TEST (test_stalled_gateway_costs_bounded_bytes)
     //  again: a ROUTER refuses a second peer with a name in use, and the
     //  first one's goodbye may not have reached it yet.)
     zsock_destroy (&gw);
-    gw = zsock_new (ZMQ_DEALER);
+    gw = tk_cluster_socket (&cl, ZMQ_DEALER);
     zsock_set_identity (gw, "gw-y");
     zsock_set_rcvhwm (gw, 1);
     zsock_set_rcvbuf (gw, 4096);

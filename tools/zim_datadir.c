@@ -184,11 +184,6 @@ const char *zim_datadir_secret (zim_datadir_t *self, const char *app)
 
 void zim_datadir_apply_apps (zim_datadir_t *self, zactor_t *gateway)
 {
-    //  TRANSITION: the gateway of main still reads SET app NAME SECRET; the
-    //  gateway branch reads app_secret. Remove this loop once it is merged.
-    for (const char *secret = zhash_first (self->secrets); secret;
-         secret = zhash_next (self->secrets))
-        zstr_sendx (gateway, "SET", "app", zhash_cursor (self->secrets), secret, NULL);
     if (self->dev_defaults) {
         zstr_sendx (gateway, "SET", "app_secret", "demo", zim_datadir_secret (self, "demo"), NULL);
         return;
@@ -277,9 +272,7 @@ void zim_datadir_test (bool verbose)
     assert (streq (zim_datadir_secret (dd, "demo"), demo));
     zactor_t *gw = zactor_new (s_test_actor, NULL);
     zim_datadir_apply_apps (dd, gw);
-    char *line = s_test_set (zactor_sock (gw)); //  TRANSITION: SET app
-    free (line);
-    line = s_test_set (zactor_sock (gw));
+    char *line = s_test_set (zactor_sock (gw));
     char *want = zsys_sprintf ("app_secret demo %s", demo);
     assert (streq (line, want));
     free (line);
@@ -297,8 +290,6 @@ void zim_datadir_test (bool verbose)
     assert (streq (zim_datadir_secret (dd, "chat"), "0123456789abcdef"));
     assert (zim_datadir_secret (dd, "signed") == NULL && zim_datadir_secret (dd, "demo") == NULL);
     zim_datadir_apply_apps (dd, gw);
-    line = s_test_set (zactor_sock (gw)); //  TRANSITION: SET app
-    free (line);
     const char *expect[] = {"app_secret chat 0123456789abcdef", "app_audience chat chat-users",
                             "app_public_key signed /etc/zim/signed.pem"};
     for (size_t i = 0; i < 3; i++) {
