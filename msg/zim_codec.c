@@ -72,17 +72,12 @@ static int s_fail (const zim_rd_t *rd, zim_mp_type_t want)
     return ZIM_ETYPE;
 }
 
-//  True if optional field f holds a value worth writing.
-static bool s_present (const zim_field_t *f, const void *m)
+//  True if field f of m holds something other than what its absence reads
+//  as: its has_ flag, a view that is not NULL, a value that is not def.
+static bool s_differs (const zim_field_t *f, const void *m)
 {
-    switch (f->presence) {
-    case ZIM_P_REQ:
-        return true;
-    case ZIM_P_HAS:
+    if (f->presence == ZIM_P_HAS)
         return *S_CAT (m, f->aux, bool);
-    default:
-        break;
-    }
     switch (f->type) {
     case ZIM_FT_UINT:
     case ZIM_FT_INT:
@@ -99,6 +94,12 @@ static bool s_present (const zim_field_t *f, const void *m)
     default:
         return true;
     }
+}
+
+//  True if field f of m is written: required, or optional and there.
+static inline bool s_present (const zim_field_t *f, const void *m)
+{
+    return f->presence == ZIM_P_REQ || s_differs (f, m);
 }
 
 //  Gives absent optional field f its default.
@@ -326,14 +327,16 @@ void zim_codec_pack_frame (zim_wr_t *wr, const zim_record_t *rec, const void *m)
     const zim_opdesc_t *op = s_op_by_value (rec, *S_CAT (m, rec->op_offset, int));
     assert (op);
     uint32_t n = 1;
+    //  A key the op may leave out is written when it holds something else
+    //  than its absence would read as.
     for (uint16_t k = 0; k < op->nkeys; k++)
-        n += op->keys[k].need || s_present (&rec->fields[op->keys[k].field], m);
+        n += op->keys[k].need || s_differs (&rec->fields[op->keys[k].field], m);
     zim_wr_map (wr, n);
     zim_wr_str (wr, (zim_str_t){"op", 2});
     zim_wr_cstr (wr, op->name);
     for (uint16_t k = 0; k < op->nkeys; k++) {
         const zim_field_t *f = &rec->fields[op->keys[k].field];
-        if (op->keys[k].need || s_present (f, m)) {
+        if (op->keys[k].need || s_differs (f, m)) {
             s_pack_key (wr, f);
             s_pack_value (wr, f, m);
         }
@@ -530,7 +533,8 @@ static int s_unpack_pairs (zim_rd_t *rd, const zim_record_t *rec, void *m, uint6
         int rc;
         const char *why = NULL;
         if (frame && key.len == 2 && key.ptr[0] == 'o' && key.ptr[1] == 'p') {
-            rc = zim_rd_str (rd, S_AT (m, rec->op_name_offset, zim_str_t));
+            rc = zim_rd_str (rd, S_AT (m, rec->op_name_offset, zim_str_t)) ? s_fail (rd, ZIM_MP_STR)
+                                                                            : 0;
             *has_op = rc == 0;
             why = "op must be a string";
         } else {
@@ -779,8 +783,15 @@ static bool s_equal_lists (zim_rd_t a, zim_rd_t b, uint32_t n, const zim_field_t
 bool zim_codec_equal (const zim_record_t *rec, const void *a, const void *b)
 {
     if (rec->shape == ZIM_SHAPE_FRAMES) {
-        if (*S_CAT (a, rec->op_offset, int) != *S_CAT (b, rec->op_offset, int))
+        //  Frames: the same op, the same values for the keys of that op.
+        int value = *S_CAT (a, rec->op_offset, int);
+        const zim_opdesc_t *op = s_op_by_value (rec, value);
+        if (value != *S_CAT (b, rec->op_offset, int) || !op)
             return false;
+        for (uint16_t k = 0; k < op->nkeys; k++)
+            if (!s_equal_field (&rec->fields[op->keys[k].field], a, b))
+                return false;
+        return true;
     }
     for (uint16_t i = 0; i < rec->nfields; i++)
         if (!s_equal_field (&rec->fields[i], a, b))

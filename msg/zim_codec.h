@@ -174,7 +174,8 @@ void zim_codec_pack_frame (zim_wr_t *wr, const zim_record_t *rec, const void *m)
 int zim_codec_check (const zim_record_t *rec, const void *m);
 
 //  True if a and b (both decoded or built as rec) hold the same values;
-//  lists compare element by element.
+//  lists compare element by element; frames compare their op and the keys
+//  of that op.
 bool zim_codec_equal (const zim_record_t *rec, const void *a, const void *b);
 
 //  The op descriptor of op name in a FRAMES record, or NULL.

@@ -15,6 +15,7 @@ typedef struct {
     zim_sample_t *s; //  the caller's request and results
     int site;        //  the next site's number
     uint64_t rng;    //  pseudo-random state from the seed
+    bool may;        //  writing a key a frame's op may leave out
 } s_state_t;
 
 //  Next pseudo-random number (splitmix64).
@@ -50,7 +51,7 @@ static uint64_t s_uint (s_state_t *st, const zim_field_t *f)
     uint64_t v = picks[s_rand (st) % (sizeof picks / sizeof picks[0])];
     if (f->min != 0 || f->max != UINT64_MAX)
         v = f->min + (f->max - f->min == UINT64_MAX ? v : v % (f->max - f->min + 1));
-    if (f->presence != ZIM_P_REQ && f->presence != ZIM_P_HAS && v == f->def)
+    if ((st->may || f->presence != ZIM_P_REQ) && f->presence != ZIM_P_HAS && v == f->def)
         v = v == f->max ? f->min : v + 1;
     return v;
 }
@@ -214,7 +215,7 @@ static void s_value (zim_wr_t *wr, const zim_field_t *f, s_state_t *st)
         break;
     case ZIM_FT_BOOL: {
         bool v = s_rand (st) & 1;
-        if (f->presence != ZIM_P_REQ && f->presence != ZIM_P_HAS)
+        if ((st->may || f->presence != ZIM_P_REQ) && f->presence != ZIM_P_HAS)
             v = f->def == 0;
         zim_wr_bool (wr, v);
         break;
@@ -321,7 +322,17 @@ static void s_record (zim_wr_t *wr, const zim_record_t *rec, s_state_t *st, bool
             op = &rec->ops[st->s->seed % rec->nops];
             nkeys = op->nkeys;
             zim_wr_cstr (&body, "op");
-            zim_wr_cstr (&body, op->name);
+            bool here = st->s->site == st->site++;
+            if (here && st->s->fault == ZIM_FAULT_TYPE) {
+                zim_wr_uint (&body, 1);
+                s_applied (st, false);
+            }
+            else if (here && st->s->fault == ZIM_FAULT_VALUE) {
+                zim_wr_cstr (&body, "no such op");
+                s_applied (st, false);
+            }
+            else
+                zim_wr_cstr (&body, op->name);
             count++;
         }
         for (uint32_t k = 0; k < nkeys; k++) {
@@ -333,7 +344,9 @@ static void s_record (zim_wr_t *wr, const zim_record_t *rec, s_state_t *st, bool
                 continue;
             }
             zim_wr_str (&body, (zim_str_t){f->name, f->name_len});
+            st->may = op && !need;
             s_value (&body, f, st);
+            st->may = false;
             count++;
         }
         if (extra) {
@@ -350,7 +363,7 @@ static void s_record (zim_wr_t *wr, const zim_record_t *rec, s_state_t *st, bool
 
 void zim_sample_pack (zim_wr_t *wr, const zim_record_t *rec, zim_sample_t *s)
 {
-    s_state_t st = {s, 0, s->seed * 0x2545f4914f6cdd1dULL + 1};
+    s_state_t st = {s, 0, s->seed * 0x2545f4914f6cdd1dULL + 1, false};
     s->applied = false;
     s->expect_ok = s->fault == ZIM_FAULT_NONE;
     s_record (wr, rec, &st, rec->code >= 0);

@@ -1,11 +1,17 @@
 /*  zim_selftest.c: runs every class's _test selftest, or the ones named
-    on the command line (zim_selftest [-v] [mp msg store router broker gateway token]).
+    on the command line (zim_selftest [-v] [mp codec sample text id ring msg admin shell
+    token store router broker gateway]).
 */
 #include <czmq.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "msg/zim_mp.h"
+#include "msg/zim_codec.h"
+#include "msg/zim_sample.h"
+#include "msg/zim_text.h"
+#include "msg/zim_id.h"
+#include "msg/zim_ring.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_shell.h"
@@ -21,7 +27,9 @@ typedef struct {
 } s_test_t;
 
 static const s_test_t s_tests[] = {
-    {"mp", zim_mp_test},         {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
+    {"mp", zim_mp_test},         {"codec", zim_codec_test},   {"sample", zim_sample_test},
+    {"text", zim_text_test},     {"id", zim_id_test},         {"ring", zim_ring_test},
+    {"msg", zim_msg_test},       {"admin", zim_admin_test},       {"shell", zim_shell_test},       {"token", zim_token_test},
     {"store", zim_store_test},   {"router", zim_router_test}, {"broker", zim_broker_test},
     {"gateway", zim_gateway_test},
 };
