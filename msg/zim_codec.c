@@ -534,7 +534,7 @@ static int s_unpack_pairs (zim_rd_t *rd, const zim_record_t *rec, void *m, uint6
         const char *why = NULL;
         if (frame && key.len == 2 && key.ptr[0] == 'o' && key.ptr[1] == 'p') {
             rc = zim_rd_str (rd, S_AT (m, rec->op_name_offset, zim_str_t)) ? s_fail (rd, ZIM_MP_STR)
-                                                                            : 0;
+                                                                           : 0;
             *has_op = rc == 0;
             why = "op must be a string";
         } else {
@@ -942,6 +942,21 @@ void zim_codec_test (bool verbose)
     assert (zim_codec_unpack_fields (&rd, 6, &s_t_outer, &back) == ZIM_EMALFORMED);
     zim_wr_free (&again);
     zim_wr_free (&wr);
+
+    //  The word-at-a-time id check agrees with the byte-at-a-time rule, for
+    //  every length, every place of a bad byte and the bytes at the bounds.
+    static const uint8_t probes[] = {0x00, 0x20, 0x21, 0x41, 0x7e, 0x7f, 0x80, 0xa1, 0xff};
+    char id[80];
+    for (size_t len = 0; len <= 70; len++)
+        for (size_t at = 0; at <= len; at++)
+            for (size_t p = 0; p < sizeof probes; p++) {
+                for (size_t i = 0; i < len; i++)
+                    id[i] = (char)('!' + (i * 7) % 94);
+                if (at < len)
+                    id[at] = (char)probes[p];
+                bool good = at == len || (probes[p] >= 0x21 && probes[p] <= 0x7e);
+                assert (s_id_ok ((zim_str_t){id, len}) == (good && len >= 1 && len <= ZIM_ID_MAX));
+            }
     if (verbose)
         printf ("(codec engine ok) ");
 }

@@ -232,50 +232,25 @@ void zim_msg_text (zim_wr_t *out, const void *data, size_t size);
 //  skipped silently. Read the ids from out.conns with zim_rd_uint.
 void zim_out_encode (zim_wr_t *wr, const uint64_t *conns, uint32_t nconns, zim_str_t frames);
 
-//  The kinds that end with a list: the header, then nitems elements packed
-//  by the caller with the element's _pack.
-static inline void zim_presence_begin (zim_wr_t *wr, zim_str_t gateway, bool reset, uint32_t nitems)
-{
-    zim_presence_t m = {gateway, reset, {NULL, NULL}, nitems};
-    zim_presence_pack (wr, &m);
-}
-static inline void zim_route_q_begin (zim_wr_t *wr, uint64_t req, uint32_t nkeys)
-{
-    zim_route_q_t m = {req, {NULL, NULL}, nkeys};
-    zim_route_q_pack (wr, &m);
-}
-static inline void zim_route_r_begin (zim_wr_t *wr, uint64_t req, uint32_t nlists)
-{
-    zim_route_r_t m = {req, {NULL, NULL}, nlists};
-    zim_route_r_pack (wr, &m);
-}
-//  One list of ROUTE_R: nroutes zim_route_pack follow.
-static inline void zim_route_list_begin (zim_wr_t *wr, uint32_t nroutes)
-{
-    zim_wr_array (wr, nroutes);
-}
-static inline void zim_append_begin (zim_wr_t *wr, uint64_t req, uint32_t nitems)
-{
-    zim_append_t m = {req, {NULL, NULL}, nitems};
-    zim_append_pack (wr, &m);
-}
-static inline void zim_appended_begin (zim_wr_t *wr, uint64_t req, uint32_t nitems)
-{
-    zim_appended_t m = {req, {NULL, NULL}, nitems};
-    zim_appended_pack (wr, &m);
-}
-static inline void zim_page_begin (zim_wr_t *wr, uint64_t req, int64_t status, bool more,
-                                   uint32_t nitems)
-{
-    zim_page_t m = {req, status, more, {NULL, NULL}, nitems};
-    zim_page_pack (wr, &m);
-}
-static inline void zim_map_begin (zim_wr_t *wr, zim_str_t router, uint64_t instance,
-                                  uint64_t version, uint32_t nmembers)
-{
-    zim_map_t m = {router, instance, version, {NULL, NULL}, nmembers};
-    zim_map_pack (wr, &m);
-}
+//  The kinds that end with a list, from their fields: the header, then the
+//  caller packs that many elements with the element's _pack (for ROUTE_R,
+//  per key zim_route_list_begin and its zim_route_pack).
+#define zim_presence_begin(wr, gateway, reset, nitems)                                             \
+    zim_presence_pack ((wr), &(zim_presence_t){(gateway), (reset), {NULL, NULL}, (nitems)})
+#define zim_route_q_begin(wr, req, nkeys)                                                          \
+    zim_route_q_pack ((wr), &(zim_route_q_t){(req), {NULL, NULL}, (nkeys)})
+#define zim_route_r_begin(wr, req, nlists)                                                         \
+    zim_route_r_pack ((wr), &(zim_route_r_t){(req), {NULL, NULL}, (nlists)})
+#define zim_route_list_begin(wr, nroutes) zim_wr_array ((wr), (nroutes))
+#define zim_append_begin(wr, req, nitems)                                                          \
+    zim_append_pack ((wr), &(zim_append_t){(req), {NULL, NULL}, (nitems)})
+#define zim_appended_begin(wr, req, nitems)                                                        \
+    zim_appended_pack ((wr), &(zim_appended_t){(req), {NULL, NULL}, (nitems)})
+#define zim_page_begin(wr, req, status, more, nitems)                                              \
+    zim_page_pack ((wr), &(zim_page_t){(req), (status), (more), {NULL, NULL}, (nitems)})
+#define zim_map_begin(wr, router, instance, version, nmembers)                                     \
+    zim_map_pack ((wr), &(zim_map_t){(router), (instance), (version), {NULL, NULL}, (nmembers)})
+
 //  A ROUTE_Q key from its two fields, and back.
 static inline void zim_route_key (zim_wr_t *wr, zim_str_t app, zim_str_t uid)
 {

@@ -326,12 +326,10 @@ static void s_record (zim_wr_t *wr, const zim_record_t *rec, s_state_t *st, bool
             if (here && st->s->fault == ZIM_FAULT_TYPE) {
                 zim_wr_uint (&body, 1);
                 s_applied (st, false);
-            }
-            else if (here && st->s->fault == ZIM_FAULT_VALUE) {
+            } else if (here && st->s->fault == ZIM_FAULT_VALUE) {
                 zim_wr_cstr (&body, "no such op");
                 s_applied (st, false);
-            }
-            else
+            } else
                 zim_wr_cstr (&body, op->name);
             count++;
         }

@@ -291,7 +291,7 @@ zsock_t *zim_shell_socket (zim_shell_t *self, int type, bool server)
     zsock_set_linger (sock, 0);
     int64_t max = self->max_msg_size > INT64_MAX ? INT64_MAX : (int64_t)self->max_msg_size;
     zmq_setsockopt (zsock_resolve (sock), ZMQ_MAXMSGSIZE, &max, sizeof max);
-    (void) server; //  CURVE: server sockets authenticate, clients present keys
+    (void)server; //  CURVE: server sockets authenticate, clients present keys
     return sock;
 }
 

@@ -13,7 +13,7 @@
 
 ZIM_FUZZ_TARGET (backbone)
 {
-    _Alignas (max_align_t) char m[ZIM_MSG_MAX_SIZE], m2[ZIM_MSG_MAX_SIZE];
+    _Alignas(max_align_t) char m[ZIM_MSG_MAX_SIZE], m2[ZIM_MSG_MAX_SIZE];
     zim_wr_t text;
     zim_wr_init (&text);
     zim_msg_text (&text, data, size);

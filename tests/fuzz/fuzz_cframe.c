@@ -15,7 +15,7 @@
 //  Reads every frame of data as rec (a FRAMES record) like the gateway.
 static void s_frames (const zim_record_t *rec, const uint8_t *data, size_t size)
 {
-    _Alignas (max_align_t) char f[ZIM_MSG_MAX_SIZE], g[ZIM_MSG_MAX_SIZE];
+    _Alignas(max_align_t) char f[ZIM_MSG_MAX_SIZE], g[ZIM_MSG_MAX_SIZE];
     zim_wr_t once, twice, text;
     zim_wr_init (&once);
     zim_wr_init (&twice);
@@ -67,7 +67,7 @@ ZIM_FUZZ_TARGET (cframe)
     zim_rd_t rd, rd2;
     zim_rd_init (&rd, data, size);
     rd2 = rd;
-    _Alignas (max_align_t) char g[ZIM_MSG_MAX_SIZE];
+    _Alignas(max_align_t) char g[ZIM_MSG_MAX_SIZE];
     int rc = zim_cframe_decode (&rd, &f, &why);
     int rc2 = zim_codec_unpack_frame (&rd2, &zim_rec_cframe, g, &why);
     assert ((rc == 0) == (rc2 == 0) && (rc == ZIM_ERR_MALFORMED) == (rc2 == ZIM_EMALFORMED));

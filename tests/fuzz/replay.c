@@ -36,9 +36,9 @@ static char s_current[4200]; //  "harness: path" being run, for a crash report
 static void s_on_crash (int sig)
 {
     static const char head[] = "\nzim-fuzz-replay: crashed on ";
-    (void) !write (2, head, sizeof head - 1);
-    (void) !write (2, s_current, strlen (s_current));
-    (void) !write (2, "\n", 1);
+    (void)!write (2, head, sizeof head - 1);
+    (void)!write (2, s_current, strlen (s_current));
+    (void)!write (2, "\n", 1);
     signal (sig, SIG_DFL);
     raise (sig);
 }
@@ -143,7 +143,7 @@ static void s_seed (const char *dir)
     zim_wr_init (&all);
     for (size_t r = 0; r < zim_catalog_size; r++) {
         const zim_record_t *rec = zim_catalog[r];
-        const char *harness = rec->shape == ZIM_SHAPE_FRAMES    ? "cframe"
+        const char *harness = rec->shape == ZIM_SHAPE_FRAMES     ? "cframe"
                               : rec->code == ZIM_MSG_ADMIN       ? "admin"
                               : rec->code == ZIM_MSG_ADMIN_REPLY ? "admin"
                               : rec->code >= 0                   ? "backbone"

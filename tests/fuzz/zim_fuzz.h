@@ -28,7 +28,7 @@ typedef int (*zim_fuzz_fn_t) (const uint8_t *data, size_t size);
 void zim_fuzz_register (const char *name, zim_fuzz_fn_t fn);
 #define ZIM_FUZZ_TARGET(name)                                                                      \
     static int s_fuzz_##name (const uint8_t *data, size_t size);                                   \
-    __attribute__ ((constructor)) static void s_fuzz_register_##name (void)                         \
+    __attribute__ ((constructor)) static void s_fuzz_register_##name (void)                        \
     {                                                                                              \
         zim_fuzz_register (#name, s_fuzz_##name);                                                  \
     }                                                                                              \
