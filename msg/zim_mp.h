@@ -218,16 +218,14 @@ static inline int zim_rd_uint (zim_rd_t *rd, uint64_t *out)
 
 static inline int zim_rd_str (zim_rd_t *rd, zim_str_t *out)
 {
+    //  A fixstr whose bytes are all there.
     const uint8_t *p = rd->pos;
-    size_t left = (size_t)(rd->end - p);
-    if (left > 0 && (*p & 0xe0) == 0xa0) {
-        size_t len = *p & 0x1f;
-        if (len < left) {
-            out->ptr = (const char *)p + 1;
-            out->len = len;
-            rd->pos = p + 1 + len;
-            return 0;
-        }
+    bool fix = p < rd->end && (*p & 0xe0) == 0xa0;
+    size_t len = fix ? (size_t)(*p & 0x1f) : 0;
+    if (fix && len < (size_t)(rd->end - p)) {
+        *out = (zim_str_t){(const char *)p + 1, len};
+        rd->pos = p + 1 + len;
+        return 0;
     }
     return zim_rd_str_any (rd, out);
 }

@@ -9,6 +9,7 @@
 #include "msg/zim_util.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -559,47 +560,34 @@ int zim_cframe_decode (zim_rd_t *rd, zim_cframe_t *f, const char **why)
                                 : ZIM_ERR_BAD_FIELD;
 }
 
+//  The server frames are written from the flat zim_sframe_t: only the keys
+//  of the op are read (those an op may leave out: when set).
 void zim_cframe_auth_ok (zim_wr_t *wr, zim_str_t app, zim_str_t uid, zim_str_t device)
 {
-    zim_sframe_t f;
-    f.op = ZIM_SOP_AUTH_OK;
-    f.app = app;
-    f.uid = uid;
-    f.device = device;
-    zim_sframe_pack (wr, &f);
+    zim_sframe_pack (
+        wr, &(zim_sframe_t){.op = ZIM_SOP_AUTH_OK, .app = app, .uid = uid, .device = device});
 }
 
 void zim_cframe_pong (zim_wr_t *wr, zim_str_t t)
 {
-    zim_sframe_t f;
-    f.op = ZIM_SOP_PONG;
-    f.t = t;
-    f.has_t = t.ptr != NULL;
-    zim_sframe_pack (wr, &f);
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_PONG, .t = t, .has_t = t.ptr != NULL});
 }
 
 void zim_cframe_ack (zim_wr_t *wr, zim_str_t cid, uint64_t id, uint64_t seq, uint64_t ts)
 {
-    zim_sframe_t f;
-    f.op = ZIM_SOP_ACK;
-    f.cid = cid;
-    f.id = id;
-    f.seq = seq;
-    f.ts = ts;
-    zim_sframe_pack (wr, &f);
+    zim_sframe_pack (
+        wr, &(zim_sframe_t){.op = ZIM_SOP_ACK, .cid = cid, .id = id, .seq = seq, .ts = ts});
 }
 
 void zim_cframe_error (zim_wr_t *wr, int code, const char *text, zim_str_t cid, bool has_rid,
                        uint64_t rid)
 {
-    zim_sframe_t f;
-    f.op = ZIM_SOP_ERROR;
-    f.code = code;
-    f.text = zim_str (text ? text : zim_strerror (code));
-    f.cid = cid;
-    f.has_rid = has_rid;
-    f.rid = rid;
-    zim_sframe_pack (wr, &f);
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_ERROR,
+                                         .code = code,
+                                         .text = zim_str (text ? text : zim_strerror (code)),
+                                         .cid = cid,
+                                         .has_rid = has_rid,
+                                         .rid = rid});
 }
 
 //  The conversation key of a stored message, into buf.
@@ -612,28 +600,21 @@ static zim_str_t s_conv (const zim_item_t *item, char *buf, size_t size)
 void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item)
 {
     char conv[2 * ZIM_ID_MAX + 8];
-    zim_sframe_t f;
-    f.op = ZIM_SOP_MSG;
-    f.seq = item->seq;
-    f.id = item->id;
-    f.from = item->from;
-    f.to = item->to;
-    f.conv = s_conv (item, conv, sizeof conv);
-    f.body = item->body;
-    f.ts = item->ts;
-    zim_sframe_pack (wr, &f);
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_MSG,
+                                         .seq = item->seq,
+                                         .id = item->id,
+                                         .from = item->from,
+                                         .to = item->to,
+                                         .conv = s_conv (item, conv, sizeof conv),
+                                         .body = item->body,
+                                         .ts = item->ts});
 }
 
 void zim_cframe_page_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t count)
 {
-    zim_sframe_t f;
-    f.op = ZIM_SOP_PAGE;
-    f.rid = rid;
-    f.has_rid = true;
-    f.more = more;
-    f.msgs = (zim_rd_t){NULL, NULL};
-    f.nmsgs = count;
-    zim_sframe_pack (wr, &f);
+    zim_sframe_pack (
+        wr, &(zim_sframe_t){
+                .op = ZIM_SOP_PAGE, .rid = rid, .has_rid = true, .more = more, .nmsgs = count});
 }
 
 void zim_cframe_page_item (zim_wr_t *wr, const zim_item_t *item)
@@ -740,6 +721,24 @@ static int s_test_record (const zim_record_t *rec, uint32_t seed)
     return checked;
 }
 
+//  Writes a frame of pairs string keys and string values (key, value, ...)
+//  into wr, then decodes it as a client frame; returns the wire code.
+static int s_strs_frame (zim_wr_t *wr, zim_cframe_t *f, const char **why, int pairs, ...)
+{
+    va_list args;
+    va_start (args, pairs);
+    zim_wr_reset (wr);
+    zim_wr_map (wr, (uint32_t)pairs);
+    for (int i = 0; i < 2 * pairs; i++)
+        zim_wr_cstr (wr, va_arg (args, const char *));
+    va_end (args);
+    zim_rd_t rd;
+    zim_rd_init (&rd, wr->data, wr->size);
+    int rc = zim_cframe_decode (&rd, f, why);
+    assert (rc == ZIM_ERR_MALFORMED || zim_rd_left (&rd) == 0);
+    return rc;
+}
+
 //  Checks the rules of the catalogue that the preprocessor cannot.
 static void s_test_declarations (void)
 {
@@ -807,42 +806,15 @@ void zim_msg_test (bool verbose)
 
     //  Missing body (the cid is still there to name), wrong type, a bad
     //  cid, unknown op, not a map, truncated.
-    zim_wr_reset (&wr);
-    zim_wr_map (&wr, 3);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "send");
-    zim_wr_cstr (&wr, "to");
-    zim_wr_cstr (&wr, "bob");
-    zim_wr_cstr (&wr, "cid");
-    zim_wr_cstr (&wr, "c2");
-    zim_rd_init (&rd, wr.data, wr.size);
-    assert (zim_cframe_decode (&rd, &f, &why) == ZIM_ERR_BAD_FIELD);
+    assert (s_strs_frame (&wr, &f, &why, 3, "op", "send", "to", "bob", "cid", "c2") ==
+            ZIM_ERR_BAD_FIELD);
     assert (zim_str_eq (f.cid, "c2") && strcmp (why, "send needs body") == 0);
-    assert (zim_rd_left (&rd) == 0);
-    zim_wr_reset (&wr);
-    zim_wr_map (&wr, 2);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "cursor");
-    zim_wr_cstr (&wr, "seq");
-    zim_wr_cstr (&wr, "12");
-    zim_rd_init (&rd, wr.data, wr.size);
-    assert (zim_cframe_decode (&rd, &f, &why) == ZIM_ERR_BAD_FIELD);
+    assert (s_strs_frame (&wr, &f, &why, 2, "op", "cursor", "seq", "12") == ZIM_ERR_BAD_FIELD);
     assert (strcmp (why, "seq must be a non-negative integer") == 0);
-    zim_wr_reset (&wr);
-    zim_wr_map (&wr, 2);
-    zim_wr_cstr (&wr, "cid");
-    zim_wr_cstr (&wr, "c 3");
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "send");
-    zim_rd_init (&rd, wr.data, wr.size);
-    assert (zim_cframe_decode (&rd, &f, &why) == ZIM_ERR_BAD_FIELD);
+    assert (s_strs_frame (&wr, &f, &why, 2, "cid", "c 3", "op", "send") == ZIM_ERR_BAD_FIELD);
     assert (zim_str_eq (f.cid, "c 3") && strstr (why, "cid must be"));
-    zim_wr_reset (&wr);
-    zim_wr_map (&wr, 1);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "launch");
-    zim_rd_init (&rd, wr.data, wr.size);
-    assert (zim_cframe_decode (&rd, &f, &why) == ZIM_ERR_UNKNOWN_OP && f.op == ZIM_OP_UNKNOWN);
+    assert (s_strs_frame (&wr, &f, &why, 1, "op", "launch") == ZIM_ERR_UNKNOWN_OP);
+    assert (f.op == ZIM_OP_UNKNOWN);
     zim_wr_reset (&wr);
     zim_wr_array (&wr, 0);
     zim_rd_init (&rd, wr.data, wr.size);
@@ -855,20 +827,9 @@ void zim_msg_test (bool verbose)
         assert (zim_cframe_decode (&rd, &f, &why) == ZIM_ERR_MALFORMED);
     }
     //  A spoofed from is reported to the caller, even when not a string.
-    zim_wr_reset (&wr);
-    zim_wr_map (&wr, 5);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "send");
-    zim_wr_cstr (&wr, "to");
-    zim_wr_cstr (&wr, "bob");
-    zim_wr_cstr (&wr, "cid");
-    zim_wr_cstr (&wr, "c3");
-    zim_wr_cstr (&wr, "body");
-    zim_wr_nil (&wr);
-    zim_wr_cstr (&wr, "from");
-    zim_wr_cstr (&wr, "mallory");
-    zim_rd_init (&rd, wr.data, wr.size);
-    assert (zim_cframe_decode (&rd, &f, &why) == 0 && f.has_from && zim_str_eq (f.from, "mallory"));
+    assert (s_strs_frame (&wr, &f, &why, 5, "op", "send", "to", "bob", "cid", "c3", "body", "x",
+                          "from", "mallory") == 0);
+    assert (f.has_from && zim_str_eq (f.from, "mallory"));
     wr.size -= 8;
     zim_wr_uint (&wr, 1);
     zim_rd_init (&rd, wr.data, wr.size);
