@@ -1,5 +1,5 @@
 /*  zim_admin.c: codec and client call for the admin protocol (zim_admin.h).
-*/
+ */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
@@ -14,60 +14,46 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void zim_admin_req_encode (zim_wr_t *wr, const char *key, const char *verb,
-                           const char *const *args)
+void zim_admin_req_encode (zim_wr_t *wr, const char *key, const char *verb, const char *const *args)
 {
-    uint32_t nargs = 0;
-    while (args && args[nargs])
-        nargs++;
-    zim_wr_array (wr, 3 + nargs);
-    zim_wr_uint (wr, ZIM_MSG_ADMIN);
-    zim_wr_cstr (wr, key ? key : "");
-    zim_wr_cstr (wr, verb);
-    for (uint32_t i = 0; i < nargs; i++)
-        zim_wr_cstr (wr, args[i]);
+    zim_admin_req_t m = {zim_str (key ? key : ""), zim_str (verb), {{NULL, 0}}, 0};
+    while (args && args[m.nargs] && m.nargs < ZIM_ADMIN_MAX_ARGS) {
+        m.args[m.nargs] = zim_str (args[m.nargs]);
+        m.nargs++;
+    }
+    zim_admin_req_pack (wr, &m);
 }
 
 int zim_admin_req_decode (zim_rd_t *rd, zim_admin_req_t *req)
 {
     int kind;
     uint32_t fields;
-    memset (req, 0, sizeof *req);
     if (zim_msg_kind (rd, &kind, &fields) || kind != ZIM_MSG_ADMIN)
         return ZIM_EKIND;
-    if (fields < 2 || fields - 2 > ZIM_ADMIN_MAX_ARGS)
-        goto malformed;
-    if (zim_rd_str (rd, &req->key) || zim_rd_str (rd, &req->verb))
-        goto malformed;
-    req->nargs = fields - 2;
-    for (uint32_t i = 0; i < req->nargs; i++)
-        if (zim_rd_str (rd, &req->args[i]))
-            goto malformed;
-    if (zim_rd_left (rd))
-        goto malformed;
-    return 0;
-malformed:
-    return ZIM_EMALFORMED;
+    int rc = zim_admin_req_unpack (rd, fields, req);
+    return rc ? rc : zim_rd_left (rd) ? ZIM_EMALFORMED : 0;
 }
 
 void zim_admin_reply_encode (zim_wr_t *wr, int code, const char *text)
 {
-    zim_wr_array (wr, 3);
-    zim_wr_uint (wr, ZIM_MSG_ADMIN_REPLY);
-    zim_wr_int (wr, code);
-    zim_wr_cstr (wr, text ? text : "");
+    zim_admin_reply_t m = {code, zim_str (text ? text : "")};
+    zim_admin_reply_pack (wr, &m);
 }
 
 int zim_admin_reply_decode (zim_rd_t *rd, int *code, zim_str_t *text)
 {
     int kind;
     uint32_t fields;
-    int64_t c;
-    if (zim_msg_kind (rd, &kind, &fields) || kind != ZIM_MSG_ADMIN_REPLY || fields != 2)
+    zim_admin_reply_t m;
+    if (zim_msg_kind (rd, &kind, &fields) || kind != ZIM_MSG_ADMIN_REPLY)
         return ZIM_EMALFORMED;
-    if (zim_rd_int (rd, &c) || c < INT32_MIN || c > INT32_MAX || zim_rd_str (rd, text))
-        return ZIM_EMALFORMED;
-    *code = (int) c;
+    int rc = zim_admin_reply_unpack (rd, fields, &m);
+    if (rc == 0 && zim_rd_left (rd))
+        rc = ZIM_EMALFORMED;
+    if (rc)
+        return rc;
+    *code = (int)m.code;
+    *text = m.text;
     return 0;
 }
 
@@ -176,7 +162,7 @@ void zim_admin_test (bool verbose)
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
 
     zactor_t *peer = NULL; //  answer in this thread: send first, then poll
-    (void) peer;
+    (void)peer;
     zsock_t *client = zsock_new_dealer (endpoint);
     zim_wr_t wr;
     zim_wr_init (&wr);
@@ -216,8 +202,8 @@ void zim_admin_test (bool verbose)
     int mute = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
     socklen_t salen = sizeof sa;
-    assert (mute >= 0 && bind (mute, (struct sockaddr *) &sa, sizeof sa) == 0);
-    assert (listen (mute, 4) == 0 && getsockname (mute, (struct sockaddr *) &sa, &salen) == 0);
+    assert (mute >= 0 && bind (mute, (struct sockaddr *)&sa, sizeof sa) == 0);
+    assert (listen (mute, 4) == 0 && getsockname (mute, (struct sockaddr *)&sa, &salen) == 0);
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", ntohs (sa.sin_port));
     char *out = NULL;
     assert (zim_admin_call (endpoint, "k", 200, "status", NULL, &out) == ZIM_ERR_UNAVAILABLE);

@@ -15,34 +15,28 @@
 #define ZIM_ADMIN_H_INCLUDED
 
 #include "msg/zim_curve.h"
-#include "msg/zim_mp.h"
+#include "msg/zim_msg.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define ZIM_MSG_ADMIN 40
-#define ZIM_MSG_ADMIN_REPLY 41
-#define ZIM_ADMIN_MAX_ARGS 8
+//  The request and reply are the catalogue's kinds ADMIN (zim_admin_req_t)
+//  and ADMIN_REPLY (zim_admin_reply_t), msg/zim_catalog.def.
+#define ZIM_ADMIN_MAX_ARGS 8 //  as declared for admin_req's args
 
 //  Default admin endpoint.
 #define ZIM_ADMIN_ENDPOINT "tcp://127.0.0.1:7710"
 
-//  A decoded admin request; views borrow the request buffer.
-typedef struct {
-    zim_str_t key;
-    zim_str_t verb;
-    zim_str_t args[ZIM_ADMIN_MAX_ARGS];
-    uint32_t nargs;
-} zim_admin_req_t;
-
 //  Encodes a request; args is a NULL-terminated list of C strings.
 void zim_admin_req_encode (zim_wr_t *wr, const char *key, const char *verb,
                            const char *const *args);
-//  Decodes a request; returns 0 or a negative ZIM_E* code.
+//  Decodes a whole request (views borrow the buffer); returns 0, ZIM_EKIND
+//  if it is not a request, or another negative ZIM_E* code.
 int zim_admin_req_decode (zim_rd_t *rd, zim_admin_req_t *req);
 void zim_admin_reply_encode (zim_wr_t *wr, int code, const char *text);
-//  Decodes a reply into *code and a view of the text.
+//  Decodes a whole reply into *code and a view of the text; returns 0 or a
+//  negative ZIM_E* code.
 int zim_admin_reply_decode (zim_rd_t *rd, int *code, zim_str_t *text);
 
 //  Sends one request to endpoint and waits up to timeout_ms for the reply.

@@ -1,8 +1,9 @@
-/*  zim_mp.c: strict msgpack reader and buffered writer.
+/*  zim_mp.c: strict msgpack reader and buffered writer: the full readers
+    behind the inline fast paths of zim_mp.h, the skipper, the writer's
+    buffer, and a selftest that holds the writer to msgpack-c's packer.
 
     The reader never trusts a declared length: each header is checked
-    against the bytes left before anything is read. The writer is msgpack-c's
-    packer over our own growable buffer.
+    against the bytes left before anything is read.
 */
 #include "msg/zim_mp.h"
 #include "msg/zim_util.h"
@@ -33,21 +34,6 @@ int zim_str_copy (zim_str_t v, char *buf, size_t size)
 //  -------------------------------------------------------------------------
 //  Reader
 
-static inline uint16_t s_be16 (const uint8_t *p)
-{
-    return (uint16_t) ((p[0] << 8) | p[1]);
-}
-
-static inline uint32_t s_be32 (const uint8_t *p)
-{
-    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16) | ((uint32_t) p[2] << 8) | p[3];
-}
-
-static inline uint64_t s_be64 (const uint8_t *p)
-{
-    return ((uint64_t) s_be32 (p) << 32) | s_be32 (p + 4);
-}
-
 void zim_rd_init (zim_rd_t *rd, const void *data, size_t size)
 {
     rd->pos = data;
@@ -56,7 +42,7 @@ void zim_rd_init (zim_rd_t *rd, const void *data, size_t size)
 
 size_t zim_rd_left (const zim_rd_t *rd)
 {
-    return (size_t) (rd->end - rd->pos);
+    return (size_t)(rd->end - rd->pos);
 }
 
 zim_mp_type_t zim_rd_peek (const zim_rd_t *rd)
@@ -101,87 +87,47 @@ zim_mp_type_t zim_rd_peek (const zim_rd_t *rd)
     }
 }
 
-//  Reads an integer of any msgpack integer encoding as a sign flag and a
-//  magnitude; does not move the cursor on failure.
-static int s_rd_integer (zim_rd_t *rd, bool *negative, uint64_t *mag, int64_t *sval)
+//  The integer at the cursor, of any msgpack encoding, without moving the
+//  cursor: *neg says whether it is negative, *v holds its bits (an int64_t
+//  when negative). Returns the bytes it takes, or 0 if the next value is
+//  not an integer or is cut short.
+static size_t s_integer (const zim_rd_t *rd, bool *neg, uint64_t *v)
 {
-    const uint8_t *p = rd->pos;
     size_t left = zim_rd_left (rd);
     if (left < 1)
+        return 0;
+    uint8_t b = rd->pos[0];
+    if (b <= 0x7f || b >= 0xe0) { //  positive and negative fixint
+        *neg = b >= 0xe0;
+        *v = (uint64_t)(int64_t)(int8_t)b;
+        return 1;
+    }
+    bool is_signed = b >= 0xd0 && b <= 0xd3;
+    if (!is_signed && (b < 0xcc || b > 0xcf))
+        return 0;
+    int bytes = 1 << (b & 0x03);
+    if (left < 1 + (size_t)bytes)
+        return 0;
+    uint64_t raw = zim_mp_get (rd->pos + 1, bytes);
+    if (is_signed) {
+        //  Sign-extend; signed encodings may carry non-negative values.
+        int shift = 64 - 8 * bytes;
+        raw = (uint64_t)((int64_t)(raw << shift) >> shift);
+    }
+    *neg = is_signed && (int64_t)raw < 0;
+    *v = raw;
+    return 1 + (size_t)bytes;
+}
+
+//  Reads an integer that fits a uint64_t (is_signed false) or an int64_t.
+static int s_rd_integer (zim_rd_t *rd, bool is_signed, uint64_t *out)
+{
+    bool neg;
+    uint64_t v;
+    size_t used = s_integer (rd, &neg, &v);
+    if (used == 0 || (is_signed ? !neg && v > (uint64_t)INT64_MAX : neg))
         return -1;
-    uint8_t b = p[0];
-    int64_t s = 0;
-    uint64_t u = 0;
-    bool neg = false;
-    size_t used = 1;
-    if (b <= 0x7f)
-        u = b;
-    else if (b >= 0xe0) {
-        s = (int8_t) b;
-        neg = true;
-    }
-    else {
-        size_t need;
-        switch (b) {
-        case 0xcc:
-        case 0xd0:
-            need = 1;
-            break;
-        case 0xcd:
-        case 0xd1:
-            need = 2;
-            break;
-        case 0xce:
-        case 0xd2:
-            need = 4;
-            break;
-        case 0xcf:
-        case 0xd3:
-            need = 8;
-            break;
-        default:
-            return -1;
-        }
-        if (left < 1 + need)
-            return -1;
-        used = 1 + need;
-        switch (b) {
-        case 0xcc:
-            u = p[1];
-            break;
-        case 0xcd:
-            u = s_be16 (p + 1);
-            break;
-        case 0xce:
-            u = s_be32 (p + 1);
-            break;
-        case 0xcf:
-            u = s_be64 (p + 1);
-            break;
-        case 0xd0:
-            s = (int8_t) p[1];
-            break;
-        case 0xd1:
-            s = (int16_t) s_be16 (p + 1);
-            break;
-        case 0xd2:
-            s = (int32_t) s_be32 (p + 1);
-            break;
-        case 0xd3:
-            s = (int64_t) s_be64 (p + 1);
-            break;
-        }
-        if (b >= 0xd0) {
-            //  Signed encodings may carry non-negative values.
-            if (s < 0)
-                neg = true;
-            else
-                u = (uint64_t) s;
-        }
-    }
-    *negative = neg;
-    *mag = u;
-    *sval = neg ? s : 0;
+    *out = v;
     rd->pos += used;
     return 0;
 }
@@ -205,81 +151,57 @@ int zim_rd_bool (zim_rd_t *rd, bool *out)
     return -1;
 }
 
-int zim_rd_uint (zim_rd_t *rd, uint64_t *out)
+int zim_rd_uint_any (zim_rd_t *rd, uint64_t *out)
 {
-    zim_rd_t save = *rd;
-    bool neg;
-    uint64_t u;
-    int64_t s;
-    if (s_rd_integer (rd, &neg, &u, &s))
-        return -1;
-    if (neg) {
-        *rd = save;
-        return -1;
-    }
-    *out = u;
-    return 0;
+    return s_rd_integer (rd, false, out);
 }
 
 int zim_rd_int (zim_rd_t *rd, int64_t *out)
 {
-    zim_rd_t save = *rd;
-    bool neg;
-    uint64_t u;
-    int64_t s;
-    if (s_rd_integer (rd, &neg, &u, &s))
+    uint64_t v;
+    if (s_rd_integer (rd, true, &v))
         return -1;
-    if (!neg && u > (uint64_t) INT64_MAX) {
-        *rd = save;
-        return -1;
-    }
-    *out = neg ? s : (int64_t) u;
+    *out = (int64_t)v;
     return 0;
 }
 
-//  Reads a str or bin header of the given family; returns the payload length
-//  and header size, or -1.
-static int s_rd_bytes (zim_rd_t *rd, bool want_str, zim_str_t *out)
+//  The str, bin, array or map header at the cursor, without moving it: a
+//  fix form from fix_lo to fix_hi (none when fix_hi is 0) holding the
+//  length, or a marker h8, h16 or h32 (h8 0: none) followed by it. Returns
+//  the header's size and *n, or 0 if there is no such header.
+static size_t s_header (const zim_rd_t *rd, uint8_t fix_lo, uint8_t fix_hi, uint8_t h8, uint8_t h16,
+                        uint8_t h32, uint64_t *n)
 {
-    const uint8_t *p = rd->pos;
     size_t left = zim_rd_left (rd);
     if (left < 1)
+        return 0;
+    uint8_t b = rd->pos[0];
+    if (fix_hi && b >= fix_lo && b <= fix_hi) {
+        *n = (uint64_t)(b - fix_lo);
+        return 1;
+    }
+    int bytes = h8 && b == h8 ? 1 : b == h16 ? 2 : b == h32 ? 4 : 0;
+    if (bytes == 0 || left < 1 + (size_t)bytes)
+        return 0;
+    *n = zim_mp_get (rd->pos + 1, bytes);
+    return 1 + (size_t)bytes;
+}
+
+//  Reads a str (or a bin) whose bytes are all there.
+static int s_rd_bytes (zim_rd_t *rd, bool want_str, zim_str_t *out)
+{
+    uint64_t len;
+    size_t hdr = want_str ? s_header (rd, 0xa0, 0xbf, 0xd9, 0xda, 0xdb, &len)
+                          : s_header (rd, 0, 0, 0xc4, 0xc5, 0xc6, &len);
+    if (hdr == 0 || len > zim_rd_left (rd) - hdr)
         return -1;
-    uint8_t b = p[0];
-    size_t hdr, len;
-    if (want_str && b >= 0xa0 && b <= 0xbf) {
-        hdr = 1;
-        len = b & 0x1f;
-    }
-    else if ((want_str && b == 0xd9) || (!want_str && b == 0xc4)) {
-        if (left < 2)
-            return -1;
-        hdr = 2;
-        len = p[1];
-    }
-    else if ((want_str && b == 0xda) || (!want_str && b == 0xc5)) {
-        if (left < 3)
-            return -1;
-        hdr = 3;
-        len = s_be16 (p + 1);
-    }
-    else if ((want_str && b == 0xdb) || (!want_str && b == 0xc6)) {
-        if (left < 5)
-            return -1;
-        hdr = 5;
-        len = s_be32 (p + 1);
-    }
-    else
-        return -1;
-    if (len > left - hdr)
-        return -1;
-    out->ptr = (const char *) p + hdr;
-    out->len = len;
+    out->ptr = (const char *)rd->pos + hdr;
+    out->len = (size_t)len;
     rd->pos += hdr + len;
     return 0;
 }
 
-int zim_rd_str (zim_rd_t *rd, zim_str_t *out)
+int zim_rd_str_any (zim_rd_t *rd, zim_str_t *out)
 {
     return s_rd_bytes (rd, true, out);
 }
@@ -290,43 +212,20 @@ int zim_rd_bin (zim_rd_t *rd, zim_str_t *out)
 }
 
 //  Reads an array or map header; the count must be plausible: every element
-//  takes at least one byte.
+//  takes at least one byte (a map's pair two).
 static int s_rd_container (zim_rd_t *rd, bool want_map, uint32_t *count)
 {
-    const uint8_t *p = rd->pos;
-    size_t left = zim_rd_left (rd);
-    if (left < 1)
+    uint64_t n;
+    size_t hdr = want_map ? s_header (rd, 0x80, 0x8f, 0, 0xde, 0xdf, &n)
+                          : s_header (rd, 0x90, 0x9f, 0, 0xdc, 0xdd, &n);
+    if (hdr == 0 || (want_map ? 2 * n : n) > zim_rd_left (rd) - hdr)
         return -1;
-    uint8_t b = p[0];
-    size_t hdr;
-    uint32_t n;
-    if (want_map ? (b >= 0x80 && b <= 0x8f) : (b >= 0x90 && b <= 0x9f)) {
-        hdr = 1;
-        n = b & 0x0f;
-    }
-    else if (b == (want_map ? 0xde : 0xdc)) {
-        if (left < 3)
-            return -1;
-        hdr = 3;
-        n = s_be16 (p + 1);
-    }
-    else if (b == (want_map ? 0xdf : 0xdd)) {
-        if (left < 5)
-            return -1;
-        hdr = 5;
-        n = s_be32 (p + 1);
-    }
-    else
-        return -1;
-    uint64_t min_bytes = want_map ? 2 * (uint64_t) n : n;
-    if (min_bytes > left - hdr)
-        return -1;
-    *count = n;
+    *count = (uint32_t)n;
     rd->pos += hdr;
     return 0;
 }
 
-int zim_rd_array (zim_rd_t *rd, uint32_t *count)
+int zim_rd_array_any (zim_rd_t *rd, uint32_t *count)
 {
     return s_rd_container (rd, false, count);
 }
@@ -357,10 +256,11 @@ int zim_rd_skip (zim_rd_t *rd, zim_str_t *raw)
         case ZIM_MP_UINT:
         case ZIM_MP_INT: {
             bool neg;
-            uint64_t u;
-            int64_t v;
-            if (s_rd_integer (rd, &neg, &u, &v))
+            uint64_t v;
+            size_t used = s_integer (rd, &neg, &v);
+            if (used == 0)
                 goto malformed;
+            rd->pos += used;
             break;
         }
         case ZIM_MP_FLOAT: {
@@ -386,31 +286,28 @@ int zim_rd_skip (zim_rd_t *rd, zim_str_t *raw)
         case ZIM_MP_MAP:
             if (zim_rd_map (rd, &n))
                 goto malformed;
-            pending += 2 * (uint64_t) n;
+            pending += 2 * (uint64_t)n;
             break;
         case ZIM_MP_EXT: {
             size_t hdr, len;
             if (b >= 0xd4 && b <= 0xd8) {
                 hdr = 2;
-                len = (size_t) 1 << (b - 0xd4);
-            }
-            else if (b == 0xc7) {
+                len = (size_t)1 << (b - 0xd4);
+            } else if (b == 0xc7) {
                 if (left < 3)
                     goto malformed;
                 hdr = 3;
                 len = rd->pos[1];
-            }
-            else if (b == 0xc8) {
+            } else if (b == 0xc8) {
                 if (left < 4)
                     goto malformed;
                 hdr = 4;
-                len = s_be16 (rd->pos + 1);
-            }
-            else {
+                len = (uint16_t)zim_mp_get (rd->pos + 1, 2);
+            } else {
                 if (left < 6)
                     goto malformed;
                 hdr = 6;
-                len = s_be32 (rd->pos + 1);
+                len = (uint32_t)zim_mp_get (rd->pos + 1, 4);
             }
             if (left < hdr || len > left - hdr)
                 goto malformed;
@@ -422,8 +319,8 @@ int zim_rd_skip (zim_rd_t *rd, zim_str_t *raw)
         }
     }
     if (raw) {
-        raw->ptr = (const char *) start;
-        raw->len = (size_t) (rd->pos - start);
+        raw->ptr = (const char *)start;
+        raw->len = (size_t)(rd->pos - start);
     }
     return 0;
 malformed:
@@ -434,20 +331,13 @@ malformed:
 //  -------------------------------------------------------------------------
 //  Writer
 
-//  msgpack-c write callback: append to our buffer, growing it by doubling.
-static int s_wr_append (void *data, const char *buf, size_t len)
+void zim_wr_grow (zim_wr_t *wr, size_t n)
 {
-    zim_wr_t *wr = data;
-    if (wr->size + len > wr->alloc) {
-        size_t alloc = wr->alloc ? wr->alloc : 256;
-        while (alloc < wr->size + len)
-            alloc *= 2;
-        wr->data = zim_realloc (wr->data, alloc);
-        wr->alloc = alloc;
-    }
-    memcpy (wr->data + wr->size, buf, len);
-    wr->size += len;
-    return 0;
+    size_t alloc = wr->alloc ? wr->alloc : 256;
+    while (alloc - wr->size < n)
+        alloc *= 2;
+    wr->data = zim_realloc (wr->data, alloc);
+    wr->alloc = alloc;
 }
 
 void zim_wr_init (zim_wr_t *wr)
@@ -455,7 +345,6 @@ void zim_wr_init (zim_wr_t *wr)
     wr->data = NULL;
     wr->size = 0;
     wr->alloc = 0;
-    msgpack_packer_init (&wr->pk, wr, s_wr_append);
 }
 
 void zim_wr_free (zim_wr_t *wr)
@@ -469,66 +358,80 @@ void zim_wr_reset (zim_wr_t *wr)
     wr->size = 0;
 }
 
-void zim_wr_nil (zim_wr_t *wr)
-{
-    msgpack_pack_nil (&wr->pk);
-}
-
-void zim_wr_bool (zim_wr_t *wr, bool v)
-{
-    if (v)
-        msgpack_pack_true (&wr->pk);
-    else
-        msgpack_pack_false (&wr->pk);
-}
-
-void zim_wr_uint (zim_wr_t *wr, uint64_t v)
-{
-    msgpack_pack_uint64 (&wr->pk, v);
-}
-
-void zim_wr_int (zim_wr_t *wr, int64_t v)
-{
-    msgpack_pack_int64 (&wr->pk, v);
-}
-
-void zim_wr_str (zim_wr_t *wr, zim_str_t v)
-{
-    msgpack_pack_str (&wr->pk, v.len);
-    if (v.len)
-        msgpack_pack_str_body (&wr->pk, v.ptr, v.len);
-}
-
 void zim_wr_cstr (zim_wr_t *wr, const char *s)
 {
     zim_wr_str (wr, zim_str (s));
 }
 
-void zim_wr_bin (zim_wr_t *wr, zim_str_t v)
-{
-    msgpack_pack_bin (&wr->pk, v.len);
-    if (v.len)
-        msgpack_pack_bin_body (&wr->pk, v.ptr, v.len);
-}
-
-void zim_wr_array (zim_wr_t *wr, uint32_t count)
-{
-    msgpack_pack_array (&wr->pk, count);
-}
-
-void zim_wr_map (zim_wr_t *wr, uint32_t count)
-{
-    msgpack_pack_map (&wr->pk, count);
-}
-
 void zim_wr_raw (zim_wr_t *wr, const void *data, size_t size)
 {
-    if (size)
-        s_wr_append (wr, data, size);
+    if (size) {
+        memcpy (zim_wr_room (wr, size), data, size);
+        wr->size += size;
+    }
 }
 
 //  -------------------------------------------------------------------------
 //  Selftest
+
+//  msgpack-c's packer appending to an sbuffer: the reference encoder.
+static int s_sbuf_write (void *data, const char *buf, size_t len)
+{
+    return msgpack_sbuffer_write ((msgpack_sbuffer *)data, buf, len);
+}
+
+//  Every value at every boundary of its encodings, written by us and by
+//  msgpack-c's packer: the bytes must be the same (the vectors and the JS
+//  SDK rely on these encodings).
+static void s_test_against_msgpack_c (void)
+{
+    static const uint64_t uints[] = {0,     1,          0x7f,      0x80,          0xff,
+                                     0x100, 0xffff,     0x10000,   0xffffffffULL, 0x100000000ULL,
+                                     12345, UINT64_MAX, 1ULL << 63};
+    static const int64_t ints[] = {-1,        -31,    -32,    -33,      -127,      -128,
+                                   -129,      -32767, -32768, -32769,   INT32_MIN, -2147483649LL,
+                                   INT64_MIN, 5,      300,    INT64_MAX};
+    static const size_t lens[] = {0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536, 70000};
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sb, s_sbuf_write);
+    char *blob = zim_calloc (1, 70000);
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+        zim_wr_uint (&wr, uints[i]);
+        msgpack_pack_uint64 (&pk, uints[i]);
+        zim_wr_int (&wr, (int64_t)(uints[i] >> 1));
+        msgpack_pack_int64 (&pk, (int64_t)(uints[i] >> 1));
+    }
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        zim_wr_int (&wr, ints[i]);
+        msgpack_pack_int64 (&pk, ints[i]);
+    }
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        zim_wr_str (&wr, (zim_str_t){blob, lens[i]});
+        msgpack_pack_str (&pk, lens[i]);
+        msgpack_pack_str_body (&pk, blob, lens[i]);
+        zim_wr_bin (&wr, (zim_str_t){blob, lens[i]});
+        msgpack_pack_bin (&pk, lens[i]);
+        msgpack_pack_bin_body (&pk, blob, lens[i]);
+        zim_wr_array (&wr, (uint32_t)lens[i]);
+        msgpack_pack_array (&pk, lens[i]);
+        zim_wr_map (&wr, (uint32_t)lens[i]);
+        msgpack_pack_map (&pk, lens[i]);
+    }
+    zim_wr_nil (&wr);
+    msgpack_pack_nil (&pk);
+    zim_wr_bool (&wr, true);
+    msgpack_pack_true (&pk);
+    zim_wr_bool (&wr, false);
+    msgpack_pack_false (&pk);
+    assert (wr.size == sb.size && memcmp (wr.data, sb.data, sb.size) == 0);
+    free (blob);
+    msgpack_sbuffer_destroy (&sb);
+    zim_wr_free (&wr);
+}
 
 void zim_mp_test (bool verbose)
 {
@@ -572,7 +475,7 @@ void zim_mp_test (bool verbose)
     const uint8_t *before = rd.pos;
     zim_str_t raw;
     assert (zim_rd_skip (&rd, &raw) == 0);
-    assert ((const uint8_t *) raw.ptr == before && raw.len == (size_t) (rd.pos - before));
+    assert ((const uint8_t *)raw.ptr == before && raw.len == (size_t)(rd.pos - before));
     assert (zim_rd_left (&rd) == 0);
     assert (zim_rd_peek (&rd) == ZIM_MP_NONE);
 
@@ -580,7 +483,7 @@ void zim_mp_test (bool verbose)
     for (size_t cut = 0; cut < wr.size; cut++) {
         zim_rd_init (&rd, wr.data, cut);
         assert (zim_rd_skip (&rd, NULL) == -1);
-        assert (rd.pos == (const uint8_t *) wr.data);
+        assert (rd.pos == (const uint8_t *)wr.data);
     }
     //  Declared lengths beyond the buffer are rejected.
     const uint8_t huge_arr[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x00};
@@ -609,7 +512,7 @@ void zim_mp_test (bool verbose)
     assert (zim_rd_int (&rd, &i) == 0 && i == -1);
     //  A uint above INT64_MAX is not an int.
     zim_wr_reset (&wr);
-    zim_wr_uint (&wr, (uint64_t) INT64_MAX + 1);
+    zim_wr_uint (&wr, (uint64_t)INT64_MAX + 1);
     zim_rd_init (&rd, wr.data, wr.size);
     assert (zim_rd_int (&rd, &i) == -1);
     //  Raw insertion keeps bytes verbatim.
@@ -617,6 +520,7 @@ void zim_mp_test (bool verbose)
     zim_wr_raw (&wr, "\x92\x01\x02", 3);
     assert (wr.size == 3 && memcmp (wr.data, "\x92\x01\x02", 3) == 0);
     zim_wr_free (&wr);
+    s_test_against_msgpack_c ();
     if (verbose)
         printf ("(mp reader/writer ok) ");
 }

@@ -6,6 +6,11 @@
 #include <string.h>
 
 #include "msg/zim_mp.h"
+#include "msg/zim_codec.h"
+#include "msg/zim_sample.h"
+#include "msg/zim_text.h"
+#include "msg/zim_id.h"
+#include "msg/zim_ring.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_shell.h"
@@ -85,6 +90,11 @@ static const s_test_t s_tests[] = {
     {"sendq", zim_sendq_test},
     {"broker", zim_broker_test},
     {"token", zim_token_test},
+    {"codec", zim_codec_test},
+    {"sample", zim_sample_test},
+    {"text", zim_text_test},
+    {"id", zim_id_test},
+    {"ring", zim_ring_test},
     {"gateway", zim_gateway_test},
     {"apps", zim_apps_test},
     {"timers", zim_timers_test},
