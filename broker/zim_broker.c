@@ -496,7 +496,7 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
     zim_wr_init (&wr);
     zim_presence_begin (&wr, zim_str ("gw-t"), false, 1);
     zim_presence_item_t p = {true, 4, zim_str ("demo"), zim_str (peer), zim_str ("d")};
-    zim_presence_item (&wr, &p);
+    zim_presence_item_pack (&wr, &p);
     zmq_send (zsock_resolve (gwr), wr.data, wr.size, 0);
 
     //  No shard known yet: 5030 at once.
@@ -505,7 +505,7 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
                        zim_str (peer),
                        {"\xa2hi", 3}};
     zim_wr_reset (&wr);
-    zim_send_encode (&wr, &send);
+    zim_send_pack (&wr, &send);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     s_test_expect (gw, 1, "error");
     assert (s_test_stat (broker, "no_shard") == 1);
@@ -516,7 +516,7 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
     zim_member_t member = {
         zim_str ("gw-1"), zim_str ("gateway"), zim_str (""), 1, zim_str (""), true, 0,
         zim_str ("{}")};
-    zim_member (&wr, &member);
+    zim_member_pack (&wr, &member);
     member = (zim_member_t){zim_str ("store-a"),
                             zim_str ("store"),
                             zim_str ("inproc://store-a"),
@@ -525,16 +525,16 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
                             true,
                             0,
                             zim_str ("{}")};
-    zim_member (&wr, &member);
+    zim_member_pack (&wr, &member);
     member.name = zim_str ("store-b");
     member.endpoint = zim_str ("inproc://store-b");
-    zim_member (&wr, &member);
+    zim_member_pack (&wr, &member);
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "MAP");
     zmsg_addmem (msg, wr.data, wr.size);
     zmsg_send (&msg, broker);
     zim_wr_reset (&wr);
-    zim_send_encode (&wr, &send);
+    zim_send_pack (&wr, &send);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     //  Ack to alice, the message to the peer and to alice's other device.
     s_test_expect (gw, 1, "ack");
@@ -558,7 +558,7 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
     //  The peer's sync is served by the peer's shard, and has the message.
     zim_sync_t sync = {{4, zim_str ("demo"), zim_str (peer), zim_str ("d")}, 7, 0, 0};
     zim_wr_reset (&wr);
-    zim_sync_encode (&wr, &sync);
+    zim_sync_pack (&wr, &sync);
     uint64_t reads_before = s_test_stat (alice_shard == 0 ? sb : sa, "reads");
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     s_test_expect (gw, 4, "page");
@@ -601,12 +601,12 @@ void zim_broker_test (bool verbose)
     zim_wr_init (&wr);
     zim_presence_begin (&wr, zim_str ("gw-t"), true, 3);
     zim_presence_item_t p = {true, 2, zim_str ("demo"), zim_str ("bob"), zim_str ("d")};
-    zim_presence_item (&wr, &p);
+    zim_presence_item_pack (&wr, &p);
     p.conn = 1;
     p.uid = zim_str ("alice");
-    zim_presence_item (&wr, &p);
+    zim_presence_item_pack (&wr, &p);
     p.conn = 3;
-    zim_presence_item (&wr, &p);
+    zim_presence_item_pack (&wr, &p);
     zmq_send (zsock_resolve (gwr), wr.data, wr.size, 0);
     zclock_sleep (100);
 
@@ -615,7 +615,7 @@ void zim_broker_test (bool verbose)
                        zim_str ("bob"),
                        {"\xa2hi", 3}};
     zim_wr_reset (&wr);
-    zim_send_encode (&wr, &send);
+    zim_send_pack (&wr, &send);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
 
     //  Expect: ack to conn 1, msg to conn 2, msg to conn 3 (in that order).
@@ -633,7 +633,7 @@ void zim_broker_test (bool verbose)
     //  Sync for bob returns a page with the one message.
     zim_sync_t sync = {{2, zim_str ("demo"), zim_str ("bob"), zim_str ("d")}, 9, 0, 0};
     zim_wr_reset (&wr);
-    zim_sync_encode (&wr, &sync);
+    zim_sync_pack (&wr, &sync);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     for (int tries = 0; tries < 5; tries++) {
         assert (s_test_out (gw, &conn, op, sizeof op) == 0);
@@ -648,11 +648,11 @@ void zim_broker_test (bool verbose)
     //  (nor its deliveries: the batch completes first).
     send.cid = zim_str ("c2");
     zim_wr_reset (&wr);
-    zim_send_encode (&wr, &send);
+    zim_send_pack (&wr, &send);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     sync.who = send.who;
     zim_wr_reset (&wr);
-    zim_sync_encode (&wr, &sync);
+    zim_sync_pack (&wr, &sync);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     char order[4][16];
     for (int i = 0; i < 4; i++) {
@@ -665,10 +665,10 @@ void zim_broker_test (bool verbose)
     zstr_sendx (broker, "SET", "max_parked", "1", NULL);
     send.cid = zim_str ("c3");
     zim_wr_reset (&wr);
-    zim_send_encode (&wr, &send);
+    zim_send_pack (&wr, &send);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     zim_wr_reset (&wr);
-    zim_sync_encode (&wr, &sync);
+    zim_sync_pack (&wr, &sync);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     int acks = 0, errors = 0, pages = 0;
     for (int i = 0; i < 4; i++) {

@@ -231,7 +231,7 @@ static int s_read_list (zim_deliver_t *self, zim_rd_t *lists, int which)
         self->routes[which] = zim_realloc (self->routes[which], count * sizeof (zim_route_t));
     }
     for (uint32_t i = 0; i < count; i++)
-        if (zim_route_next (lists, &self->routes[which][i]))
+        if (zim_route_unpack (lists, &self->routes[which][i]))
             return -1;
     self->nroutes[which] = count;
     return 0;
@@ -324,7 +324,7 @@ int zim_deliver_recv (zsock_t *gw, zim_deliver_peek_t *peek, uint64_t *conns, ui
     zim_out_t out;
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
     int rc = zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_OUT ||
-                     zim_out_decode (&rd, fields, &out)
+                     zim_out_unpack (&rd, fields, &out)
                  ? -1
                  : 0;
     for (uint32_t i = 0; rc == 0 && i < out.nconns; i++) {
@@ -419,19 +419,19 @@ void zim_deliver_test (bool verbose)
     zim_route_list_begin (&wr, 300);
     for (uint64_t i = 0; i < 300; i++) {
         zim_route_t r = {zim_str (i % 3 ? "gw-1" : "gw-2"), 1000 + i, zim_str ("d")};
-        zim_route (&wr, &r);
+        zim_route_pack (&wr, &r);
     }
     zim_route_list_begin (&wr, 2);
     for (uint64_t i = 1; i <= 2; i++) {
         zim_route_t r = {zim_str ("gw-1"), i, zim_str ("d")};
-        zim_route (&wr, &r);
+        zim_route_pack (&wr, &r);
     }
     zim_rd_t rd;
     int kind;
     uint32_t fields;
     zim_route_r_t rr;
     zim_rd_init (&rd, wr.data, wr.size);
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_route_r_decode (&rd, fields, &rr) == 0);
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_route_r_unpack (&rd, fields, &rr) == 0);
     zframe_t *from = zframe_new ("gw-1", 4);
     zim_send_t m = {{1, zim_str ("demo"), zim_str ("alice"), zim_str ("d")},
                     zim_str ("c1"),

@@ -111,7 +111,7 @@ void zim_reads_request (zim_reads_t *self, zframe_t *gw, int kind, zim_rd_t *rd,
     uint64_t conn, rid;
     if (kind == ZIM_MSG_SYNC) {
         zim_sync_t m;
-        if (zim_sync_decode (rd, fields, &m) || zim_rd_left (rd)) {
+        if (zim_sync_unpack (rd, fields, &m) || zim_rd_left (rd)) {
             s_malformed (self, gw, &start, fields);
             return;
         }
@@ -121,7 +121,7 @@ void zim_reads_request (zim_reads_t *self, zframe_t *gw, int kind, zim_rd_t *rd,
         rid = m.rid;
     } else {
         zim_history_t m;
-        if (zim_history_decode (rd, fields, &m) || zim_rd_left (rd)) {
+        if (zim_history_unpack (rd, fields, &m) || zim_rd_left (rd)) {
             s_malformed (self, gw, &start, fields);
             return;
         }
@@ -136,7 +136,7 @@ void zim_reads_request (zim_reads_t *self, zframe_t *gw, int kind, zim_rd_t *rd,
     }
     r.req = ++self->next_req;
     zim_wr_reset (&self->wr);
-    zim_read_encode (&self->wr, &r);
+    zim_read_pack (&self->wr, &r);
     int shard = zim_shards_of (self->shards, r.app, r.uid);
     if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size) == -1) {
         s_error (self, gw, conn, ZIM_ERR_UNAVAILABLE, rid);
@@ -151,14 +151,14 @@ void zim_reads_request (zim_reads_t *self, zframe_t *gw, int kind, zim_rd_t *rd,
 void zim_reads_cursor (zim_reads_t *self, zim_rd_t *rd, uint32_t fields)
 {
     zim_cursor_t m;
-    if (zim_cursor_decode (rd, fields, &m) || zim_rd_left (rd)) {
+    if (zim_cursor_unpack (rd, fields, &m) || zim_rd_left (rd)) {
         self->stats->bad++;
         zim_shell_warn (self->shell, "dropped a malformed CURSOR");
         return;
     }
     zim_setcursor_t sc = {m.who.app, m.who.uid, m.who.device, m.seq};
     zim_wr_reset (&self->wr);
-    zim_setcursor_encode (&self->wr, &sc);
+    zim_setcursor_pack (&self->wr, &sc);
     int shard = zim_shards_of (self->shards, sc.app, sc.uid);
     if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size) == -1)
         zim_shell_warn (self->shell, "store shard %s of %.*s unavailable: cursor not moved",
@@ -183,12 +183,12 @@ int zim_reads_page (zim_reads_t *self, uint64_t req, zim_rd_t *rd, uint32_t fiel
             break;
     zim_page_t page;
     //  Read every item before writing any, so that a bad one changes nothing.
-    bool ok = zim_page_decode (rd, fields, &page) == 0;
+    bool ok = zim_page_unpack (rd, fields, &page) == 0;
     if (ok) {
         zim_rd_t items = page.items;
         for (uint32_t i = 0; ok && i < page.nitems; i++) {
             zim_item_t item;
-            ok = zim_page_item_next (&items, &item) == 0;
+            ok = zim_item_unpack (&items, &item) == 0;
         }
         ok = ok && zim_rd_left (&items) == 0;
     }
@@ -208,7 +208,7 @@ int zim_reads_page (zim_reads_t *self, uint64_t req, zim_rd_t *rd, uint32_t fiel
     zim_cframe_page_begin (fr, read->rid, page.more, page.nitems);
     for (uint32_t i = 0; i < page.nitems; i++) {
         zim_item_t item;
-        zim_page_item_next (&page.items, &item);
+        zim_item_unpack (&page.items, &item);
         zim_cframe_page_item (fr, &item);
     }
     if (!last && zlistx_size (self->parked) == 0)
@@ -311,7 +311,7 @@ static void s_test_sync (s_test_t *t, uint64_t rid)
 {
     zim_sync_t m = {{7, zim_str ("demo"), zim_str ("bob"), zim_str ("d")}, rid, 0, 0};
     zim_wr_reset (&t->wr);
-    zim_sync_encode (&t->wr, &m);
+    zim_sync_pack (&t->wr, &m);
     zim_rd_t rd;
     int kind;
     uint32_t fields;
@@ -332,7 +332,7 @@ static uint64_t s_test_read_req (s_test_t *t)
     zim_read_t r;
     zim_rd_init (&rd, zframe_data (body), zframe_size (body));
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_READ);
-    assert (zim_read_decode (&rd, fields, &r) == 0 && zim_str_eq (r.uid, "bob"));
+    assert (zim_read_unpack (&rd, fields, &r) == 0 && zim_str_eq (r.uid, "bob"));
     zmsg_destroy (&msg);
     return r.req;
 }
@@ -344,7 +344,7 @@ static int s_test_page (s_test_t *t, uint64_t req, int64_t status, uint64_t last
     zim_page_begin (&t->wr, req, status, false, status ? 0 : 1);
     zim_item_t item = {1, 2, 3, zim_str ("alice"), zim_str ("bob"), {"\xa2hi", 3}};
     if (!status)
-        zim_page_item (&t->wr, &item);
+        zim_item_pack (&t->wr, &item);
     zim_rd_t rd;
     int kind;
     uint32_t fields;
@@ -466,7 +466,7 @@ void zim_reads_test (bool verbose)
     //  A cursor becomes SETCURSOR on the user's shard.
     zim_cursor_t cursor = {{7, zim_str ("demo"), zim_str ("bob"), zim_str ("d")}, 3};
     zim_wr_reset (&t.wr);
-    zim_cursor_encode (&t.wr, &cursor);
+    zim_cursor_pack (&t.wr, &cursor);
     zim_rd_init (&rd, t.wr.data, t.wr.size);
     assert (zim_msg_kind (&rd, &kind, &fields) == 0);
     zim_reads_cursor (t.reads, &rd, fields);

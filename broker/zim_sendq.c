@@ -231,7 +231,7 @@ void zim_sendq_send (zim_sendq_t *self, zframe_t **gw, zframe_t **frame, zim_rd_
                      uint32_t fields)
 {
     zim_send_t m;
-    if (zim_send_decode (rd, fields, &m) || zim_rd_left (rd)) {
+    if (zim_send_unpack (rd, fields, &m) || zim_rd_left (rd)) {
         self->stats->bad++;
         zim_shell_warn (self->shell, "dropped a malformed SEND from gateway %.*s",
                         (int)zframe_size (*gw), (const char *)zframe_data (*gw));
@@ -303,7 +303,7 @@ static void s_write_send (zim_sendq_t *self, s_batch_t *batch, int shard, uint32
             item->m.who.app, item->m.who.uid,
             item->m.to,      item->m.cid,
             item->m.body,    item->shard_to != item->shard_from ? ZIM_SIDE_FROM : ZIM_SIDE_BOTH};
-        zim_append_item (&self->wr, &ai);
+        zim_append_item_pack (&self->wr, &ai);
     }
     if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size) == -1) {
         //  A full or absent shard pipe: fail fast, the senders retry.
@@ -364,12 +364,12 @@ static void s_first_answered (zim_sendq_t *self, s_write_t *write, zim_rd_t *rd,
 {
     s_batch_t *batch = write->batch;
     zim_appended_t ap;
-    bool ok = zim_appended_decode (rd, fields, &ap) == 0 && ap.nitems == write->n;
+    bool ok = zim_appended_unpack (rd, fields, &ap) == 0 && ap.nitems == write->n;
     if (ok) {
         zim_rd_t items = ap.items;
         zim_appended_item_t res;
         for (uint32_t i = 0; ok && i < write->n; i++)
-            ok = zim_appended_item_next (&items, &res) == 0;
+            ok = zim_appended_item_unpack (&items, &res) == 0;
     }
     if (!ok) {
         self->stats->bad++;
@@ -379,7 +379,7 @@ static void s_first_answered (zim_sendq_t *self, s_write_t *write, zim_rd_t *rd,
     for (uint32_t i = 0; i < write->n; i++) {
         s_item_t *item = &batch->items[write->idx ? write->idx[i] : i];
         zim_appended_item_t res;
-        if (!ok || zim_appended_item_next (&ap.items, &res))
+        if (!ok || zim_appended_item_unpack (&ap.items, &res))
             s_resolve (self, batch, item, ZIM_ERR_INTERNAL);
         else if (res.status == ZIM_APPEND_STORED || res.status == ZIM_APPEND_DUPLICATE) {
             item->res = res;
@@ -490,7 +490,7 @@ static void s_complete (zim_sendq_t *self, s_batch_t *batch)
         uint32_t fields;
         zim_rd_init (&rd, zframe_data (batch->routes), zframe_size (batch->routes));
         routes = zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_ROUTE_R &&
-                 zim_route_r_decode (&rd, fields, &rr) == 0 && rr.nlists == 2 * batch->count;
+                 zim_route_r_unpack (&rd, fields, &rr) == 0 && rr.nlists == 2 * batch->count;
     }
     bool bad = batch->routes && !routes;
     for (uint32_t i = 0; i < batch->count; i++) {
@@ -602,7 +602,7 @@ static void s_test_send (s_test_t *t, uint64_t conn, const char *uid, const char
                     zim_str (to),
                     {raw, t->wr.size}};
     zim_wr_reset (&t->wr);
-    zim_send_encode (&t->wr, &m);
+    zim_send_pack (&t->wr, &m);
     zframe_t *gw = zframe_new ("gw-t", 4), *frame = zframe_new (t->wr.data, t->wr.size);
     zim_rd_t rd;
     int kind;
@@ -628,11 +628,11 @@ static int s_test_append (s_test_t *t, int s, uint64_t *req, uint64_t *ids, uint
     zim_append_t ap;
     zim_rd_init (&rd, zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)));
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPEND);
-    assert (zim_append_decode (&rd, fields, &ap) == 0);
+    assert (zim_append_unpack (&rd, fields, &ap) == 0);
     *req = ap.req;
     for (uint32_t i = 0; i < ap.nitems; i++) {
         zim_append_item_t ai;
-        assert (zim_append_item_next (&ap.items, &ai) == 0);
+        assert (zim_append_item_unpack (&ap.items, &ai) == 0);
         ids[i] = ai.id;
         sides[i] = ai.sides;
     }
@@ -646,7 +646,7 @@ static void s_test_appended (s_test_t *t, uint64_t req, const zim_appended_item_
     zim_wr_reset (&t->wr);
     zim_appended_begin (&t->wr, req, (uint32_t)n);
     for (int i = 0; i < n; i++)
-        zim_appended_item (&t->wr, &res[i]);
+        zim_appended_item_pack (&t->wr, &res[i]);
     zim_rd_t rd;
     int kind;
     uint32_t fields;
@@ -666,7 +666,7 @@ static void s_test_route (s_test_t *t)
     uint32_t fields;
     zim_route_q_t q;
     zim_rd_init (&rd, zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_route_q_decode (&rd, fields, &q) == 0);
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_route_q_unpack (&rd, fields, &q) == 0);
     zmsg_destroy (&msg);
     zim_wr_reset (&t->wr);
     zim_route_r_begin (&t->wr, q.req, q.nkeys);
@@ -675,7 +675,7 @@ static void s_test_route (s_test_t *t)
         zim_route_list_begin (&t->wr, i % 2 ? 2 : 1);
         for (uint32_t j = 0; j < (i % 2 ? 2u : 1u); j++) {
             zim_route_t r = {zim_str ("gw-t"), conns[i % 2][j], zim_str ("d")};
-            zim_route (&t->wr, &r);
+            zim_route_pack (&t->wr, &r);
         }
     }
     zframe_t *frame = zframe_new (t->wr.data, t->wr.size);
@@ -761,7 +761,7 @@ static void s_test_setup (s_test_t *t, bool two_shards)
                               true,
                               0,
                               zim_str ("{}")};
-            zim_member (&t->wr, &m);
+            zim_member_pack (&t->wr, &m);
         }
         assert (zim_shards_map (t->shards, t->wr.data, t->wr.size) == 0);
     } else

@@ -148,21 +148,21 @@ int zim_shards_map (zim_shards_t *self, const void *data, size_t size)
     zim_map_t map;
     zim_rd_init (&rd, data, size);
     if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_MAP ||
-        zim_map_decode (&rd, fields, &map))
+        zim_map_unpack (&rd, fields, &map))
         return -1;
     //  Read every member before changing anything: a map that is bad
     //  halfway changes nothing.
     zim_rd_t members = map.members;
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t member;
-        if (zim_member_next (&members, &member))
+        if (zim_member_unpack (&members, &member))
             return -1;
     }
     if (self->fixed)
         return 0;
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t member;
-        zim_member_next (&map.members, &member);
+        zim_member_unpack (&map.members, &member);
         if (!zim_str_eq (member.role, "store") || member.name.len == 0 || member.endpoint.len == 0)
             continue;
         int index = s_find (self, member.name.ptr, member.name.len);
@@ -223,7 +223,7 @@ static void s_test_map (zim_wr_t *wr, const char *const (*members)[3], uint32_t 
                           true,
                           0,
                           zim_str ("{}")};
-        zim_member (wr, &m);
+        zim_member_pack (wr, &m);
     }
 }
 

@@ -247,11 +247,11 @@ void zim_xshard_adopt (zim_xshard_t *self, uint64_t req, uint32_t n, const int *
 static void s_late_answered (zim_xshard_t *self, s_late_t *late, zim_rd_t *rd, uint32_t fields)
 {
     zim_appended_t ap;
-    if (zim_appended_decode (rd, fields, &ap) || ap.nitems != late->n)
+    if (zim_appended_unpack (rd, fields, &ap) || ap.nitems != late->n)
         return;
     for (uint32_t i = 0; i < late->n; i++) {
         zim_appended_item_t res;
-        if (zim_appended_item_next (&ap.items, &res))
+        if (zim_appended_item_unpack (&ap.items, &res))
             return;
         if (late->shards[i] >= 0 &&
             (res.status == ZIM_APPEND_STORED || res.status == ZIM_APPEND_DUPLICATE)) {
@@ -278,7 +278,7 @@ static size_t s_encode (zim_xshard_t *self, uint64_t req, const s_half_t *halves
     zim_wr_reset (&self->wr);
     zim_append_begin (&self->wr, req, (uint32_t)count);
     for (size_t i = 0; i < count; i++)
-        zim_append_item (&self->wr, &halves[i].ai);
+        zim_append_item_pack (&self->wr, &halves[i].ai);
     return count;
 }
 
@@ -390,9 +390,9 @@ int zim_xshard_appended (zim_xshard_t *self, uint64_t req, zim_rd_t *rd, uint32_
     size_t n = repairs ? lane->repairs_sent : lane->sent.n;
     zim_appended_t ap;
     zim_appended_item_t *res = zim_malloc (n * sizeof *res);
-    bool ok = zim_appended_decode (rd, fields, &ap) == 0 && ap.nitems == n;
+    bool ok = zim_appended_unpack (rd, fields, &ap) == 0 && ap.nitems == n;
     for (size_t i = 0; ok && i < n; i++)
-        ok = zim_appended_item_next (&ap.items, &res[i]) == 0;
+        ok = zim_appended_item_unpack (&ap.items, &res[i]) == 0;
     if (!ok) {
         self->stats->bad++;
         free (res);
@@ -546,11 +546,11 @@ static int s_test_take (zsock_t *store, int timeout_ms, uint64_t *req, uint64_t 
     zim_append_t ap;
     zim_rd_init (&rd, zframe_data (body), zframe_size (body));
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPEND);
-    assert (zim_append_decode (&rd, fields, &ap) == 0);
+    assert (zim_append_unpack (&rd, fields, &ap) == 0);
     *req = ap.req;
     for (uint32_t i = 0; i < ap.nitems; i++) {
         zim_append_item_t ai;
-        assert (zim_append_item_next (&ap.items, &ai) == 0 && ai.sides == ZIM_SIDE_TO);
+        assert (zim_append_item_unpack (&ap.items, &ai) == 0 && ai.sides == ZIM_SIDE_TO);
         ids[i] = ai.id;
     }
     zmsg_destroy (&msg);
@@ -566,7 +566,7 @@ static void s_test_answer (zim_xshard_t *xs, uint64_t req, const uint64_t *ids, 
     zim_appended_begin (&wr, req, (uint32_t)n);
     for (int i = 0; i < n; i++) {
         zim_appended_item_t res = {status, ids[i], 0, 10 + ids[i] - 100, 5};
-        zim_appended_item (&wr, &res);
+        zim_appended_item_pack (&wr, &res);
     }
     zim_rd_t rd;
     int kind;
@@ -609,7 +609,7 @@ void zim_xshard_test (bool verbose)
                           true,
                           0,
                           zim_str ("{}")};
-        zim_member (&wr, &m);
+        zim_member_pack (&wr, &m);
     }
     assert (zim_shards_map (shards, wr.data, wr.size) == 0);
     zim_wr_free (&wr);

@@ -143,7 +143,7 @@ static void s_send (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
     }
     zim_send_t m = {s_who (session), f->cid, f->to, f->body};
     zim_wr_reset (&edge->wr);
-    zim_send_encode (&edge->wr, &m);
+    zim_send_pack (&edge->wr, &m);
     edge->sends++;
     s_forward (edge, session, cid, false, 0);
 }
@@ -179,10 +179,10 @@ static void s_read (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
     zim_wr_reset (&edge->wr);
     if (f->op == ZIM_OP_SYNC) {
         zim_sync_t m = {s_who (session), f->rid, f->since, limit};
-        zim_sync_encode (&edge->wr, &m);
+        zim_sync_pack (&edge->wr, &m);
     } else {
         zim_history_t m = {s_who (session), f->rid, f->peer, f->before, limit};
-        zim_history_encode (&edge->wr, &m);
+        zim_history_pack (&edge->wr, &m);
     }
     if (s_forward (edge, session, s_nocid, f->has_rid, f->rid))
         zim_session_read_cancel (session);
@@ -220,7 +220,7 @@ static void s_frame (zim_edge_t *edge, zim_session_t *session, const zim_cframe_
     case ZIM_OP_CURSOR: {
         zim_cursor_t m = {s_who (session), f->seq};
         zim_wr_reset (&edge->wr);
-        zim_cursor_encode (&edge->wr, &m);
+        zim_cursor_pack (&edge->wr, &m);
         s_forward (edge, session, s_nocid, false, 0);
         break;
     }
@@ -298,7 +298,7 @@ void zim_frames_out (zim_edge_t *edge, const void *data, size_t size)
     uint32_t fields;
     zim_out_t out;
     if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_OUT ||
-        zim_out_decode (&rd, fields, &out)) {
+        zim_out_unpack (&rd, fields, &out)) {
         edge->bad_messages++;
         zim_shell_warn (edge->shell, "dropped an undecodable backbone message (%zu bytes)", size);
         return;

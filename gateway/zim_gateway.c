@@ -427,7 +427,7 @@ static void s_test_map (zactor_t *gw, const char *router, uint64_t instance, uin
     zim_wr_init (&wr);
     zim_map_begin (&wr, zim_str (router), instance, version, member ? 1 : 0);
     if (member)
-        zim_member (&wr, member);
+        zim_member_pack (&wr, member);
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "MAP");
     zmsg_addmem (msg, wr.data, wr.size);
@@ -531,9 +531,9 @@ void zim_gateway_test (bool verbose)
     uint32_t fields;
     zim_presence_t pres;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PRESENCE);
-    assert (zim_presence_decode (&rd, fields, &pres) == 0 && pres.nitems == 1);
+    assert (zim_presence_unpack (&rd, fields, &pres) == 0 && pres.nitems == 1);
     zim_presence_item_t item;
-    assert (zim_presence_item_next (&pres.items, &item) == 0);
+    assert (zim_presence_item_unpack (&pres.items, &item) == 0);
     assert (item.up && zim_str_eq (item.uid, "alice") && zim_str_eq (item.device, "phone"));
     uint64_t conn_id = item.conn;
     zmsg_destroy (&msg);
@@ -559,7 +559,7 @@ void zim_gateway_test (bool verbose)
     zim_rd_init (&rd, zframe_data (body), zframe_size (body));
     zim_send_t send;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_SEND);
-    assert (zim_send_decode (&rd, fields, &send) == 0);
+    assert (zim_send_unpack (&rd, fields, &send) == 0);
     assert (zim_str_eq (send.who.uid, "alice") && zim_str_eq (send.to, "bob"));
     assert (send.who.conn == conn_id);
     zmsg_destroy (&msg);

@@ -242,7 +242,7 @@ void zim_links_presence (zim_links_t *self, zim_session_t *session, bool up)
     zim_presence_item_t item = {up, zim_session_id (session), zim_str (zim_session_app (session)),
                                 zim_str (zim_session_uid (session)),
                                 zim_str (zim_session_device (session))};
-    zim_presence_item (&edge->wr, &item);
+    zim_presence_item_pack (&edge->wr, &item);
     s_to_routers (self, -1);
     s_track_count (self);
 }
@@ -275,7 +275,7 @@ static void s_announce (zim_links_t *self, int index, const char *why)
             zim_presence_item_t item = {true, zim_session_id (s), zim_str (zim_session_app (s)),
                                         zim_str (zim_session_uid (s)),
                                         zim_str (zim_session_device (s))};
-            zim_presence_item (&edge->wr, &item);
+            zim_presence_item_pack (&edge->wr, &item);
             i++;
         }
         s_to_routers (self, index);
@@ -405,7 +405,7 @@ void zim_links_map (zim_links_t *self, zframe_t *frame)
     uint32_t fields;
     zim_map_t map;
     if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_MAP ||
-        zim_map_decode (&rd, fields, &map)) {
+        zim_map_unpack (&rd, fields, &map)) {
         edge->bad_messages++;
         zim_shell_warn (edge->shell, "dropped an undecodable MAP");
         return;
@@ -425,7 +425,7 @@ void zim_links_map (zim_links_t *self, zframe_t *frame)
     zim_member_t own = {0};
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t m;
-        if (zim_member_next (&map.members, &m)) {
+        if (zim_member_unpack (&map.members, &m)) {
             edge->bad_messages++;
             zim_shell_warn (edge->shell, "dropped an undecodable MAP");
             return;
@@ -523,7 +523,7 @@ static void s_test_map (zim_links_t *links, const char *router, uint64_t instanc
     zim_wr_init (&wr);
     zim_map_begin (&wr, zim_str (router), instance, 1, n);
     for (uint32_t i = 0; i < n; i++)
-        zim_member (&wr, &members[i]);
+        zim_member_pack (&wr, &members[i]);
     zframe_t *frame = zframe_new (wr.data, wr.size);
     zim_links_map (links, frame);
     zframe_destroy (&frame);
@@ -545,7 +545,7 @@ static int s_test_presence (zsock_t *router, int timeout, uint32_t *items)
         uint32_t fields;
         zim_presence_t p;
         assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PRESENCE);
-        assert (zim_presence_decode (&rd, fields, &p) == 0);
+        assert (zim_presence_unpack (&rd, fields, &p) == 0);
         resets += p.reset;
         *items += p.nitems;
         zmsg_destroy (&msg);

@@ -858,13 +858,13 @@ void zim_msg_test (bool verbose)
                        zim_str ("c1"),
                        zim_str ("bob"),
                        {"\xa2hi", 3}};
-    zim_send_encode (&wr, &send);
+    zim_send_pack (&wr, &send);
     zim_rd_init (&rd, wr.data, wr.size);
     int kind;
     uint32_t fields;
     zim_send_t send2;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_SEND);
-    assert (zim_send_decode (&rd, fields, &send2) == 0 && zim_rd_left (&rd) == 0);
+    assert (zim_send_unpack (&rd, fields, &send2) == 0 && zim_rd_left (&rd) == 0);
     assert (send2.who.conn == 42 && zim_str_eq (send2.who.device, "phone"));
     zim_wr_t text;
     zim_wr_init (&text);
@@ -883,7 +883,7 @@ void zim_msg_test (bool verbose)
     zim_rd_init (&rd, wr.data, wr.size);
     zim_out_t out;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_OUT);
-    assert (zim_out_decode (&rd, fields, &out) == 0 && out.nconns == 3 && out.frames.len == 1);
+    assert (zim_out_unpack (&rd, fields, &out) == 0 && out.nconns == 3 && out.frames.len == 1);
     uint64_t c;
     assert (zim_rd_uint (&out.conns, &c) == 0 && c == 1 && zim_rd_left (&rd) == 0);
     zim_wr_reset (&wr);
@@ -891,17 +891,17 @@ void zim_msg_test (bool verbose)
     zim_append_item_t si = {
         1,           2,          zim_str ("demo"), zim_str ("a"), zim_str ("b"), zim_str ("c"),
         {"\xc0", 1}, ZIM_SIDE_TO};
-    zim_append_item (&wr, &si);
+    zim_append_item_pack (&wr, &si);
     size_t with_sides = wr.size;
     si.sides = ZIM_SIDE_BOTH;
-    zim_append_item (&wr, &si);
+    zim_append_item_pack (&wr, &si);
     assert (wr.size - with_sides == with_sides - 4 - 1); //  one byte less: no sides
     zim_rd_init (&rd, wr.data, wr.size);
     zim_append_t sap;
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_append_decode (&rd, fields, &sap) == 0);
+    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_append_unpack (&rd, fields, &sap) == 0);
     zim_append_item_t sgot;
-    assert (zim_append_item_next (&sap.items, &sgot) == 0 && sgot.sides == ZIM_SIDE_TO);
-    assert (zim_append_item_next (&sap.items, &sgot) == 0 && sgot.sides == ZIM_SIDE_BOTH);
+    assert (zim_append_item_unpack (&sap.items, &sgot) == 0 && sgot.sides == ZIM_SIDE_TO);
+    assert (zim_append_item_unpack (&sap.items, &sgot) == 0 && sgot.sides == ZIM_SIDE_BOTH);
     assert (zim_rd_left (&sap.items) == 0);
 
     //  ROUTE_R: a list of lists.
@@ -909,7 +909,7 @@ void zim_msg_test (bool verbose)
     zim_route_r_begin (&wr, 4, 2);
     zim_route_list_begin (&wr, 1);
     zim_route_t route = {zim_str ("gw-1"), 7, zim_str ("phone")};
-    zim_route (&wr, &route);
+    zim_route_pack (&wr, &route);
     zim_route_list_begin (&wr, 0);
     const zim_record_t *rec;
     _Alignas(max_align_t) char any[ZIM_MSG_MAX_SIZE];

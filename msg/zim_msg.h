@@ -301,44 +301,6 @@ void zim_cframe_page_item (zim_wr_t *wr, const zim_item_t *item);
 void zim_msg_test (bool verbose);
 
 //  ---------------------------------------------------------------------
-//  TEMPORARY: the names callers used before the catalogue, until the call
-//  sites are renamed (list: /work/notes/msg-renames.txt; sed 's/\bOLD\b/NEW/g').
-#define zim_send_encode zim_send_pack
-#define zim_send_decode zim_send_unpack
-#define zim_sync_encode zim_sync_pack
-#define zim_sync_decode zim_sync_unpack
-#define zim_history_encode zim_history_pack
-#define zim_history_decode zim_history_unpack
-#define zim_cursor_encode zim_cursor_pack
-#define zim_cursor_decode zim_cursor_unpack
-#define zim_out_decode zim_out_unpack
-#define zim_presence_decode zim_presence_unpack
-#define zim_presence_item zim_presence_item_pack
-#define zim_presence_item_next zim_presence_item_unpack
-#define zim_route_q_decode zim_route_q_unpack
-#define zim_route_r_decode zim_route_r_unpack
-#define zim_route zim_route_pack
-#define zim_route_next zim_route_unpack
-#define zim_append_decode zim_append_unpack
-#define zim_append_item zim_append_item_pack
-#define zim_append_item_next zim_append_item_unpack
-#define zim_appended_decode zim_appended_unpack
-#define zim_appended_item zim_appended_item_pack
-#define zim_appended_item_next zim_appended_item_unpack
-#define zim_read_encode zim_read_pack
-#define zim_read_decode zim_read_unpack
-#define zim_page_decode zim_page_unpack
-#define zim_page_item zim_item_pack
-#define zim_page_item_next zim_item_unpack
-#define zim_setcursor_encode zim_setcursor_pack
-#define zim_setcursor_decode zim_setcursor_unpack
-#define zim_hello_encode zim_hello_pack
-#define zim_hello_decode zim_hello_unpack
-#define zim_map_decode zim_map_unpack
-#define zim_member zim_member_pack
-#define zim_member_next zim_member_unpack
-//  END TEMPORARY
-
 #ifdef __cplusplus
 }
 #endif

@@ -45,10 +45,10 @@ __attribute__ ((noinline)) static void s_send (zim_wr_t *wr, const zim_send_t *s
     int kind;
     uint32_t fields;
     zim_wr_reset (wr);
-    zim_send_encode (wr, send);
+    zim_send_pack (wr, send);
     zim_rd_init (&rd, wr->data, wr->size);
     zim_send_t got;
-    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_send_decode (&rd, fields, &got) == 0)
+    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_send_unpack (&rd, fields, &got) == 0)
         s_sink += got.who.conn;
 }
 
@@ -64,14 +64,14 @@ __attribute__ ((noinline)) static void s_append (zim_wr_t *wr, const zim_send_t 
         zim_append_item_t ai = {
             n + i,    1763856000000ULL, send->who.app, send->who.uid,
             send->to, send->cid,        send->body,    i % 2 ? ZIM_SIDE_FROM : ZIM_SIDE_BOTH};
-        zim_append_item (wr, &ai);
+        zim_append_item_pack (wr, &ai);
     }
     zim_rd_init (&rd, wr->data, wr->size);
     zim_append_t ap;
-    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_append_decode (&rd, fields, &ap) == 0)
+    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_append_unpack (&rd, fields, &ap) == 0)
         for (uint32_t i = 0; i < ap.nitems; i++) {
             zim_append_item_t it;
-            if (zim_append_item_next (&ap.items, &it))
+            if (zim_append_item_unpack (&ap.items, &it))
                 break;
             s_sink += it.id + it.sides;
         }
@@ -87,14 +87,14 @@ __attribute__ ((noinline)) static void s_appended (zim_wr_t *wr, uint64_t n)
     zim_appended_begin (wr, n, S_ITEMS);
     for (uint32_t i = 0; i < S_ITEMS; i++) {
         zim_appended_item_t res = {0, n + i, 1000 + i, 2000 + i, 1763856000000ULL};
-        zim_appended_item (wr, &res);
+        zim_appended_item_pack (wr, &res);
     }
     zim_rd_init (&rd, wr->data, wr->size);
     zim_appended_t aps;
-    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_appended_decode (&rd, fields, &aps) == 0)
+    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_appended_unpack (&rd, fields, &aps) == 0)
         for (uint32_t i = 0; i < aps.nitems; i++) {
             zim_appended_item_t res;
-            if (zim_appended_item_next (&aps.items, &res))
+            if (zim_appended_item_unpack (&aps.items, &res))
                 break;
             s_sink += res.to_seq;
         }
@@ -119,7 +119,7 @@ __attribute__ ((noinline)) static void s_out (zim_wr_t *wr, zim_wr_t *fr, const 
     zim_out_encode (wr, &conn, 1, (zim_str_t){fr->data, fr->size});
     zim_rd_init (&rd, wr->data, wr->size);
     zim_out_t out;
-    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_out_decode (&rd, fields, &out) == 0)
+    if (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_out_unpack (&rd, fields, &out) == 0)
         s_sink += out.frames.len;
 }
 

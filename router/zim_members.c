@@ -164,7 +164,7 @@ void zim_members_map (zim_members_t *self, zim_wr_t *wr, zim_str_t router, uint6
                              m->alive,
                              age,
                              zim_str (m->stats)};
-        zim_member (wr, &item);
+        zim_member_pack (wr, &item);
     }
     free (list);
 }
@@ -220,13 +220,13 @@ static uint32_t s_test_map (const zim_wr_t *wr, uint32_t *alive, const char *nam
     uint32_t fields;
     zim_map_t map;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_MAP);
-    assert (zim_map_decode (&rd, fields, &map) == 0);
+    assert (zim_map_unpack (&rd, fields, &map) == 0);
     *alive = 0;
     *listed = false;
     char prev[ZIM_ID_MAX + 1] = "";
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t m;
-        assert (zim_member_next (&map.members, &m) == 0);
+        assert (zim_member_unpack (&map.members, &m) == 0);
         char this_name[ZIM_ID_MAX + 1];
         zim_str_copy (m.name, this_name, sizeof this_name);
         assert (strcmp (prev, this_name) < 0); //  sorted by name

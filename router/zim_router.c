@@ -71,7 +71,7 @@ static void s_publish_map (s_router_t *self)
 static void s_handle_hello (s_router_t *self, zframe_t *peer, zim_rd_t *rd, uint32_t fields)
 {
     zim_hello_t h;
-    if (zim_hello_decode (rd, fields, &h)) {
+    if (zim_hello_unpack (rd, fields, &h)) {
         self->bad++;
         zim_shell_warn (self->shell, "dropped a malformed HELLO");
         return;
@@ -84,20 +84,20 @@ static void s_handle_hello (s_router_t *self, zframe_t *peer, zim_rd_t *rd, uint
 static void s_handle_presence (s_router_t *self, zim_rd_t *rd, uint32_t fields)
 {
     zim_presence_t m;
-    if (zim_presence_decode (rd, fields, &m))
+    if (zim_presence_unpack (rd, fields, &m))
         goto malformed;
     //  Check every item first, so a bad message changes nothing.
     zim_rd_t items = m.items;
     for (uint32_t i = 0; i < m.nitems; i++) {
         zim_presence_item_t item;
-        if (zim_presence_item_next (&items, &item))
+        if (zim_presence_item_unpack (&items, &item))
             goto malformed;
     }
     if (m.reset)
         zim_routes_reset (self->routes, m.gateway);
     for (uint32_t i = 0; i < m.nitems; i++) {
         zim_presence_item_t item;
-        zim_presence_item_next (&m.items, &item);
+        zim_presence_item_unpack (&m.items, &item);
         zim_routes_apply (self->routes, m.gateway, &item);
         self->presence++;
     }
@@ -110,7 +110,7 @@ malformed:
 static void s_handle_route_q (s_router_t *self, zframe_t *peer, zim_rd_t *rd, uint32_t fields)
 {
     zim_route_q_t q;
-    if (zim_route_q_decode (rd, fields, &q))
+    if (zim_route_q_unpack (rd, fields, &q))
         goto malformed;
     //  Validate all keys first so that a bad query gets no partial answer.
     zim_rd_t keys = q.keys;
@@ -326,11 +326,11 @@ static uint32_t s_test_lookup (zsock_t *broker, zim_wr_t *wr, const char *uid, u
     uint32_t fields, n;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_ROUTE_R);
     zim_route_r_t r;
-    assert (zim_route_r_decode (&rd, fields, &r) == 0 && r.req == req && r.nlists == 1);
+    assert (zim_route_r_unpack (&rd, fields, &r) == 0 && r.req == req && r.nlists == 1);
     assert (zim_rd_array (&r.lists, &n) == 0);
     for (uint32_t i = 0; i < n; i++) {
         zim_route_t route;
-        assert (zim_route_next (&r.lists, &route) == 0);
+        assert (zim_route_unpack (&r.lists, &route) == 0);
         if (i < 8)
             conns[i] = route.conn;
     }
@@ -363,12 +363,12 @@ static bool s_test_map (zsock_t *sock, const char *name, bool *listed, bool *ali
     uint32_t fields;
     zim_map_t map;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_MAP);
-    assert (zim_map_decode (&rd, fields, &map) == 0);
+    assert (zim_map_unpack (&rd, fields, &map) == 0);
     *listed = *alive = false;
     *members = map.nmembers;
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t m;
-        assert (zim_member_next (&map.members, &m) == 0);
+        assert (zim_member_unpack (&map.members, &m) == 0);
         if (zim_str_eq (m.name, name)) {
             *listed = true;
             *alive = m.alive;
@@ -405,15 +405,15 @@ void zim_router_test (bool verbose)
     //  alice on two gateways, bob on one.
     zim_presence_begin (&wr, zim_str ("gw-1"), true, 2);
     zim_presence_item_t up = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone")};
-    zim_presence_item (&wr, &up);
+    zim_presence_item_pack (&wr, &up);
     up.conn = 2;
     up.uid = zim_str ("bob");
-    zim_presence_item (&wr, &up);
+    zim_presence_item_pack (&wr, &up);
     s_test_send (gw1, &wr);
     zim_presence_begin (&wr, zim_str ("gw-2"), true, 1);
     up.conn = 7;
     up.uid = zim_str ("alice");
-    zim_presence_item (&wr, &up);
+    zim_presence_item_pack (&wr, &up);
     s_test_send (gw2, &wr);
 
     //  A query answers after the PRESENCE it follows on one socket only;
@@ -433,7 +433,7 @@ void zim_router_test (bool verbose)
     //  A disconnect removes exactly that route.
     zim_presence_begin (&wr, zim_str ("gw-1"), false, 1);
     zim_presence_item_t down = {false, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone")};
-    zim_presence_item (&wr, &down);
+    zim_presence_item_pack (&wr, &down);
     s_test_send (gw1, &wr);
     for (int tries = 0; tries < 100 && s_test_lookup (broker, &wr, "alice", conns) > 1; tries++)
         zclock_sleep (10);
@@ -450,7 +450,7 @@ void zim_router_test (bool verbose)
     s_test_send (broker, &wr);
     zim_presence_begin (&wr, zim_str ("gw-2"), false, 2);
     up = (zim_presence_item_t){true, 8, zim_str ("demo"), zim_str ("dave"), zim_str ("phone")};
-    zim_presence_item (&wr, &up);
+    zim_presence_item_pack (&wr, &up);
     zim_wr_cstr (&wr, "not an item");
     s_test_send (gw2, &wr);
 
@@ -485,11 +485,11 @@ void zim_router_test (bool verbose)
     zsock_connect (ms, "%s", endpoint);
     zim_hello_t hello = {zim_str ("gw-9"), zim_str ("gateway"), zim_str ("ws://h:1/ws"), 5,
                          zim_str (""),     zim_str ("{}")};
-    zim_hello_encode (&wr, &hello);
+    zim_hello_pack (&wr, &hello);
     s_test_send (mg, &wr);
     hello.name = zim_str ("store-9");
     hello.role = zim_str ("store");
-    zim_hello_encode (&wr, &hello);
+    zim_hello_pack (&wr, &hello);
     s_test_send (ms, &wr);
     //  Read maps at the store until both members are in one.
     bool listed, alive;
@@ -500,7 +500,7 @@ void zim_router_test (bool verbose)
     //  zed is online on gw-9.
     zim_presence_begin (&wr, zim_str ("gw-9"), false, 1);
     up = (zim_presence_item_t){true, 9, zim_str ("demo"), zim_str ("zed"), zim_str ("phone")};
-    zim_presence_item (&wr, &up);
+    zim_presence_item_pack (&wr, &up);
     s_test_send (gw1, &wr);
     for (int tries = 0; tries < 100 && s_test_lookup (broker, &wr, "zed", conns) == 0; tries++)
         zclock_sleep (10);
@@ -510,7 +510,7 @@ void zim_router_test (bool verbose)
     bool gw_gone = false;
     zsock_set_rcvtimeo (ms, 100);
     for (int beat = 0; beat < 50 && !gw_gone; beat++) {
-        zim_hello_encode (&wr, &hello);
+        zim_hello_pack (&wr, &hello);
         s_test_send (ms, &wr);
         if (s_test_map (ms, "gw-9", &listed, &alive, &members))
             gw_gone = !listed;
@@ -522,7 +522,7 @@ void zim_router_test (bool verbose)
     zclock_sleep (1500);
     hello.name = zim_str ("gw-9");
     hello.role = zim_str ("gateway");
-    zim_hello_encode (&wr, &hello);
+    zim_hello_pack (&wr, &hello);
     s_test_send (mg, &wr);
     bool store_down = false;
     for (int tries = 0; tries < 5 && !store_down; tries++) {

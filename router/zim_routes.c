@@ -163,7 +163,7 @@ size_t zim_routes_encode (zim_routes_t *self, zim_wr_t *wr, zim_str_t app, zim_s
     for (size_t r = 0; r < count; r++) {
         zim_route_t route = {zim_str (user->routes[r].gateway), user->routes[r].conn,
                              zim_str (user->routes[r].device)};
-        zim_route (wr, &route);
+        zim_route_pack (wr, &route);
     }
     return count;
 }
@@ -210,7 +210,7 @@ static size_t s_test_lookup (zim_routes_t *self, const char *uid, uint64_t *conn
     assert (zim_rd_array (&rd, &count) == 0 && count == n);
     for (uint32_t i = 0; i < count; i++) {
         zim_route_t route;
-        assert (zim_route_next (&rd, &route) == 0);
+        assert (zim_route_unpack (&rd, &route) == 0);
         if (i < 8)
             conns[i] = route.conn;
     }

@@ -32,7 +32,7 @@ void zim_routes_apply (zim_routes_t *self, zim_str_t gateway, const zim_presence
 void zim_routes_reset (zim_routes_t *self, zim_str_t gateway);
 
 //  Appends the route list of (app, uid) to a ROUTE_R being built in wr
-//  (zim_route_list_begin, then one zim_route per connection). Returns how
+//  (zim_route_list_begin, then one zim_route_pack per connection). Returns how
 //  many routes it wrote.
 size_t zim_routes_encode (zim_routes_t *self, zim_wr_t *wr, zim_str_t app, zim_str_t uid);
 

@@ -128,11 +128,11 @@ static int s_apply (zim_commit_t *self, MDB_txn *txn, size_t lo, size_t hi, int6
         s_open (self, p, &rd, &kind, &fields);
         if (kind == ZIM_MSG_APPEND) {
             zim_append_t m;
-            bad = zim_append_decode (&rd, fields, &m);
+            bad = zim_append_unpack (&rd, fields, &m);
             assert (bad == 0);
             for (size_t i = 0; i < self->msgs[p].count; i++) {
                 zim_append_item_t item;
-                bad = zim_append_item_next (&m.items, &item);
+                bad = zim_append_item_unpack (&m.items, &item);
                 assert (bad == 0);
                 if (only >= 0 && (size_t)only != i) {
                     if ((size_t)only < i)
@@ -145,7 +145,7 @@ static int s_apply (zim_commit_t *self, MDB_txn *txn, size_t lo, size_t hi, int6
             }
         } else if (kind == ZIM_MSG_SETCURSOR) {
             zim_setcursor_t m;
-            bad = zim_setcursor_decode (&rd, fields, &m);
+            bad = zim_setcursor_unpack (&rd, fields, &m);
             assert (bad == 0);
             if ((rc = s_cursor_one (self, txn, &m)))
                 return rc;
@@ -243,7 +243,7 @@ void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
         msg->first = first;
         msg->count = 0;
         zim_append_t m;
-        if (msg->kind == ZIM_MSG_APPEND && zim_append_decode (&rd, fields, &m) == 0)
+        if (msg->kind == ZIM_MSG_APPEND && zim_append_unpack (&rd, fields, &m) == 0)
             msg->count = m.nitems;
         first += msg->count;
     }
@@ -279,7 +279,7 @@ static void s_test_append (zim_wr_t *wr, uint64_t id0, const char *tag, const ch
                                 zim_str ("demo"),       zim_str (from),
                                 zim_str (to),           zim_str (cid),
                                 {body.data, body.size}, ZIM_SIDE_BOTH};
-        zim_append_item (wr, &it);
+        zim_append_item_pack (wr, &it);
     }
     zim_wr_free (&body);
     free (blob);
@@ -318,7 +318,7 @@ void zim_commit_test (bool verbose)
         s_test_append (&wr[a], 100 + 20 * (uint64_t)a, tag, "alice", "bob", 20, 8);
     }
     zim_setcursor_t sc = {zim_str ("demo"), zim_str ("bob"), zim_str ("phone"), 50};
-    zim_setcursor_encode (&wr[3], &sc);
+    zim_setcursor_pack (&wr[3], &sc);
     for (int i = 0; i < 4; i++)
         msgs[i] = (zim_str_t){wr[i].data, wr[i].size};
     zim_commit_write (commit, msgs, 4, res);

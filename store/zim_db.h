@@ -30,7 +30,7 @@ const char *zim_fsync_name (zim_fsync_t mode);
 
 //  The databases of an environment (names as in zim_store.h).
 typedef struct {
-    MDB_dbi msgs;    //  id -> message record (zim_record.h)
+    MDB_dbi msgs;    //  id -> message record (zim_msgrec.h)
     MDB_dbi inbox;   //  [app][uid] seq -> id (zim_inbox.h)
     MDB_dbi hist;    //  [app][conv] id -> empty (zim_inbox.h)
     MDB_dbi idem;    //  [app][from][cid] -> id (zim_idem.h)

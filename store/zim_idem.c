@@ -1,7 +1,7 @@
 /*  zim_idem.c: idempotency keys (see zim_idem.h).
  */
 #include "store/zim_idem.h"
-#include "store/zim_record.h"
+#include "store/zim_msgrec.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -22,11 +22,11 @@ int zim_idem_check (const zim_dbs_t *dbs, MDB_txn *txn, const zim_append_item_t 
     uint8_t idb[8];
     memcpy (idb, v.mv_data, 8);
     MDB_val rk = {8, idb}, rv;
-    zim_record_t rec;
+    zim_msgrec_t rec;
     rc = mdb_get (txn, dbs->msgs, &rk, &rv);
     //  A key without its record (cannot happen short of corruption): the
     //  message is stored anew, which rewrites the key.
-    if (rc == MDB_NOTFOUND || (rc == 0 && zim_record_parse (&rv, &rec)))
+    if (rc == MDB_NOTFOUND || (rc == 0 && zim_msgrec_parse (&rv, &rec)))
         return 0;
     if (rc)
         return rc;
@@ -74,8 +74,8 @@ static void s_test_store (const zim_dbs_t *dbs, MDB_txn *txn, const zim_append_i
 {
     uint8_t idb[8], rec[256];
     zim_be64_put (idb, it->id);
-    zim_record_write (rec, it, from_seq, to_seq);
-    MDB_val k = {8, idb}, v = {zim_record_size (it), rec};
+    zim_msgrec_write (rec, it, from_seq, to_seq);
+    MDB_val k = {8, idb}, v = {zim_msgrec_size (it), rec};
     assert (mdb_put (txn, dbs->msgs, &k, &v, 0) == 0);
     assert (zim_idem_put (dbs, txn, it, it->id) == 0);
 }

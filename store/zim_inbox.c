@@ -7,7 +7,7 @@
 #include "store/zim_inbox.h"
 #include "store/zim_idem.h"
 #include "store/zim_key.h"
-#include "store/zim_record.h"
+#include "store/zim_msgrec.h"
 #include "store/zim_seqs.h"
 #include "msg/zim_util.h"
 
@@ -104,7 +104,7 @@ int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_append
     //  The record.
     uint8_t idb[8];
     zim_be64_put (idb, it->id);
-    MDB_val rk = {8, idb}, rv = {zim_record_size (it), NULL};
+    MDB_val rk = {8, idb}, rv = {zim_msgrec_size (it), NULL};
     MDB_dbi msgs = self->dbs->msgs;
     if (it->id > self->last_id_txn) {
         rc = mdb_put (self->txn, msgs, &rk, &rv, MDB_RESERVE | MDB_APPEND);
@@ -123,7 +123,7 @@ int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_append
     }
     if (rc)
         return rc;
-    zim_record_write (rv.mv_data, it, from_seq, to_seq);
+    zim_msgrec_write (rv.mv_data, it, from_seq, to_seq);
     if (it->id > self->last_id_txn)
         self->last_id_txn = it->id;
     if (do_from)

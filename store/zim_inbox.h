@@ -1,7 +1,7 @@
 /*  zim_inbox.h: APPEND items written into a write transaction. A new message
     takes the next seq in its sender's inbox and in its recipient's (the
     inbox database, [app][uid] seq -> id: seq 1, 2, 3... with no gaps), is
-    stored once as a record (msgs, zim_record.h), gets its conversation
+    stored once as a record (msgs, zim_msgrec.h), gets its conversation
     history entry (hist, [app][conv] id -> empty, conv = zim_conv_peer) and
     its idempotency key (zim_idem.h). A cross-shard item (sides 1 or 2)
     takes a seq in one side's inbox only: the other shard writes the other.

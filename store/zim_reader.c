@@ -7,7 +7,7 @@
 #include "store/zim_cursor.h"
 #include "store/zim_inbox.h"
 #include "store/zim_key.h"
-#include "store/zim_record.h"
+#include "store/zim_msgrec.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
@@ -50,7 +50,7 @@ static bool s_add (zim_reader_t *self, const zim_item_t *item)
     if (self->count == self->limit)
         return false;
     zim_wr_reset (&self->one);
-    zim_page_item (&self->one, item);
+    zim_item_pack (&self->one, item);
     if (self->count > 0 && self->entries.size + self->one.size > self->budget)
         return false;
     zim_wr_raw (&self->entries, self->one.data, self->one.size);
@@ -61,13 +61,13 @@ static bool s_add (zim_reader_t *self, const zim_item_t *item)
 //  Reads the record of the message whose id is at idb; returns 0, 1 for a
 //  dangling entry (skipped rather than stalling the reader: it cannot
 //  happen short of corruption), or an LMDB error.
-static int s_record (zim_reader_t *self, MDB_txn *txn, const void *idb, zim_record_t *rec)
+static int s_record (zim_reader_t *self, MDB_txn *txn, const void *idb, zim_msgrec_t *rec)
 {
     uint8_t key[8];
     memcpy (key, idb, 8);
     MDB_val rk = {8, key}, rv;
     int rc = mdb_get (txn, self->dbs->msgs, &rk, &rv);
-    if (rc == MDB_NOTFOUND || (rc == 0 && zim_record_parse (&rv, rec)))
+    if (rc == MDB_NOTFOUND || (rc == 0 && zim_msgrec_parse (&rv, rec)))
         return 1;
     return rc;
 }
@@ -94,7 +94,7 @@ static int s_sync (zim_reader_t *self, MDB_txn *txn, const zim_read_t *m, bool *
     MDB_val k = zim_key_val (&start), v;
     rc = mdb_cursor_get (cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && zim_key_has_prefix (&k, &prefix, 8)) {
-        zim_record_t rec;
+        zim_msgrec_t rec;
         int r = v.mv_size == 8 ? s_record (self, txn, v.mv_data, &rec) : 1;
         if (r > 1) {
             rc = r;
@@ -137,7 +137,7 @@ static int s_history (zim_reader_t *self, MDB_txn *txn, const zim_read_t *m, boo
         rc = mdb_cursor_get (cur, &k, &v, MDB_LAST);
     while (rc == 0 && zim_key_has_prefix (&k, &prefix, 8)) {
         const uint8_t *idb = (const uint8_t *)k.mv_data + prefix.len;
-        zim_record_t rec;
+        zim_msgrec_t rec;
         int r = s_record (self, txn, idb, &rec);
         if (r > 1) {
             rc = r;
@@ -235,7 +235,7 @@ static void s_test_decode (zim_wr_t *out, zim_page_t *page)
     uint32_t fields;
     zim_rd_init (&rd, out->data, out->size);
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PAGE);
-    assert (zim_page_decode (&rd, fields, page) == 0);
+    assert (zim_page_unpack (&rd, fields, page) == 0);
 }
 
 //  Reads a whole inbox (mode sync) or conversation (history) in pages of
@@ -264,7 +264,7 @@ static size_t s_test_read_all (zim_reader_t *reader, MDB_txn *txn, uint64_t mode
         assert (page.nitems <= (limit ? limit : 100));
         for (uint32_t i = 0; i < page.nitems; i++) {
             zim_item_t item;
-            assert (zim_page_item_next (&page.items, &item) == 0);
+            assert (zim_item_unpack (&page.items, &item) == 0);
             uint64_t key = mode == ZIM_READ_SYNC ? item.seq : item.id;
             assert (mode == ZIM_READ_SYNC ? key == last + 1 : key < last);
             last = key;

@@ -4,7 +4,7 @@
 #include "store/zim_idem.h"
 #include "store/zim_inbox.h"
 #include "store/zim_key.h"
-#include "store/zim_record.h"
+#include "store/zim_msgrec.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -21,7 +21,7 @@ static int s_del (MDB_txn *txn, MDB_dbi dbi, const zim_key_t *key)
 //  Deletes the entries that point at the record under the cursor, then the
 //  record. Returns 0 or an LMDB error.
 static int s_purge_one (const zim_dbs_t *dbs, MDB_txn *txn, MDB_cursor *cur, uint64_t id,
-                        const zim_record_t *rec)
+                        const zim_msgrec_t *rec)
 {
     //  Build every key first: deleting may move the record's page.
     zim_key_t fk, tk, hk, ik;
@@ -58,8 +58,8 @@ int zim_retention_purge (zim_db_t *db, uint64_t cutoff_ms, size_t max, size_t *p
         MDB_val k, v;
         if ((rc = mdb_cursor_get (cur, &k, &v, MDB_FIRST)))
             break;
-        zim_record_t rec;
-        if (k.mv_size != 8 || zim_record_parse (&v, &rec))
+        zim_msgrec_t rec;
+        if (k.mv_size != 8 || zim_msgrec_parse (&v, &rec))
             rc = mdb_cursor_del (cur, 0);
         else if (rec.ts >= cutoff_ms)
             break;

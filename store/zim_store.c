@@ -108,7 +108,7 @@ static void s_read_all (s_store_t *self)
         uint32_t fields;
         zim_read_t m;
         zim_rd_init (&rd, zmq_msg_data (&pend->body), zmq_msg_size (&pend->body));
-        int bad = zim_msg_kind (&rd, &kind, &fields) || zim_read_decode (&rd, fields, &m);
+        int bad = zim_msg_kind (&rd, &kind, &fields) || zim_read_unpack (&rd, fields, &m);
         assert (!bad);
         if (!txn) {
             zim_wr_reset (&self->wr);
@@ -151,11 +151,11 @@ static int s_accept (s_pending_t *pend, const char **why)
     if (pend->kind == ZIM_MSG_APPEND) {
         zim_append_t m;
         *why = "bad APPEND";
-        if (zim_append_decode (&rd, fields, &m))
+        if (zim_append_unpack (&rd, fields, &m))
             goto malformed;
         for (uint32_t i = 0; i < m.nitems; i++) {
             zim_append_item_t item;
-            if (zim_append_item_next (&m.items, &item))
+            if (zim_append_item_unpack (&m.items, &item))
                 goto malformed;
         }
         if (zim_rd_left (&m.items))
@@ -165,12 +165,12 @@ static int s_accept (s_pending_t *pend, const char **why)
     } else if (pend->kind == ZIM_MSG_READ) {
         zim_read_t m;
         *why = "bad READ";
-        if (zim_read_decode (&rd, fields, &m) || zim_rd_left (&rd))
+        if (zim_read_unpack (&rd, fields, &m) || zim_rd_left (&rd))
             goto malformed;
     } else if (pend->kind == ZIM_MSG_SETCURSOR) {
         zim_setcursor_t m;
         *why = "bad SETCURSOR";
-        if (zim_setcursor_decode (&rd, fields, &m) || zim_rd_left (&rd))
+        if (zim_setcursor_unpack (&rd, fields, &m) || zim_rd_left (&rd))
             goto malformed;
     } else {
         *why = "unexpected message kind";
@@ -253,7 +253,7 @@ static void s_drain (s_store_t *self)
         zim_wr_reset (&self->wr);
         zim_appended_begin (&self->wr, pend->req, (uint32_t)pend->count);
         for (size_t i = 0; i < pend->count; i++)
-            zim_appended_item (&self->wr, &self->results[pend->first + i]);
+            zim_appended_item_pack (&self->wr, &self->results[pend->first + i]);
         s_reply (self, pend);
     }
     if (reads)
@@ -583,7 +583,7 @@ static void s_test_append (s_test_store_t *t, uint64_t req, const s_test_msg_t *
                                   zim_str (msgs[i].cid),
                                   {body.data, body.size},
                                   sides};
-        zim_append_item (&wr, &item);
+        zim_append_item_pack (&wr, &item);
     }
     s_test_send (t, &wr);
     zim_wr_free (&wr);
@@ -601,9 +601,9 @@ static void s_test_appended (s_test_store_t *t, uint64_t req, zim_appended_item_
     zim_appended_t m;
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPENDED);
-    assert (zim_appended_decode (&rd, fields, &m) == 0 && m.req == req && m.nitems == n);
+    assert (zim_appended_unpack (&rd, fields, &m) == 0 && m.req == req && m.nitems == n);
     for (size_t i = 0; i < n; i++)
-        assert (zim_appended_item_next (&m.items, &res[i]) == 0);
+        assert (zim_appended_item_unpack (&m.items, &res[i]) == 0);
     zframe_destroy (&frame);
 }
 
@@ -624,7 +624,7 @@ static void s_test_ask (s_test_store_t *t, uint64_t mode, const char *uid, int64
     zim_wr_init (&wr);
     zim_read_t r = {9,    mode,  zim_str ("demo"), zim_str (uid), zim_str ("phone"),
                     from, limit, zim_str (peer)};
-    zim_read_encode (&wr, &r);
+    zim_read_pack (&wr, &r);
     s_test_send (t, &wr);
     zim_wr_free (&wr);
 }
@@ -642,13 +642,13 @@ static size_t s_test_page (s_test_store_t *t, s_test_item_t *out, bool *more, in
     zim_page_t m;
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PAGE);
-    assert (zim_page_decode (&rd, fields, &m) == 0 && m.req == 9);
+    assert (zim_page_unpack (&rd, fields, &m) == 0 && m.req == 9);
     *more = m.more;
     *status = m.status;
     *size = zframe_size (frame);
     for (uint32_t i = 0; i < m.nitems; i++) {
         zim_item_t item;
-        assert (zim_page_item_next (&m.items, &item) == 0);
+        assert (zim_item_unpack (&m.items, &item) == 0);
         s_test_item_t *o = &out[i < 1000 ? i : 999];
         memset (o, 0, sizeof *o);
         o->seq = item.seq;
@@ -778,7 +778,7 @@ void zim_store_test (bool verbose)
     zim_wr_t wr;
     zim_wr_init (&wr);
     zim_setcursor_t sc = {zim_str ("demo"), zim_str ("alice"), zim_str ("phone"), 20};
-    zim_setcursor_encode (&wr, &sc);
+    zim_setcursor_pack (&wr, &sc);
     s_test_send (&st, &wr);
     msgs[0] = (s_test_msg_t){base + 200, now, "alice", "bob", "race", "race", 0};
     s_test_append (&st, 106, msgs, 1, ZIM_SIDE_BOTH);

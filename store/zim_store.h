@@ -44,7 +44,7 @@
         zim_store      this actor: loop, drain, replies, timers
         zim_commit     the group commit: one write transaction per drain
         zim_db         the environment, its databases, map growth, syncs
-        zim_key        key encoding;  zim_record  the message record
+        zim_key        key encoding;  zim_msgrec  the message record
         zim_seqs       seq counters cached per write transaction
         zim_inbox      APPEND items: seqs, records, inbox and history entries
         zim_idem       idempotency keys: duplicate or conflict
@@ -60,7 +60,7 @@
 
         msgs     id -> ts, from_seq, to_seq, alen, flen, tlen, clen (1 byte
                  each), app, from, to, cid, body (raw msgpack)
-                 The message record, stored once (zim_record, written by
+                 The message record, stored once (zim_msgrec, written by
                  zim_inbox). Ids are time-ordered, so new ids are usually
                  appended (MDB_APPEND) and retention purges from the front.
                  to_seq is 0 when from == to.

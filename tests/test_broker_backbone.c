@@ -78,7 +78,7 @@ static void s_send_msg (zsock_t *broker, zim_wr_t *wr, uint64_t conn, const char
                     zim_str (cid),
                     zim_str (to),
                     {b.data, b.size}};
-    zim_send_encode (wr, &m);
+    zim_send_pack (wr, &m);
     s_send (broker, wr);
     zim_wr_free (&b);
 }
@@ -107,7 +107,7 @@ static int s_out (zsock_t *gw, int timeout_ms, s_out_t *out)
     zim_out_t o;
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
     ck_assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_OUT);
-    ck_assert (zim_out_decode (&rd, fields, &o) == 0);
+    ck_assert (zim_out_unpack (&rd, fields, &o) == 0);
     out->nconns = o.nconns;
     zim_rd_t fr;
     zim_rd_init (&fr, o.frames.ptr, o.frames.len);
@@ -213,10 +213,10 @@ START_TEST (test_every_live_connection_is_delivered_to)
     zim_presence_begin (&wr, zim_str ("gw-x"), true, N + 1);
     for (uint64_t i = 0; i < N; i++) {
         zim_presence_item_t p = {true, 1000 + i, zim_str ("demo"), zim_str ("bob"), zim_str ("d")};
-        zim_presence_item (&wr, &p);
+        zim_presence_item_pack (&wr, &p);
     }
     zim_presence_item_t p = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("d")};
-    zim_presence_item (&wr, &p);
+    zim_presence_item_pack (&wr, &p);
     s_send (router, &wr);
     //  The router takes the presence before the broker's route query
     //  (separate connections): retry until the routes are there.
@@ -274,7 +274,7 @@ START_TEST (test_stalled_gateway_costs_bounded_bytes)
     ck_assert_int_eq (zsock_connect (gw, "%s", tk_cluster_node (&cl, "broker-1")->bind), 0);
     for (uint64_t rid = 1; rid <= 60; rid++) {
         zim_sync_t m = {{7, zim_str ("demo"), zim_str ("carl"), zim_str ("d")}, rid, 0, 100};
-        zim_sync_encode (&wr, &m);
+        zim_sync_pack (&wr, &m);
         s_send (gw, &wr);
     }
     long dropped = s_broker_stat ("out_dropped", 1);

@@ -20,7 +20,7 @@
 #include "store/zim_commit.h"
 #include "store/zim_db.h"
 #include "store/zim_key.h"
-#include "store/zim_record.h"
+#include "store/zim_msgrec.h"
 #include "store/zim_seqs.h"
 #include "store/zim_inbox.h"
 #include "store/zim_idem.h"
@@ -62,7 +62,7 @@
 #include "tools/zim_node.h"
 
 typedef struct {
-    const char *name;           //  name to select it on the command line
+    const char *name;            //  name to select it on the command line
     void (*test) (bool verbose); //  the selftest
 } s_test_t;
 
@@ -72,7 +72,7 @@ static const s_test_t s_tests[] = {
     {"admin", zim_admin_test},
     {"shell", zim_shell_test},
     {"key", zim_key_test},
-    {"record", zim_record_test},
+    {"msgrec", zim_msgrec_test},
     {"db", zim_db_test},
     {"seqs", zim_seqs_test},
     {"idem", zim_idem_test},

@@ -104,7 +104,7 @@ int64_t zim_membership_beat (zim_membership_t *self, const char *address, const 
     zim_hello_t hello = {
         zim_str (self->name), zim_str (self->role),         zim_str (address),
         self->instance,       zim_str (admin ? admin : ""), zim_str (text ? text : "{}")};
-    zim_hello_encode (&wr, &hello);
+    zim_hello_pack (&wr, &hello);
     for (size_t i = 0; i < self->njoined; i++)
         zmq_send (zsock_resolve (self->joined[i].sock), wr.data, wr.size, ZMQ_DONTWAIT);
     zim_wr_free (&wr);
@@ -127,7 +127,7 @@ zframe_t *zim_membership_recv (zim_membership_t *self, zsock_t *sock)
     uint32_t fields;
     zim_map_t map;
     if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_MAP ||
-        zim_map_decode (&rd, fields, &map)) {
+        zim_map_unpack (&rd, fields, &map)) {
         self->bad++;
         zim_ratelog_warn (&self->ratelog, self->name,
                           "dropped an undecodable message from router %s", j->endpoint);
@@ -163,12 +163,12 @@ json_t *zim_membership_nodes (zim_membership_t *self)
     int kind;
     uint32_t fields;
     zim_map_t map;
-    if (zim_msg_kind (&rd, &kind, &fields) || zim_map_decode (&rd, fields, &map))
+    if (zim_msg_kind (&rd, &kind, &fields) || zim_map_unpack (&rd, fields, &map))
         return NULL; //  checked when it came
     json_t *nodes = json_array ();
     for (uint32_t i = 0; i < map.nmembers; i++) {
         zim_member_t m;
-        if (zim_member_next (&map.members, &m))
+        if (zim_member_unpack (&map.members, &m))
             break;
         //  Names are zim ids, but stats are whatever the member sent: take
         //  them only if they are a JSON object.
@@ -227,7 +227,7 @@ void zim_membership_test (bool verbose)
     uint32_t fields;
     zim_hello_t hello;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_HELLO);
-    assert (zim_hello_decode (&rd, fields, &hello) == 0);
+    assert (zim_hello_unpack (&rd, fields, &hello) == 0);
     json_t *sent = json_loadb (hello.stats.ptr, hello.stats.len, 0, NULL);
     assert (sent && streq (json_string_value (json_object_get (sent, "quote")), "a \"b\""));
     json_decref (sent);
@@ -251,11 +251,11 @@ void zim_membership_test (bool verbose)
                       true,
                       5,
                       zim_str ("{\"sends\":3,\"gateway_routes\":{\"gw-1\":2}}")};
-    zim_member (&wr, &m);
+    zim_member_pack (&wr, &m);
     m = (zim_member_t){
         zim_str ("store-1"), zim_str ("store"), zim_str ("tcp://y"), 1, zim_str (""), true, 5,
         zim_str ("not json")};
-    zim_member (&wr, &m);
+    zim_member_pack (&wr, &m);
     zframe_send (&peer, router, ZFRAME_MORE);
     zmq_send (zsock_resolve (router), wr.data, wr.size, 0);
     zframe_t *map = zim_membership_recv (ms, sock);

@@ -1,6 +1,6 @@
-/*  zim_record.c: the message record codec (see zim_record.h).
+/*  zim_msgrec.c: the message record codec (see zim_msgrec.h).
  */
-#include "store/zim_record.h"
+#include "store/zim_msgrec.h"
 #include "store/zim_key.h"
 
 #include <assert.h>
@@ -9,12 +9,12 @@
 
 #define S_HEAD 28 //  fixed part: three integers and four lengths
 
-size_t zim_record_size (const zim_append_item_t *it)
+size_t zim_msgrec_size (const zim_append_item_t *it)
 {
     return S_HEAD + it->app.len + it->from.len + it->to.len + it->cid.len + it->body.len;
 }
 
-void zim_record_write (void *dest, const zim_append_item_t *it, uint64_t from_seq, uint64_t to_seq)
+void zim_msgrec_write (void *dest, const zim_append_item_t *it, uint64_t from_seq, uint64_t to_seq)
 {
     uint8_t *p = dest;
     zim_be64_put (p, it->ts);
@@ -31,7 +31,7 @@ void zim_record_write (void *dest, const zim_append_item_t *it, uint64_t from_se
     memcpy (p, it->body.ptr, it->body.len);
 }
 
-int zim_record_parse (const MDB_val *v, zim_record_t *r)
+int zim_msgrec_parse (const MDB_val *v, zim_msgrec_t *r)
 {
     const uint8_t *p = v->mv_data;
     if (v->mv_size < S_HEAD)
@@ -60,7 +60,7 @@ bool zim_str_same (zim_str_t a, zim_str_t b)
 //  -------------------------------------------------------------------------
 //  Selftest
 
-void zim_record_test (bool verbose)
+void zim_msgrec_test (bool verbose)
 {
     zim_append_item_t it = {7,
                             1234567,
@@ -70,13 +70,13 @@ void zim_record_test (bool verbose)
                             zim_str ("c-1"),
                             {"\xa2hi", 3},
                             ZIM_SIDE_BOTH};
-    size_t size = zim_record_size (&it);
+    size_t size = zim_msgrec_size (&it);
     assert (size == 28 + 4 + 5 + 3 + 3 + 3);
     uint8_t buf[64];
-    zim_record_write (buf, &it, 11, 12);
+    zim_msgrec_write (buf, &it, 11, 12);
     MDB_val v = {size, buf};
-    zim_record_t r;
-    assert (zim_record_parse (&v, &r) == 0);
+    zim_msgrec_t r;
+    assert (zim_msgrec_parse (&v, &r) == 0);
     assert (r.ts == 1234567 && r.from_seq == 11 && r.to_seq == 12);
     assert (zim_str_same (r.app, it.app) && zim_str_same (r.from, it.from));
     assert (zim_str_same (r.to, it.to) && zim_str_same (r.cid, it.cid));
@@ -85,11 +85,11 @@ void zim_record_test (bool verbose)
 
     //  Truncated or inconsistent records are corrupt, never read past.
     v.mv_size = 27;
-    assert (zim_record_parse (&v, &r) == -1);
+    assert (zim_msgrec_parse (&v, &r) == -1);
     v.mv_size = 28 + 4 + 5 + 3 + 2;
-    assert (zim_record_parse (&v, &r) == -1);
+    assert (zim_msgrec_parse (&v, &r) == -1);
     v.mv_size = 28 + 4 + 5 + 3 + 3; //  an empty body parses (the store never writes one)
-    assert (zim_record_parse (&v, &r) == 0 && r.body.len == 0);
+    assert (zim_msgrec_parse (&v, &r) == 0 && r.body.len == 0);
     if (verbose)
         zsys_info ("record: round trip and corrupt records hold");
 }

@@ -1,4 +1,4 @@
-/*  zim_record.h: the message record, the value of the msgs database: a
+/*  zim_msgrec.h: the message record, the value of the msgs database: a
     message stored once, with the seqs it took and everything needed to find
     its other entries (inbox, history, idempotency key) without a scan.
 
@@ -7,8 +7,8 @@
         app, from, to, cid          the strings, back to back
         body                        the raw msgpack value, to the end
 */
-#ifndef ZIM_RECORD_H_INCLUDED
-#define ZIM_RECORD_H_INCLUDED
+#ifndef ZIM_MSGREC_H_INCLUDED
+#define ZIM_MSGREC_H_INCLUDED
 
 #include "msg/zim_msg.h"
 
@@ -30,22 +30,22 @@ typedef struct {
     zim_str_t app, from; //  app and sender
     zim_str_t to, cid;   //  recipient and client message id
     zim_str_t body;      //  raw msgpack value
-} zim_record_t;
+} zim_msgrec_t;
 
 //  Bytes the record of it takes.
-size_t zim_record_size (const zim_append_item_t *it);
+size_t zim_msgrec_size (const zim_append_item_t *it);
 
-//  Writes the record of it with its seqs into dest (zim_record_size bytes).
-void zim_record_write (void *dest, const zim_append_item_t *it, uint64_t from_seq, uint64_t to_seq);
+//  Writes the record of it with its seqs into dest (zim_msgrec_size bytes).
+void zim_msgrec_write (void *dest, const zim_append_item_t *it, uint64_t from_seq, uint64_t to_seq);
 
 //  Parses a record; returns 0 or -1 if it is corrupt.
-int zim_record_parse (const MDB_val *v, zim_record_t *r);
+int zim_msgrec_parse (const MDB_val *v, zim_msgrec_t *r);
 
 //  True if a and b hold the same bytes.
 bool zim_str_same (zim_str_t a, zim_str_t b);
 
 //  Self test of this class.
-void zim_record_test (bool verbose);
+void zim_msgrec_test (bool verbose);
 
 #ifdef __cplusplus
 }
