@@ -242,10 +242,6 @@ void zim_sendq_send (zim_sendq_t *self, zframe_t **gw, zframe_t **frame, zim_rd_
         s_refuse (self, *gw, &m, ZIM_ERR_BAD_RECIPIENT);
         return;
     }
-    if (!zim_cid_valid (m.cid) || m.body.len == 0) {
-        s_refuse (self, *gw, &m, ZIM_ERR_BAD_FIELD);
-        return;
-    }
     if (self->inflight + (self->open ? self->open->count : 0) >= self->limits->max_inflight) {
         self->stats->rejected_full++;
         s_refuse (self, *gw, &m, ZIM_ERR_UNAVAILABLE);
@@ -837,11 +833,14 @@ static void s_test_one_store (void)
     zmsg_t *none = zmsg_recv (t.routes);
     assert (!none);
 
-    //  Refused at once: a bad recipient, a bad cid, no room in flight.
+    //  Refused at once: a bad recipient, no room in flight.
     s_test_send (&t, 1, "alice", "b/b", "c2", "x");
     s_test_expect (&t, "error", 1, ZIM_ERR_BAD_RECIPIENT, 0, 0);
+    //  An empty cid is not a SEND (the catalogue wants an id; the gateway
+    //  answers it with 4001 before it gets here): dropped and counted.
+    uint64_t bad = t.stats.bad;
     s_test_send (&t, 1, "alice", "bob", "", "x");
-    s_test_expect (&t, "error", 1, ZIM_ERR_BAD_FIELD, 0, 0);
+    assert (s_test_quiet (&t) && t.stats.bad == bad + 1);
     t.limits.max_inflight = 1;
     s_test_send (&t, 1, "alice", "bob", "c3", "x");
     s_test_send (&t, 1, "alice", "bob", "c4", "x");

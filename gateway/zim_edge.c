@@ -236,9 +236,10 @@ void zim_edge_test (bool verbose)
     assert (zim_shell_set (shell, "dev_tokens", "1", NULL) == 0 && edge->dev_tokens);
     assert (zim_shell_set (shell, "app_secret", "demo", "secret-secret-secret") == 0);
     assert (zim_shell_set (shell, "app_secret", "demo", NULL) == -1);
+    assert (zim_shell_set (shell, "app_secret", "old", "old-spelling-secret") == 0);
     assert (zim_shell_set (shell, "app_audience", "demo", "chat") == 0);
     assert (zim_shell_set (shell, "app_public_key", "demo", "/nonexistent.pem") == -1);
-    assert (zim_apps_size (edge->apps) == 1);
+    assert (zim_apps_size (edge->apps) == 2);
 
     //  A refused token is counted by reason and in auth_failures.
     char app[ZIM_ID_MAX + 1], uid[ZIM_ID_MAX + 1];
