@@ -495,7 +495,7 @@ static void s_test_shards (const char *dir, zsock_t *gwr, bool verbose)
     zim_wr_t wr;
     zim_wr_init (&wr);
     zim_presence_begin (&wr, zim_str ("gw-t"), false, 1);
-    zim_presence_item_t p = {true, 4, zim_str ("demo"), zim_str (peer), zim_str ("d")};
+    zim_presence_item_t p = {true, 4, zim_str ("demo"), zim_str (peer), zim_str ("d"), false};
     zim_presence_item_pack (&wr, &p);
     zmq_send (zsock_resolve (gwr), wr.data, wr.size, 0);
 
@@ -600,7 +600,7 @@ void zim_broker_test (bool verbose)
     zim_wr_t wr;
     zim_wr_init (&wr);
     zim_presence_begin (&wr, zim_str ("gw-t"), true, 3);
-    zim_presence_item_t p = {true, 2, zim_str ("demo"), zim_str ("bob"), zim_str ("d")};
+    zim_presence_item_t p = {true, 2, zim_str ("demo"), zim_str ("bob"), zim_str ("d"), false};
     zim_presence_item_pack (&wr, &p);
     p.conn = 1;
     p.uid = zim_str ("alice");

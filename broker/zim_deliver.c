@@ -418,12 +418,12 @@ void zim_deliver_test (bool verbose)
     zim_route_r_begin (&wr, 1, 2);
     zim_route_list_begin (&wr, 300);
     for (uint64_t i = 0; i < 300; i++) {
-        zim_route_t r = {zim_str (i % 3 ? "gw-1" : "gw-2"), 1000 + i, zim_str ("d")};
+        zim_route_t r = {zim_str (i % 3 ? "gw-1" : "gw-2"), 1000 + i, zim_str ("d"), false};
         zim_route_pack (&wr, &r);
     }
     zim_route_list_begin (&wr, 2);
     for (uint64_t i = 1; i <= 2; i++) {
-        zim_route_t r = {zim_str ("gw-1"), i, zim_str ("d")};
+        zim_route_t r = {zim_str ("gw-1"), i, zim_str ("d"), false};
         zim_route_pack (&wr, &r);
     }
     zim_rd_t rd;

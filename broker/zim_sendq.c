@@ -670,7 +670,7 @@ static void s_test_route (s_test_t *t)
         uint64_t conns[2][2] = {{2, 0}, {1, 3}};
         zim_route_list_begin (&t->wr, i % 2 ? 2 : 1);
         for (uint32_t j = 0; j < (i % 2 ? 2u : 1u); j++) {
-            zim_route_t r = {zim_str ("gw-t"), conns[i % 2][j], zim_str ("d")};
+            zim_route_t r = {zim_str ("gw-t"), conns[i % 2][j], zim_str ("d"), false};
             zim_route_pack (&t->wr, &r);
         }
     }

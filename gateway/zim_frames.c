@@ -4,6 +4,7 @@
 #include "gateway/zim_frames.h"
 #include "gateway/zim_links.h"
 #include "gateway/zim_sessions.h"
+#include "msg/zim_conv.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
@@ -11,6 +12,8 @@
 
 //  Largest page a sync or history may ask for.
 #define S_READ_LIMIT_MAX 1000
+//  Largest conversation list page.
+#define S_CONVS_LIMIT_MAX 100
 
 static const zim_str_t s_nocid = {NULL, 0};
 
@@ -177,7 +180,11 @@ static void s_read (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
     }
     uint64_t limit = f->limit > S_READ_LIMIT_MAX ? S_READ_LIMIT_MAX : f->limit;
     zim_wr_reset (&edge->wr);
-    if (f->op == ZIM_OP_SYNC) {
+    if (f->op == ZIM_OP_CONVS) {
+        zim_convs_t m = {s_who (session), f->rid,
+                         limit > S_CONVS_LIMIT_MAX ? S_CONVS_LIMIT_MAX : limit, f->before};
+        zim_convs_pack (&edge->wr, &m);
+    } else if (f->op == ZIM_OP_SYNC) {
         zim_sync_t m = {s_who (session), f->rid, f->since, limit};
         zim_sync_pack (&edge->wr, &m);
     } else {
@@ -188,6 +195,49 @@ static void s_read (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
         zim_session_read_cancel (session);
     else
         edge->reads++;
+}
+
+//  A read, delivered or mute: a conversation the user takes part in,
+//  within the send rate (each costs a store write and, moved, deliveries).
+static void s_receipt (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t *f)
+{
+    const char *app = zim_session_app (session), *uid = zim_session_uid (session);
+    zim_str_t peer;
+    int rc = zim_conv_check (f->conv, zim_str (uid), &peer);
+    if (rc) {
+        edge->bad_frames++;
+        zim_shell_warn (edge->shell, "%s/%s sent %.*s for a conv it does not take part in (%d)",
+                        app, uid, (int)f->op_name.len, f->op_name.ptr, rc);
+        zim_session_error (session, rc,
+                           rc == ZIM_ERR_FORBIDDEN ? "not a conversation of this user"
+                                                   : "conv must be p:UID:UID or g:GROUP",
+                           s_nocid, false, 0);
+        return;
+    }
+    if (!zim_session_take_send (session, zim_edge_now_ms ())) {
+        edge->rate_limited++;
+        zim_shell_warn (edge->shell, "%s/%s over the send rate (%" PRIu64 "/s): answered 4029", app,
+                        uid, edge->send_rate);
+        zim_session_error (session, ZIM_ERR_RATE_LIMITED, "rate limited", s_nocid, false, 0);
+        return;
+    }
+    uint64_t what = f->op == ZIM_OP_READ        ? ZIM_MARK_READ
+                    : f->op == ZIM_OP_DELIVERED ? ZIM_MARK_DELIVERED
+                                                : ZIM_MARK_MUTE;
+    zim_receipt_t m = {s_who (session), f->conv, what, what == ZIM_MARK_MUTE ? f->until : f->seq};
+    zim_wr_reset (&edge->wr);
+    zim_receipt_pack (&edge->wr, &m);
+    s_forward (edge, session, s_nocid, false, 0);
+}
+
+//  The app went to the background or came back: its route says so (its
+//  messages are then pushed as well as delivered).
+static void s_state (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t *f)
+{
+    if (zim_session_background (session) == f->background)
+        return;
+    zim_session_set_background (session, f->background);
+    zim_links_presence (edge->links, session, true);
 }
 
 //  Handles one decoded frame.
@@ -215,7 +265,16 @@ static void s_frame (zim_edge_t *edge, zim_session_t *session, const zim_cframe_
         break;
     case ZIM_OP_SYNC:
     case ZIM_OP_HISTORY:
+    case ZIM_OP_CONVS:
         s_read (edge, session, f);
+        break;
+    case ZIM_OP_READ:
+    case ZIM_OP_DELIVERED:
+    case ZIM_OP_MUTE:
+        s_receipt (edge, session, f);
+        break;
+    case ZIM_OP_STATE:
+        s_state (edge, session, f);
         break;
     case ZIM_OP_CURSOR: {
         zim_cursor_t m = {s_who (session), f->seq};
@@ -264,7 +323,7 @@ void zim_frames_message (zim_edge_t *edge, zim_session_t *session, const uint8_t
     }
 }
 
-//  True if frames begin with the answer to a read: a page, or an error
+//  True if frames begin with the answer to a read: a page or convs, or an error
 //  naming a rid (the broker names one in every error it answers a read with).
 static bool s_is_reply (zim_str_t frames)
 {
@@ -279,7 +338,7 @@ static bool s_is_reply (zim_str_t frames)
         if (zim_rd_str (&rd, &key))
             return false;
         if (zim_str_eq (key, "op") && zim_rd_str (&rd, &op) == 0) {
-            page = zim_str_eq (op, "page");
+            page = zim_str_eq (op, "page") || zim_str_eq (op, "convs");
             error = zim_str_eq (op, "error");
             continue;
         }

@@ -239,9 +239,12 @@ void zim_links_presence (zim_links_t *self, zim_session_t *session, bool up)
     zim_edge_t *edge = self->edge;
     zim_wr_reset (&edge->wr);
     zim_presence_begin (&edge->wr, zim_str (zim_shell_name (edge->shell)), false, 1);
-    zim_presence_item_t item = {up, zim_session_id (session), zim_str (zim_session_app (session)),
+    zim_presence_item_t item = {up,
+                                zim_session_id (session),
+                                zim_str (zim_session_app (session)),
                                 zim_str (zim_session_uid (session)),
-                                zim_str (zim_session_device (session))};
+                                zim_str (zim_session_device (session)),
+                                zim_session_background (session)};
     zim_presence_item_pack (&edge->wr, &item);
     s_to_routers (self, -1);
     s_track_count (self);
@@ -272,9 +275,12 @@ static void s_announce (zim_links_t *self, int index, const char *why)
         for (uint32_t i = 0; i < n; s = zim_sessions_next (sessions)) {
             if (!zim_session_authed (s))
                 continue;
-            zim_presence_item_t item = {true, zim_session_id (s), zim_str (zim_session_app (s)),
+            zim_presence_item_t item = {true,
+                                        zim_session_id (s),
+                                        zim_str (zim_session_app (s)),
                                         zim_str (zim_session_uid (s)),
-                                        zim_str (zim_session_device (s))};
+                                        zim_str (zim_session_device (s)),
+                                        zim_session_background (s)};
             zim_presence_item_pack (&edge->wr, &item);
             i++;
         }

@@ -29,6 +29,7 @@ struct _zim_session_t {
     char uid[ZIM_ID_MAX + 1];    //  user id from the token
     char device[ZIM_ID_MAX + 1]; //  device name (query, auth frame, or "default")
     uint32_t auth_failures;      //  failed auth frames so far
+    bool background;             //  the app said it is in the background (state)
     uint8_t *out;                //  output buffer; LWS_PRE bytes of headroom first
     size_t out_len;              //  payload bytes pending after the headroom
     size_t out_cap;              //  allocated payload capacity
@@ -110,6 +111,16 @@ zim_timer_t *zim_session_auth_timer (zim_session_t *self)
 void zim_session_set_device (zim_session_t *self, const char *device)
 {
     snprintf (self->device, sizeof self->device, "%s", device);
+}
+
+bool zim_session_background (const zim_session_t *self)
+{
+    return self->background;
+}
+
+void zim_session_set_background (zim_session_t *self, bool background)
+{
+    self->background = background;
 }
 
 void zim_session_set_identity (zim_session_t *self, const char *app, const char *uid)
@@ -376,6 +387,9 @@ void zim_session_test (bool verbose)
     assert (zim_session_authed (s) && streq (zim_session_uid (s), "alice"));
     assert (streq (zim_session_app (s), "demo") && streq (zim_session_device (s), "phone"));
     assert (zim_session_auth_failed (s) == 1 && zim_session_auth_failed (s) == 2);
+    assert (!zim_session_background (s));
+    zim_session_set_background (s, true);
+    assert (zim_session_background (s));
 
     //  Send bucket: burst 2, then refilled at 1000/s.
     int64_t now = zim_edge_now_ms ();

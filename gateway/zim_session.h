@@ -50,6 +50,10 @@ zim_timer_t *zim_session_auth_timer (zim_session_t *self);
 
 //  Sets the device name (a valid cid: 1..64 printable ASCII bytes).
 void zim_session_set_device (zim_session_t *self, const char *device);
+//  Whether the app said it is in the background (op state): its routes
+//  carry the flag, so its messages are pushed as well as delivered.
+bool zim_session_background (const zim_session_t *self);
+void zim_session_set_background (zim_session_t *self, bool background);
 //  Marks the session authenticated as (app, uid), both valid ids.
 void zim_session_set_identity (zim_session_t *self, const char *app, const char *uid);
 //  Counts one more failed auth attempt; returns how many there were.

@@ -908,7 +908,7 @@ void zim_msg_test (bool verbose)
     zim_wr_reset (&wr);
     zim_route_r_begin (&wr, 4, 2);
     zim_route_list_begin (&wr, 1);
-    zim_route_t route = {zim_str ("gw-1"), 7, zim_str ("phone")};
+    zim_route_t route = {zim_str ("gw-1"), 7, zim_str ("phone"), false};
     zim_route_pack (&wr, &route);
     zim_route_list_begin (&wr, 0);
     const zim_record_t *rec;
@@ -916,7 +916,7 @@ void zim_msg_test (bool verbose)
     assert (zim_msg_unpack (wr.data, wr.size, &rec, any) == 0 && rec == &zim_rec_route_r);
     zim_wr_reset (&text);
     zim_msg_text (&text, wr.data, wr.size);
-    assert (strstr (text.data, "lists=[[{gateway=\"gw-1\" conn=7 device=\"phone\"}] []]"));
+    assert (strstr (text.data, "lists=[[{gateway=\"gw-1\" conn=7 device=\"phone\" bg=false}] []]"));
     zim_wr_free (&text);
     zim_wr_free (&wr);
     if (verbose)

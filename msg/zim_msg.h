@@ -81,6 +81,17 @@ const char *zim_strerror (int code);
 #define ZIM_APPEND_CONFLICT 2  //  the cid names a message with another recipient or body
 #define ZIM_READ_SYNC 0        //  READ mode: the inbox after seq from, oldest first
 #define ZIM_READ_HISTORY 1     //  the peer conversation below id from, newest first
+#define ZIM_MARK_READ 1           //  RECEIPT/MARK what: the read cursor
+#define ZIM_MARK_DELIVERED 2      //  the delivered cursor
+#define ZIM_MARK_MUTE 3           //  push muted until value (ms; 0 unmutes)
+#define ZIM_MARK_PEER_READ 4      //  MARK: reader read uid's messages up to message id value
+#define ZIM_MARK_PEER_DELIVERED 5 //  MARK: reader got uid's messages up to message id value
+#define ZIM_PUSHQ_STAT 1          //  PUSH_Q op: depth and oldest record
+#define ZIM_PUSHQ_TAKE 2          //  records after a qid
+#define ZIM_PUSHQ_ACK 3           //  remove records, with an outcome
+#define ZIM_PUSHQ_DELIVERED 1     //  PUSH_Q outcome: posted to the webhook
+#define ZIM_PUSHQ_DROPPED 2       //  given up after the bridge's attempts
+#define ZIM_PUSHQ_MUTED 3         //  not posted: muted and not mentioned
 
 //  ---------------------------------------------------------------------
 //  The catalogue, expanded. Kind codes: ZIM_MSG_<NAME>.

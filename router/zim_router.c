@@ -404,7 +404,8 @@ void zim_router_test (bool verbose)
 
     //  alice on two gateways, bob on one.
     zim_presence_begin (&wr, zim_str ("gw-1"), true, 2);
-    zim_presence_item_t up = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone")};
+    zim_presence_item_t up = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone"),
+                              false};
     zim_presence_item_pack (&wr, &up);
     up.conn = 2;
     up.uid = zim_str ("bob");
@@ -432,7 +433,8 @@ void zim_router_test (bool verbose)
 
     //  A disconnect removes exactly that route.
     zim_presence_begin (&wr, zim_str ("gw-1"), false, 1);
-    zim_presence_item_t down = {false, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone")};
+    zim_presence_item_t down = {false, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone"),
+                                false};
     zim_presence_item_pack (&wr, &down);
     s_test_send (gw1, &wr);
     for (int tries = 0; tries < 100 && s_test_lookup (broker, &wr, "alice", conns) > 1; tries++)
@@ -449,7 +451,8 @@ void zim_router_test (bool verbose)
     zim_wr_nil (&wr);
     s_test_send (broker, &wr);
     zim_presence_begin (&wr, zim_str ("gw-2"), false, 2);
-    up = (zim_presence_item_t){true, 8, zim_str ("demo"), zim_str ("dave"), zim_str ("phone")};
+    up = (zim_presence_item_t){true, 8, zim_str ("demo"), zim_str ("dave"), zim_str ("phone"),
+                               false};
     zim_presence_item_pack (&wr, &up);
     zim_wr_cstr (&wr, "not an item");
     s_test_send (gw2, &wr);
@@ -499,7 +502,8 @@ void zim_router_test (bool verbose)
     assert (members == 2);
     //  zed is online on gw-9.
     zim_presence_begin (&wr, zim_str ("gw-9"), false, 1);
-    up = (zim_presence_item_t){true, 9, zim_str ("demo"), zim_str ("zed"), zim_str ("phone")};
+    up =
+        (zim_presence_item_t){true, 9, zim_str ("demo"), zim_str ("zed"), zim_str ("phone"), false};
     zim_presence_item_pack (&wr, &up);
     s_test_send (gw1, &wr);
     for (int tries = 0; tries < 100 && s_test_lookup (broker, &wr, "zed", conns) == 0; tries++)

@@ -15,6 +15,7 @@ typedef struct {
     char *gateway; //  gateway node name (its ZeroMQ routing id)
     uint64_t conn; //  connection id on that gateway
     char *device;  //  device name the session authenticated with
+    bool bg;       //  the app said it is in the background (offline push too)
 } s_route_t;
 
 //  All live connections of one user.
@@ -128,6 +129,7 @@ void zim_routes_apply (zim_routes_t *self, zim_str_t gateway, const zim_presence
         route->gateway = zim_str_dup (gateway);
         route->conn = it->conn;
         route->device = zim_str_dup (it->device);
+        route->bg = it->bg;
         s_count (self, route->gateway, +1);
     } else if (user && user->count == 0)
         zhashx_delete (self->users, key);
@@ -162,7 +164,7 @@ size_t zim_routes_encode (zim_routes_t *self, zim_wr_t *wr, zim_str_t app, zim_s
     zim_route_list_begin (wr, (uint32_t)count);
     for (size_t r = 0; r < count; r++) {
         zim_route_t route = {zim_str (user->routes[r].gateway), user->routes[r].conn,
-                             zim_str (user->routes[r].device)};
+                             zim_str (user->routes[r].device), user->routes[r].bg};
         zim_route_pack (wr, &route);
     }
     return count;
@@ -223,7 +225,8 @@ void zim_routes_test (bool verbose)
 {
     zim_routes_t *routes = zim_routes_new ();
     uint64_t conns[8];
-    zim_presence_item_t up = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone")};
+    zim_presence_item_t up = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone"),
+                              false};
     zim_routes_apply (routes, zim_str ("gw-1"), &up);
     up.conn = 2;
     up.uid = zim_str ("bob");
@@ -240,7 +243,8 @@ void zim_routes_test (bool verbose)
     assert (s_test_lookup (routes, "carol", conns) == 0);
 
     //  A down removes exactly that route.
-    zim_presence_item_t down = {false, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone")};
+    zim_presence_item_t down = {false, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("phone"),
+                                false};
     zim_routes_apply (routes, zim_str ("gw-1"), &down);
     assert (s_test_lookup (routes, "alice", conns) == 1 && conns[0] == 7);
     //  A down for a route that is not there changes nothing.

@@ -10,6 +10,7 @@
 #include "msg/zim_sample.h"
 #include "msg/zim_text.h"
 #include "msg/zim_id.h"
+#include "msg/zim_conv.h"
 #include "msg/zim_ring.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_admin.h"
@@ -94,6 +95,7 @@ static const s_test_t s_tests[] = {
     {"sample", zim_sample_test},
     {"text", zim_text_test},
     {"id", zim_id_test},
+    {"conv", zim_conv_test},
     {"ring", zim_ring_test},
     {"gateway", zim_gateway_test},
     {"apps", zim_apps_test},
