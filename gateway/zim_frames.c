@@ -181,9 +181,9 @@ static void s_read (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
     uint64_t limit = f->limit > S_READ_LIMIT_MAX ? S_READ_LIMIT_MAX : f->limit;
     zim_wr_reset (&edge->wr);
     if (f->op == ZIM_OP_CONVS) {
-        zim_convs_t m = {s_who (session), f->rid,
-                         limit > S_CONVS_LIMIT_MAX ? S_CONVS_LIMIT_MAX : limit, f->before};
-        zim_convs_pack (&edge->wr, &m);
+        zim_convs_get_t m = {s_who (session), f->rid,
+                             limit > S_CONVS_LIMIT_MAX ? S_CONVS_LIMIT_MAX : limit, f->before};
+        zim_convs_get_pack (&edge->wr, &m);
     } else if (f->op == ZIM_OP_SYNC) {
         zim_sync_t m = {s_who (session), f->rid, f->since, limit};
         zim_sync_pack (&edge->wr, &m);

@@ -77,7 +77,10 @@ static int s_open_dbs (zim_db_t *self, MDB_txn *txn, const char **what)
     } dbs[] = {{"msgs", &self->dbs.msgs}, {"inbox", &self->dbs.inbox},
                {"hist", &self->dbs.hist}, {"idem", &self->dbs.idem},
                {"seqs", &self->dbs.seqs}, {"cursors", &self->dbs.cursors},
-               {"meta", &self->dbs.meta}};
+               {"meta", &self->dbs.meta},
+               {"cstate", &self->dbs.cstate}, {"cidx", &self->dbs.cidx},
+               {"crecent", &self->dbs.crecent}, {"utotal", &self->dbs.utotal},
+               {"pushk", &self->dbs.pushk}, {"pushq", &self->dbs.pushq}};
     int rc = 0;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         *what = dbs[i].name;
@@ -141,7 +144,7 @@ zim_db_t *zim_db_new (const char *name, const char *dir, zim_fsync_t sync, uint6
     int rc = mdb_env_create (&self->env);
     if (rc == 0) {
         what = "mdb_env_set_maxdbs";
-        rc = mdb_env_set_maxdbs (self->env, 8);
+        rc = mdb_env_set_maxdbs (self->env, 32);
     }
     if (rc == 0) {
         what = "map_size";

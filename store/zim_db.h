@@ -1,4 +1,4 @@
-/*  zim_db.h: the store's LMDB environment: its directory, its seven named
+/*  zim_db.h: the store's LMDB environment: its directory, its named
     databases and their layout version, map growth, the read transaction
     reused between drains, and durability outside the commit (the
     background fsync of sync = none, the directory fsync at creation). Only
@@ -37,6 +37,13 @@ typedef struct {
     MDB_dbi seqs;    //  [app][uid] -> last seq (zim_seqs.h)
     MDB_dbi cursors; //  [app][uid][device] -> seq (zim_cursor.h)
     MDB_dbi meta;    //  "version" -> layout version
+    //  Receipts, the conversation list, the push queue (zim_convs.h, zim_pushq.h).
+    MDB_dbi cstate;  //  [app][uid][conv] -> the user's state of the conversation
+    MDB_dbi cidx;    //  [app][uid][conv] seq -> the conversation's messages in the inbox
+    MDB_dbi crecent; //  [app][uid] last id [conv] -> empty: most recent first
+    MDB_dbi utotal;  //  [app][uid] -> unread messages in all conversations
+    MDB_dbi pushk;   //  [app][uid][conv] -> the push record (coalesced)
+    MDB_dbi pushq;   //  qid -> [app][uid][conv]: the push queue in order
 } zim_dbs_t;
 
 typedef struct _zim_db_t zim_db_t;

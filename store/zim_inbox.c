@@ -5,6 +5,7 @@
     time-ordered ids usually are.
 */
 #include "store/zim_inbox.h"
+#include "store/zim_convs.h"
 #include "store/zim_idem.h"
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
@@ -21,6 +22,7 @@ struct _zim_inbox_t {
     const zim_dbs_t *dbs; //  its databases
     zim_shell_t *shell;   //  for warnings, or NULL (borrowed)
     zim_seqs_t *seqs;     //  seq counters of the transaction
+    zim_convs_t *convs;   //  conversation states of the transaction
     MDB_txn *txn;         //  the write transaction (borrowed)
     uint64_t last_id;     //  greatest message id committed
     uint64_t last_id_txn; //  greatest message id in the transaction
@@ -33,6 +35,7 @@ zim_inbox_t *zim_inbox_new (zim_db_t *db, zim_shell_t *shell)
     self->dbs = zim_db_dbs (db);
     self->shell = shell;
     self->seqs = zim_seqs_new (self->dbs->seqs);
+    self->convs = zim_convs_new (db);
     self->last_id = zim_db_last_id (db);
     return self;
 }
@@ -43,6 +46,7 @@ void zim_inbox_destroy (zim_inbox_t **self_p)
     if (!self)
         return;
     zim_seqs_destroy (&self->seqs);
+    zim_convs_destroy (&self->convs);
     free (self);
     *self_p = NULL;
 }
@@ -52,6 +56,12 @@ void zim_inbox_begin (zim_inbox_t *self, MDB_txn *txn)
     self->txn = txn;
     self->last_id_txn = self->last_id;
     zim_seqs_reset (self->seqs);
+    zim_convs_begin (self->convs, txn);
+}
+
+zim_convs_t *zim_inbox_convs (zim_inbox_t *self)
+{
+    return self->convs;
 }
 
 //  True if the item can be stored at all.
@@ -139,6 +149,14 @@ int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_append
         return rc;
     zim_key_t hk;
     zim_key_conv (&hk, it->app, it->from, it->to);
+    //  Each side's conversation state and list (the key's conv part).
+    zim_str_t conv = {(const char *)hk.buf + 2 + it->app.len, hk.buf[1 + it->app.len]};
+    if (do_from &&
+        (rc = zim_convs_note (self->convs, it->app, it->from, conv, from_seq, it->id, true, 0)))
+        return rc;
+    if (do_to &&
+        (rc = zim_convs_note (self->convs, it->app, it->to, conv, to_seq, it->id, false, 0)))
+        return rc;
     zim_key_u64 (&hk, it->id);
     MDB_val k = zim_key_val (&hk), empty = {0, idb};
     if ((rc = mdb_put (self->txn, self->dbs->hist, &k, &empty, 0)))
@@ -162,7 +180,8 @@ int zim_inbox_last_seq (zim_inbox_t *self, zim_str_t app, zim_str_t uid, uint64_
 
 int zim_inbox_finish (zim_inbox_t *self)
 {
-    return zim_seqs_flush (self->seqs, self->txn);
+    int rc = zim_seqs_flush (self->seqs, self->txn);
+    return rc ? rc : zim_convs_finish (self->convs);
 }
 
 void zim_inbox_committed (zim_inbox_t *self)

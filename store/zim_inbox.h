@@ -3,12 +3,14 @@
     inbox database, [app][uid] seq -> id: seq 1, 2, 3... with no gaps), is
     stored once as a record (msgs, zim_msgrec.h), gets its conversation
     history entry (hist, [app][conv] id -> empty, conv = zim_conv_peer) and
-    its idempotency key (zim_idem.h). A cross-shard item (sides 1 or 2)
+    its idempotency key (zim_idem.h), and each side's conversation state
+    and list moves on (zim_convs.h). A cross-shard item (sides 1 or 2)
     takes a seq in one side's inbox only: the other shard writes the other.
 */
 #ifndef ZIM_INBOX_H_INCLUDED
 #define ZIM_INBOX_H_INCLUDED
 
+#include "store/zim_convs.h"
 #include "store/zim_db.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
@@ -31,6 +33,10 @@ void zim_inbox_destroy (zim_inbox_t **self_p);
 
 //  Starts work in a new write transaction (borrowed until the next begin).
 void zim_inbox_begin (zim_inbox_t *self, MDB_txn *txn);
+//  The conversation states this writer keeps in step (zim_convs.h), in
+//  the same transaction: a cursor moved in it sees the messages appended
+//  before (borrowed).
+zim_convs_t *zim_inbox_convs (zim_inbox_t *self);
 //  Stores one item and fills *res: ZIM_APPEND_STORED with its seqs,
 //  ZIM_APPEND_DUPLICATE or ZIM_APPEND_CONFLICT (zim_idem.h), or ZIM_EVALUE
 //  for an invalid item or an id already used by another message.

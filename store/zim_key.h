@@ -19,7 +19,7 @@ extern "C" {
 
 //  A key under construction, on the caller's stack.
 typedef struct {
-    uint8_t buf[256]; //  longest key: [app][conv] id = 1+64+1+131+8
+    uint8_t buf[320]; //  longest key: [app][uid][conv] seq = 1+64+1+64+1+131+8
     size_t len;       //  bytes used
 } zim_key_t;
 

@@ -1,6 +1,7 @@
 /*  zim_retention.c: the retention purge (see zim_retention.h).
  */
 #include "store/zim_retention.h"
+#include "store/zim_convs.h"
 #include "store/zim_idem.h"
 #include "store/zim_inbox.h"
 #include "store/zim_key.h"
@@ -33,7 +34,19 @@ static int s_purge_one (const zim_dbs_t *dbs, MDB_txn *txn, MDB_cursor *cur, uin
     zim_key_u64 (&hk, id);
     zim_key_idem (&ik, rec->app, rec->from, rec->cid);
     bool from_entry = rec->from_seq != 0, to_entry = rec->to_seq != 0;
+    //  The conversation lists, from copies: a write may move the record.
+    uint64_t from_seq = rec->from_seq, to_seq = rec->to_seq;
+    char app[ZIM_ID_MAX], from[ZIM_ID_MAX], to[ZIM_ID_MAX];
+    zim_str_t appv = {app, rec->app.len}, fromv = {from, rec->from.len}, tov = {to, rec->to.len};
+    memcpy (app, rec->app.ptr, appv.len);
+    memcpy (from, rec->from.ptr, fromv.len);
+    memcpy (to, rec->to.ptr, tov.len);
+    zim_str_t conv = {(const char *)hk.buf + 2 + appv.len, hk.buf[1 + appv.len]};
     int rc = mdb_cursor_del (cur, 0);
+    if (rc == 0 && from_entry)
+        rc = zim_convs_forget (dbs, txn, appv, fromv, conv, from_seq, id);
+    if (rc == 0 && to_entry)
+        rc = zim_convs_forget (dbs, txn, appv, tov, conv, to_seq, id);
     if (rc == 0 && from_entry)
         rc = s_del (txn, dbs->inbox, &fk);
     if (rc == 0 && to_entry)
