@@ -29,6 +29,7 @@
 #include "store/zim_reader.h"
 #include "store/zim_retention.h"
 #include "store/zim_convs.h"
+#include "store/zim_pushq.h"
 #include "router/zim_router.h"
 #include "router/zim_routes.h"
 #include "router/zim_members.h"
@@ -83,6 +84,7 @@ static const s_test_t s_tests[] = {
     {"reader", zim_reader_test},
     {"retention", zim_retention_test},
     {"convs", zim_convs_test},
+    {"pushq", zim_pushq_test},
     {"commit", zim_commit_test},
     {"store", zim_store_test},
     {"router", zim_router_test},
