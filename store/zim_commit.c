@@ -5,6 +5,7 @@
 #include "store/zim_commit.h"
 #include "store/zim_cursor.h"
 #include "store/zim_inbox.h"
+#include "store/zim_receipts.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
@@ -36,6 +37,7 @@ struct _zim_commit_t {
     zim_shell_t *shell;           //  for warnings, or NULL (borrowed)
     zim_commit_stats_t *stats;    //  where counters go (borrowed)
     zim_inbox_t *inbox;           //  writes APPEND items
+    zim_receipts_t *receipts;     //  writes MARK, PUSH_ADD, PUSH_Q
     const zim_str_t *bodies;      //  the messages of the write (borrowed)
     s_msg_t *msgs;                //  what they are
     size_t msgs_alloc;            //  allocated
@@ -50,6 +52,7 @@ zim_commit_t *zim_commit_new (zim_db_t *db, zim_shell_t *shell, zim_commit_stats
     self->shell = shell;
     self->stats = stats;
     self->inbox = zim_inbox_new (db, shell);
+    self->receipts = zim_receipts_new (db, self->inbox, shell);
     return self;
 }
 
@@ -58,6 +61,7 @@ void zim_commit_destroy (zim_commit_t **self_p)
     zim_commit_t *self = *self_p;
     if (!self)
         return;
+    zim_receipts_destroy (&self->receipts);
     zim_inbox_destroy (&self->inbox);
     free (self->msgs);
     free (self);
@@ -149,6 +153,11 @@ static int s_apply (zim_commit_t *self, MDB_txn *txn, size_t lo, size_t hi, int6
             assert (bad == 0);
             if ((rc = s_cursor_one (self, txn, &m)))
                 return rc;
+        } else if (zim_receipts_kind (kind) == ZIM_RECEIPTS_WRITE) {
+            bool wrote;
+            if ((rc = zim_receipts_apply (self->receipts, p, kind, &rd, fields, &wrote)))
+                return rc;
+            self->unit.wrote |= wrote;
         }
     }
     return 0;
@@ -159,6 +168,9 @@ static int s_apply (zim_commit_t *self, MDB_txn *txn, size_t lo, size_t hi, int6
 static void s_failed (zim_commit_t *self, size_t lo, size_t hi, int64_t only, int rc)
 {
     size_t failed = 0;
+    for (size_t p = lo; p < hi; p++)
+        if (self->msgs[p].kind != ZIM_MSG_APPEND && self->msgs[p].kind != ZIM_MSG_SETCURSOR)
+            zim_receipts_failed (self->receipts, p, self->bodies[p]);
     for (size_t p = lo; p < hi; p++)
         for (size_t i = 0; i < self->msgs[p].count; i++)
             if (only < 0 || (size_t)only == i) {
@@ -193,9 +205,12 @@ static void s_unit (zim_commit_t *self, size_t lo, size_t hi, int64_t only)
         if ((rc = mdb_txn_begin (zim_db_env (self->db), NULL, 0, &txn)))
             break;
         zim_inbox_begin (self->inbox, txn);
+        zim_receipts_begin (self->receipts, txn);
         rc = s_apply (self, txn, lo, hi, only);
         if (rc == 0)
             rc = zim_inbox_finish (self->inbox);
+        if (rc == 0)
+            rc = zim_receipts_finish (self->receipts);
         if (rc == 0)
             rc = mdb_txn_commit (txn);
         else
@@ -203,6 +218,7 @@ static void s_unit (zim_commit_t *self, size_t lo, size_t hi, int64_t only)
         if (rc == 0) {
             zim_commit_stats_t *st = self->stats;
             zim_inbox_committed (self->inbox);
+            zim_receipts_committed (self->receipts);
             st->appended += self->unit.appended;
             st->duplicates += self->unit.duplicates;
             st->conflicts += self->unit.conflicts;
@@ -224,6 +240,11 @@ static void s_unit (zim_commit_t *self, size_t lo, size_t hi, int64_t only)
     s_failed (self, lo, hi, only, rc);
 }
 
+zim_receipts_t *zim_commit_receipts (zim_commit_t *self)
+{
+    return self->receipts;
+}
+
 void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
                        zim_appended_item_t *results)
 {
@@ -234,6 +255,7 @@ void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
     }
     self->bodies = msgs;
     self->results = results;
+    zim_receipts_start (self->receipts, n);
     size_t first = 0;
     for (size_t p = 0; p < n; p++) {
         zim_rd_t rd;
@@ -252,7 +274,7 @@ void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
         return;
     }
     for (size_t p = 0; p < n; p++) {
-        if (self->msgs[p].kind == ZIM_MSG_SETCURSOR)
+        if (self->msgs[p].kind != ZIM_MSG_APPEND)
             s_unit (self, p, p + 1, -1);
         for (size_t i = 0; i < self->msgs[p].count; i++)
             s_unit (self, p, p + 1, (int64_t)i);

@@ -9,6 +9,7 @@
 #define ZIM_COMMIT_H_INCLUDED
 
 #include "store/zim_db.h"
+#include "store/zim_receipts.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
 
@@ -40,10 +41,16 @@ zim_commit_t *zim_commit_new (zim_db_t *db, zim_shell_t *shell, zim_commit_stats
 //  Destroys it.
 void zim_commit_destroy (zim_commit_t **self_p);
 
-//  Writes msgs[0..n): whole backbone messages, each an APPEND or a
-//  SETCURSOR already checked to decode. results gets one answer per APPEND
-//  item, the items of msgs[0] first, in order. Returns when the writes are
-//  committed (and synced, unless sync = none) or have failed.
+//  The writer of the receipts' kinds (MARK, PUSH_ADD, PUSH_Q): their
+//  answers after zim_commit_write, its reads and counters (borrowed).
+zim_receipts_t *zim_commit_receipts (zim_commit_t *self);
+
+//  Writes msgs[0..n): whole backbone messages, each an APPEND, a
+//  SETCURSOR or a write of zim_receipts, already checked to decode.
+//  results gets one answer per APPEND item, the items of msgs[0] first, in
+//  order; the receipts' answers are zim_receipts_reply (.., p). Returns
+//  when the writes are committed (and synced, unless sync = none) or have
+//  failed.
 void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
                        zim_appended_item_t *results);
 

@@ -9,6 +9,7 @@
 #include "store/zim_commit.h"
 #include "store/zim_db.h"
 #include "store/zim_reader.h"
+#include "store/zim_receipts.h"
 #include "store/zim_retention.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
@@ -23,6 +24,7 @@
 #define S_MAX_BATCH 4096        //  default APPEND items per transaction
 #define S_RETENTION 604800      //  default retention, seconds
 #define S_PURGE_INTERVAL 60     //  default seconds between purge runs
+#define S_PUSH_TTL 86400        //  default seconds a push record waits for the bridge
 #define S_PURGE_MAX 10000       //  records deleted per purge transaction
 #define S_DRAIN_MAX 4096        //  backbone messages taken per drain
 #define S_HWM 10000             //  ROUTER high-water marks, messages
@@ -49,6 +51,7 @@ typedef struct {
     uint64_t retention;      //  seconds; 0 keeps messages forever
     uint64_t purge_every;    //  seconds between purge runs
     uint64_t max_page_bytes; //  longest PAGE, encoded
+    uint64_t push_ttl;       //  seconds a push record is kept; 0 for ever
 
     zim_db_t *db;         //  the environment, after START
     zim_commit_t *commit; //  writes APPENDs and SETCURSORs
@@ -101,13 +104,26 @@ static void s_read_all (s_store_t *self)
     }
     for (size_t p = 0; p < self->npend; p++) {
         s_pending_t *pend = &self->pend[p];
-        if (pend->kind != ZIM_MSG_READ)
-            continue;
         zim_rd_t rd;
         int kind;
         uint32_t fields;
         zim_read_t m;
         zim_rd_init (&rd, zmq_msg_data (&pend->body), zmq_msg_size (&pend->body));
+        if (zim_receipts_kind (pend->kind) == ZIM_RECEIPTS_READ) {
+            zim_receipts_t *receipts = zim_commit_receipts (self->commit);
+            int bad = zim_msg_kind (&rd, &kind, &fields);
+            assert (!bad);
+            if ((rc = zim_receipts_read (receipts, txn, kind, &rd, fields, self->max_page_bytes,
+                                         &self->wr))) {
+                self->w.errors++;
+                zsys_error ("%s: read failed (%s): check the disk", name, mdb_strerror (rc));
+            }
+            self->reads++;
+            s_reply (self, pend);
+            continue;
+        }
+        if (pend->kind != ZIM_MSG_READ)
+            continue;
         int bad = zim_msg_kind (&rd, &kind, &fields) || zim_read_unpack (&rd, fields, &m);
         assert (!bad);
         if (!txn) {
@@ -172,6 +188,9 @@ static int s_accept (s_pending_t *pend, const char **why)
         *why = "bad SETCURSOR";
         if (zim_setcursor_unpack (&rd, fields, &m) || zim_rd_left (&rd))
             goto malformed;
+    } else if (zim_receipts_kind (pend->kind)) {
+        if (zim_receipts_check (pend->kind, &rd, fields, why))
+            goto malformed;
     } else {
         *why = "unexpected message kind";
         goto malformed;
@@ -227,7 +246,7 @@ static void s_drain (s_store_t *self)
                 self->nresults += pend->count;
                 items += pend->count;
             }
-            if (pend->kind == ZIM_MSG_READ)
+            if (pend->kind == ZIM_MSG_READ || zim_receipts_kind (pend->kind) == ZIM_RECEIPTS_READ)
                 reads = true;
             else
                 self->writes[nwrites++] =
@@ -256,6 +275,20 @@ static void s_drain (s_store_t *self)
             zim_appended_item_pack (&self->wr, &self->results[pend->first + i]);
         s_reply (self, pend);
     }
+    //  The receipts' answers, by their index among the writes.
+    zim_receipts_t *receipts = zim_commit_receipts (self->commit);
+    for (size_t p = 0, w = 0; p < self->npend; p++) {
+        int mine = zim_receipts_kind (self->pend[p].kind);
+        if (self->pend[p].kind == ZIM_MSG_READ || mine == ZIM_RECEIPTS_READ)
+            continue;
+        zim_str_t answer = mine ? zim_receipts_reply (receipts, w) : (zim_str_t){NULL, 0};
+        w++;
+        if (answer.len) {
+            zim_wr_reset (&self->wr);
+            zim_wr_raw (&self->wr, answer.ptr, answer.len);
+            s_reply (self, &self->pend[p]);
+        }
+    }
     if (reads)
         s_read_all (self);
     for (size_t p = 0; p < self->npend; p++) {
@@ -272,10 +305,10 @@ static void s_drain (s_store_t *self)
 static bool s_purge (s_store_t *self)
 {
     uint64_t now = zim_now_ms ();
-    if (self->retention == 0 || now / 1000 <= self->retention)
-        return false;
-    size_t n;
-    int rc = zim_retention_purge (self->db, now - self->retention * 1000, S_PURGE_MAX, &n);
+    size_t n = 0;
+    int rc = 0;
+    if (self->retention && now / 1000 > self->retention)
+        rc = zim_retention_purge (self->db, now - self->retention * 1000, S_PURGE_MAX, &n);
     if (rc) {
         self->w.errors++;
         zsys_error ("%s: retention purge failed (%s): check the disk", zim_shell_name (self->shell),
@@ -290,7 +323,20 @@ static bool s_purge (s_store_t *self)
         else
             self->w.fsyncs++;
     }
-    return n == S_PURGE_MAX;
+    bool more = n == S_PURGE_MAX;
+    if (self->push_ttl && now / 1000 > self->push_ttl) {
+        rc = zim_receipts_expire (zim_commit_receipts (self->commit), now - self->push_ttl * 1000,
+                                  S_PURGE_MAX, &n);
+        if (rc) {
+            self->w.errors++;
+            zsys_error ("%s: push queue expiry failed (%s): check the disk",
+                        zim_shell_name (self->shell), mdb_strerror (rc));
+        }
+        if (rc == 0 && n > 0 && self->sync == ZIM_FSYNC_NONE)
+            zim_db_wrote (self->db);
+        more = more || n == S_PURGE_MAX;
+    }
+    return more;
 }
 
 //  Runs the timers that are due.
@@ -302,7 +348,7 @@ static void s_timers (s_store_t *self)
         self->w.fsyncs++;
     else if (synced == -1)
         self->w.errors++;
-    if (self->retention && now >= self->next_purge) {
+    if ((self->retention || self->push_ttl) && now >= self->next_purge) {
         bool more = s_purge (self);
         self->next_purge = zim_mono_us () / 1000 + (more ? 10 : self->purge_every * 1000);
     }
@@ -314,7 +360,7 @@ static long s_timeout (s_store_t *self)
     if (!self->db)
         return -1;
     uint64_t now = zim_mono_us () / 1000, next = zim_db_due_ms (self->db);
-    if (self->retention && self->next_purge < next)
+    if ((self->retention || self->push_ttl) && self->next_purge < next)
         next = self->next_purge;
     if (next == UINT64_MAX)
         return -1;
@@ -382,6 +428,8 @@ static void s_gauges (void *arg, json_t *stats)
     uint64_t used = self->db ? zim_db_map_used (self->db) : 0;
     json_object_set_new (stats, "map_size", json_integer ((json_int_t)size));
     json_object_set_new (stats, "map_used", json_integer ((json_int_t)used));
+    if (self->commit)
+        zim_receipts_stats (zim_commit_receipts (self->commit), stats);
 }
 
 #define S_U64(key, field, min, flags, help)                                                        \
@@ -401,6 +449,8 @@ static const zim_setting_t s_settings[] = {
     S_U64 ("purge_interval", purge_every, 1, 0, "seconds between retention purges (60)"),
     S_U64 ("max_page_bytes", max_page_bytes, 1024, 0,
            "longest sync/history PAGE, encoded bytes (262144)"),
+    S_U64 ("push_ttl", push_ttl, 0, 0,
+           "seconds a push record waits for the bridge (86400; 0: for ever)"),
     {NULL}};
 
 #define S_COUNTER(name, field)                                                                     \
@@ -444,6 +494,7 @@ void zim_store_actor (zsock_t *pipe, void *args)
     self->max_batch = S_MAX_BATCH;
     self->retention = S_RETENTION;
     self->purge_every = S_PURGE_INTERVAL;
+    self->push_ttl = S_PUSH_TTL;
     self->max_page_bytes = ZIM_READER_BYTES;
     self->pend = zim_calloc (S_DRAIN_MAX, sizeof *self->pend);
     self->writes = zim_calloc (S_DRAIN_MAX, sizeof *self->writes);
