@@ -7,6 +7,7 @@
 */
 #include "broker/zim_broker.h"
 #include "broker/zim_deliver.h"
+#include "broker/zim_notify.h"
 #include "broker/zim_reads.h"
 #include "broker/zim_sendq.h"
 #include "broker/zim_shards.h"
@@ -27,6 +28,7 @@ typedef struct {
     zim_deliver_t *deliver;     //  OUTs to gateways
     zim_reads_t *reads;         //  sync, history, cursors
     zim_sendq_t *sendq;         //  sends
+    zim_notify_t *notify;       //  receipts, conversation lists, offline push
 } s_broker_t;
 
 //  `shards`: the cluster's store names, before any map.
@@ -84,6 +86,9 @@ static const zim_counter_t s_counters[] = {S_STAT ("sends", sends),
                                            S_STAT ("parked_refused", parked_refused),
                                            S_STAT ("order_held", order_held),
                                            S_STAT ("repaired", repaired),
+                                           S_STAT ("receipts", receipts),
+                                           S_STAT ("pushes", pushes),
+                                           S_STAT ("push_lost", push_lost),
                                            {NULL}};
 
 //  The gateways' ROUTER, made on first use: an OUT to a gateway that has
@@ -134,6 +139,7 @@ static int s_connect (void *self_, const char *role, const char *endpoint)
         return -1;
     }
     zim_sendq_use_router (self->sendq, self->router);
+    zim_notify_use_router (self->notify, self->router);
     return 0;
 }
 
@@ -189,6 +195,7 @@ static const zim_shell_class_t s_class = {
 static void s_complete (s_broker_t *self)
 {
     zim_sendq_drain (self->sendq, zim_mono_us ());
+    zim_notify_flush (self->notify);
     zim_reads_release (self->reads, zim_sendq_head (self->sendq));
 }
 
@@ -244,6 +251,8 @@ static void s_handle_front (s_broker_t *self)
             zim_reads_request (self->reads, gw, kind, &rd, fields);
         else if (kind == ZIM_MSG_CURSOR)
             zim_reads_cursor (self->reads, &rd, fields);
+        else if (kind == ZIM_MSG_RECEIPT || kind == ZIM_MSG_CONVS)
+            zim_notify_request (self->notify, gw, kind, &rd, fields);
         else {
             self->stats.bad++;
             zim_shell_warn (self->shell, "dropped a message of unknown kind %d", kind);
@@ -272,6 +281,8 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
         else if (ok && kind == ZIM_MSG_PAGE)
             ok = zim_reads_page (self->reads, req, &first, fields, zim_sendq_last (self->sendq)) ==
                  0;
+        else if (ok && (kind == ZIM_MSG_MARKED || kind == ZIM_MSG_CONVS_R))
+            ok = zim_notify_store (self->notify, kind, &first, fields) == 0;
         else
             ok = false;
         if (!ok) {
@@ -297,7 +308,9 @@ static void s_handle_router (s_broker_t *self)
             zim_rd_uint (&rd, &req)) {
             self->stats.bad++;
             zim_shell_warn (self->shell, "dropped an undecodable router answer");
-        } else
+        } else if (req & ZIM_NOTIFY_REQ)
+            zim_notify_routed (self->notify, req, frame);
+        else
             zim_sendq_routed (self->sendq, req, &frame);
         zframe_destroy (&frame);
     }
@@ -324,6 +337,9 @@ void zim_broker_actor (zsock_t *pipe, void *args)
         zim_reads_new (self->shell, self->shards, self->deliver, &self->limits, &self->stats);
     self->sendq =
         zim_sendq_new (self->shell, self->shards, self->deliver, &self->limits, &self->stats);
+    self->notify =
+        zim_notify_new (self->shell, self->shards, self->deliver, &self->limits, &self->stats);
+    zim_sendq_on_sent (self->sendq, zim_notify_sent, self->notify);
     zsock_signal (pipe, 0);
 
     //  pipe, front, router, then one item per shard (the shards can change
@@ -331,7 +347,8 @@ void zim_broker_actor (zsock_t *pipe, void *args)
     zmq_pollitem_t items[3 + ZIM_SHARDS_MAX];
     while (!zim_shell_terminated (self->shell)) {
         bool started = zim_shell_started (self->shell);
-        bool waiting = zim_sendq_waiting (self->sendq) || zim_reads_waiting (self->reads);
+        bool waiting = zim_sendq_waiting (self->sendq) || zim_reads_waiting (self->reads) ||
+                       zim_notify_waiting (self->notify);
         size_t nitems = 1, front = 0, router = 0;
         items[0] = (zmq_pollitem_t){zsock_resolve (pipe), 0, ZMQ_POLLIN, 0};
         if (started) {
@@ -369,8 +386,10 @@ void zim_broker_actor (zsock_t *pipe, void *args)
             s_handle_front (self);
         s_complete (self);
         zim_reads_expire (self->reads, zim_mono_us ());
+        zim_notify_expire (self->notify, zim_mono_us ());
     }
     zim_sendq_destroy (&self->sendq);
+    zim_notify_destroy (&self->notify);
     zim_reads_destroy (&self->reads);
     zim_deliver_destroy (&self->deliver);
     zim_shards_destroy (&self->shards);

@@ -10,6 +10,7 @@
         zim_reads    sync, history and cursors; pages held behind sends
         zim_shards   the store shards: map, ring placement, links
         zim_deliver  OUTs to gateways: acks, messages, errors, byte budget
+        zim_notify   receipts, conversation lists, offline push records
 
     Pipe commands (msg/zim_shell.h; docs/ARCHITECTURE.md, "Actors"):
         SET node_id N              0..1023, part of every message id (default 1)
@@ -78,6 +79,9 @@ typedef struct {
     uint64_t order_held;     //  sends refused while an earlier second half to the
                              //  recipient's shard is being repaired (5030)
     uint64_t repaired;       //  second halves the broker completed itself
+    uint64_t receipts;       //  read, delivered and mute requests taken (zim_notify)
+    uint64_t pushes;         //  push records sent to the stores for offline recipients
+    uint64_t push_lost;      //  push records a store shard could not take
 } zim_broker_stats_t;
 
 //  The actor function, for zactor_new (zim_broker_actor, NULL).

@@ -304,6 +304,23 @@ int zim_deliver_sent (zim_deliver_t *self, zframe_t *gw, const zim_send_t *m,
     return 0;
 }
 
+int zim_deliver_fan (zim_deliver_t *self, zim_rd_t *lists, const void *skip_gw, size_t skip_len,
+                     uint64_t skip_conn)
+{
+    if (s_read_list (self, lists, 0))
+        return -1;
+    zframe_t *skip = skip_gw ? zframe_new (skip_gw, skip_len) : NULL;
+    s_fan_out (self, 0, skip, skip_conn);
+    zframe_destroy (&skip);
+    return 0;
+}
+
+const zim_route_t *zim_deliver_routes (zim_deliver_t *self, uint32_t *n)
+{
+    *n = self->nroutes[0];
+    return self->routes[0];
+}
+
 uint64_t zim_deliver_queued (zim_deliver_t *self)
 {
     uint64_t total = 0;

@@ -72,6 +72,18 @@ void zim_deliver_error (zim_deliver_t *self, const void *gw, size_t gw_len, uint
 int zim_deliver_sent (zim_deliver_t *self, zframe_t *gw, const zim_send_t *m,
                       const zim_appended_item_t *res, zim_rd_t *lists);
 
+//  Sends the frame buffer to every connection of the next route list of a
+//  ROUTE_R (lists: its reader, at a list), one OUT per gateway, except
+//  connection skip_conn of gateway skip_gw (NULL: none). Returns 0, or -1
+//  when the list is malformed (the reader is then unusable).
+int zim_deliver_fan (zim_deliver_t *self, zim_rd_t *lists, const void *skip_gw, size_t skip_len,
+                     uint64_t skip_conn);
+
+//  The recipient's routes the last zim_deliver_sent read (or the list the
+//  last zim_deliver_fan read): valid until the next call of either. *n
+//  gets how many.
+const zim_route_t *zim_deliver_routes (zim_deliver_t *self, uint32_t *n);
+
 //  Bytes of large OUTs handed to libzmq and not yet taken by their gateways.
 uint64_t zim_deliver_queued (zim_deliver_t *self);
 

@@ -75,6 +75,8 @@ struct _zim_sendq_t {
     uint64_t last_ms;                  //  id generator: millisecond of the last id
     uint64_t id_seq;                   //  id generator: counter within last_ms
     zim_wr_t wr;                       //  APPEND and ROUTE_Q being encoded
+    zim_sendq_sent_fn *on_sent;        //  told of every send acked, or NULL
+    void *on_sent_arg;                 //  its argument
 };
 
 static void s_half_done (void *ctx, void *owner, void *item, int err, uint64_t to_seq);
@@ -133,6 +135,12 @@ void zim_sendq_destroy (zim_sendq_t **self_p)
     zim_wr_free (&self->wr);
     free (self);
     *self_p = NULL;
+}
+
+void zim_sendq_on_sent (zim_sendq_t *self, zim_sendq_sent_fn *fn, void *arg)
+{
+    self->on_sent = fn;
+    self->on_sent_arg = arg;
 }
 
 void zim_sendq_use_router (zim_sendq_t *self, zsock_t *router)
@@ -504,6 +512,11 @@ static void s_complete (zim_sendq_t *self, s_batch_t *batch)
         if (zim_deliver_sent (self->deliver, item->gw, &item->m, &item->res,
                               routes ? &rr.lists : NULL))
             routes = false, bad = true;
+        else if (self->on_sent) {
+            uint32_t n = 0;
+            const zim_route_t *to = routes ? zim_deliver_routes (self->deliver, &n) : NULL;
+            self->on_sent (self->on_sent_arg, &item->m, &item->res, to, n);
+        }
     }
     if (bad) {
         self->stats->bad++;

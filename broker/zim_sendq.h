@@ -39,6 +39,14 @@ void zim_sendq_destroy (zim_sendq_t **self_p);
 //  sends are acked without live delivery.
 void zim_sendq_use_router (zim_sendq_t *self, zsock_t *router);
 
+//  Called for each send stored and acked (stored now or a duplicate), after
+//  its deliveries: m and the store's answer res, and the recipient's routes
+//  when the router answered (routes NULL, n 0: it did not). The offline
+//  push hangs here (zim_notify).
+typedef void (zim_sendq_sent_fn) (void *arg, const zim_send_t *m, const zim_appended_item_t *res,
+                                  const zim_route_t *routes, uint32_t n);
+void zim_sendq_on_sent (zim_sendq_t *self, zim_sendq_sent_fn *fn, void *arg);
+
 //  Takes one SEND (rd at its first field) from gateway *gw; *gw and *frame
 //  (the message, which the send's views point into) are taken over when
 //  the send joins a batch, else left to the caller. A send that cannot

@@ -625,6 +625,25 @@ void zim_cframe_page_item (zim_wr_t *wr, const zim_item_t *item)
     zim_sitem_pack (wr, &m);
 }
 
+void zim_cframe_receipt (zim_wr_t *wr, zim_str_t conv, zim_str_t user, bool has_read, uint64_t read,
+                         bool has_delivered, uint64_t delivered)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_RECEIPT,
+                                         .conv = conv,
+                                         .user = user,
+                                         .has_read = has_read,
+                                         .read = read,
+                                         .has_delivered = has_delivered,
+                                         .delivered = delivered});
+}
+
+void zim_cframe_convs_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t count)
+{
+    zim_sframe_pack (
+        wr, &(zim_sframe_t){
+                .op = ZIM_SOP_CONVS, .rid = rid, .has_rid = true, .more = more, .nconvs = count});
+}
+
 //  -------------------------------------------------------------------------
 //  Selftest
 

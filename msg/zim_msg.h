@@ -73,14 +73,14 @@ extern "C" {
 const char *zim_strerror (int code);
 
 //  Values of catalogue fields.
-#define ZIM_SIDE_FROM 1        //  APPEND item sides: only the sender's inbox
-#define ZIM_SIDE_TO 2          //  only the recipient's
-#define ZIM_SIDE_BOTH 3        //  both (the default, not written)
-#define ZIM_APPEND_STORED 0    //  APPENDED status: stored now
-#define ZIM_APPEND_DUPLICATE 1 //  seen before: id, seqs and ts are the original's
-#define ZIM_APPEND_CONFLICT 2  //  the cid names a message with another recipient or body
-#define ZIM_READ_SYNC 0        //  READ mode: the inbox after seq from, oldest first
-#define ZIM_READ_HISTORY 1     //  the peer conversation below id from, newest first
+#define ZIM_SIDE_FROM 1           //  APPEND item sides: only the sender's inbox
+#define ZIM_SIDE_TO 2             //  only the recipient's
+#define ZIM_SIDE_BOTH 3           //  both (the default, not written)
+#define ZIM_APPEND_STORED 0       //  APPENDED status: stored now
+#define ZIM_APPEND_DUPLICATE 1    //  seen before: id, seqs and ts are the original's
+#define ZIM_APPEND_CONFLICT 2     //  the cid names a message with another recipient or body
+#define ZIM_READ_SYNC 0           //  READ mode: the inbox after seq from, oldest first
+#define ZIM_READ_HISTORY 1        //  the peer conversation below id from, newest first
 #define ZIM_MARK_READ 1           //  RECEIPT/MARK what: the read cursor
 #define ZIM_MARK_DELIVERED 2      //  the delivered cursor
 #define ZIM_MARK_MUTE 3           //  push muted until value (ms; 0 unmutes)
@@ -308,6 +308,14 @@ void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item);
 void zim_cframe_page_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t count);
 //  One page entry: the msg map without "op" (and without "seq" if 0).
 void zim_cframe_page_item (zim_wr_t *wr, const zim_item_t *item);
+
+//  {"op":"receipt","conv":C,"user":U[,"read":R][,"delivered":D]}: user's
+//  cursors of conv, seqs of the receiving user's inbox (has_*: present).
+void zim_cframe_receipt (zim_wr_t *wr, zim_str_t conv, zim_str_t user, bool has_read, uint64_t read,
+                         bool has_delivered, uint64_t delivered);
+//  {"op":"convs","rid":R,"more":M,"convs":[...]}; write count sconv maps
+//  after it (zim_sconv_pack).
+void zim_cframe_convs_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t count);
 
 void zim_msg_test (bool verbose);
 

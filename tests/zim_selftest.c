@@ -36,6 +36,7 @@
 #include "router/zim_members.h"
 #include "broker/zim_broker.h"
 #include "broker/zim_deliver.h"
+#include "broker/zim_notify.h"
 #include "broker/zim_reads.h"
 #include "broker/zim_sendq.h"
 #include "broker/zim_shards.h"
@@ -92,6 +93,7 @@ static const s_test_t s_tests[] = {
     {"router", zim_router_test},
     {"shards", zim_shards_test},
     {"deliver", zim_deliver_test},
+    {"notify", zim_notify_test},
     {"reads", zim_reads_test},
     {"xshard", zim_xshard_test},
     {"sendq", zim_sendq_test},
