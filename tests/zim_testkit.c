@@ -360,10 +360,13 @@ int tk_recv (tk_client_t *self, int timeout_ms, tk_frame_t *f)
         self->len = len;
         zim_rd_init (&self->rd, self->buf, self->len);
     }
+    const uint8_t *start = self->rd.pos;
     if (s_decode (&self->rd, f)) {
         zim_rd_init (&self->rd, NULL, 0);
         return -1;
     }
+    f->raw = start;
+    f->raw_len = (size_t) (self->rd.pos - start);
     return 0;
 }
 

@@ -50,6 +50,8 @@ typedef struct {
     uint64_t seqs[1024]; //  page: their seqs (first 1024)
     uint64_t ids[1024];  //  page: their ids
     char bodies[64][64]; //  page: first 64 string bodies
+    const uint8_t *raw;  //  the frame's bytes, for keys not decoded here: valid
+    size_t raw_len;      //  until the next receive on its client
 } tk_frame_t;
 
 typedef struct tk_client tk_client_t;

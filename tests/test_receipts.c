@@ -1,0 +1,320 @@
+/*  test_receipts.c: black-box tests of read/delivered receipts and the
+    conversation list against a real zim-server process, over real
+    WebSockets: receipts both ways across devices, cursors that never move
+    back, who may mark what, and `convs` after a restart (clean and kill -9)
+    with exact unread counts.
+*/
+#include "msg/zim_msg.h"
+#include "tests/zim_testkit.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static tk_server_t srv;
+
+static void s_setup (void)
+{
+    ck_assert_int_eq (tk_server_start (&srv, NULL, NULL), 0);
+}
+
+static void s_teardown (void)
+{
+    tk_server_cleanup (&srv);
+}
+
+static tk_client_t *s_login (const char *uid, const char *device)
+{
+    tk_client_t *c = tk_login (&srv, uid, device);
+    ck_assert_ptr_nonnull (c);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
+    return c;
+}
+
+//  Sends {"op":op,"conv":conv,"seq":seq} (read, delivered).
+static void s_mark (tk_client_t *c, const char *op, const char *conv, uint64_t seq)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 3);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, op);
+    zim_wr_cstr (&wr, "conv");
+    zim_wr_cstr (&wr, conv);
+    zim_wr_cstr (&wr, "seq");
+    zim_wr_uint (&wr, seq);
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+}
+
+//  A receipt frame's fields (-1: absent).
+typedef struct {
+    char conv[140], user[72];
+    int64_t read, delivered;
+} s_receipt_t;
+
+//  Waits for the next receipt on c; 0 or -1.
+static int s_receipt (tk_client_t *c, int timeout_ms, s_receipt_t *r)
+{
+    tk_frame_t f;
+    if (tk_expect (c, "receipt", timeout_ms, &f))
+        return -1;
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f.raw, f.raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    zim_str_copy (m.conv, r->conv, sizeof r->conv);
+    zim_str_copy (m.user, r->user, sizeof r->user);
+    r->read = m.has_read ? (int64_t)m.read : -1;
+    r->delivered = m.has_delivered ? (int64_t)m.delivered : -1;
+    return 0;
+}
+
+//  Expects a receipt on c about user in conv with read and delivered (-1:
+//  absent).
+static void s_expect (tk_client_t *c, const char *conv, const char *user, int64_t read,
+                      int64_t delivered)
+{
+    s_receipt_t r;
+    ck_assert_int_eq (s_receipt (c, 5000, &r), 0);
+    ck_assert_str_eq (r.conv, conv);
+    ck_assert_str_eq (r.user, user);
+    ck_assert_int_eq (r.read, read);
+    ck_assert_int_eq (r.delivered, delivered);
+}
+
+//  Sends n messages from c to `to`; waits for their acks; returns the last seq.
+static uint64_t s_send (tk_client_t *c, const char *to, const char *tag, int n)
+{
+    tk_frame_t f;
+    for (int i = 0; i < n; i++) {
+        char cid[32], body[32];
+        snprintf (cid, sizeof cid, "%s-%d", tag, i);
+        snprintf (body, sizeof body, "%s %d", tag, i);
+        ck_assert_int_eq (tk_send_text (c, to, cid, body), 0);
+        ck_assert_int_eq (tk_expect (c, "ack", 5000, &f), 0);
+    }
+    return f.seq;
+}
+
+START_TEST (test_receipts_both_ways_across_devices)
+{
+    const char *ab = "p:alice:bob";
+    tk_client_t *phone = s_login ("alice", "phone");
+    tk_client_t *laptop = s_login ("alice", "laptop");
+    tk_client_t *bob = s_login ("bob", "phone");
+    //  alice 1, 2, 3 -> bob (bob's seqs 1, 2, 3); bob 4 -> alice (seq 4 for both).
+    ck_assert_uint_eq (s_send (phone, "bob", "a", 3), 3);
+    ck_assert_uint_eq (s_send (bob, "alice", "b", 1), 4);
+
+    //  bob got everything: delivered 3. bob's device gets his cursors,
+    //  alice's devices get bob's delivered cursor in alice's seqs.
+    s_mark (bob, "delivered", ab, 3);
+    s_expect (bob, ab, "bob", 0, 3);
+    s_expect (phone, ab, "bob", -1, 3);
+    s_expect (laptop, ab, "bob", -1, 3);
+    //  bob read up to 2.
+    s_mark (bob, "read", ab, 2);
+    s_expect (bob, ab, "bob", 2, 3);
+    s_expect (phone, ab, "bob", 2, -1);
+    s_expect (laptop, ab, "bob", 2, -1);
+    //  Backwards, or the same: ignored, answered with the cursors as they
+    //  are; alice hears nothing.
+    s_mark (bob, "read", ab, 1);
+    s_expect (bob, ab, "bob", 2, 3);
+    s_mark (bob, "delivered", ab, 3);
+    s_expect (bob, ab, "bob", 2, 3);
+    s_receipt_t r;
+    ck_assert_int_eq (s_receipt (phone, 300, &r), -1);
+
+    //  alice reads bob's message (her seq 4) on her phone: her laptop hears
+    //  it (read 4, delivered 4), bob hears it in his seqs (his message is
+    //  his seq 4).
+    s_mark (phone, "read", ab, 4);
+    s_expect (phone, ab, "alice", 4, 4);
+    s_expect (laptop, ab, "alice", 4, 4);
+    s_expect (bob, ab, "alice", 4, -1);
+    //  Read up to her own newer message: moves her cursor, covers none of
+    //  bob's messages anew: bob hears nothing.
+    ck_assert_uint_eq (s_send (laptop, "bob", "c", 1), 5);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (phone, "msg", 5000, &f), 0);
+    ck_assert_int_eq (tk_expect (bob, "msg", 5000, &f), 0);
+    s_mark (phone, "read", ab, 5);
+    s_expect (phone, ab, "alice", 5, 5);
+    s_expect (laptop, ab, "alice", 5, 5);
+    ck_assert_int_eq (s_receipt (bob, 300, &r), -1);
+
+    //  Only the two of them: carol gets 4030; a bad key 4001; notes to
+    //  oneself are fine.
+    tk_client_t *carol = s_login ("carol", "phone");
+    s_mark (carol, "read", ab, 1);
+    ck_assert_int_eq (tk_expect (carol, "error", 5000, &f), 0);
+    ck_assert_int_eq (f.code, ZIM_ERR_FORBIDDEN);
+    s_mark (carol, "read", "p:bob:alice", 1);
+    ck_assert_int_eq (tk_expect (carol, "error", 5000, &f), 0);
+    ck_assert_int_eq (f.code, ZIM_ERR_BAD_FIELD);
+    ck_assert_uint_eq (s_send (carol, "carol", "note", 1), 1);
+    s_mark (carol, "read", "p:carol:carol", 1);
+    s_expect (carol, "p:carol:carol", "carol", 1, 1);
+    tk_close (&carol);
+    tk_close (&phone);
+    tk_close (&laptop);
+    tk_close (&bob);
+}
+END_TEST
+
+//  One conversation of a convs answer.
+typedef struct {
+    char conv[140], from[72], body[64];
+    uint64_t id, seq, unread, read, delivered, peer_read, muted;
+} s_conv_t;
+
+//  Asks for convs (limit, before) with rid; fills up to max entries;
+//  returns how many, *more as the page says.
+static uint32_t s_convs (tk_client_t *c, uint64_t limit, uint64_t before, uint64_t rid,
+                         s_conv_t *out, uint32_t max, bool *more)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 4);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "convs");
+    zim_wr_cstr (&wr, "limit");
+    zim_wr_uint (&wr, limit);
+    zim_wr_cstr (&wr, "before");
+    zim_wr_uint (&wr, before);
+    zim_wr_cstr (&wr, "rid");
+    zim_wr_uint (&wr, rid);
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "convs", 5000, &f), 0);
+    ck_assert_uint_eq (f.rid, rid);
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f.raw, f.raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    *more = m.more;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m.nconvs; i++) {
+        zim_sconv_t sc;
+        ck_assert_int_eq (zim_sconv_unpack (&m.convs, &sc), 0);
+        if (n == max)
+            continue;
+        s_conv_t *o = &out[n++];
+        memset (o, 0, sizeof *o);
+        zim_str_copy (sc.conv, o->conv, sizeof o->conv);
+        zim_str_copy (sc.from, o->from, sizeof o->from);
+        zim_rd_t body;
+        zim_str_t text;
+        zim_rd_init (&body, sc.body.ptr, sc.body.len);
+        if (zim_rd_str (&body, &text) == 0)
+            zim_str_copy (text, o->body, sizeof o->body);
+        o->id = sc.id, o->seq = sc.seq, o->unread = sc.unread, o->read = sc.read;
+        o->delivered = sc.delivered, o->peer_read = sc.peer_read, o->muted = sc.muted;
+    }
+    return n;
+}
+
+//  bob's list as the test expects it whatever restarts happened.
+static void s_check_bob (tk_client_t *bob)
+{
+    s_conv_t c[8];
+    bool more;
+    ck_assert_uint_eq (s_convs (bob, 10, 0, 1, c, 8, &more), 3);
+    ck_assert (!more);
+    //  Most recent first: dave's message, bob's own answer to alice, carol.
+    ck_assert_str_eq (c[0].conv, "p:bob:dave");
+    ck_assert_uint_eq (c[0].unread, 2);
+    ck_assert_str_eq (c[0].body, "d 1");
+    ck_assert_str_eq (c[1].conv, "p:alice:bob");
+    ck_assert_str_eq (c[1].from, "bob");
+    ck_assert_str_eq (c[1].body, "b 0");
+    //  alice's 4 (bob's seqs 2..5), bob read 3 of them (up to his seq 4);
+    //  his own answer is never unread.
+    ck_assert_uint_eq (c[1].unread, 1);
+    ck_assert_uint_eq (c[1].read, 4);
+    ck_assert_uint_eq (c[1].peer_read, 6); //  alice read bob's answer (his seq 6)
+    ck_assert_str_eq (c[2].conv, "p:bob:carol");
+    ck_assert_uint_eq (c[2].unread, 0);
+    ck_assert_uint_eq (c[2].read, c[2].seq);
+    ck_assert (c[0].id > c[1].id && c[1].id > c[2].id);
+    //  Paged: one at a time, from the last id.
+    uint64_t before = 0;
+    const char *order[] = {"p:bob:dave", "p:alice:bob", "p:bob:carol"};
+    for (int i = 0; i < 3; i++) {
+        s_conv_t one;
+        ck_assert_uint_eq (s_convs (bob, 1, before, 10 + i, &one, 1, &more), 1);
+        ck_assert_str_eq (one.conv, order[i]);
+        ck_assert (more == (i < 2));
+        before = one.id;
+    }
+}
+
+START_TEST (test_convs_after_restart)
+{
+    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *carol = s_login ("carol", "phone");
+    tk_client_t *dave = s_login ("dave", "phone");
+    //  bob's inbox: carol 1, alice 2..5, bob's answer 6, dave 7, 8.
+    s_send (carol, "bob", "c", 1);
+    s_send (alice, "bob", "a", 4);
+    s_send (bob, "alice", "b", 1);
+    s_send (dave, "bob", "d", 2);
+    s_mark (bob, "read", "p:bob:carol", 1);
+    s_mark (bob, "read", "p:alice:bob", 4);   //  alice's first three
+    s_mark (alice, "read", "p:alice:bob", 5); //  bob's answer, alice's seq 5
+    s_receipt_t r;
+    //  The receipts reached bob: his own three, then alice's.
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq (s_receipt (bob, 5000, &r), 0);
+    tk_close (&alice);
+    tk_close (&carol);
+    tk_close (&dave);
+    s_check_bob (bob);
+    tk_close (&bob);
+
+    //  A clean restart, then a crash: the list is what it was.
+    char data[256];
+    snprintf (data, sizeof data, "%s", srv.data);
+    for (int round = 0; round < 2; round++) {
+        tk_server_stop (&srv, round == 0 ? SIGTERM : SIGKILL);
+        ck_assert_int_eq (tk_server_start (&srv, data, NULL), 0);
+        bob = s_login ("bob", "phone");
+        s_check_bob (bob);
+        //  alice's list: bob's answer unread for nobody (she read it).
+        alice = s_login ("alice", "laptop");
+        s_conv_t c[4];
+        bool more;
+        ck_assert_uint_eq (s_convs (alice, 0, 0, 3, c, 4, &more), 1);
+        ck_assert_str_eq (c[0].conv, "p:alice:bob");
+        ck_assert_uint_eq (c[0].unread, 0);
+        ck_assert_uint_eq (c[0].peer_read, 3); //  bob read her first three (her seqs 1..3)
+        tk_close (&alice);
+        tk_close (&bob);
+    }
+}
+END_TEST
+
+int main (void)
+{
+    Suite *s = suite_create ("receipts");
+    TCase *tc = tcase_create ("receipts");
+    tcase_set_timeout (tc, 60);
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_add_test (tc, test_receipts_both_ways_across_devices);
+    tcase_add_test (tc, test_convs_after_restart);
+    suite_add_tcase (s, tc);
+    SRunner *sr = srunner_create (s);
+    srunner_run_all (sr, CK_NORMAL);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? 1 : 0;
+}
