@@ -63,6 +63,7 @@
 #include "tools/zim_nodeconf.h"
 #include "tools/zim_datadir.h"
 #include "tools/zim_adminsrv.h"
+#include "tools/zim_storeadmin.h"
 #include "tools/zim_membership.h"
 #include "tools/zim_node.h"
 
@@ -130,6 +131,7 @@ static const s_test_t s_tests[] = {
     {"nodeconf", zim_nodeconf_test},
     {"datadir", zim_datadir_test},
     {"adminsrv", zim_adminsrv_test},
+    {"storeadmin", zim_storeadmin_test},
     {"membership", zim_membership_test},
     {"node", zim_node_test},
 };

@@ -24,6 +24,8 @@ struct _zim_adminsrv_t {
     int64_t started_ms;           //  for uptime (wall clock)
     uint64_t bad_keys;            //  requests refused for a bad key
     zim_ratelog_t ratelog;        //  refusals: a caller can cause them
+    zim_adminsrv_verb_fn *verbs;  //  more verbs, or NULL
+    void *verbs_arg;              //  their argument
 };
 
 zim_adminsrv_t *zim_adminsrv_new (const char *program, const char *endpoint, zim_datadir_t *datadir,
@@ -58,6 +60,12 @@ void zim_adminsrv_destroy (zim_adminsrv_t **self_p)
     free (self->program);
     free (self);
     *self_p = NULL;
+}
+
+void zim_adminsrv_set_verbs (zim_adminsrv_t *self, zim_adminsrv_verb_fn *fn, void *arg)
+{
+    self->verbs = fn;
+    self->verbs_arg = arg;
 }
 
 zsock_t *zim_adminsrv_sock (zim_adminsrv_t *self)
@@ -215,10 +223,16 @@ void zim_adminsrv_handle (zim_adminsrv_t *self)
         result = zim_adminsrv_status_text (self);
     else if (zim_str_eq (req.verb, "token") && (req.nargs == 2 || req.nargs == 3))
         result = s_token (self, &req, &code, text, sizeof text);
+    else if (self->verbs &&
+             ((result = self->verbs (self->verbs_arg, &req, &code, text, sizeof text)) ||
+              code != ZIM_ERR_UNKNOWN_OP))
+        ;
     else {
         code = ZIM_ERR_UNKNOWN_OP;
         snprintf (text, sizeof text,
-                  "unknown verb or wrong arguments (verbs: token APP UID [TTL], status [text])");
+                  "unknown verb or wrong arguments (verbs: token APP UID [TTL], status [text]; "
+                  "on a store: pushq [take AFTER MAX | ack OUTCOME QID,...], mute APP UID CONV "
+                  "UNTIL)");
     }
 reply:
     zim_admin_reply_encode (&wr, code, result ? result : code ? text : "");

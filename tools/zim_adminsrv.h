@@ -14,6 +14,7 @@
 #define ZIM_ADMINSRV_H_INCLUDED
 
 #include "tools/zim_datadir.h"
+#include "msg/zim_msg.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -35,6 +36,13 @@ typedef json_t *(zim_adminsrv_nodes_fn)(void *arg);
 zim_adminsrv_t *zim_adminsrv_new (const char *program, const char *endpoint, zim_datadir_t *datadir,
                                   zim_adminsrv_nodes_fn *nodes, void *arg);
 void zim_adminsrv_destroy (zim_adminsrv_t **self_p);
+
+//  More verbs, answered by fn (the store's: tools/zim_storeadmin.h): it
+//  returns the result (caller owns), or NULL with *code and text set;
+//  code ZIM_ERR_UNKNOWN_OP means the verb is not one of its own.
+typedef char *(zim_adminsrv_verb_fn)(void *arg, const zim_admin_req_t *req, int *code, char *text,
+                                     size_t size);
+void zim_adminsrv_set_verbs (zim_adminsrv_t *self, zim_adminsrv_verb_fn *fn, void *arg);
 
 //  The socket, to poll; its bound endpoint.
 zsock_t *zim_adminsrv_sock (zim_adminsrv_t *self);

@@ -15,6 +15,7 @@
 #include "tools/zim_adminsrv.h"
 #include "tools/zim_datadir.h"
 #include "tools/zim_membership.h"
+#include "tools/zim_storeadmin.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -35,6 +36,7 @@ struct _zim_node_t {
     zim_zap_t *zap;                          //  ZAP handler, with CURVE
     zim_adminsrv_t *admin;                   //  admin endpoint, or NULL
     zim_membership_t *membership;            //  cluster nodes: routers joined
+    zim_storeadmin_t *storeadmin;            //  the store's admin verbs, or NULL
     s_member_t members[4 + ZIM_MAX_BROKERS]; //  running actors, start order
     size_t nmembers;                         //  how many
     int64_t next_beat_ms;                    //  next HELLO (monotonic)
@@ -52,6 +54,7 @@ void zim_node_destroy (zim_node_t **self_p)
     zim_node_t *self = *self_p;
     if (!self)
         return;
+    zim_storeadmin_destroy (&self->storeadmin);
     //  Stop the edge first so no new work comes in, the store last so that
     //  everything accepted is committed.
     for (size_t i = self->nmembers; i-- > 0;) {
@@ -192,6 +195,19 @@ static const char *s_admin_endpoint (zim_node_t *self)
     return self->admin ? zim_adminsrv_endpoint (self->admin) : "none";
 }
 
+//  Serves the store's admin verbs (pushq, mute) on the admin endpoint,
+//  through a DEALER to the store at endpoint. Returns 0 or -1.
+static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curve_t *curve)
+{
+    if (!self->admin)
+        return 0;
+    self->storeadmin = zim_storeadmin_new (endpoint, curve);
+    if (!self->storeadmin)
+        return -1;
+    zim_adminsrv_set_verbs (self->admin, zim_storeadmin_verb, self->storeadmin);
+    return 0;
+}
+
 //  Starts every role in this process over inproc:// (zim-server).
 static int s_start_embedded (zim_node_t *self)
 {
@@ -204,7 +220,8 @@ static int s_start_embedded (zim_node_t *self)
     zstr_sendx (m->actor, "SET", "data", path, NULL);
     s_member_address (m, path);
     if (s_command (m->actor, "BIND", "inproc://zim-store", NULL) ||
-        s_command (m->actor, "START", NULL, NULL))
+        s_command (m->actor, "START", NULL, NULL) ||
+        s_store_verbs (self, "inproc://zim-store", NULL))
         return -1;
     m = s_member_add (self, zim_router_actor, "router-1", "router");
     zim_nodeconf_apply (self->conf, m->actor, "router");
@@ -361,6 +378,11 @@ static int s_start_cluster (zim_node_t *self)
         if (s_gateway_start (self, m))
             return -1;
     } else if (s_command (m->actor, "START", NULL, NULL))
+        return -1;
+    if ((roles & ZIM_ROLE_STORE) &&
+        s_store_verbs (self, m->address,
+                       zim_nodeconf_cluster (self->conf) ? zim_datadir_curve (self->datadir)
+                                                         : NULL))
         return -1;
     s_heartbeat (self);
     zsys_info ("%s ready: name=%s %s=%s admin=%s routers=%zu data=%s%s%s", program, name,

@@ -9,6 +9,8 @@
 
 #include <czmq.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
 
 static void s_usage (FILE *out)
 {
@@ -24,6 +26,12 @@ static void s_usage (FILE *out)
              "  status [--json]\n"
              "        print every node, its role, address, whether it is alive, and\n"
              "        its counters (--json: one JSON document)\n"
+             "  pushq [--json]\n"
+             "        print the offline-push queue of the store behind the endpoint:\n"
+             "        its depth, its oldest record and its counters\n"
+             "  mute --app APP --uid UID --conv CONV [--until MS | --off]\n"
+             "        no push for UID's conversation CONV until MS (ms since the\n"
+             "        epoch; default: for ever); --off unmutes\n"
              "  keygen [--client NAME] DIR\n"
              "        make the CURVE keys of a cluster in DIR (kept if there): the\n"
              "        cluster key pair every node holds (cluster.cert_secret) and\n"
@@ -93,17 +101,57 @@ static int s_keygen (int argc, char **argv, const char *client)
     return 0;
 }
 
+//  Prints a pushq answer for people: depth, oldest record, counters.
+static void s_print_pushq (const char *text)
+{
+    json_t *o = json_loads (text, 0, NULL);
+    json_t *oldest = json_object_get (o, "oldest");
+    printf ("push queue: %" PRId64 " records\n",
+            (int64_t)json_integer_value (json_object_get (o, "depth")));
+    if (json_is_object (oldest)) {
+        int64_t ts = (int64_t)json_integer_value (json_object_get (oldest, "ts"));
+        printf ("oldest: qid %" PRId64 ", %s in %s from %s, seq %" PRId64 ", %" PRId64
+                " message(s), %" PRId64 " s old\n",
+                (int64_t)json_integer_value (json_object_get (oldest, "qid")),
+                json_string_value (json_object_get (oldest, "uid")),
+                json_string_value (json_object_get (oldest, "conv")),
+                json_string_value (json_object_get (oldest, "from")),
+                (int64_t)json_integer_value (json_object_get (oldest, "seq")),
+                (int64_t)json_integer_value (json_object_get (oldest, "count")),
+                ((int64_t)zim_now_ms () - ts) / 1000);
+    }
+    const char *key;
+    json_t *value;
+    bool first = true;
+    json_object_foreach (o, key,
+                         value) if (json_is_integer (value) && strncmp (key, "push_", 5) == 0)
+    {
+        printf ("%s%s=%" PRId64, first ? "" : " ", key, (int64_t)json_integer_value (value));
+        first = false;
+    }
+    printf ("\n");
+    json_decref (o);
+}
+
 int main (int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"endpoint", required_argument, NULL, 'e'}, {"key", required_argument, NULL, 'k'},
-        {"timeout", required_argument, NULL, 't'},  {"help", no_argument, NULL, 'h'},
-        {"app", required_argument, NULL, 'A'},      {"uid", required_argument, NULL, 'U'},
-        {"ttl", required_argument, NULL, 'T'},      {"json", no_argument, NULL, 'J'},
-        {"version", no_argument, NULL, 'V'},        {"keys", required_argument, NULL, 'K'},
-        {"client", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"endpoint", required_argument, NULL, 'e'},
+                                            {"key", required_argument, NULL, 'k'},
+                                            {"timeout", required_argument, NULL, 't'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {"app", required_argument, NULL, 'A'},
+                                            {"uid", required_argument, NULL, 'U'},
+                                            {"ttl", required_argument, NULL, 'T'},
+                                            {"json", no_argument, NULL, 'J'},
+                                            {"version", no_argument, NULL, 'V'},
+                                            {"keys", required_argument, NULL, 'K'},
+                                            {"client", required_argument, NULL, 'L'},
+                                            {"conv", required_argument, NULL, 'C'},
+                                            {"until", required_argument, NULL, 'W'},
+                                            {"off", no_argument, NULL, 'O'},
+                                            {NULL, 0, NULL, 0}};
     const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
-               *keys = NULL, *client = NULL;
+               *keys = NULL, *client = NULL, *conv = NULL, *until = "18446744073709551615";
     uint64_t timeout = 5000;
     bool json = false;
     int c;
@@ -157,6 +205,15 @@ int main (int argc, char **argv)
         case 'J':
             json = true;
             break;
+        case 'C':
+            conv = optarg;
+            break;
+        case 'W':
+            until = optarg;
+            break;
+        case 'O':
+            until = "0";
+            break;
         case 'h':
             s_usage (stdout);
             return 0;
@@ -195,7 +252,17 @@ int main (int argc, char **argv)
     } else if (streq (command, "status")) {
         if (!json)
             args[0] = "text";
-    } else {
+    } else if (streq (command, "mute")) {
+        if (!app || !uid || !conv) {
+            fprintf (stderr, "zimctl: mute needs --app, --uid and --conv\n");
+            free (owned_key);
+            return 2;
+        }
+        args[0] = app;
+        args[1] = uid;
+        args[2] = conv;
+        args[3] = until;
+    } else if (!streq (command, "pushq")) {
         fprintf (stderr, "zimctl: unknown command '%s'. Try 'zimctl --help'.\n", command);
         free (owned_key);
         return 2;
@@ -219,6 +286,11 @@ int main (int argc, char **argv)
     zim_curve_destroy (&curve);
     free (owned_keys);
     free (owned_key);
+    if (code == 0 && streq (command, "pushq") && !json) {
+        s_print_pushq (text);
+        free (text);
+        return 0;
+    }
     if (code == 0) {
         size_t len = strlen (text);
         printf ("%s%s", text, len && text[len - 1] == '\n' ? "" : "\n");
