@@ -11,13 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#define T_TS 1763856000000ULL     //  2025-11-23T00:00:00Z in ms
+#define T_TS 1763856000000ULL                                //  2025-11-23T00:00:00Z in ms
 #define T_ID (((T_TS - 1704067200000ULL) << 22) | (1 << 12)) //  as broker 1 makes them
 
 typedef struct {
-    const char *name;                //  file name without .hex
-    void (*build) (zim_wr_t *wr);    //  writes the frame
+    const char *name;             //  file name without .hex
+    void (*build) (zim_wr_t *wr); //  writes the frame
 } s_vector_t;
 
 static void v_auth (zim_wr_t *wr)
@@ -130,6 +131,83 @@ static void v_ack_msg (zim_wr_t *wr)
     v_msg (wr);
 }
 
+//  Receipts, the conversation list, mute and background state: in
+//  tests/vectors/receipts/ until the SDKs speak them (their vector tests
+//  want a case for every file of tests/vectors/).
+static void v_read (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "read");
+    zim_wr_cstr (wr, "conv");
+    zim_wr_cstr (wr, "p:alice:bob");
+    zim_wr_cstr (wr, "seq");
+    zim_wr_uint (wr, 5);
+}
+
+static void v_delivered (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "delivered");
+    zim_wr_cstr (wr, "conv");
+    zim_wr_cstr (wr, "p:alice:bob");
+    zim_wr_cstr (wr, "seq");
+    zim_wr_uint (wr, 6);
+}
+
+static void v_convs (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "convs");
+    zim_wr_cstr (wr, "limit");
+    zim_wr_uint (wr, 20);
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 3);
+}
+
+static void v_mute (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "mute");
+    zim_wr_cstr (wr, "conv");
+    zim_wr_cstr (wr, "p:alice:bob");
+    zim_wr_cstr (wr, "until");
+    zim_wr_uint (wr, 0);
+}
+
+static void v_state (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "state");
+    zim_wr_cstr (wr, "background");
+    zim_wr_bool (wr, true);
+}
+
+static void v_receipt (zim_wr_t *wr)
+{
+    zim_cframe_receipt (wr, zim_str ("p:alice:bob"), zim_str ("bob"), true, 1, true, 1);
+}
+
+static void v_convs_answer (zim_wr_t *wr)
+{
+    zim_cframe_convs_begin (wr, 3, false, 1);
+    zim_sconv_t c = {
+        zim_str ("p:alice:bob"), T_ID, zim_str ("alice"), T_TS, {"\xa2hi", 3}, 1, 1, 0, 0, 0, 0, 0};
+    zim_sconv_pack (wr, &c);
+}
+
+static const s_vector_t s_client_rc[] = {{"receipts/c2s-read", v_read},
+                                         {"receipts/c2s-delivered", v_delivered},
+                                         {"receipts/c2s-convs", v_convs},
+                                         {"receipts/c2s-mute", v_mute},
+                                         {"receipts/c2s-state", v_state}};
+static const s_vector_t s_server_rc[] = {{"receipts/s2c-receipt", v_receipt},
+                                         {"receipts/s2c-convs", v_convs_answer}};
+
 static const s_vector_t s_client[] = {{"c2s-auth", v_auth},     {"c2s-ping", v_ping},
                                       {"c2s-send", v_send},     {"c2s-sync", v_sync},
                                       {"c2s-cursor", v_cursor}, {"c2s-history", v_history}};
@@ -151,7 +229,7 @@ static long s_load (const char *name, unsigned char **out)
     long n = 0;
     unsigned int byte;
     while (n < 65536 && fscanf (f, "%2x", &byte) == 1)
-        buf[n++] = (unsigned char) byte;
+        buf[n++] = (unsigned char)byte;
     fclose (f);
     *out = buf;
     return n;
@@ -166,7 +244,7 @@ static void s_check_bytes (const s_vector_t *v)
     unsigned char *file = NULL;
     long n = s_load (v->name, &file);
     ck_assert_msg (n >= 0, "missing vector %s.hex", v->name);
-    ck_assert_msg ((size_t) n == wr.size && memcmp (file, wr.data, wr.size) == 0,
+    ck_assert_msg ((size_t)n == wr.size && memcmp (file, wr.data, wr.size) == 0,
                    "vector %s differs from the encoder's output", v->name);
     free (file);
     zim_wr_free (&wr);
@@ -176,6 +254,8 @@ START_TEST (test_server_frames_byte_exact)
 {
     for (size_t i = 0; i < sizeof s_server / sizeof s_server[0]; i++)
         s_check_bytes (&s_server[i]);
+    for (size_t i = 0; i < sizeof s_server_rc / sizeof s_server_rc[0]; i++)
+        s_check_bytes (&s_server_rc[i]);
 }
 END_TEST
 
@@ -183,29 +263,31 @@ START_TEST (test_client_frames_decode)
 {
     for (size_t i = 0; i < sizeof s_client / sizeof s_client[0]; i++)
         s_check_bytes (&s_client[i]);
+    for (size_t i = 0; i < sizeof s_client_rc / sizeof s_client_rc[0]; i++)
+        s_check_bytes (&s_client_rc[i]);
     unsigned char *buf;
     zim_rd_t rd;
     zim_cframe_t f;
     const char *why;
     long n = s_load ("c2s-send", &buf);
-    zim_rd_init (&rd, buf, (size_t) n);
+    zim_rd_init (&rd, buf, (size_t)n);
     ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
     ck_assert_int_eq (f.op, ZIM_OP_SEND);
     ck_assert (zim_str_eq (f.to, "bob") && zim_str_eq (f.cid, "c1"));
     ck_assert (f.body.len == 3 && memcmp (f.body.ptr, "\xa2hi", 3) == 0);
     free (buf);
     n = s_load ("c2s-sync", &buf);
-    zim_rd_init (&rd, buf, (size_t) n);
+    zim_rd_init (&rd, buf, (size_t)n);
     ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
     ck_assert (f.op == ZIM_OP_SYNC && f.since == 0 && f.limit == 100 && f.rid == 1);
     free (buf);
     n = s_load ("c2s-history", &buf);
-    zim_rd_init (&rd, buf, (size_t) n);
+    zim_rd_init (&rd, buf, (size_t)n);
     ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
     ck_assert (f.op == ZIM_OP_HISTORY && zim_str_eq (f.peer, "bob") && f.limit == 20);
     free (buf);
     n = s_load ("c2s-auth", &buf);
-    zim_rd_init (&rd, buf, (size_t) n);
+    zim_rd_init (&rd, buf, (size_t)n);
     ck_assert_int_eq (zim_cframe_decode (&rd, &f, &why), 0);
     ck_assert (f.op == ZIM_OP_AUTH && zim_str_eq (f.token, "TOKEN"));
     free (buf);
@@ -220,10 +302,10 @@ static int s_frames (const char *name, const zim_record_t *rec, unsigned char **
     long n = s_load (name, buf);
     ck_assert_msg (n >= 0, "missing vector %s.hex", name);
     zim_rd_t rd;
-    zim_rd_init (&rd, *buf, (size_t) n);
+    zim_rd_init (&rd, *buf, (size_t)n);
     int count = 0;
     while (zim_rd_left (&rd)) {
-        _Alignas (max_align_t) char f[ZIM_MSG_MAX_SIZE], g[ZIM_MSG_MAX_SIZE];
+        _Alignas(max_align_t) char f[ZIM_MSG_MAX_SIZE], g[ZIM_MSG_MAX_SIZE];
         const char *why;
         ck_assert_msg (zim_codec_unpack_frame (&rd, rec, f, &why) == 0, "%s: %s", name, why);
         ck_assert_int_eq (zim_codec_check (rec, f), 0);
@@ -266,6 +348,25 @@ START_TEST (test_catalogue_reads_vectors)
     ck_assert (f.op == ZIM_SOP_ERROR && f.code == ZIM_ERR_RATE_LIMITED && !f.has_rid);
     ck_assert (zim_str_eq (f.text, "rate limited") && zim_str_eq (f.cid, "c1"));
     free (buf);
+    //  Receipts and the list, both ways.
+    ck_assert_int_eq (s_frames ("receipts/c2s-read", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_READ && zim_str_eq (c.conv, "p:alice:bob") && c.seq == 5);
+    free (buf);
+    ck_assert_int_eq (s_frames ("receipts/c2s-mute", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_MUTE && c.until == 0);
+    free (buf);
+    ck_assert_int_eq (s_frames ("receipts/c2s-state", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_STATE && c.background);
+    free (buf);
+    ck_assert_int_eq (s_frames ("receipts/s2c-receipt", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_RECEIPT && zim_str_eq (f.user, "bob") && f.has_read && f.read == 1);
+    free (buf);
+    ck_assert_int_eq (s_frames ("receipts/s2c-convs", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_CONVS && f.rid == 3 && f.nconvs == 1);
+    zim_sconv_t conv;
+    ck_assert_int_eq (zim_sconv_unpack (&f.convs, &conv), 0);
+    ck_assert (conv.unread == 1 && conv.id == T_ID && conv.peer_read == 0);
+    free (buf);
     const char *rest[] = {"s2c-auth_ok", "s2c-pong", "s2c-ack", "s2c-msg"};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
         ck_assert_int_eq (s_frames (rest[i], &zim_rec_sframe, &buf, &f), 1);
@@ -277,10 +378,14 @@ END_TEST
 //  Writes every vector as hex, 16 bytes a line.
 static int s_write (const char *dir)
 {
-    const s_vector_t *sets[] = {s_client, s_server};
-    size_t counts[] = {sizeof s_client / sizeof s_client[0],
-                       sizeof s_server / sizeof s_server[0]};
-    for (int s = 0; s < 2; s++)
+    const s_vector_t *sets[] = {s_client, s_server, s_client_rc, s_server_rc};
+    size_t counts[] = {sizeof s_client / sizeof s_client[0], sizeof s_server / sizeof s_server[0],
+                       sizeof s_client_rc / sizeof s_client_rc[0],
+                       sizeof s_server_rc / sizeof s_server_rc[0]};
+    char sub[1024];
+    snprintf (sub, sizeof sub, "%s/receipts", dir);
+    mkdir (sub, 0755);
+    for (int s = 0; s < 4; s++)
         for (size_t i = 0; i < counts[s]; i++) {
             zim_wr_t wr;
             zim_wr_init (&wr);
@@ -291,7 +396,7 @@ static int s_write (const char *dir)
             if (!f)
                 return 1;
             for (size_t b = 0; b < wr.size; b++)
-                fprintf (f, "%02x%s", (unsigned char) wr.data[b],
+                fprintf (f, "%02x%s", (unsigned char)wr.data[b],
                          (b % 16 == 15 || b + 1 == wr.size) ? "\n" : " ");
             fclose (f);
             zim_wr_free (&wr);
