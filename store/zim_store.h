@@ -23,15 +23,19 @@
         max_page_bytes BYTES    longest PAGE, encoded (262144): well below
                                 the gateway's max_pending; a page holds at
                                 least one message whatever its size
+        push_ttl SECONDS        push records older than this leave the
+                                queue (86400; 0 keeps them until taken)
         name NAME, max_msg_size as every actor (msg/zim_shell.h)
     Commands: BIND ENDPOINT (the ROUTER for brokers), START (opens the
     environment), PORT, STATS, $TERM (commits what was received, syncs,
     exits). STATS: appended, duplicates, conflicts, commits, fsyncs, reads,
-    cursors, errors, bad_messages, batch_max, purged, reply_drops, and the
-    gauges map_size, map_used.
+    cursors, errors, bad_messages, batch_max, purged, reply_drops, receipts,
+    push_added, push_coalesced, push_read, push_delivered, push_dropped,
+    push_muted, push_expired, and the gauges map_size, map_used, push_depth.
 
     Backbone (msg/zim_msg.h): APPEND -> APPENDED, READ -> PAGE, SETCURSOR
-    (no reply). Replies go to the sender's routing id with the request's req.
+    (no reply); MARK -> MARKED, CONVS_Q -> CONVS_R, PUSH_ADD (no reply),
+    PUSH_Q -> PUSH_R (zim_receipts.h). Replies go to the sender's routing id with the request's req.
     An APPENDED is sent only after its transaction committed (and, with sync
     batch or always, was fsynced). A failed commit answers every item of the
     transaction with ZIM_ESTORE. A READ sees every APPEND received before it.
@@ -51,8 +55,11 @@
         zim_cursor     device cursors
         zim_reader     READ: sync and history pages, bounded in bytes
         zim_retention  the purge of old messages
+        zim_convs      conversations: states, cursors, the list, unread
+        zim_pushq      the offline-push queue
+        zim_receipts   MARK, CONVS_Q, PUSH_ADD, PUSH_Q
 
-    LMDB layout. One environment, seven named databases. All integers are
+    LMDB layout. One environment, thirteen named databases. All integers are
     8-byte big-endian (so memcmp order is numeric order); "[s]" is a string
     preceded by one length byte (app, uid, device, cid <= 64 bytes; conv
     <= 131), so no separator character is reserved and a key prefix names
@@ -83,11 +90,22 @@
                  grows, and never beyond the user's last seq.
         meta     "version" -> 1 (8 bytes)
                  Layout version; START refuses a store of another version
-                 (zim_db).
+                 (zim_db). "pushqid" -> the next push queue position.
+        cstate, cidx, crecent, utotal
+                 Each user's conversations: state, the conversation's
+                 messages in the inbox, the list by last message id, the
+                 unread total (zim_convs.h has their keys and values).
+        pushk, pushq
+                 The push queue: one record per (app, uid, conv), and the
+                 queue in order (zim_pushq.h).
+                 A store written before these databases existed opens
+                 with them empty: lists and unread counts start with the
+                 next messages.
 
     Retention (zim_retention) deletes, for each message record whose ts is
     older than `retention`, the record, its inbox entries, its history entry
-    and its idempotency key (all located from the record, no scan).
+    its idempotency key and its conversation entries (all located from the
+    record, no scan).
 */
 #ifndef ZIM_STORE_H_INCLUDED
 #define ZIM_STORE_H_INCLUDED
