@@ -1,11 +1,11 @@
 /*  zim_convs.c: users' conversations (see zim_convs.h). States and totals
-    are cached per write transaction in one open-addressing table whose
-    entries expire together when its generation moves on (as zim_seqs);
+    are cached per write transaction (zim_txcache, as zim_seqs does);
     zim_convs_finish writes the changed ones and moves their list entries.
 */
 #include "store/zim_convs.h"
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
+#include "store/zim_txcache.h"
 #include "msg/zim_conv.h"
 #include "msg/zim_util.h"
 
@@ -16,12 +16,9 @@
 #define S_STATE_SIZE (11 * 8) //  a state, stored
 #define S_CIDX_SIZE 25        //  id, cum, pos, mine
 
-//  One cached state ([app][uid][conv]) or total ([app][uid]).
+//  One cached state ([app][uid][conv]) or total ([app][uid]); the two
+//  kinds of keys never hold the same bytes (a state's has a third string).
 typedef struct {
-    uint64_t hash;      //  FNV-1a of the key
-    uint32_t gen;       //  valid when equal to the table's generation
-    uint32_t key_off;   //  key bytes in keys
-    uint16_t key_len;   //  key length
     bool total;         //  a total, not a state
     bool dirty;         //  changed: written back by zim_convs_finish
     uint64_t listed;    //  state: the last_id its list entry has (0: none)
@@ -32,14 +29,7 @@ typedef struct {
 struct _zim_convs_t {
     const zim_dbs_t *dbs; //  the databases (borrowed)
     MDB_txn *txn;         //  the write transaction (borrowed)
-    s_entry_t *tab;       //  cap slots
-    size_t cap;           //  a power of two (0 before first use)
-    uint32_t *used;       //  slots in use this generation
-    size_t nused;         //  entries in used
-    uint32_t gen;         //  current generation
-    uint8_t *keys;        //  key bytes of the entries
-    size_t keys_size;     //  bytes used
-    size_t keys_alloc;    //  bytes allocated
+    zim_txcache_t *cache; //  its states and totals
 };
 
 //  -------------------------------------------------------------------------
@@ -170,21 +160,11 @@ static int s_cidx_at (MDB_cursor *cur, const zim_key_t *prefix, uint64_t seq, s_
 //  -------------------------------------------------------------------------
 //  The cache
 
-static uint64_t s_hash (const uint8_t *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 zim_convs_t *zim_convs_new (zim_db_t *db)
 {
     zim_convs_t *self = zim_calloc (1, sizeof *self);
     self->dbs = zim_db_dbs (db);
-    self->gen = 1;
+    self->cache = zim_txcache_new (sizeof (s_entry_t));
     return self;
 }
 
@@ -193,9 +173,7 @@ void zim_convs_destroy (zim_convs_t **self_p)
     zim_convs_t *self = *self_p;
     if (!self)
         return;
-    free (self->tab);
-    free (self->used);
-    free (self->keys);
+    zim_txcache_destroy (&self->cache);
     free (self);
     *self_p = NULL;
 }
@@ -203,82 +181,35 @@ void zim_convs_destroy (zim_convs_t **self_p)
 void zim_convs_begin (zim_convs_t *self, MDB_txn *txn)
 {
     self->txn = txn;
-    if (++self->gen == 0) {
-        memset (self->tab, 0, self->cap * sizeof *self->tab);
-        self->gen = 1;
-    }
-    self->nused = 0;
-    self->keys_size = 0;
-}
-
-//  Makes room for n more entries: entries found meanwhile stay put.
-static void s_reserve (zim_convs_t *self, size_t n)
-{
-    if ((self->nused + n) * 2 <= self->cap)
-        return;
-    size_t cap = self->cap ? self->cap * 2 : 256;
-    while ((self->nused + n) * 2 > cap)
-        cap *= 2;
-    s_entry_t *tab = zim_calloc (cap, sizeof *tab);
-    uint32_t *used = zim_calloc (cap, sizeof *used);
-    for (size_t u = 0; u < self->nused; u++) {
-        s_entry_t *e = &self->tab[self->used[u]];
-        size_t i = e->hash & (cap - 1);
-        while (tab[i].gen == self->gen)
-            i = (i + 1) & (cap - 1);
-        tab[i] = *e;
-        used[u] = (uint32_t)i;
-    }
-    free (self->tab);
-    free (self->used);
-    self->tab = tab;
-    self->used = used;
-    self->cap = cap;
+    zim_txcache_reset (self->cache);
 }
 
 //  The cached entry of key k (a state, or a total when total), loaded from
-//  the transaction the first time. Call s_reserve first. NULL with *rc set
-//  on an LMDB error.
+//  the transaction the first time. Call zim_txcache_reserve first. NULL
+//  with *rc set on an LMDB error.
 static s_entry_t *s_find (zim_convs_t *self, const zim_key_t *k, bool total, int *rc)
 {
     *rc = 0;
-    assert (self->nused * 2 < self->cap);
-    uint64_t h = s_hash (k->buf, k->len);
-    size_t i = h & (self->cap - 1);
-    while (self->tab[i].gen == self->gen) {
-        s_entry_t *e = &self->tab[i];
-        if (e->hash == h && e->key_len == k->len && e->total == total &&
-            memcmp (self->keys + e->key_off, k->buf, k->len) == 0)
-            return e;
-        i = (i + 1) & (self->cap - 1);
-    }
-    s_entry_t e = {.hash = h,
-                   .gen = self->gen,
-                   .key_off = (uint32_t)self->keys_size,
-                   .key_len = (uint16_t)k->len,
-                   .total = total};
+    size_t slot;
+    s_entry_t *e = zim_txcache_find (self->cache, k->buf, k->len, &slot), loaded = {.total = total};
+    if (e)
+        return e;
     if (total) {
         MDB_val kv = zim_key_val (k), v;
         *rc = mdb_get (self->txn, self->dbs->utotal, &kv, &v);
         if (*rc == 0 && v.mv_size == 8)
-            e.value = zim_be64_get (v.mv_data);
+            loaded.value = zim_be64_get (v.mv_data);
         *rc = *rc == MDB_NOTFOUND ? 0 : *rc;
     } else {
         bool found;
-        *rc = s_state_load (self->dbs, self->txn, k, &e.st, &found);
-        e.listed = e.st.last_id;
+        *rc = s_state_load (self->dbs, self->txn, k, &loaded.st, &found);
+        loaded.listed = loaded.st.last_id;
     }
     if (*rc)
         return NULL;
-    if (self->keys_size + k->len > self->keys_alloc) {
-        self->keys_alloc = (self->keys_size + k->len) * 2;
-        self->keys = zim_realloc (self->keys, self->keys_alloc);
-    }
-    memcpy (self->keys + self->keys_size, k->buf, k->len);
-    self->keys_size += k->len;
-    self->tab[i] = e;
-    self->used[self->nused++] = (uint32_t)i;
-    return &self->tab[i];
+    e = zim_txcache_add (self->cache, slot, k->buf, k->len);
+    *e = loaded;
+    return e;
 }
 
 //  The cached state of (app, uid, conv) and, if total is not NULL, the
@@ -286,7 +217,7 @@ static s_entry_t *s_find (zim_convs_t *self, const zim_key_t *k, bool total, int
 static s_entry_t *s_state (zim_convs_t *self, zim_str_t app, zim_str_t uid, zim_str_t conv,
                            s_entry_t **total, int *rc)
 {
-    s_reserve (self, 2);
+    zim_txcache_reserve (self->cache, 2);
     zim_key_t k;
     s_key_conv (&k, app, uid, conv);
     s_entry_t *e = s_find (self, &k, false, rc);
@@ -312,25 +243,27 @@ static void s_total_add (s_entry_t *total, int64_t delta)
 int zim_convs_finish (zim_convs_t *self)
 {
     int rc = 0;
-    for (size_t u = 0; u < self->nused && rc == 0; u++) {
-        s_entry_t *e = &self->tab[self->used[u]];
+    for (size_t i = 0; i < zim_txcache_size (self->cache) && rc == 0; i++) {
+        const void *key;
+        size_t len;
+        s_entry_t *e = zim_txcache_at (self->cache, i, &key, &len);
         if (!e->dirty)
             continue;
         zim_key_t k;
-        memcpy (k.buf, self->keys + e->key_off, e->key_len);
-        k.len = e->key_len;
+        memcpy (k.buf, key, len);
+        k.len = len;
         MDB_val kv = zim_key_val (&k);
         if (e->total) {
             uint8_t buf[8];
             zim_be64_put (buf, e->value);
             MDB_val v = {8, buf};
             rc = mdb_put (self->txn, self->dbs->utotal, &kv, &v, 0);
-            continue;
+        } else {
+            rc = s_state_store (self->dbs, self->txn, &k, &e->st);
+            if (rc == 0 && e->listed != e->st.last_id)
+                rc = s_list_move (self->dbs, self->txn, k.buf, k.len, e->listed, e->st.last_id);
+            e->listed = e->st.last_id;
         }
-        rc = s_state_store (self->dbs, self->txn, &k, &e->st);
-        if (rc == 0 && e->listed != e->st.last_id)
-            rc = s_list_move (self->dbs, self->txn, k.buf, k.len, e->listed, e->st.last_id);
-        e->listed = e->st.last_id;
         e->dirty = false;
     }
     return rc;
@@ -484,7 +417,7 @@ int zim_convs_state (zim_convs_t *self, zim_str_t app, zim_str_t uid, zim_str_t 
 
 int zim_convs_badge (zim_convs_t *self, zim_str_t app, zim_str_t uid, uint64_t *total)
 {
-    s_reserve (self, 1);
+    zim_txcache_reserve (self->cache, 1);
     zim_key_t k;
     zim_key_user (&k, app, uid);
     int rc;

@@ -1,9 +1,9 @@
 /*  zim_seqs.c: per-transaction cache of the users' last seqs (see
-    zim_seqs.h): an open-addressing table whose entries expire together when
-    its generation moves on, so a new transaction costs no clearing.
+    zim_seqs.h), kept in a zim_txcache.
 */
 #include "store/zim_seqs.h"
 #include "store/zim_db.h"
+#include "store/zim_txcache.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
@@ -12,41 +12,20 @@
 
 //  One (app, uid) counter cached for the current write transaction.
 typedef struct {
-    uint64_t hash;    //  FNV-1a of the key
-    uint64_t seq;     //  last seq given (in this transaction)
-    uint32_t gen;     //  valid when equal to the table's generation
-    uint32_t key_off; //  key bytes in keys
-    uint16_t key_len; //  key length
-    bool dirty;       //  seq changed: write it back before commit
-} s_entry_t;
+    uint64_t seq; //  last seq given (in this transaction)
+    bool dirty;   //  seq changed: write it back before commit
+} s_value_t;
 
 struct _zim_seqs_t {
-    MDB_dbi dbi;       //  the seqs database
-    s_entry_t *tab;    //  open-addressing table, cap slots
-    size_t cap;        //  slots, a power of two (0 before first use)
-    uint32_t *used;    //  slots in use this generation
-    size_t nused;      //  entries in used
-    uint32_t gen;      //  current generation
-    uint8_t *keys;     //  key bytes of the entries
-    size_t keys_size;  //  bytes used in keys
-    size_t keys_alloc; //  bytes allocated
+    MDB_dbi dbi;          //  the seqs database
+    zim_txcache_t *cache; //  the counters of the transaction
 };
-
-static uint64_t s_hash (const uint8_t *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 zim_seqs_t *zim_seqs_new (MDB_dbi dbi)
 {
     zim_seqs_t *self = zim_calloc (1, sizeof *self);
     self->dbi = dbi;
-    self->gen = 1;
+    self->cache = zim_txcache_new (sizeof (s_value_t));
     return self;
 }
 
@@ -55,61 +34,25 @@ void zim_seqs_destroy (zim_seqs_t **self_p)
     zim_seqs_t *self = *self_p;
     if (!self)
         return;
-    free (self->tab);
-    free (self->used);
-    free (self->keys);
+    zim_txcache_destroy (&self->cache);
     free (self);
     *self_p = NULL;
 }
 
 void zim_seqs_reset (zim_seqs_t *self)
 {
-    if (++self->gen == 0) {
-        memset (self->tab, 0, self->cap * sizeof *self->tab);
-        self->gen = 1;
-    }
-    self->nused = 0;
-    self->keys_size = 0;
+    zim_txcache_reset (self->cache);
 }
 
 void zim_seqs_reserve (zim_seqs_t *self, size_t n)
 {
-    if ((self->nused + n) * 2 <= self->cap)
-        return;
-    size_t cap = self->cap ? self->cap * 2 : 1024;
-    while ((self->nused + n) * 2 > cap)
-        cap *= 2;
-    s_entry_t *tab = zim_calloc (cap, sizeof *tab);
-    uint32_t *used = zim_calloc (cap, sizeof *used);
-    for (size_t u = 0; u < self->nused; u++) {
-        s_entry_t *e = &self->tab[self->used[u]];
-        size_t i = e->hash & (cap - 1);
-        while (tab[i].gen == self->gen)
-            i = (i + 1) & (cap - 1);
-        tab[i] = *e;
-        used[u] = (uint32_t)i;
-    }
-    free (self->tab);
-    free (self->used);
-    self->tab = tab;
-    self->used = used;
-    self->cap = cap;
+    zim_txcache_reserve (self->cache, n);
 }
 
 int zim_seqs_find (zim_seqs_t *self, MDB_txn *txn, const zim_key_t *user, size_t *slot)
 {
-    assert (self->nused * 2 < self->cap);
-    uint64_t h = s_hash (user->buf, user->len);
-    size_t i = h & (self->cap - 1);
-    while (self->tab[i].gen == self->gen) {
-        s_entry_t *e = &self->tab[i];
-        if (e->hash == h && e->key_len == user->len &&
-            memcmp (self->keys + e->key_off, user->buf, user->len) == 0) {
-            *slot = i;
-            return 0;
-        }
-        i = (i + 1) & (self->cap - 1);
-    }
+    if (zim_txcache_find (self->cache, user->buf, user->len, slot))
+        return 0;
     MDB_val k = zim_key_val (user), v;
     uint64_t seq = 0;
     int rc = mdb_get (txn, self->dbi, &k, &v);
@@ -117,39 +60,34 @@ int zim_seqs_find (zim_seqs_t *self, MDB_txn *txn, const zim_key_t *user, size_t
         seq = zim_be64_get (v.mv_data);
     else if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    if (self->keys_size + user->len > self->keys_alloc) {
-        self->keys_alloc = (self->keys_alloc + user->len) * 2;
-        self->keys = zim_realloc (self->keys, self->keys_alloc);
-    }
-    memcpy (self->keys + self->keys_size, user->buf, user->len);
-    self->tab[i] =
-        (s_entry_t){h, seq, self->gen, (uint32_t)self->keys_size, (uint16_t)user->len, false};
-    self->keys_size += user->len;
-    self->used[self->nused++] = (uint32_t)i;
-    *slot = i;
+    s_value_t *value = zim_txcache_add (self->cache, *slot, user->buf, user->len);
+    value->seq = seq;
     return 0;
 }
 
 uint64_t zim_seqs_get (zim_seqs_t *self, size_t slot)
 {
-    return self->tab[slot].seq;
+    return ((s_value_t *)zim_txcache_value (self->cache, slot))->seq;
 }
 
 void zim_seqs_set (zim_seqs_t *self, size_t slot, uint64_t seq)
 {
-    self->tab[slot].seq = seq;
-    self->tab[slot].dirty = true;
+    s_value_t *value = zim_txcache_value (self->cache, slot);
+    value->seq = seq;
+    value->dirty = true;
 }
 
 int zim_seqs_flush (zim_seqs_t *self, MDB_txn *txn)
 {
-    for (size_t u = 0; u < self->nused; u++) {
-        s_entry_t *e = &self->tab[self->used[u]];
-        if (!e->dirty)
+    for (size_t i = 0; i < zim_txcache_size (self->cache); i++) {
+        const void *key;
+        size_t len;
+        s_value_t *value = zim_txcache_at (self->cache, i, &key, &len);
+        if (!value->dirty)
             continue;
         uint8_t val[8];
-        zim_be64_put (val, e->seq);
-        MDB_val k = {e->key_len, self->keys + e->key_off}, v = {8, val};
+        zim_be64_put (val, value->seq);
+        MDB_val k = {len, (void *)key}, v = {8, val};
         int rc = mdb_put (txn, self->dbi, &k, &v, 0);
         if (rc)
             return rc;

@@ -23,6 +23,7 @@
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
 #include "store/zim_seqs.h"
+#include "store/zim_txcache.h"
 #include "store/zim_inbox.h"
 #include "store/zim_idem.h"
 #include "store/zim_cursor.h"
@@ -80,6 +81,7 @@ static const s_test_t s_tests[] = {
     {"key", zim_key_test},
     {"msgrec", zim_msgrec_test},
     {"db", zim_db_test},
+    {"txcache", zim_txcache_test},
     {"seqs", zim_seqs_test},
     {"idem", zim_idem_test},
     {"inbox", zim_inbox_test},
