@@ -238,7 +238,7 @@ int main (int argc, char **argv)
                          "./zim-data/admin.key\n");
         return 2;
     }
-    const char *args[4] = {NULL};
+    const char *args[5] = {NULL}; //  up to four and the NULL that ends them
     const char *verb = command;
     if (streq (command, "token")) {
         if (!app || !uid) {
