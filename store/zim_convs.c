@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define S_STATE_SIZE (11 * 8) //  a state, stored
-#define S_CIDX_SIZE 25        //  id, cum, pos, mine
+#define S_CIDX_SIZE 25        //  id, cum, pos, flags
 
 //  One cached state ([app][uid][conv]) or total ([app][uid]); the two
 //  kinds of keys never hold the same bytes (a state's has a third string).
@@ -117,7 +117,6 @@ typedef struct {
     uint64_t id;  //  the message
     uint64_t cum; //  messages of others up to it
     uint64_t pos; //  group position
-    bool mine;    //  the user sent it
 } s_msg_t;
 
 static int s_cidx_parse (const MDB_val *k, const MDB_val *v, s_msg_t *m)
@@ -129,7 +128,6 @@ static int s_cidx_parse (const MDB_val *k, const MDB_val *v, s_msg_t *m)
     m->id = zim_be64_get (p);
     m->cum = zim_be64_get (p + 8);
     m->pos = zim_be64_get (p + 16);
-    m->mine = p[24] != 0;
     return 0;
 }
 
@@ -276,16 +274,20 @@ int zim_convs_note (zim_convs_t *self, zim_str_t app, zim_str_t uid, zim_str_t c
                     uint64_t id, bool mine, uint64_t pos)
 {
     int rc;
-    s_entry_t *total, *e = s_state (self, app, uid, conv, &total, &rc);
+    s_entry_t *total = NULL, *e = s_state (self, app, uid, conv, mine ? NULL : &total, &rc);
     if (!e)
         return rc;
     zim_convstate_t *st = &e->st;
     if (seq <= st->last_seq)
         return 0; //  seqs only grow: not a new message
-    if (!mine) {
-        st->others++;
-        s_total_add (total, 1);
-    }
+    st->last_seq = seq;
+    st->last_id = id;
+    st->last_pos = pos;
+    e->dirty = true;
+    if (mine)
+        return 0; //  the user's own: never unread, not in the index
+    st->others++;
+    s_total_add (total, 1);
     zim_key_t k;
     s_key_conv (&k, app, uid, conv);
     zim_key_u64 (&k, seq);
@@ -293,17 +295,10 @@ int zim_convs_note (zim_convs_t *self, zim_str_t app, zim_str_t uid, zim_str_t c
     zim_be64_put (val, id);
     zim_be64_put (val + 8, st->others);
     zim_be64_put (val + 16, pos);
-    val[24] = mine;
+    val[24] = 0; //  flags, none yet
     MDB_val kv = zim_key_val (&k), v = {sizeof val, val};
-    if ((rc = mdb_put (self->txn, self->dbs->cidx, &kv, &v, MDB_APPEND)) == MDB_KEYEXIST)
-        rc = mdb_put (self->txn, self->dbs->cidx, &kv, &v, 0);
-    if (rc)
-        return rc;
-    st->last_seq = seq;
-    st->last_id = id;
-    st->last_pos = pos;
-    e->dirty = true;
-    return 0;
+    //  (Not MDB_APPEND: keys grow per user, not across the database.)
+    return mdb_put (self->txn, self->dbs->cidx, &kv, &v, 0);
 }
 
 //  The moved record of a state.
@@ -358,17 +353,7 @@ int zim_convs_mark (zim_convs_t *self, zim_str_t app, zim_str_t uid, zim_str_t c
         }
         e->dirty = true;
         out->moved = true;
-        //  The newest message of others the move covered: walk back over
-        //  the user's own.
-        while (rc == 0 && found && m.mine && m.seq > was) {
-            MDB_val kv, v;
-            rc = mdb_cursor_get (cur, &kv, &v, MDB_PREV);
-            found =
-                rc == 0 && zim_key_has_prefix (&kv, &prefix, 8) && s_cidx_parse (&kv, &v, &m) == 0;
-            rc = rc == MDB_NOTFOUND ? 0 : rc;
-        }
-        if (rc == 0 && found && !m.mine && m.seq > was)
-            out->peer_id = m.id;
+        out->peer_id = m.id; //  the newest message of others the move covered
     }
     mdb_cursor_close (cur);
     bool moved = out->moved;
@@ -515,13 +500,13 @@ int zim_convs_forget (const zim_dbs_t *dbs, MDB_txn *txn, zim_str_t app, zim_str
     zim_key_u64 (&ek, seq);
     MDB_val kv = zim_key_val (&ek), v;
     s_msg_t m;
+    bool entry = false; //  a message of others: it has an index entry
     int rc = mdb_get (txn, dbs->cidx, &kv, &v);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    bool entry = s_cidx_parse (&kv, &v, &m) == 0;
-    if ((rc = mdb_del (txn, dbs->cidx, &kv, NULL)))
+    if (rc == 0) {
+        entry = s_cidx_parse (&kv, &v, &m) == 0;
+        rc = mdb_del (txn, dbs->cidx, &kv, NULL);
+    }
+    if (rc && rc != MDB_NOTFOUND)
         return rc;
     zim_convstate_t st;
     bool found;
@@ -708,11 +693,11 @@ void zim_convs_test (bool verbose)
     assert (mv.moved && mv.read == 5 && mv.unread == 0 && mv.peer_id == 105);
     st = s_test_state (db, convs, "bob", ab, &badge, &listed);
     assert (badge == 1 && st.read == 5);
-    //  bob answers, then reads up to his own message: it covers none of
-    //  alice's messages anew (peer_id 0), unread stays 0.
+    //  bob answers, then reads up to his own message: his own are not
+    //  what a cursor names, so nothing moves (and alice hears nothing).
     s_test_msg (db, convs, 106, "bob", "alice", 6, 5);
     mv = s_test_mark (db, convs, "bob", ab, ZIM_MARK_READ, 6);
-    assert (mv.moved && mv.read == 6 && mv.unread == 0 && mv.peer_id == 0);
+    assert (!mv.moved && mv.read == 5 && mv.unread == 0 && mv.peer_id == 0);
     //  alice read bob's 106 (bob's seq 6): bob's peer cursors move, once.
     mv = s_test_mark (db, convs, "bob", ab, ZIM_MARK_PEER_READ, 6);
     assert (mv.moved && mv.read == 6 && mv.delivered == 6);

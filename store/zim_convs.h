@@ -8,19 +8,20 @@
 
     Cursors are seqs of the user's own inbox: "read = S" means every
     message of the conversation whose seq in this user's inbox is at most S
-    is read. A cursor only moves forward and always names a message of the
-    conversation. Unread = messages of others after the read cursor: each
-    message of the conversation is stored with the number of messages of
-    others up to it (cum), so unread = others - cum at the read cursor,
-    exact whatever the reader skips, never negative, the user's own
-    messages never counted. What the other side of "p:A:B" has read is kept
-    in this user's seqs too (peer_read): "the other side read my messages
-    up to my seq B".
+    is read (the user's own are, always). A cursor only moves forward and
+    always names a message of others in the conversation. Unread = messages
+    of others after the read cursor: each message of others is indexed
+    with the number of messages of others up to it (cum), so unread =
+    others - cum at the read cursor, exact whatever the reader skips, never
+    negative, the user's own messages never counted (nor indexed: a
+    cursor move needs only the messages it can name). What the other side of "p:A:B" has read is
+   kept in this user's seqs too (peer_read): "the other side read my messages up to my seq B".
 
     Databases (zim_db.h):
         cstate   [app][uid][conv] -> state (11 x 8 bytes, zim_convstate_t)
-        cidx     [app][uid][conv] seq -> id, cum, pos (8 bytes each), mine
-                 (1 byte): the conversation's messages in the inbox
+        cidx     [app][uid][conv] seq -> id, cum, pos (8 bytes each), flags
+                 (1 byte, 0): the conversation's messages of others in
+                 the user's inbox
         crecent  [app][uid] last_id [conv] -> empty: the list, read
                  backwards (ids grow with time)
         utotal   [app][uid] -> unread in every conversation (the badge)
@@ -65,8 +66,8 @@ typedef struct {
     uint64_t read;      //  the cursors now
     uint64_t delivered; //
     uint64_t unread;    //  unread now
-    uint64_t peer_id;   //  read/delivered: the newest message of others the move
-                        //  covered (0 if it covered none of theirs)
+    uint64_t peer_id;   //  read/delivered: the message the cursor moved to, the
+                        //  newest of others it covers (0: it did not move)
 } zim_convs_moved_t;
 
 typedef struct _zim_convs_t zim_convs_t;
@@ -88,8 +89,8 @@ int zim_convs_note (zim_convs_t *self, zim_str_t app, zim_str_t uid, zim_str_t c
                     uint64_t id, bool mine, uint64_t pos);
 
 //  Moves uid's read (ZIM_MARK_READ, which moves delivered too) or
-//  delivered cursor of conv forward to the newest message of conv at or
-//  below seq (value), or sets its mute (ZIM_MARK_MUTE: until value, 0
+//  delivered cursor of conv forward to the newest message of others in
+//  conv at or below seq (value), or sets its mute (ZIM_MARK_MUTE: until value, 0
 //  unmutes). A cursor that would not move forward is left (moved false).
 //  A conversation uid has no message of is left alone (mute excepted).
 //  @return 0 or an LMDB error

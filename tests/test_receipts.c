@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static tk_server_t srv;
 
@@ -92,7 +93,9 @@ static void s_expect (tk_client_t *c, const char *conv, const char *user, int64_
     ck_assert_int_eq (r.delivered, delivered);
 }
 
-//  Sends n messages from c to `to`; waits for their acks; returns the last seq.
+//  Sends n messages from c to `to`; waits for their acks; returns the last
+//  seq. A send answered 5030 (a cluster node that has not seen the whole
+//  map yet) is sent again with its cid, as a client does.
 static uint64_t s_send (tk_client_t *c, const char *to, const char *tag, int n)
 {
     tk_frame_t f;
@@ -100,8 +103,17 @@ static uint64_t s_send (tk_client_t *c, const char *to, const char *tag, int n)
         char cid[32], body[32];
         snprintf (cid, sizeof cid, "%s-%d", tag, i);
         snprintf (body, sizeof body, "%s %d", tag, i);
-        ck_assert_int_eq (tk_send_text (c, to, cid, body), 0);
-        ck_assert_int_eq (tk_expect (c, "ack", 5000, &f), 0);
+        for (int tries = 0;; tries++) {
+            ck_assert_int_eq (tk_send_text (c, to, cid, body), 0);
+            do
+                ck_assert_int_eq (tk_recv (c, 5000, &f), 0);
+            while (strcmp (f.op, "ack") && strcmp (f.op, "error"));
+            if (strcmp (f.op, "ack") == 0)
+                break;
+            ck_assert_msg (f.code == ZIM_ERR_UNAVAILABLE && tries < 50, "error %lld",
+                           (long long)f.code);
+            usleep (100000);
+        }
     }
     return f.seq;
 }
@@ -143,19 +155,20 @@ START_TEST (test_receipts_both_ways_across_devices)
     s_expect (phone, ab, "alice", 4, 4);
     s_expect (laptop, ab, "alice", 4, 4);
     s_expect (bob, ab, "alice", 4, -1);
-    //  Read up to her own newer message: moves her cursor, covers none of
-    //  bob's messages anew: bob hears nothing.
+    //  Read up to her own newer message: a cursor names messages of the
+    //  other side (one's own are read), so nothing moves: her phone gets
+    //  the cursors as they are, her laptop and bob hear nothing.
     ck_assert_uint_eq (s_send (laptop, "bob", "c", 1), 5);
     tk_frame_t f;
     ck_assert_int_eq (tk_expect (phone, "msg", 5000, &f), 0);
     ck_assert_int_eq (tk_expect (bob, "msg", 5000, &f), 0);
     s_mark (phone, "read", ab, 5);
-    s_expect (phone, ab, "alice", 5, 5);
-    s_expect (laptop, ab, "alice", 5, 5);
+    s_expect (phone, ab, "alice", 4, 4);
+    ck_assert_int_eq (s_receipt (laptop, 300, &r), -1);
     ck_assert_int_eq (s_receipt (bob, 300, &r), -1);
 
     //  Only the two of them: carol gets 4030; a bad key 4001; notes to
-    //  oneself are fine.
+    //  oneself are accepted (one's own messages: nothing to name).
     tk_client_t *carol = s_login ("carol", "phone");
     s_mark (carol, "read", ab, 1);
     ck_assert_int_eq (tk_expect (carol, "error", 5000, &f), 0);
@@ -165,7 +178,7 @@ START_TEST (test_receipts_both_ways_across_devices)
     ck_assert_int_eq (f.code, ZIM_ERR_BAD_FIELD);
     ck_assert_uint_eq (s_send (carol, "carol", "note", 1), 1);
     s_mark (carol, "read", "p:carol:carol", 1);
-    s_expect (carol, "p:carol:carol", "carol", 1, 1);
+    s_expect (carol, "p:carol:carol", "carol", 0, 0);
     tk_close (&carol);
     tk_close (&phone);
     tk_close (&laptop);
