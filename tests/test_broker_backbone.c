@@ -212,10 +212,10 @@ START_TEST (test_every_live_connection_is_delivered_to)
     zim_wr_init (&wr);
     zim_presence_begin (&wr, zim_str ("gw-x"), true, N + 1);
     for (uint64_t i = 0; i < N; i++) {
-        zim_presence_item_t p = {true, 1000 + i, zim_str ("demo"), zim_str ("bob"), zim_str ("d")};
+        zim_presence_item_t p = {true, 1000 + i, zim_str ("demo"), zim_str ("bob"), zim_str ("d"), false};
         zim_presence_item_pack (&wr, &p);
     }
-    zim_presence_item_t p = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("d")};
+    zim_presence_item_t p = {true, 1, zim_str ("demo"), zim_str ("alice"), zim_str ("d"), false};
     zim_presence_item_pack (&wr, &p);
     s_send (router, &wr);
     //  The router takes the presence before the broker's route query
