@@ -17,10 +17,18 @@ fi
 if [ -z "$modules" ]; then
     deps=${TMPDIR:-/tmp}/zim-js-deps-$(cksum <"$sdk/package-lock.json" | cut -d' ' -f1)
     if [ ! -f "$deps/node_modules/.package-lock.json" ]; then
+        # Into a directory of its own, renamed into place when complete:
+        # test runs at the same time (several build trees, make -j) never
+        # see or remove each other's half-done install.
         echo "no node_modules in $sdk: npm ci into $deps"
-        rm -rf "$deps" && mkdir -p "$deps" && cp "$sdk/package.json" "$sdk/package-lock.json" "$deps/" &&
-            chmod u+w "$deps"/* && (cd "$deps" && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline >npm.log 2>&1) ||
-            { cat "$deps/npm.log"; rm -rf "$deps"; echo "FAIL: npm ci failed; run 'cd sdk/js && npm ci' (tools/dev test does)"; exit 1; }
+        tmp=$(mktemp -d "$deps.XXXXXX") && cp "$sdk/package.json" "$sdk/package-lock.json" "$tmp/" &&
+            chmod u+w "$tmp"/* && (cd "$tmp" && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline >npm.log 2>&1) ||
+            { cat "$tmp/npm.log"; rm -rf "$tmp"; echo "FAIL: npm ci failed; run 'cd sdk/js && npm ci' (tools/dev test does)"; exit 1; }
+        if [ -f "$deps/node_modules/.package-lock.json" ]; then
+            rm -rf "$tmp"                       # another run finished first
+        else
+            rm -rf "$deps" && mv -T "$tmp" "$deps" || rm -rf "$tmp"
+        fi
     fi
     modules=$deps/node_modules
 fi

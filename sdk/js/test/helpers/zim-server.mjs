@@ -2,7 +2,7 @@
 // Binary: $ZIM_SERVER, else $ZIM_BIN/zim-server, else ../../_build/zim-server
 // relative to sdk/js.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,6 +79,29 @@ export function startServer(dataDir, port = 0, { timeout = 20000 } = {}) {
         proc.once('exit', (code, signal) => finish(new Error(`zim-server exited (${code ?? signal}) before ready:\n${log}`)));
         proc.once('error', (err) => finish(err));
     });
+}
+
+/** Stops (SIGSTOP) a server from startServer and resolves once every
+    thread of it is stopped (read from /proc; where there is none, at once):
+    from then on it answers nothing until killed. */
+export async function stopServer(server) {
+    server.proc.kill('SIGSTOP');
+    const tasks = `/proc/${server.proc.pid}/task`;
+    if (!existsSync(tasks)) return;
+    const stopped = () =>
+        readdirSync(tasks).every((t) => {
+            try {
+                const stat = readFileSync(`${tasks}/${t}/stat`, 'utf8');
+                return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+            } catch {
+                return true; // a thread that ended
+            }
+        });
+    const end = Date.now() + 10000;
+    while (!stopped()) {
+        if (Date.now() > end) throw new Error('zim-server did not stop on SIGSTOP');
+        await new Promise((r) => setTimeout(r, 5));
+    }
 }
 
 /** Starts on a given port, retrying while the port is still held. */
