@@ -259,7 +259,12 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
         return -1;
     }
     if (config_file) {
-        zconfig_t *loaded = zconfig_load (config_file);
+        //  Read here, parsed from memory: czmq's zconfig_load leaks its
+        //  file handle when the text is not ZPL (found by
+        //  tests/fuzz/fuzz_config.c).
+        zchunk_t *chunk = zchunk_slurp (config_file, 0);
+        zconfig_t *loaded = chunk ? zconfig_chunk_load (chunk) : NULL;
+        zchunk_destroy (&chunk);
         if (!loaded) {
             fprintf (stderr, "%s: cannot load config file '%s' (missing or not ZPL)\n",
                      self->program, config_file);
