@@ -20,11 +20,18 @@ modules=${ZIM_JWT_MODULES:-}
 if [ -z "$modules" ]; then
     deps=${TMPDIR:-/tmp}/zim-jwt-deps-$JWT_VERSION
     if [ ! -f "$deps/node_modules/jsonwebtoken/package.json" ]; then
+        # Into a directory of its own, renamed into place when complete, so
+        # that runs at the same time never see a half-done install.
         echo "installing jsonwebtoken@$JWT_VERSION into $deps"
-        rm -rf "$deps" && mkdir -p "$deps" &&
-            (cd "$deps" && npm install --no-save --no-audit --no-fund --ignore-scripts \
+        tmp=$(mktemp -d "$deps.XXXXXX") &&
+            (cd "$tmp" && npm install --no-save --no-audit --no-fund --ignore-scripts \
                 "jsonwebtoken@$JWT_VERSION" >npm.log 2>&1) ||
-            { cat "$deps/npm.log" 2>/dev/null; rm -rf "$deps"; echo "FAIL: npm install jsonwebtoken failed"; exit 1; }
+            { cat "$tmp/npm.log" 2>/dev/null; rm -rf "$tmp"; echo "FAIL: npm install jsonwebtoken failed"; exit 1; }
+        if [ -f "$deps/node_modules/jsonwebtoken/package.json" ]; then
+            rm -rf "$tmp"                       # another run finished first
+        else
+            rm -rf "$deps" && mv -T "$tmp" "$deps" || rm -rf "$tmp"
+        fi
     fi
     modules=$deps/node_modules
 fi
@@ -124,7 +131,7 @@ accept() {
 }
 # refuse NAME CODE TOKEN: the auth frame is answered with error CODE.
 refuse() {
-    out=$("$ZIM_CLI" -u "$url" -t "$3" ping --timeout 2 2>&1)
+    out=$("$ZIM_CLI" -u "$url" -t "$3" ping --timeout 10 2>&1)   # answered at once
     if echo "$out" | grep -q "(code $2)"; then ok "$1"; else bad "$1" "expected code $2, got: $out"; fi
 }
 # needs_keys NAME: skip the case when the shell cannot configure it.
