@@ -8,7 +8,7 @@ ZIM_CLI=${ZIM_CLI:-./zim-cli}
 ZIM_BENCH=${ZIM_BENCH:-./zim-bench}
 pass=0 fail=0
 data=$(mktemp -d "${TMPDIR:-/tmp}/zim-cli-test.XXXXXX")
-log="$data/server.log"
+nlog=0
 pid=
 
 cleanup() {
@@ -28,8 +28,11 @@ check() { name=$1; shift; if out=$("$@" 2>&1); then ok "$name"; else bad "$name"
 "$ZIM_CLI" --help 2>&1 | grep -q "listen" && ok "zim-cli --help" || bad "zim-cli --help"
 
 # start_server [ARG...]: zim-server on free ports with $data, in the
-# background ($pid); waits for its ready line and sets $admin.
+# background ($pid), logging to a file of its own ($log: each server's lines
+# are read by its own cases, and all of them are shown when a case fails);
+# waits for its ready line and sets $admin.
 start_server() {
+    nlog=$((nlog + 1)); log="$data/server-$nlog.log"
     "$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$data" "$@" >"$log" 2>&1 &
     pid=$!
     i=0
@@ -120,5 +123,8 @@ token=$("$ZIMCTL" -e "$admin" token --app demo --uid alice 2>&1) && [ -n "$token
 kill "$pid"; wait "$pid"; rc=$?; pid=
 [ $rc -eq 0 ] && ok "the CURVE server stops cleanly" || bad "the CURVE server stops cleanly" "rc=$rc"
 
+if [ "$fail" -gt 0 ]; then
+    for l in "$data"/server-*.log; do echo "--- $(basename "$l") (tail)"; tail -n 60 "$l"; done
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -187,5 +187,8 @@ echo "$stats" | grep -q '"token_expired":[1-9]' && echo "$stats" | grep -q '"tok
     echo "$stats" | grep -q '"token_alg_refused":[1-9]' && echo "$stats" | grep -q '"token_bad_signature":[1-9]' &&
     ok "refusals are counted by reason (zimctl status)" || bad "refusals are counted by reason (zimctl status)" "$stats"
 
+if [ $fail -gt 0 ]; then
+    echo "--- zim-server log (tail)"; tail -n 60 "$work/server.log"
+fi
 echo "# $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
