@@ -175,6 +175,18 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
              self->roles == ZIM_ROLE_STORE ? ", the LMDB files in DIR/NAME" : "");
 }
 
+int zim_nodeconf_load (zim_nodeconf_t *self, const char *text, size_t len)
+{
+    zchunk_t *chunk = zchunk_new (text, len);
+    zconfig_t *loaded = zconfig_chunk_load (chunk);
+    zchunk_destroy (&chunk);
+    if (!loaded)
+        return -1;
+    zconfig_destroy (&self->conf);
+    self->conf = loaded;
+    return 0;
+}
+
 int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
 {
     static const struct option options[] = {
@@ -263,16 +275,16 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
         //  file handle when the text is not ZPL (found by
         //  tests/fuzz/fuzz_config.c).
         zchunk_t *chunk = zchunk_slurp (config_file, 0);
-        zconfig_t *loaded = chunk ? zconfig_chunk_load (chunk) : NULL;
+        int rc = chunk ? zim_nodeconf_load (self, (const char *)zchunk_data (chunk),
+                                            zchunk_size (chunk))
+                       : -1;
         zchunk_destroy (&chunk);
-        if (!loaded) {
+        if (rc) {
             fprintf (stderr, "%s: cannot load config file '%s' (missing or not ZPL)\n",
                      self->program, config_file);
             zconfig_destroy (&cli);
             return -1;
         }
-        zconfig_destroy (&self->conf);
-        self->conf = loaded;
     }
     //  Lay the command line over the file.
     for (zconfig_t *sec = zconfig_child (cli); sec; sec = zconfig_next (sec))

@@ -35,6 +35,11 @@ void zim_nodeconf_destroy (zim_nodeconf_t **self_p);
 //  or a config that cannot run (printed to stderr; exit 2).
 int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv);
 
+//  Takes a config file's text (ZPL) as the config, as -c FILE does;
+//  zim_nodeconf_parse then lays its command line over it and checks the
+//  result. Returns 0, or -1 if the text is not ZPL.
+int zim_nodeconf_load (zim_nodeconf_t *self, const char *text, size_t len);
+
 //  The value at path ("section/key"), or def.
 const char *zim_nodeconf_get (zim_nodeconf_t *self, const char *path, const char *def);
 //  The config tree (borrowed).
