@@ -12,7 +12,7 @@ ZIM_SERVER=${ZIM_SERVER:-./zim-server}
 ZIM_CLI=${ZIM_CLI:-./zim-cli}
 ZIMCTL=${ZIMCTL:-./zimctl}
 JWT_VERSION=9.0.2
-pass=0 fail=0 skip=0
+pass=0 fail=0
 
 command -v node >/dev/null 2>&1 || { echo "SKIP: node is not installed (tools/dev test installs it)"; exit 77; }
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: openssl is not installed"; exit 77; }
@@ -46,7 +46,6 @@ trap cleanup EXIT
 
 ok()   { pass=$((pass + 1)); echo "ok - $1"; }
 bad()  { fail=$((fail + 1)); echo "not ok - $1"; [ -n "$2" ] && echo "    $2"; }
-skipped() { skip=$((skip + 1)); echo "ok - $1 # SKIP $2"; }
 
 # Keys: an RSA pair, a second RSA pair (the wrong key), a P-256 pair.
 openssl genrsa -out "$work/rsa.pem" 2048 2>/dev/null &&
@@ -110,16 +109,9 @@ start() {
     return 0
 }
 
-# The process shell passes every key of apps/NAME to the gateway as
-# app_KEY (tools/): until it does, only HS256 apps can be configured.
-keys=yes
-if ! start "$(full_config)"; then
-    keys=no
-    echo "# this zim-server's process shell does not take public_key/audience/issuer yet:"
-    sed 's/^/#   /' "$work/server.log" | tail -n 3
-    start "$(printf 'apps\n    hs\n        secret = "%s"\n' "$(cat "$work/hs.key")")" ||
-        { cat "$work/server.log"; echo "FAIL: zim-server did not start"; exit 1; }
-fi
+# Apps with a secret, an RSA key, an EC key, and an audience and issuer
+# (the process shell passes every key of apps/NAME to the gateway).
+start "$(full_config)" || { cat "$work/server.log"; echo "FAIL: zim-server did not start"; exit 1; }
 
 # accept NAME TOKEN: zim-cli authenticates and pings.
 accept() {
@@ -134,8 +126,6 @@ refuse() {
     out=$("$ZIM_CLI" -u "$url" -t "$3" ping --timeout 10 2>&1)   # answered at once
     if echo "$out" | grep -q "(code $2)"; then ok "$1"; else bad "$1" "expected code $2, got: $out"; fi
 }
-# needs_keys NAME: skip the case when the shell cannot configure it.
-needs_keys() { [ "$keys" = yes ] || { skipped "$1" "process shell without app keys"; return 1; }; }
 
 accept "HS256 with every ordinary claim type" "$(mint HS256 "$work/hs.key" "$(claims hs)" '{"expiresIn":600}')"
 accept "HS256 with nbf in the past and a float exp" \
@@ -147,37 +137,19 @@ refuse "unknown app" 4011 "$(mint HS256 "$work/hs.key" "$(claims nosuchapp)" '{"
 refuse "alg none" 4018 "$(mint none - "$(claims hs)" '{"expiresIn":600}')"
 refuse "RS256 to an app with only a secret" 4018 "$(mint RS256 "$work/rsa.pem" "$(claims hs)" '{"expiresIn":600}')"
 
-if needs_keys "RS256 with the app's key"; then
-    accept "RS256 with the app's key" "$(mint RS256 "$work/rsa.pem" "$(claims rs)" '{"expiresIn":600}')"
-fi
-if needs_keys "ES256 with the app's key"; then
-    accept "ES256 with the app's key" "$(mint ES256 "$work/ec.pem" "$(claims es)" '{"expiresIn":600}')"
-fi
-if needs_keys "RS256 signed with the wrong key"; then
-    refuse "RS256 signed with the wrong key" 4011 "$(mint RS256 "$work/rsa2.pem" "$(claims rs)" '{"expiresIn":600}')"
-fi
-if needs_keys "HS256 keyed with the app's public key (alg confusion)"; then
-    refuse "HS256 keyed with the app's public key (alg confusion)" 4018 \
-        "$(mint HS256 "$work/rsa.pub" "$(claims rs)" '{"expiresIn":600}')"
-fi
-if needs_keys "ES256 to an app with an RSA key"; then
-    refuse "ES256 to an app with an RSA key" 4018 "$(mint ES256 "$work/ec.pem" "$(claims rs)" '{"expiresIn":600}')"
-fi
-if needs_keys "RS256 expired"; then
-    refuse "RS256 expired" 4012 "$(mint RS256 "$work/rsa.pem" "$(claims rs)" '{"expiresIn":-10}')"
-fi
-if needs_keys "aud and iss as the app names them"; then
-    accept "aud and iss as the app names them" "$(mint HS256 "$work/claims.key" "$(claims claims)" \
-        '{"expiresIn":600,"audience":["web","chat.example"],"issuer":"https://auth.example"}')"
-fi
-if needs_keys "wrong aud"; then
-    refuse "wrong aud" 4017 "$(mint HS256 "$work/claims.key" "$(claims claims)" \
-        '{"expiresIn":600,"audience":"web","issuer":"https://auth.example"}')"
-fi
-if needs_keys "wrong iss"; then
-    refuse "wrong iss" 4017 "$(mint HS256 "$work/claims.key" "$(claims claims)" \
-        '{"expiresIn":600,"audience":"chat.example","issuer":"https://evil.example"}')"
-fi
+accept "RS256 with the app's key" "$(mint RS256 "$work/rsa.pem" "$(claims rs)" '{"expiresIn":600}')"
+accept "ES256 with the app's key" "$(mint ES256 "$work/ec.pem" "$(claims es)" '{"expiresIn":600}')"
+refuse "RS256 signed with the wrong key" 4011 "$(mint RS256 "$work/rsa2.pem" "$(claims rs)" '{"expiresIn":600}')"
+refuse "HS256 keyed with the app's public key (alg confusion)" 4018 \
+    "$(mint HS256 "$work/rsa.pub" "$(claims rs)" '{"expiresIn":600}')"
+refuse "ES256 to an app with an RSA key" 4018 "$(mint ES256 "$work/ec.pem" "$(claims rs)" '{"expiresIn":600}')"
+refuse "RS256 expired" 4012 "$(mint RS256 "$work/rsa.pem" "$(claims rs)" '{"expiresIn":-10}')"
+accept "aud and iss as the app names them" "$(mint HS256 "$work/claims.key" "$(claims claims)" \
+    '{"expiresIn":600,"audience":["web","chat.example"],"issuer":"https://auth.example"}')"
+refuse "wrong aud" 4017 "$(mint HS256 "$work/claims.key" "$(claims claims)" \
+    '{"expiresIn":600,"audience":"web","issuer":"https://auth.example"}')"
+refuse "wrong iss" 4017 "$(mint HS256 "$work/claims.key" "$(claims claims)" \
+    '{"expiresIn":600,"audience":"chat.example","issuer":"https://evil.example"}')"
 
 # Every refusal was logged with its reason and counted by reason.
 grep -q "token refused (alg_refused)" "$work/server.log" && grep -q "token refused (not_yet_valid)" "$work/server.log" &&
@@ -190,5 +162,5 @@ echo "$stats" | grep -q '"token_expired":[1-9]' && echo "$stats" | grep -q '"tok
 if [ $fail -gt 0 ]; then
     echo "--- zim-server log (tail)"; tail -n 60 "$work/server.log"
 fi
-echo "# $pass passed, $fail failed, $skip skipped"
+echo "# $pass passed, $fail failed"
 [ $fail -eq 0 ]
