@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -147,13 +148,21 @@ def check_families(fams, where):
               "; ".join(problems))
 
 
-def raw(port, data, timeout=5.0):
-    """Sends data on a new connection; returns what came back until close."""
+def complete(got):
+    """True once got holds a whole HTTP response (headers, Content-Length)."""
+    head, sep, body = got.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", head)
+    return bool(sep and m and len(body) >= int(m.group(1)))
+
+
+def raw(port, data, timeout=8.0):
+    """Sends data on a new connection; returns the answer, or what came
+    back before the server closed."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(data)
     got = b""
     try:
-        while True:
+        while not complete(got):
             chunk = s.recv(65536)
             if not chunk:
                 break
@@ -334,6 +343,9 @@ def main():
     try:
         test_server(work)
         test_cluster(work)
+    except Exception:
+        traceback.print_exc()
+        results["fail"] += 1
     finally:
         if results["fail"] == 0:
             shutil.rmtree(work, ignore_errors=True)

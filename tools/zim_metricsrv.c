@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define S_CONNS 16         //  requests open at once
@@ -26,7 +27,8 @@ typedef struct {
     char peer[64];        //  peer address, for log lines
     char req[S_REQ_MAX];  //  bytes received
     size_t len;           //  how many
-    int64_t since_ms;     //  when it opened (monotonic)
+    int64_t since_ms;     //  when it opened, or was answered (monotonic)
+    bool answered;        //  the answer went out: the client closes
 } s_conn_t;
 
 struct _zim_metricsrv_t {
@@ -37,6 +39,8 @@ struct _zim_metricsrv_t {
     zim_metricsrv_text_fn *text; //  the exposition text
     void *arg;                   //  its argument
     s_conn_t conns[S_CONNS];     //  open connections
+    uint8_t last_id[S_ID_MAX];   //  the newest connection's id
+    size_t last_idlen;           //  its length (0: none yet)
     uint64_t scrapes;            //  200 answers
     uint64_t refused;            //  anything else
     zim_ratelog_t ratelog;       //  refusals
@@ -147,9 +151,17 @@ static void s_answer (zim_metricsrv_t *self, s_conn_t *c, int status, const char
         memcpy ((char *)zmq_msg_data (&out) + hlen, body, blen);
     void *sock = zsock_resolve (self->sock);
     if (zmq_send (sock, c->id, c->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
-        zmq_msg_send (&out, sock, ZMQ_DONTWAIT) == -1)
+        zmq_msg_send (&out, sock, ZMQ_DONTWAIT) == -1) {
+        zim_ratelog_warn (&self->ratelog, self->program, "metrics: cannot answer %s (%s)",
+                          *c->peer ? c->peer : "?", zmq_strerror (zmq_errno ()));
         zmq_msg_close (&out);
-    s_close (self, c);
+    }
+    //  The client closes once it has read the answer (Content-Length,
+    //  Connection: close). Closing here could lose it: libzmq ends a
+    //  STREAM connection at once when told to, dropping what is still
+    //  queued for it. The sweep closes it if the client does not.
+    c->answered = true;
+    c->since_ms = zclock_mono ();
 }
 
 //  Refuses c: logged, counted, answered with status (0: closed unanswered).
@@ -254,9 +266,47 @@ void zim_metricsrv_sweep (zim_metricsrv_t *self)
     int64_t now = zclock_mono ();
     for (size_t i = 0; i < S_CONNS; i++) {
         s_conn_t *c = &self->conns[i];
-        if (c->used && now - c->since_ms > S_DEADLINE_MS)
-            s_refuse (self, c, 0, "incomplete request: closed after 5 s");
+        if (c->used && now - c->since_ms > S_DEADLINE_MS) {
+            if (c->answered)
+                s_close (self, c);
+            else
+                s_refuse (self, c, 0, "incomplete request: closed after 5 s");
+        }
     }
+}
+
+//  True if id is newer than every connection seen so far: libzmq numbers
+//  STREAM connections upwards, so an empty frame with a newer id opens a
+//  connection and one with an older id closes one we already let go.
+static bool s_newer (zim_metricsrv_t *self, const void *id, size_t idlen)
+{
+    bool newer = idlen > self->last_idlen ||
+                 (idlen == self->last_idlen && memcmp (id, self->last_id, idlen) > 0);
+    if (newer) {
+        memcpy (self->last_id, id, idlen);
+        self->last_idlen = idlen;
+    }
+    return newer;
+}
+
+//  A slot for a new connection, or NULL after closing it (all taken).
+static s_conn_t *s_open (zim_metricsrv_t *self, zframe_t *id, zframe_t *data)
+{
+    s_conn_t *c = NULL, spare;
+    for (size_t i = 0; i < S_CONNS && !c; i++)
+        if (!self->conns[i].used)
+            c = &self->conns[i];
+    s_conn_t *slot = c ? c : &spare;
+    memset (slot, 0, sizeof *slot);
+    slot->used = true;
+    memcpy (slot->id, zframe_data (id), zframe_size (id));
+    slot->idlen = zframe_size (id);
+    slot->since_ms = zclock_mono ();
+    const char *peer = zframe_meta (data, "Peer-Address");
+    snprintf (slot->peer, sizeof slot->peer, "%s", peer ? peer : "");
+    if (!c)
+        s_refuse (self, slot, 0, "too many requests open at once");
+    return c;
 }
 
 void zim_metricsrv_handle (zim_metricsrv_t *self)
@@ -264,37 +314,27 @@ void zim_metricsrv_handle (zim_metricsrv_t *self)
     zmsg_t *msg = zmsg_recv (self->sock);
     zframe_t *id = msg ? zmsg_first (msg) : NULL;
     zframe_t *data = msg ? zmsg_next (msg) : NULL;
-    if (!id || !data || zframe_size (id) == 0 || zframe_size (id) > S_ID_MAX) {
-        zmsg_destroy (&msg);
-        return;
-    }
-    s_conn_t *c = s_find (self, zframe_data (id), zframe_size (id));
-    if (zframe_size (data) == 0 && c)
-        c->used = false; //  the peer closed
-    else if (!c) {
-        for (size_t i = 0; i < S_CONNS && !c; i++)
-            if (!self->conns[i].used)
-                c = &self->conns[i];
-        s_conn_t spare = {0};
-        s_conn_t *slot = c ? c : &spare;
-        memset (slot, 0, sizeof *slot);
-        slot->used = true;
-        memcpy (slot->id, zframe_data (id), zframe_size (id));
-        slot->idlen = zframe_size (id);
-        slot->since_ms = zclock_mono ();
-        const char *peer = zframe_meta (data, "Peer-Address");
-        snprintf (slot->peer, sizeof slot->peer, "%s", peer ? peer : "");
-        if (!c)
-            s_refuse (self, slot, 0, "too many requests open at once");
-    }
-    if (c && c->used && zframe_size (data) > 0) {
-        size_t room = S_REQ_MAX - c->len, n = zframe_size (data);
-        memcpy (c->req + c->len, zframe_data (data), n < room ? n : room);
-        c->len += n < room ? n : room;
-        if (n > room)
-            s_refuse (self, c, 400, "request too large\n");
-        else
-            s_parse (self, c);
+    if (id && data && zframe_size (id) > 0 && zframe_size (id) <= S_ID_MAX) {
+        s_conn_t *c = s_find (self, zframe_data (id), zframe_size (id));
+        bool newer = s_newer (self, zframe_data (id), zframe_size (id));
+        if (zframe_size (data) == 0) {
+            if (c)
+                c->used = false; //  the peer closed
+            else if (newer)
+                s_open (self, id, data);
+        } else {
+            if (!c)
+                c = s_open (self, id, data);
+            if (c && !c->answered) {
+                size_t room = S_REQ_MAX - c->len, n = zframe_size (data);
+                memcpy (c->req + c->len, zframe_data (data), n < room ? n : room);
+                c->len += n < room ? n : room;
+                if (n > room)
+                    s_refuse (self, c, 400, "request too large\n");
+                else
+                    s_parse (self, c);
+            }
+        }
     }
     zmsg_destroy (&msg);
     zim_metricsrv_sweep (self);
@@ -309,8 +349,26 @@ static char *s_test_text (void *arg)
     return zim_strdup ("# HELP x a test\n# TYPE x gauge\nx 1\n");
 }
 
-//  Sends request (len bytes) on a new connection and returns what came
-//  back before the server closed it. Caller owns return value.
+//  True once answer holds a whole response (headers and Content-Length).
+static bool s_test_complete (const char *answer)
+{
+    const char *body = strstr (answer, "\r\n\r\n");
+    const char *length = strstr (answer, "Content-Length: ");
+    return body && length && strlen (body + 4) >= (size_t)atoi (length + 16);
+}
+
+//  Open connections of the server.
+static size_t s_test_open (zim_metricsrv_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < S_CONNS; i++)
+        n += self->conns[i].used;
+    return n;
+}
+
+//  Sends request (len bytes) on a new connection and returns the answer
+//  (or what came before the server closed), then closes the connection as
+//  a client does. Caller owns return value.
 static char *s_test_request (zim_metricsrv_t *self, const char *request, size_t len)
 {
     zsock_t *client = zsock_new (ZMQ_STREAM);
@@ -325,7 +383,7 @@ static char *s_test_request (zim_metricsrv_t *self, const char *request, size_t 
     zpoller_t *poller = zpoller_new (self->sock, client, NULL);
     int64_t deadline = zclock_mono () + 5000;
     bool closed = false;
-    while (!closed && zclock_mono () < deadline) {
+    while (!closed && !s_test_complete (answer) && zclock_mono () < deadline) {
         void *which = zpoller_wait (poller, 100);
         if (which == self->sock)
             zim_metricsrv_handle (self);
@@ -343,7 +401,16 @@ static char *s_test_request (zim_metricsrv_t *self, const char *request, size_t 
             zmsg_destroy (&msg);
         }
     }
-    assert (closed);
+    assert (closed || s_test_complete (answer));
+    if (!closed) {
+        zframe_send (&peer, client, ZFRAME_MORE | ZFRAME_REUSE);
+        zmq_send (zsock_resolve (client), "", 0, 0);
+    }
+    //  The server lets the connection go when the client closes it.
+    while (s_test_open (self) && zclock_mono () < deadline)
+        if (zpoller_wait (poller, 100) == self->sock)
+            zim_metricsrv_handle (self);
+    assert (s_test_open (self) == 0);
     zframe_destroy (&peer);
     zpoller_destroy (&poller);
     zsock_destroy (&client);

@@ -5,8 +5,10 @@
     (the process shell collects every actor's METRICS); any other path is
     404, another method 405, a request that is not HTTP 400, one too large
     or too slow is closed. Every refusal is logged through a rate limiter
-    and counted. Each answer closes its connection; at most 16 requests
-    are open at once (more are closed at once).
+    and counted. One request per connection: the answer says Connection:
+    close and the client closes after reading it (else it is closed 5 s
+    later); at most 16 connections are open at once (more are closed at
+    once).
 */
 #ifndef ZIM_METRICSRV_H_INCLUDED
 #define ZIM_METRICSRV_H_INCLUDED
