@@ -91,6 +91,12 @@ static const zim_counter_t s_counters[] = {S_STAT ("sends", sends),
                                            S_STAT ("push_lost", push_lost),
                                            {NULL}};
 
+static const zim_histogram_t s_histograms[] = {
+    {"send_ack_seconds", offsetof (s_broker_t, stats.ack_us), zim_histo_latency_us,
+     ZIM_HISTO_LATENCY_N, 1e-6,
+     "sends from their batch leaving for the store to their ack (or error) leaving, seconds"},
+    {NULL}};
+
 //  The gateways' ROUTER, made on first use: an OUT to a gateway that has
 //  gone fails fast (ROUTER_MANDATORY) instead of vanishing silently.
 static zsock_t *s_front (s_broker_t *self)
@@ -183,6 +189,7 @@ static const zim_shell_class_t s_class = {
     .role = "broker",
     .settings = s_settings,
     .counters = s_counters,
+    .histograms = s_histograms,
     .bind = s_bind,
     .connect = s_connect,
     .start = s_start,

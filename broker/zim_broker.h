@@ -35,6 +35,8 @@
 #ifndef ZIM_BROKER_H_INCLUDED
 #define ZIM_BROKER_H_INCLUDED
 
+#include "msg/zim_metrics.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,6 +84,7 @@ typedef struct {
     uint64_t receipts;       //  read, delivered and mute requests taken (zim_notify)
     uint64_t pushes;         //  push records sent to the stores for offline recipients
     uint64_t push_lost;      //  push records a store shard could not take
+    zim_histo_t ack_us;      //  SEND batch to the stores -> its answers out, µs per send
 } zim_broker_stats_t;
 
 //  The actor function, for zactor_new (zim_broker_actor, NULL).

@@ -497,6 +497,7 @@ static void s_complete (zim_sendq_t *self, s_batch_t *batch)
                  zim_route_r_unpack (&rd, fields, &rr) == 0 && rr.nlists == 2 * batch->count;
     }
     bool bad = batch->routes && !routes;
+    zim_histo_observe_n (&self->stats->ack_us, zim_mono_us () - batch->born_us, batch->count);
     for (uint32_t i = 0; i < batch->count; i++) {
         s_item_t *item = &batch->items[i];
         if (item->err) {

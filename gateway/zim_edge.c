@@ -107,6 +107,8 @@ const zim_setting_t zim_edge_settings[] = {
         "token_" name, offsetof (zim_edge_t, token_refused[reason])                                \
     }
 
+const char *const zim_edge_gauges[] = {"connections", "authed", NULL};
+
 const zim_counter_t zim_edge_counters[] = {S_COUNTER (connections),
                                            S_COUNTER (authed),
                                            S_COUNTER (frames_in),

@@ -88,6 +88,8 @@ typedef struct {
 //  The settings and counters tables, for the actor's zim_shell_class_t.
 extern const zim_setting_t zim_edge_settings[];
 extern const zim_counter_t zim_edge_counters[];
+//  The counters that are levels (connections, authed), for metrics.
+extern const char *const zim_edge_gauges[];
 
 //  Creates the shared state with the default settings, its apps, sessions
 //  and links, and its shell over pipe (NULL in selftests) with class cls

@@ -321,6 +321,7 @@ static const zim_shell_class_t s_class = {
     .role = "gateway",
     .settings = zim_edge_settings,
     .counters = zim_edge_counters,
+    .gauges = zim_edge_gauges,
     .connect = s_connect,
     .start = s_start,
     .stats = s_stats,

@@ -1,6 +1,7 @@
 /*  zim_http.c: HTTP beside the WebSocket (see zim_http.h).
  */
 #include "gateway/zim_http.h"
+#include "msg/zim_metrics.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
@@ -131,6 +132,19 @@ static int s_dev_token (zim_edge_t *edge, struct lws *wsi)
     return rc;
 }
 
+//  GET /metrics: this gateway's counters, gauges and histograms in the
+//  Prometheus text format (msg/zim_metrics.h).
+static int s_metrics (zim_edge_t *edge, struct lws *wsi)
+{
+    zim_metrics_t *m = zim_metrics_new ();
+    zim_shell_metrics (edge->shell, m);
+    char *text = zim_metrics_text (m);
+    zim_metrics_destroy (&m);
+    int rc = s_reply (wsi, 200, ZIM_METRICS_CONTENT_TYPE, text);
+    free (text);
+    return rc;
+}
+
 //  The content type for a file name, or NULL for one not served.
 static const char *s_mime (const char *path)
 {
@@ -193,6 +207,8 @@ int zim_http_request (zim_edge_t *edge, struct lws *wsi, const char *uri)
         return s_reply (wsi, 200, "text/plain", "ok\n");
     if (streq (uri, "/dev/token"))
         return s_dev_token (edge, wsi);
+    if (streq (uri, "/metrics"))
+        return s_metrics (edge, wsi);
     if (streq (uri, "/ws"))
         return s_reply (wsi, 426, "text/plain", "this is a WebSocket endpoint\n");
     return s_file (edge, wsi, uri);

@@ -1,8 +1,9 @@
 /*  zim_http.h: the plain HTTP a gateway answers on its client port, and
     the checks before a WebSocket upgrade. GET /ws upgrades (a token in the
     query is verified first: 403 if refused; a bad device: 400), /healthz
-    answers 200 "ok", /dev/token mints demo tokens in the dev defaults
-    only, and anything else is a file of the www directory or 404.
+    answers 200 "ok", /metrics the gateway's metrics in the Prometheus
+    text format, /dev/token mints demo tokens in the dev defaults only,
+    and anything else is a file of the www directory or 404.
 
     /dev/token hands out tokens signed with a real secret, so it answers
     only when all of these hold, else 404: the process shell asked for it

@@ -75,6 +75,8 @@ zim_shell_t *zim_shell_new (zsock_t *pipe, const zim_shell_class_t *cls, void *s
     shell->self = self;
     shell->name = zim_strdup (name);
     shell->max_msg_size = ZIM_SHELL_MAX_MSG_SIZE;
+    for (const zim_histogram_t *h = cls->histograms; h && h->name; h++)
+        zim_histo_init ((zim_histo_t *)((char *)self + h->offset), h->bounds, h->nbounds);
     return shell;
 }
 
@@ -241,6 +243,77 @@ static void s_stats (zim_shell_t *self)
     free (text);
 }
 
+//  True if name is in the NULL-ended list.
+static bool s_listed (const char *const *list, const char *name)
+{
+    for (; list && *list; list++)
+        if (streq (*list, name))
+            return true;
+    return false;
+}
+
+void zim_shell_metrics (zim_shell_t *self, zim_metrics_t *m)
+{
+    const char *role = self->cls->role;
+    char label[256], name[160], help[256];
+    zim_metrics_label (label, sizeof label, "node", self->name);
+    for (const zim_counter_t *c = self->cls->counters; c && c->name; c++) {
+        uint64_t v = *(const uint64_t *)((const char *)self->self + c->offset);
+        snprintf (name, sizeof name, "zim_%s_%s", role, c->name);
+        bool gauge = s_listed (self->cls->gauges, c->name);
+        snprintf (help, sizeof help, "%s STATS %s \"%s\" (docs/OPERATIONS.md, \"Metrics\")", role,
+                  gauge ? "gauge" : "counter", c->name);
+        if (gauge)
+            zim_metrics_gauge (m, name, help, label, (double)v);
+        else
+            zim_metrics_counter (m, name, help, label, v);
+    }
+    if (self->cls->stats) {
+        json_t *stats = json_object ();
+        self->cls->stats (self->self, stats);
+        const char *key;
+        json_t *value;
+        json_object_foreach (stats, key, value)
+        {
+            if (!json_is_number (value) && !json_is_boolean (value))
+                continue;
+            double v = json_is_boolean (value) ? (json_is_true (value) ? 1 : 0)
+                                               : json_number_value (value);
+            snprintf (name, sizeof name, "zim_%s_%s", role, key);
+            bool total = s_listed (self->cls->totals, key);
+            snprintf (help, sizeof help, "%s STATS %s \"%s\" (docs/OPERATIONS.md, \"Metrics\")",
+                      role, total ? "counter" : "gauge", key);
+            if (total)
+                zim_metrics_counter (m, name, help, label, v < 0 ? 0 : (uint64_t)v);
+            else
+                zim_metrics_gauge (m, name, help, label, v);
+        }
+        json_decref (stats);
+    }
+    for (const zim_histogram_t *h = self->cls->histograms; h && h->name; h++) {
+        snprintf (name, sizeof name, "zim_%s_%s", role, h->name);
+        zim_metrics_histo (m, name, h->help, label,
+                           (const zim_histo_t *)((const char *)self->self + h->offset), h->scale);
+    }
+}
+
+//  Answers METRICS: one frame per family.
+static void s_metrics (zim_shell_t *self)
+{
+    zim_metrics_t *m = zim_metrics_new ();
+    zim_shell_metrics (self, m);
+    zmsg_t *reply = zmsg_new ();
+    for (size_t i = 0; i < zim_metrics_size (m); i++) {
+        char *family = zim_metrics_family (m, i);
+        zmsg_addstr (reply, family);
+        free (family);
+    }
+    if (zmsg_size (reply) == 0)
+        zmsg_addstr (reply, "");
+    zim_metrics_destroy (&m);
+    zmsg_send (&reply, self->pipe);
+}
+
 int zim_shell_handle (zim_shell_t *self)
 {
     zmsg_t *msg = zmsg_recv (self->pipe);
@@ -297,6 +370,8 @@ int zim_shell_handle (zim_shell_t *self)
         zstr_sendf (self->pipe, "%d", self->port);
     else if (streq (cmd, "STATS"))
         s_stats (self);
+    else if (streq (cmd, "METRICS"))
+        s_metrics (self);
     else
         zsys_warning ("%s: unknown command '%s' ignored", self->name, cmd);
     zstr_free (&cmd);
@@ -378,6 +453,7 @@ typedef struct {
     uint64_t hits;  //  a counter
     int bound;      //  bind hook calls
     int maps;       //  map hook calls
+    zim_histo_t lat; //  a histogram, observed by START
 } s_test_actor_t;
 
 static int s_test_pair (void *self, const char *value, const char *value2, const char **why)
@@ -402,6 +478,7 @@ static int s_test_start (void *self)
 {
     s_test_actor_t *t = (s_test_actor_t *)self;
     t->hits++;
+    zim_histo_observe (&t->lat, 1500);
     return 0;
 }
 
@@ -432,10 +509,18 @@ static const zim_setting_t s_test_settings[] = {
 
 static const zim_counter_t s_test_counters[] = {{"hits", offsetof (s_test_actor_t, hits)}, {NULL}};
 
+static const char *const s_test_totals[] = {"maps", NULL};
+static const zim_histogram_t s_test_histograms[] = {
+    {"start_seconds", offsetof (s_test_actor_t, lat), zim_histo_latency_us, ZIM_HISTO_LATENCY_N,
+     1e-6, "time to start"},
+    {NULL}};
+
 static const zim_shell_class_t s_test_class = {
     .role = "test",
     .settings = s_test_settings,
     .counters = s_test_counters,
+    .totals = s_test_totals,
+    .histograms = s_test_histograms,
     .bind = s_test_bind,
     .start = s_test_start,
     .stats = s_test_gauges,
@@ -513,6 +598,31 @@ void zim_shell_test (bool verbose)
     assert (json_integer_value (json_object_get (stats, "hits")) == 1);
     assert (json_integer_value (json_object_get (stats, "maps")) == 1);
     json_decref (stats);
+
+    //  METRICS: one frame per family, merged into one text.
+    zstr_send (actor, "METRICS");
+    zmsg_t *families = zmsg_recv (actor);
+    assert (families && zmsg_size (families) == 5);
+    zim_metrics_t *m = zim_metrics_new ();
+    char *family;
+    while ((family = zmsg_popstr (families))) {
+        assert (zim_metrics_merge (m, family, strlen (family)) == 0);
+        free (family);
+    }
+    zmsg_destroy (&families);
+    char *text = zim_metrics_text (m);
+    assert (strstr (
+        text, "# TYPE zim_test_hits_total counter\nzim_test_hits_total{node=\"test-1\"} 1\n"));
+    assert (strstr (text, "# TYPE zim_test_limit gauge\nzim_test_limit{node=\"test-1\"} 7000\n"));
+    assert (strstr (text, "zim_test_flag{node=\"test-1\"} 1\n"));
+    assert (strstr (text, "zim_test_maps_total{node=\"test-1\"} 1\n"));
+    assert (!strstr (text, "zim_test_label") && !strstr (text, "zim_test_pair"));
+    assert (strstr (text, "zim_test_start_seconds_bucket{node=\"test-1\",le=\"0.001\"} 0\n"));
+    assert (strstr (text, "zim_test_start_seconds_bucket{node=\"test-1\",le=\"0.0025\"} 1\n"));
+    assert (strstr (text, "zim_test_start_seconds_sum{node=\"test-1\"} 0.0015\n"));
+    assert (strstr (text, "zim_test_start_seconds_count{node=\"test-1\"} 1\n"));
+    free (text);
+    zim_metrics_destroy (&m);
     zactor_destroy (&actor);
 
     //  The limiter: 3 lines per window pass, the rest are counted.

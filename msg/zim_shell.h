@@ -1,6 +1,7 @@
 /*  zim_shell.h: the one shell every node actor runs in. It owns what all
     actors do the same way: the pipe commands (SET, BIND, CONNECT, START,
-    PORT, STATS, MAP, $TERM), the settings table, the STATS counters, the
+    PORT, STATS, METRICS, MAP, $TERM), the settings table, the STATS
+    counters and the metrics made of them (msg/zim_metrics.h), the
     rate-limited log for what peers can trigger, and the socket options of
     every backbone socket. An actor supplies a class (its settings, its
     counters and a few hooks) and keeps its own event loop: it calls
@@ -13,11 +14,15 @@
         START                    signal 0 ok / 1 failed
         PORT                     string: the port of the last BIND
         STATS                    string: one JSON object of counters
+        METRICS                  one frame per metric family, Prometheus
+                                 text (zim_metrics_merge joins them)
         MAP frame                the cluster map, a binary MAP message
         $TERM                    the actor leaves its loop
 */
 #ifndef ZIM_SHELL_H_INCLUDED
 #define ZIM_SHELL_H_INCLUDED
+
+#include "msg/zim_metrics.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -71,12 +76,29 @@ typedef struct {
     size_t offset;    //  offsetof the uint64_t field
 } zim_counter_t;
 
+//  One histogram of an actor: a zim_histo_t field of its state, exported
+//  as zim_<role>_<name>. The table ends with a NULL name. zim_shell_new
+//  sets each field's bounds: make the shell after zeroing the state.
+typedef struct {
+    const char *name;       //  metric name after zim_<role>_, e.g. "ack_seconds"
+    size_t offset;          //  offsetof the zim_histo_t field
+    const uint64_t *bounds; //  bucket bounds, in observed units (static)
+    size_t nbounds;         //  how many
+    double scale;           //  observed units to exported ones (1e-6: µs to s)
+    const char *help;       //  one line for # HELP
+} zim_histogram_t;
+
 //  What an actor supplies. Hooks may be NULL when the actor has no use for
 //  them; self is the actor's state as given to zim_shell_new.
 typedef struct {
     const char *role;              //  "gateway", "broker", "router", "store"
     const zim_setting_t *settings; //  table, or NULL
     const zim_counter_t *counters; //  table, or NULL
+    //  Metrics (METRICS): every counter is a Prometheus counter and every
+    //  number the stats hook adds a gauge, except the names listed here.
+    const char *const *gauges;         //  counters that are levels, NULL-ended, or NULL
+    const char *const *totals;         //  stats hook numbers that only grow, or NULL
+    const zim_histogram_t *histograms; //  table, or NULL
     //  BIND: returns the bound port (0 for inproc) or -1 (logged by the hook).
     int (*bind) (void *self, const char *endpoint);
     //  CONNECT role endpoint: returns 0 or -1 (logged by the hook).
@@ -116,6 +138,12 @@ void zim_shell_set_port (zim_shell_t *self, int port);
 //  The STATS object: counters, then the stats hook's gauges. Caller owns
 //  return value (json_decref).
 json_t *zim_shell_stats (zim_shell_t *self);
+
+//  Adds this actor's metrics to m: zim_<role>_<counter>_total for each
+//  counter, zim_<role>_<name> gauges for the stats hook's numbers (true
+//  and false as 1 and 0; strings and objects are left out), and the
+//  histograms; every sample labelled node="<name>".
+void zim_shell_metrics (zim_shell_t *self, zim_metrics_t *m);
 
 //  Logs a warning that a peer (a client, another node, an admin caller) can
 //  cause, through one limiter per actor: at most 10 lines per 10 s, then one

@@ -199,6 +199,7 @@ static void s_failed (zim_commit_t *self, size_t lo, size_t hi, int64_t only, in
 static void s_unit (zim_commit_t *self, size_t lo, size_t hi, int64_t only)
 {
     int rc = 0;
+    uint64_t t0 = zim_mono_us ();
     for (int attempt = 0;; attempt++) {
         self->unit = (s_unit_t){0};
         MDB_txn *txn;
@@ -224,6 +225,8 @@ static void s_unit (zim_commit_t *self, size_t lo, size_t hi, int64_t only)
             st->conflicts += self->unit.conflicts;
             st->cursors += self->unit.cursors;
             st->commits++;
+            zim_histo_observe (&st->commit_us, zim_mono_us () - t0);
+            zim_histo_observe (&st->batch, self->unit.items);
             if (self->unit.items > st->batch_max)
                 st->batch_max = self->unit.items;
             if (self->unit.wrote) {

@@ -10,6 +10,7 @@
 
 #include "store/zim_db.h"
 #include "store/zim_receipts.h"
+#include "msg/zim_metrics.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
 
@@ -30,6 +31,9 @@ typedef struct {
     uint64_t fsyncs;     //  of them, synced before their answers
     uint64_t errors;     //  write transactions that failed
     uint64_t batch_max;  //  most APPEND items in one transaction
+    zim_histo_t commit_us; //  time of each committed transaction (begin to
+                           //  commit and its fsync), µs
+    zim_histo_t batch;     //  APPEND items per committed transaction
 } zim_commit_stats_t;
 
 typedef struct _zim_commit_t zim_commit_t;

@@ -472,10 +472,27 @@ static const zim_counter_t s_counters[] = {S_COUNTER ("appended", w.appended),
                                            S_COUNTER ("reply_drops", reply_drops),
                                            {NULL}};
 
+//  For metrics: a high-water mark among the counters; the stats hook's
+//  push queue counters (zim_receipts_stats) only grow.
+static const char *const s_gauge_counters[] = {"batch_max", NULL};
+static const char *const s_totals[] = {"push_added",     "push_coalesced", "push_read",
+                                       "push_delivered", "push_dropped",   "push_muted",
+                                       "push_expired",   "receipts",       NULL};
+
+static const zim_histogram_t s_histograms[] = {
+    {"commit_seconds", offsetof (s_store_t, w.commit_us), zim_histo_latency_us, ZIM_HISTO_LATENCY_N,
+     1e-6, "write transactions from begin to commit (and fsync, unless sync = none), seconds"},
+    {"batch_size", offsetof (s_store_t, w.batch), zim_histo_sizes, ZIM_HISTO_SIZES_N, 1,
+     "APPEND items per committed write transaction"},
+    {NULL}};
+
 static const zim_shell_class_t s_class = {
     .role = "store",
     .settings = s_settings,
     .counters = s_counters,
+    .gauges = s_gauge_counters,
+    .totals = s_totals,
+    .histograms = s_histograms,
     .bind = s_bind,
     .start = s_start,
     .stats = s_gauges,

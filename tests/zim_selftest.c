@@ -14,6 +14,7 @@
 #include "msg/zim_ring.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_admin.h"
+#include "msg/zim_metrics.h"
 #include "msg/zim_shell.h"
 #include "msg/zim_curve.h"
 #include "msg/zim_zap.h"
@@ -64,6 +65,7 @@
 #include "tools/zim_nodeconf.h"
 #include "tools/zim_datadir.h"
 #include "tools/zim_adminsrv.h"
+#include "tools/zim_metricsrv.h"
 #include "tools/zim_storeadmin.h"
 #include "tools/zim_membership.h"
 #include "tools/zim_node.h"
@@ -77,6 +79,7 @@ static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},
     {"msg", zim_msg_test},
     {"admin", zim_admin_test},
+    {"metrics", zim_metrics_test},
     {"shell", zim_shell_test},
     {"key", zim_key_test},
     {"msgrec", zim_msgrec_test},
@@ -133,6 +136,7 @@ static const s_test_t s_tests[] = {
     {"nodeconf", zim_nodeconf_test},
     {"datadir", zim_datadir_test},
     {"adminsrv", zim_adminsrv_test},
+    {"metricsrv", zim_metricsrv_test},
     {"storeadmin", zim_storeadmin_test},
     {"membership", zim_membership_test},
     {"node", zim_node_test},

@@ -7,6 +7,7 @@
 #include "broker/zim_broker.h"
 #include "gateway/zim_gateway.h"
 #include "msg/zim_admin.h"
+#include "msg/zim_metrics.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 #include "msg/zim_zap.h"
@@ -15,6 +16,7 @@
 #include "tools/zim_adminsrv.h"
 #include "tools/zim_datadir.h"
 #include "tools/zim_membership.h"
+#include "tools/zim_metricsrv.h"
 #include "tools/zim_storeadmin.h"
 
 #include <assert.h>
@@ -35,6 +37,7 @@ struct _zim_node_t {
     zim_datadir_t *datadir;                  //  data dir, secrets, keys
     zim_zap_t *zap;                          //  ZAP handler, with CURVE
     zim_adminsrv_t *admin;                   //  admin endpoint, or NULL
+    zim_metricsrv_t *metrics;                //  metrics endpoint, or NULL
     zim_membership_t *membership;            //  cluster nodes: routers joined
     zim_storeadmin_t *storeadmin;            //  the store's admin verbs, or NULL
     s_member_t members[4 + ZIM_MAX_BROKERS]; //  running actors, start order
@@ -64,6 +67,7 @@ void zim_node_destroy (zim_node_t **self_p)
         free (self->members[i].address);
     }
     zim_membership_destroy (&self->membership);
+    zim_metricsrv_destroy (&self->metrics);
     zim_adminsrv_destroy (&self->admin);
     zim_zap_destroy (&self->zap);
     zim_datadir_destroy (&self->datadir);
@@ -129,6 +133,57 @@ static json_t *s_actor_stats (zactor_t *actor)
         stats = json_object ();
     }
     return stats;
+}
+
+//  The node's name in metrics: the cluster node's, or the program's.
+static const char *s_metrics_name (zim_node_t *self)
+{
+    return zim_nodeconf_cluster (self->conf)
+               ? zim_nodeconf_get (self->conf, "server/name",
+                                   zim_nodeconf_default_name (self->conf))
+               : s_program (self);
+}
+
+//  The metrics endpoint's text: every actor's METRICS, merged by family,
+//  then the process shell's own counters. Caller owns return value.
+static char *s_metrics_text (void *arg)
+{
+    zim_node_t *self = (zim_node_t *)arg;
+    zim_metrics_t *m = zim_metrics_new ();
+    for (size_t i = 0; i < self->nmembers; i++) {
+        zstr_sendx (self->members[i].actor, "METRICS", NULL);
+        zmsg_t *families = zmsg_recv (self->members[i].actor);
+        for (zframe_t *f = families ? zmsg_first (families) : NULL; f; f = zmsg_next (families))
+            if (zframe_size (f))
+                zim_metrics_merge (m, (const char *)zframe_data (f), zframe_size (f));
+        zmsg_destroy (&families);
+    }
+    char label[128];
+    zim_metrics_label (label, sizeof label, "node", s_metrics_name (self));
+    if (self->admin)
+        zim_metrics_counter (m, "zim_node_admin_bad_keys",
+                             "admin requests refused for a bad admin key", label,
+                             zim_adminsrv_bad_keys (self->admin));
+    if (self->zap)
+        zim_metrics_counter (m, "zim_node_curve_refused", "CURVE handshakes refused", label,
+                             zim_zap_refused (self->zap));
+    zim_metrics_counter (m, "zim_node_metrics_scrapes", "GET /metrics answered", label,
+                         zim_metricsrv_scrapes (self->metrics));
+    zim_metrics_counter (m, "zim_node_metrics_refused",
+                         "requests on the metrics port refused (bad path, method or request)",
+                         label, zim_metricsrv_refused (self->metrics));
+    char *text = zim_metrics_text (m);
+    zim_metrics_destroy (&m);
+    return text;
+}
+
+//  The ready line's metrics part: " metrics=URL", or "".
+static const char *s_metrics_ready (zim_node_t *self, char *buf, size_t size)
+{
+    buf[0] = 0;
+    if (self->metrics)
+        snprintf (buf, size, " metrics=%s", zim_metricsrv_url (self->metrics));
+    return buf;
 }
 
 //  Status nodes: the whole cluster from the newest map when this cluster
@@ -252,10 +307,12 @@ static int s_start_embedded (zim_node_t *self)
     if (s_command (m->actor, "CONNECT", "router", "inproc://zim-router") ||
         s_gateway_start (self, m))
         return -1;
-    zsys_info ("%s ready: ws=%s admin=%s data=%s sync=%s brokers=%" PRIu64 "%s%s", s_program (self),
-               m->address, s_admin_endpoint (self), zim_datadir_path (self->datadir),
+    char metrics[400];
+    zsys_info ("%s ready: ws=%s admin=%s data=%s sync=%s brokers=%" PRIu64 "%s%s%s",
+               s_program (self), m->address, s_admin_endpoint (self),
+               zim_datadir_path (self->datadir),
                zim_nodeconf_get (self->conf, "store/sync", "batch"), nbrokers,
-               self->zap ? " curve=on" : "",
+               s_metrics_ready (self, metrics, sizeof metrics), self->zap ? " curve=on" : "",
                zim_datadir_dev_defaults (self->datadir) ? " app=demo (dev defaults)" : "");
     return 0;
 }
@@ -385,9 +442,11 @@ static int s_start_cluster (zim_node_t *self)
                                                          : NULL))
         return -1;
     s_heartbeat (self);
-    zsys_info ("%s ready: name=%s %s=%s admin=%s routers=%zu data=%s%s%s", program, name,
+    char metrics[400];
+    zsys_info ("%s ready: name=%s %s=%s admin=%s routers=%zu data=%s%s%s%s", program, name,
                roles & ZIM_ROLE_GATEWAY ? "ws" : "bind", m->address, s_admin_endpoint (self),
-               njoined, zim_datadir_path (self->datadir), self->zap ? " curve=on" : "",
+               njoined, zim_datadir_path (self->datadir),
+               s_metrics_ready (self, metrics, sizeof metrics), self->zap ? " curve=on" : "",
                zim_datadir_dev_defaults (self->datadir) && (roles & ZIM_ROLE_GATEWAY)
                    ? " app=demo (dev defaults)"
                    : "");
@@ -418,6 +477,12 @@ int zim_node_start (zim_node_t *self)
         if (!self->admin)
             return -1;
     }
+    const char *metrics = zim_nodeconf_get (self->conf, "server/metrics", "");
+    if (*metrics) {
+        self->metrics = zim_metricsrv_new (program, metrics, s_metrics_text, self);
+        if (!self->metrics)
+            return -1;
+    }
     return cluster ? s_start_cluster (self) : s_start_embedded (self);
 }
 
@@ -428,6 +493,8 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
     zpoller_t *poller = zpoller_new (NULL);
     if (self->admin)
         zpoller_add (poller, zim_adminsrv_sock (self->admin));
+    if (self->metrics)
+        zpoller_add (poller, zim_metricsrv_sock (self->metrics));
     size_t njoined = self->membership ? zim_membership_size (self->membership) : 0;
     for (size_t i = 0; i < njoined; i++)
         zpoller_add (poller, zim_membership_sock (self->membership, i));
@@ -441,8 +508,12 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
             }
         }
         void *which = zpoller_wait (poller, (int)(wait < 200 ? wait : 200));
+        if (self->metrics)
+            zim_metricsrv_sweep (self->metrics);
         if (which && self->admin && which == zim_adminsrv_sock (self->admin))
             zim_adminsrv_handle (self->admin);
+        else if (which && self->metrics && which == zim_metricsrv_sock (self->metrics))
+            zim_metricsrv_handle (self->metrics);
         else if (which) {
             zframe_t *map = zim_membership_recv (self->membership, (zsock_t *)which);
             if (map && (zim_nodeconf_roles (self->conf) & (ZIM_ROLE_GATEWAY | ZIM_ROLE_BROKER))) {

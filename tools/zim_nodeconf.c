@@ -114,6 +114,9 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
                  "      --brokers N        broker actors (default 1, at most %d)\n"
                  "      --www DIR          serve the files of DIR over HTTP at / (the demo\n"
                  "                         chat page is sdk/js/demo)\n"
+                 "      --metrics ADDR:PORT  Prometheus metrics of every actor at\n"
+                 "                         http://ADDR:PORT/metrics (default: none; port 0\n"
+                 "                         picks a free one, printed in the ready line)\n"
                  "  -h, --help             this text\n"
                  "      --version          print the version\n"
                  "\n"
@@ -158,6 +161,8 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
              "                         (default ./zim-data)\n"
              "      --curve            CURVE on every ZeroMQ endpoint (curve/enabled), with\n"
              "                         the keys of DIR/curve (zimctl keygen DIR/curve)\n"
+             "      --metrics ADDR:PORT  Prometheus metrics at http://ADDR:PORT/metrics\n"
+             "                         (server/metrics; default: none)\n"
              "  -h, --help             this text\n"
              "      --version          print the version\n",
              self->program, what, self->default_name,
@@ -197,7 +202,8 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
         {"version", no_argument, NULL, 'V'},         {"www", required_argument, NULL, 'W'},
         {"name", required_argument, NULL, 'n'},      {"bind", required_argument, NULL, 'b'},
         {"router", required_argument, NULL, 'r'},    {"node-id", required_argument, NULL, 'i'},
-        {"curve", no_argument, NULL, 'C'},           {NULL, 0, NULL, 0}};
+        {"curve", no_argument, NULL, 'C'},           {"metrics", required_argument, NULL, 'M'},
+        {NULL, 0, NULL, 0}};
     char routers[1024] = "";
     //  Command-line values wait until the config file is loaded.
     zconfig_t *cli = zconfig_new ("root", NULL);
@@ -249,6 +255,9 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
             break;
         case 'C':
             zconfig_put (cli, "curve/enabled", "1");
+            break;
+        case 'M':
+            zconfig_put (cli, "server/metrics", optarg);
             break;
         case 'h':
             zim_nodeconf_usage (self, stdout);
