@@ -72,6 +72,7 @@ typedef struct {
     uint64_t slow_consumer_drops;              //  closed with 4090
     uint64_t auth_failures;                    //  tokens refused, every reason
     uint64_t auth_timeouts;                    //  closed with 4014
+    uint64_t ping_timeouts;                    //  hung up: PINGs unanswered
     uint64_t auth_failures_closed;             //  closed with 4015
     uint64_t too_many_conns;                   //  refused with 4031
     uint64_t too_large;                        //  closed with 4002

@@ -45,6 +45,7 @@
 #include "gateway/zim_apps.h"
 #include "gateway/zim_token.h"
 #include "gateway/zim_timers.h"
+#include "gateway/zim_uvzmq.h"
 #include "gateway/zim_edge.h"
 #include "gateway/zim_session.h"
 #include "gateway/zim_sessions.h"
@@ -111,6 +112,7 @@ static const s_test_t s_tests[] = {
     {"gateway", zim_gateway_test},
     {"apps", zim_apps_test},
     {"timers", zim_timers_test},
+    {"uvzmq", zim_uvzmq_test},
     {"edge", zim_edge_test},
     {"session", zim_session_test},
     {"sessions", zim_sessions_test},
