@@ -67,6 +67,9 @@ const zim_setting_t zim_edge_settings[] = {
      NULL,
      "serve GET /dev/token (only the process shell's dev defaults set it; honoured only for "
      "the app demo alone on a loopback interface)"},
+    {"reuse_port", ZIM_SET_BOOL, offsetof (zim_edge_t, reuse_port), 0, 0, 0,
+     ZIM_SET_BEFORE_START, NULL,
+     "share the client port with other processes (SO_REUSEPORT; set for --workers)"},
     S_U64 ("max_frame", max_frame, 256, 16 << 20, 1, 0,
            "largest client message, bytes (65536); larger gets 4002 and a close"),
     S_U64 ("idle_timeout", idle_timeout_ms, 0, 86400, 1000, 0,

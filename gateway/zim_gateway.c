@@ -15,6 +15,7 @@
 #include "gateway/zim_frames.h"
 #include "gateway/zim_http.h"
 #include "gateway/zim_links.h"
+#include "gateway/zim_listener.h"
 #include "gateway/zim_sessions.h"
 #include "gateway/zim_uvzmq.h"
 #include "msg/zim_msg.h"
@@ -46,6 +47,7 @@ typedef struct {
     zim_edge_t *edge;        //  settings, counters, sessions, links
     uv_loop_t loop;          //  the loop
     zim_uvzmq_t *uz;         //  the pipe and the backbone sockets on it
+    zim_listener_t *shared;  //  reuse_port: our own listening socket, or NULL
     uv_timer_t timer;        //  deadlines, PINGs, the links' tick
     struct lws_context *ctx; //  libwebsockets context on loop
     struct lws_vhost *vhost; //  the listening vhost
@@ -137,6 +139,18 @@ static void s_on_socket (void *arg, zsock_t *sock)
 //  ---------------------------------------------------------------------
 //  Client connections
 
+//  A connection accepted on the shared port (reuse_port): lws takes it as
+//  if its own listener had.
+static void s_on_accept (void *arg, int fd)
+{
+    s_loop_t *self = (s_loop_t *)arg;
+    if (self->stopping)
+        close (fd);
+    else if (!lws_adopt_socket_vhost (self->vhost, fd))
+        zsys_warning ("%s: cannot adopt an accepted connection",
+                      zim_shell_name (self->edge->shell)); //  lws closed it
+}
+
 //  A WebSocket session began: make its session; authenticate it by the
 //  query token if there is one (it passed the upgrade check, but may have
 //  expired since, or be one connection too many for its user).
@@ -223,6 +237,8 @@ static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, voi
 static void s_stop_finish (s_loop_t *self)
 {
     self->stopped = true;
+    if (self->shared)
+        zim_listener_close (self->shared);
     uv_timer_stop (&self->timer);
     uv_close ((uv_handle_t *)&self->timer, NULL);
     zim_uvzmq_close (self->uz);
@@ -321,6 +337,8 @@ static int s_start (void *arg)
     info.protocols = s_protocols;
     info.vhost_name = "zim";
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (edge->reuse_port) //  zim_listener accepts, the vhost adopts
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.user = self;
     info.keepalive_timeout = 5;
     info.timeout_secs = 20;
@@ -329,9 +347,12 @@ static int s_start (void *arg)
     memset (&self->retry, 0, sizeof self->retry);
     info.retry_and_idle_policy = &self->retry;
     self->vhost = lws_create_vhost (self->ctx, &info);
-    if (!self->vhost) {
+    if (self->vhost && edge->reuse_port)
+        self->shared =
+            zim_listener_new (&self->loop, edge->iface, (int)edge->port, s_on_accept, self);
+    if (!self->vhost || (edge->reuse_port && !self->shared)) {
         zsys_error ("%s: cannot listen on %s:%d (port in use or address not local)", name,
-                    edge->iface ? edge->iface : "*", info.port);
+                    edge->iface ? edge->iface : "*", (int)edge->port);
         s_destroy_context (self);
         return -1;
     }
@@ -344,15 +365,19 @@ static int s_start (void *arg)
     if (!watched) {
         zsys_error ("%s: cannot watch the ZeroMQ sockets on the loop", name);
         zim_uvzmq_close (self->uz);
+        if (self->shared)
+            zim_listener_close (self->shared);
         s_destroy_context (self);
         zim_uvzmq_destroy (&self->uz);
+        zim_listener_destroy (&self->shared);
         return -1;
     }
     uv_timer_init (&self->loop, &self->timer);
     self->timer.data = self;
     self->tick_ms = zim_edge_now_ms () + 1000;
     s_arm (self);
-    edge->port = (uint64_t)lws_get_vhost_listen_port (self->vhost);
+    edge->port = self->shared ? (uint64_t)zim_listener_port (self->shared)
+                              : (uint64_t)lws_get_vhost_listen_port (self->vhost);
     zim_shell_set_port (edge->shell, (int)edge->port);
     zim_links_on_socket (edge->links, s_on_socket, self);
     zim_links_reset (edge->links);
@@ -410,6 +435,7 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
         uv_run (&self.loop, UV_RUN_DEFAULT);
         lws_context_destroy (self.ctx);
         zim_uvzmq_destroy (&self.uz);
+        zim_listener_destroy (&self.shared);
     }
     rc = uv_loop_close (&self.loop);
     if (rc)

@@ -46,6 +46,7 @@
 #include "gateway/zim_token.h"
 #include "gateway/zim_timers.h"
 #include "gateway/zim_uvzmq.h"
+#include "gateway/zim_listener.h"
 #include "gateway/zim_edge.h"
 #include "gateway/zim_session.h"
 #include "gateway/zim_sessions.h"
@@ -68,6 +69,7 @@
 #include "tools/zim_storeadmin.h"
 #include "tools/zim_membership.h"
 #include "tools/zim_node.h"
+#include "tools/zim_workers.h"
 
 typedef struct {
     const char *name;            //  name to select it on the command line
@@ -113,6 +115,7 @@ static const s_test_t s_tests[] = {
     {"apps", zim_apps_test},
     {"timers", zim_timers_test},
     {"uvzmq", zim_uvzmq_test},
+    {"listener", zim_listener_test},
     {"edge", zim_edge_test},
     {"session", zim_session_test},
     {"sessions", zim_sessions_test},
@@ -138,6 +141,7 @@ static const s_test_t s_tests[] = {
     {"storeadmin", zim_storeadmin_test},
     {"membership", zim_membership_test},
     {"node", zim_node_test},
+    {"workers", zim_workers_test},
 };
 
 int main (int argc, char **argv)

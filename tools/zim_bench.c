@@ -414,7 +414,6 @@ int main (int argc, char **argv)
         fprintf (stderr, "zim-bench: what comes before conns must be options\n");
         return EXIT_USAGE;
     }
-    optind = margc;
     if (!conns && (optind >= argc || strcmp (argv[optind], "p2p") != 0 || optind + 1 != argc)) {
         fprintf (stderr, "zim-bench: the scenario is p2p or conns. Try 'zim-bench --help'.\n");
         return EXIT_USAGE;
