@@ -33,6 +33,7 @@ typedef struct {
     char *iface;                 //  listen address, NULL = all
     char *www;                   //  static files for HTTP GET, NULL = none
     bool dev_tokens;             //  /dev/token wanted (the process shell's dev defaults)
+    bool reuse_port;             //  share the port with other processes (SO_REUSEPORT)
     uint64_t max_frame;          //  largest client message, bytes
     uint64_t idle_timeout_ms;    //  close after this long without input (0: never)
     uint64_t ping_interval_s;    //  WebSocket PING interval (0: none)
@@ -72,6 +73,7 @@ typedef struct {
     uint64_t slow_consumer_drops;              //  closed with 4090
     uint64_t auth_failures;                    //  tokens refused, every reason
     uint64_t auth_timeouts;                    //  closed with 4014
+    uint64_t ping_timeouts;                    //  hung up: PINGs unanswered
     uint64_t auth_failures_closed;             //  closed with 4015
     uint64_t too_many_conns;                   //  refused with 4031
     uint64_t too_large;                        //  closed with 4002

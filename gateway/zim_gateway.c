@@ -1,35 +1,61 @@
-/*  zim_gateway.c: the gateway actor's loop. One thread runs the
-    libwebsockets event loop; the actor pipe and the ZeroMQ sockets to the
-    brokers and routers are adopted into it as raw file descriptors
-    (ZMQ_FD), so one poll() serves clients and backbone alike. This file
-    owns only the loop: the libwebsockets context and callbacks, draining
-    the ZeroMQ sockets, the once-a-second tick, start and shutdown.
-    What happens to a client frame, a broker answer or a map is in the
-    classes zim_gateway.h lists.
+/*  zim_gateway.c: the gateway actor's loop. One thread runs a libuv loop:
+    libwebsockets serves the clients on it (a foreign loop, epoll through
+    libuv instead of lws's own poll()), zim_uvzmq watches the actor pipe
+    and the ZeroMQ sockets to the brokers and routers, and one uv_timer_t
+    drives every deadline of every connection (zim_sessions' queues: auth,
+    idle, PINGs) and the links' once-a-second tick. libwebsockets keeps no
+    timer per connection (the vhost's validity policy is all zeros).
+    This file owns only the loop: the context and callbacks, reading the
+    ZeroMQ sockets, the timer, start and shutdown. What happens to a
+    client frame, a broker answer or a map is in the classes
+    zim_gateway.h lists.
 */
 #include "gateway/zim_gateway.h"
 #include "gateway/zim_edge.h"
 #include "gateway/zim_frames.h"
 #include "gateway/zim_http.h"
 #include "gateway/zim_links.h"
+#include "gateway/zim_listener.h"
 #include "gateway/zim_sessions.h"
+#include "gateway/zim_uvzmq.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
+#include <uv.h> //  before libwebsockets.h: its libuv glue needs the types
 #include <libwebsockets.h>
 #include <unistd.h>
 
-//  Which sockets a drain reads (ZIM_LINKS_BROKERS and _ROUTERS too).
-#define S_DRAIN_PIPE 1
-#define S_DRAIN_ALL (S_DRAIN_PIPE | ZIM_LINKS_BROKERS | ZIM_LINKS_ROUTERS)
+//  libwebsockets' receive buffer per connection. Client messages longer
+//  than this arrive in fragments, which zim_session reassembles up to
+//  max_frame; most client frames (sends, acks, pings) fit in one.
+#define S_RX_BUFFER 512
+//  Connections in their HTTP handshake at once (each holds a header
+//  table of about 5 KB plus max_http_header_data until it upgrades); more
+//  wait to be accepted.
+#define S_HEADER_POOL 256
+//  Largest single send() of one connection's output (lws otherwise caps
+//  it at the receive buffer size).
+#define S_TX_PACKET 65536
+//  Messages read from one backbone socket before the loop looks at its
+//  clients again (zim_uvzmq comes back while more is waiting).
+#define S_BATCH 256
+//  How long $TERM waits for connections to take their 1001 close.
+#define S_SHUTDOWN_MS 500
 
 //  The loop's state.
 typedef struct {
-    zim_edge_t *edge;            //  settings, counters, sessions, links
-    struct lws_context *ctx;     //  libwebsockets context
-    struct lws_vhost *vhost;     //  the listening vhost
-    lws_retry_bo_t retry;        //  WebSocket ping policy
-    lws_sorted_usec_list_t tick; //  1 s timer: deadlines, safety-net drain
+    zim_edge_t *edge;        //  settings, counters, sessions, links
+    uv_loop_t loop;          //  the loop
+    zim_uvzmq_t *uz;         //  the pipe and the backbone sockets on it
+    zim_listener_t *shared;  //  reuse_port: our own listening socket, or NULL
+    uv_timer_t timer;        //  deadlines, PINGs, the links' tick
+    struct lws_context *ctx; //  libwebsockets context on loop
+    struct lws_vhost *vhost; //  the listening vhost
+    lws_retry_bo_t retry;    //  all zero: no lws validity timer per connection
+    int64_t tick_ms;         //  when the links' next tick is due
+    int64_t stop_ms;         //  $TERM: when to stop waiting for closes
+    bool stopping;           //  $TERM came: connections are closing
+    bool stopped;            //  the context is being destroyed
 } s_loop_t;
 
 //  What libwebsockets keeps per connection: a pointer to ours.
@@ -39,119 +65,91 @@ typedef struct {
 
 static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                           size_t len);
-static int s_callback_zmq (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                           size_t len);
 
 static const struct lws_protocols s_protocols[] = {
-    {"zim", s_callback_ws, sizeof (s_pss_t), 65536, 0, NULL, 0},
-    {"zim-zmq", s_callback_zmq, 0, 0, 0, NULL, 0},
+    {"zim", s_callback_ws, sizeof (s_pss_t), S_RX_BUFFER, 0, NULL, S_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+static void s_arm (s_loop_t *self);
+static void s_stop_begin (s_loop_t *self);
+
 //  ---------------------------------------------------------------------
-//  Backbone sockets in the loop
+//  Backbone sockets on the loop
 
-//  Reads everything waiting on a backbone socket.
-static void s_drain_socket (zim_edge_t *edge, zsock_t *sock, bool from_broker)
-{
-    void *handle = zsock_resolve (sock);
-    while (true) {
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        if (zmq_msg_recv (&msg, handle, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close (&msg);
-            break;
-        }
-        if (from_broker)
-            zim_frames_out (edge, zmq_msg_data (&msg), zmq_msg_size (&msg));
-        zmq_msg_close (&msg);
-    }
-}
-
-//  Drains the sockets in mask (S_DRAIN_PIPE, ZIM_LINKS_*), then those sent
-//  on meanwhile. ZMQ_FD is edge-like: it signals again only once everything
-//  was read, and any operation on a socket, a send too, can consume the
-//  edge. So a socket is drained when its fd fires (s_callback_zmq) and
-//  after a send on it: each empty check costs system calls, so no other
-//  socket is checked.
-static void s_drain (s_loop_t *self, int mask)
-{
-    zim_edge_t *edge = self->edge;
-    zim_shell_t *shell = edge->shell;
-    while (mask && !zim_shell_terminated (shell)) {
-        while ((mask & S_DRAIN_PIPE) && !zim_shell_terminated (shell) &&
-               (zsock_events (zim_shell_pipe (shell)) & ZMQ_POLLIN))
-            zim_shell_handle (shell);
-        for (size_t i = 0; (mask & ZIM_LINKS_BROKERS) && i < zim_links_brokers (edge->links); i++)
-            s_drain_socket (edge, zim_links_broker (edge->links, i), true);
-        for (size_t i = 0; (mask & ZIM_LINKS_ROUTERS) && i < zim_links_routers (edge->links); i++)
-            s_drain_socket (edge, zim_links_router (edge->links, i), false);
-        mask = zim_links_take_sent (edge->links);
-    }
-}
-
-//  Drains the sockets sent on since their last drain.
-static void s_drain_sent (s_loop_t *self)
-{
-    int sent = zim_links_take_sent (self->edge->links);
-    if (sent)
-        s_drain (self, sent);
-}
-
-//  The S_DRAIN_* / ZIM_LINKS_* bit of a socket.
-static int s_drain_bit (s_loop_t *self, zsock_t *sock)
+//  Tells zim_uvzmq which sockets were sent on since the last call: a send
+//  can swallow the ZMQ_FD signal, so their ZMQ_EVENTS is read again.
+static void s_kick_sent (s_loop_t *self)
 {
     zim_links_t *links = self->edge->links;
-    if (sock == zim_shell_pipe (self->edge->shell))
-        return S_DRAIN_PIPE;
-    for (size_t i = 0; i < zim_links_routers (links); i++)
-        if (zim_links_router (links, i) == sock)
-            return ZIM_LINKS_ROUTERS;
-    return ZIM_LINKS_BROKERS;
+    int sent = zim_links_take_sent (links);
+    for (size_t i = 0; (sent & ZIM_LINKS_BROKERS) && i < zim_links_brokers (links); i++)
+        zim_uvzmq_kick (self->uz, zim_links_broker (links, i));
+    for (size_t i = 0; (sent & ZIM_LINKS_ROUTERS) && i < zim_links_routers (links); i++)
+        zim_uvzmq_kick (self->uz, zim_links_router (links, i));
 }
 
-//  Adopts a ZeroMQ socket's descriptor into the event loop. lws gets a
-//  dup of it, since it closes what it adopted when it ends.
-static int s_adopt (s_loop_t *self, zsock_t *sock)
+//  Whether sock is one of the routers' sockets (they send nothing the
+//  gateway reads; what comes is dropped).
+static bool s_is_router (s_loop_t *self, zsock_t *sock)
 {
-    lws_sock_file_fd_type fd;
-    fd.filefd = (lws_filefd_type)dup (zsock_fd (sock));
-    if (fd.filefd < 0)
-        return -1;
-    struct lws *wsi =
-        lws_adopt_descriptor_vhost (self->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "zim-zmq", NULL);
-    if (wsi) {
-        lws_set_opaque_user_data (wsi, sock); //  which socket its events are for
-        return 0;
+    zim_links_t *links = self->edge->links;
+    for (size_t i = 0; i < zim_links_routers (links); i++)
+        if (zim_links_router (links, i) == sock)
+            return true;
+    return false;
+}
+
+//  zim_uvzmq's reader: one pipe command, or a batch of backbone messages.
+static void s_read (void *arg, zsock_t *sock)
+{
+    s_loop_t *self = (s_loop_t *)arg;
+    zim_edge_t *edge = self->edge;
+    zim_shell_t *shell = edge->shell;
+    if (sock == zim_shell_pipe (shell)) {
+        if (!zim_shell_terminated (shell))
+            zim_shell_handle (shell);
+        if (zim_shell_terminated (shell))
+            s_stop_begin (self);
+    } else {
+        bool from_broker = !s_is_router (self, sock);
+        void *handle = zsock_resolve (sock);
+        for (int n = 0; n < S_BATCH; n++) {
+            zmq_msg_t msg;
+            zmq_msg_init (&msg);
+            if (zmq_msg_recv (&msg, handle, ZMQ_DONTWAIT) == -1) {
+                zmq_msg_close (&msg);
+                break;
+            }
+            if (from_broker)
+                zim_frames_out (edge, zmq_msg_data (&msg), zmq_msg_size (&msg));
+            zmq_msg_close (&msg);
+        }
     }
-    close (fd.filefd);
-    return -1;
+    s_kick_sent (self);
 }
 
 //  A broker socket made after START (a map named a new broker).
 static void s_on_socket (void *arg, zsock_t *sock)
 {
     s_loop_t *self = (s_loop_t *)arg;
-    if (s_adopt (self, sock))
+    if (zim_uvzmq_watch (self->uz, sock))
         zsys_error ("%s: cannot watch a new broker socket", zim_shell_name (self->edge->shell));
-}
-
-static int s_callback_zmq (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                           size_t len)
-{
-    (void)user;
-    (void)in;
-    (void)len;
-    s_loop_t *self = (s_loop_t *)lws_context_user (lws_get_context (wsi));
-    if (reason == LWS_CALLBACK_RAW_RX_FILE && self) {
-        zsock_t *sock = (zsock_t *)lws_get_opaque_user_data (wsi);
-        s_drain (self, (sock ? s_drain_bit (self, sock) : S_DRAIN_ALL) |
-                           zim_links_take_sent (self->edge->links));
-    }
-    return 0;
 }
 
 //  ---------------------------------------------------------------------
 //  Client connections
+
+//  A connection accepted on the shared port (reuse_port): lws takes it as
+//  if its own listener had.
+static void s_on_accept (void *arg, int fd)
+{
+    s_loop_t *self = (s_loop_t *)arg;
+    if (self->stopping)
+        close (fd);
+    else if (!lws_adopt_socket_vhost (self->vhost, fd))
+        zsys_warning ("%s: cannot adopt an accepted connection",
+                      zim_shell_name (self->edge->shell)); //  lws closed it
+}
 
 //  A WebSocket session began: make its session; authenticate it by the
 //  query token if there is one (it passed the upgrade check, but may have
@@ -171,10 +169,12 @@ static void s_established (s_loop_t *self, struct lws *wsi, s_pss_t *pss)
         if (rc)
             zim_session_fail (session, rc, zim_strerror (rc), rc);
     }
+    if (self->stopping)
+        zim_session_close (session, LWS_CLOSE_STATUS_GOINGAWAY);
 }
 
-//  A fragment of a client message: the whole message is handled once it
-//  is complete.
+//  A fragment of a client message (the receive buffer is S_RX_BUFFER
+//  bytes): the whole message is handled once it is complete.
 static int s_receive (s_loop_t *self, struct lws *wsi, zim_session_t *session, const void *in,
                       size_t len)
 {
@@ -191,6 +191,8 @@ static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, voi
                           size_t len)
 {
     s_loop_t *self = (s_loop_t *)lws_context_user (lws_get_context (wsi));
+    if (!self)
+        return lws_callback_http_dummy (wsi, reason, user, in, len);
     zim_edge_t *edge = self->edge;
     s_pss_t *pss = (s_pss_t *)user;
     int rc = 0;
@@ -204,6 +206,10 @@ static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, voi
         if (pss->session)
             rc = s_receive (self, wsi, pss->session, in, len);
         break;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss->session)
+            zim_session_heard (pss->session, zim_edge_now_ms ());
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (pss->session)
             rc = zim_session_writable (pss->session);
@@ -218,27 +224,90 @@ static int s_callback_ws (struct lws *wsi, enum lws_callback_reasons reason, voi
     default:
         return lws_callback_http_dummy (wsi, reason, user, in, len);
     }
-    //  Whatever a client did may have sent on the backbone, which can
-    //  consume the ZMQ_FD edge: look for input now.
-    s_drain_sent (self);
+    //  Whatever a client did may have sent on the backbone.
+    s_kick_sent (self);
     return rc;
 }
 
-//  Every second: close what is past its deadline, drain every socket.
-static void s_tick (lws_sorted_usec_list_t *sul)
+//  ---------------------------------------------------------------------
+//  The timer and shutdown
+
+//  Ends the loop: every handle closes, so uv_run returns (then the actor
+//  destroys the context a second time, as a foreign loop requires).
+static void s_stop_finish (s_loop_t *self)
 {
-    s_loop_t *self = lws_container_of (sul, s_loop_t, tick);
+    self->stopped = true;
+    if (self->shared)
+        zim_listener_close (self->shared);
+    uv_timer_stop (&self->timer);
+    uv_close ((uv_handle_t *)&self->timer, NULL);
+    zim_uvzmq_close (self->uz);
+    lws_context_destroy (self->ctx);
+}
+
+//  The one timer: sessions past a deadline, PINGs due, the links' tick,
+//  the end of a shutdown.
+static void s_on_timer (uv_timer_t *handle)
+{
+    s_loop_t *self = (s_loop_t *)handle->data;
     int64_t now = zim_edge_now_ms ();
-    zim_links_tick (self->edge->links, now);
+    if (now >= self->tick_ms) {
+        zim_links_tick (self->edge->links, now);
+        self->tick_ms = now + 1000;
+        zim_uvzmq_kick (self->uz, NULL); //  a safety net, once a second
+    }
     zim_sessions_sweep (self->edge->sessions, now);
-    s_drain (self, S_DRAIN_ALL);
-    lws_sul_schedule (self->ctx, 0, &self->tick, s_tick, LWS_US_PER_SEC);
+    s_kick_sent (self);
+    if (self->stopping && (now >= self->stop_ms || zim_sessions_size (self->edge->sessions) == 0))
+        s_stop_finish (self);
+    else
+        s_arm (self);
+}
+
+//  Sets the timer for the first of: a session's deadline or PING, the
+//  links' tick, a look at how a shutdown goes (every 20 ms).
+static void s_arm (s_loop_t *self)
+{
+    int64_t due = zim_sessions_next_due (self->edge->sessions);
+    if (self->tick_ms < due)
+        due = self->tick_ms;
+    int64_t now = zim_edge_now_ms ();
+    if (self->stopping && now + 20 < due)
+        due = now + 20;
+    uv_timer_start (&self->timer, s_on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
+}
+
+//  $TERM: every connection closes with 1001 (going away); the timer ends
+//  the loop once they are gone or after S_SHUTDOWN_MS.
+static void s_stop_begin (s_loop_t *self)
+{
+    if (self->stopping)
+        return;
+    self->stopping = true;
+    self->stop_ms = zim_edge_now_ms () + S_SHUTDOWN_MS;
+    zim_sessions_t *sessions = self->edge->sessions;
+    for (zim_session_t *s = zim_sessions_first (sessions); s; s = zim_sessions_next (sessions))
+        zim_session_close (s, LWS_CLOSE_STATUS_GOINGAWAY);
+    s_arm (self);
 }
 
 //  ---------------------------------------------------------------------
 //  The actor
 
-//  START: listen, adopt the sockets, tell the routers to forget what an
+//  Destroys a context on the loop that is not running: the first call
+//  starts closing lws's handles, the loop runs their close callbacks,
+//  the second call frees it.
+static void s_destroy_context (s_loop_t *self)
+{
+    lws_context_destroy (self->ctx);
+    while (uv_run (&self->loop, UV_RUN_NOWAIT))
+        ;
+    lws_context_destroy (self->ctx);
+    self->ctx = NULL;
+    self->vhost = NULL;
+}
+
+//  START: listen, watch the sockets, tell the routers to forget what an
 //  earlier run of this gateway had. Returns 0 or -1 (logged).
 static int s_start (void *arg)
 {
@@ -247,15 +316,19 @@ static int s_start (void *arg)
     const char *name = zim_shell_name (edge->shell);
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_LIBUV;
+    void *foreign_loops[] = {&self->loop};
+    info.foreign_loops = foreign_loops;
     info.user = self;
     info.count_threads = 1;
-    info.fd_limit_per_thread = 0;
+    info.fd_limit_per_thread = 0; //  the process limit (never less: lookups turn linear)
     //  A token in the query can be ZIM_TOKEN_MAX bytes.
     info.max_http_header_data = 2 * ZIM_TOKEN_MAX;
+    info.max_http_header_pool = S_HEADER_POOL;
     self->ctx = lws_create_context (&info);
     if (!self->ctx) {
-        zsys_error ("%s: cannot create the libwebsockets context", name);
+        zsys_error ("%s: cannot create the libwebsockets context (libuv plugin missing?)", name);
         return -1;
     }
     memset (&info, 0, sizeof info);
@@ -264,37 +337,50 @@ static int s_start (void *arg)
     info.protocols = s_protocols;
     info.vhost_name = "zim";
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (edge->reuse_port) //  zim_listener accepts, the vhost adopts
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.user = self;
     info.keepalive_timeout = 5;
     info.timeout_secs = 20;
+    //  No validity timer per connection (a sorted list, O(n) to insert):
+    //  PINGs and hang-ups are zim_sessions' heartbeat queue.
     memset (&self->retry, 0, sizeof self->retry);
-    if (edge->ping_interval_s) {
-        self->retry.secs_since_valid_ping = (uint16_t)edge->ping_interval_s;
-        self->retry.secs_since_valid_hangup = (uint16_t)(edge->ping_interval_s * 2 + 10);
-        info.retry_and_idle_policy = &self->retry;
-    }
+    info.retry_and_idle_policy = &self->retry;
     self->vhost = lws_create_vhost (self->ctx, &info);
-    bool adopted = self->vhost && s_adopt (self, zim_shell_pipe (edge->shell)) == 0;
-    for (size_t i = 0; adopted && i < zim_links_routers (edge->links); i++)
-        adopted = s_adopt (self, zim_links_router (edge->links, i)) == 0;
-    for (size_t i = 0; adopted && i < zim_links_brokers (edge->links); i++)
-        adopted = s_adopt (self, zim_links_broker (edge->links, i)) == 0;
-    if (!adopted) {
-        if (!self->vhost)
-            zsys_error ("%s: cannot listen on %s:%d (port in use or address not local)", name,
-                        edge->iface ? edge->iface : "*", info.port);
-        else
-            zsys_error ("%s: cannot adopt the ZeroMQ sockets into the event loop", name);
-        lws_context_destroy (self->ctx);
-        self->ctx = NULL;
-        self->vhost = NULL;
+    if (self->vhost && edge->reuse_port)
+        self->shared =
+            zim_listener_new (&self->loop, edge->iface, (int)edge->port, s_on_accept, self);
+    if (!self->vhost || (edge->reuse_port && !self->shared)) {
+        zsys_error ("%s: cannot listen on %s:%d (port in use or address not local)", name,
+                    edge->iface ? edge->iface : "*", (int)edge->port);
+        s_destroy_context (self);
         return -1;
     }
-    edge->port = (uint64_t)lws_get_vhost_listen_port (self->vhost);
+    self->uz = zim_uvzmq_new (&self->loop, s_read, self);
+    bool watched = zim_uvzmq_watch (self->uz, zim_shell_pipe (edge->shell)) == 0;
+    for (size_t i = 0; watched && i < zim_links_routers (edge->links); i++)
+        watched = zim_uvzmq_watch (self->uz, zim_links_router (edge->links, i)) == 0;
+    for (size_t i = 0; watched && i < zim_links_brokers (edge->links); i++)
+        watched = zim_uvzmq_watch (self->uz, zim_links_broker (edge->links, i)) == 0;
+    if (!watched) {
+        zsys_error ("%s: cannot watch the ZeroMQ sockets on the loop", name);
+        zim_uvzmq_close (self->uz);
+        if (self->shared)
+            zim_listener_close (self->shared);
+        s_destroy_context (self);
+        zim_uvzmq_destroy (&self->uz);
+        zim_listener_destroy (&self->shared);
+        return -1;
+    }
+    uv_timer_init (&self->loop, &self->timer);
+    self->timer.data = self;
+    self->tick_ms = zim_edge_now_ms () + 1000;
+    s_arm (self);
+    edge->port = self->shared ? (uint64_t)zim_listener_port (self->shared)
+                              : (uint64_t)lws_get_vhost_listen_port (self->vhost);
     zim_shell_set_port (edge->shell, (int)edge->port);
     zim_links_on_socket (edge->links, s_on_socket, self);
     zim_links_reset (edge->links);
-    lws_sul_schedule (self->ctx, 0, &self->tick, s_tick, LWS_US_PER_SEC);
     zsys_info ("%s: listening on %s:%d (WebSocket /ws), %zu broker(s)%s%s", name,
                edge->iface ? edge->iface : "*", (int)edge->port, zim_links_live (edge->links),
                edge->www ? ", files from " : "", edge->www ? edge->www : "");
@@ -328,21 +414,13 @@ static const zim_shell_class_t s_class = {
     .map = s_map,
 };
 
-//  Closes every connection with 1001 (going away), giving them a moment.
-static void s_shutdown (s_loop_t *self)
-{
-    zim_sessions_t *sessions = self->edge->sessions;
-    for (zim_session_t *s = zim_sessions_first (sessions); s; s = zim_sessions_next (sessions))
-        zim_session_close (s, LWS_CLOSE_STATUS_GOINGAWAY);
-    int64_t until = zim_edge_now_ms () + 500;
-    while (zim_sessions_size (sessions) && zim_edge_now_ms () < until)
-        lws_service (self->ctx, 50);
-}
-
 void zim_gateway_actor (zsock_t *pipe, void *args)
 {
     (void)args;
-    s_loop_t self = {0};
+    s_loop_t self;
+    memset (&self, 0, sizeof self);
+    int rc = uv_loop_init (&self.loop);
+    assert (rc == 0);
     zim_edge_t *edge = zim_edge_new (pipe, &s_class);
     edge->loop = &self;
     self.edge = edge;
@@ -354,19 +432,17 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
     while (!zim_shell_started (shell) && zim_shell_handle (shell) == 0)
         ;
     if (zim_shell_started (shell)) {
-        s_drain (&self, S_DRAIN_ALL);
-        while (!zim_shell_terminated (shell)) {
-            s_drain_sent (&self);
-            if (!zim_shell_terminated (shell) && lws_service (self.ctx, 0) < 0)
-                break;
-        }
-        s_shutdown (&self);
-        lws_sul_cancel (&self.tick);
+        //  Runs until $TERM: s_stop_finish closes every handle.
+        uv_run (&self.loop, UV_RUN_DEFAULT);
         lws_context_destroy (self.ctx);
+        zim_uvzmq_destroy (&self.uz);
+        zim_listener_destroy (&self.shared);
     }
+    rc = uv_loop_close (&self.loop);
+    if (rc)
+        zsys_error ("%s: the loop still had handles at exit", zim_shell_name (shell));
     zim_edge_destroy (&edge);
 }
-
 //  ---------------------------------------------------------------------
 //  Selftest: a real gateway with a ROUTER playing the broker, another
 //  playing the router, and raw WebSocket and HTTP clients over TCP.

@@ -39,12 +39,16 @@ struct _zim_session_t {
     size_t rx_len;               //  bytes in rx
     size_t rx_cap;               //  allocated size of rx
     int close_code;              //  nonzero: close with this status after flushing
+    bool close_sent;             //  the close frame went out: hang up next
     s_bucket_t send_bucket;      //  send_rate / send_burst
     s_bucket_t read_bucket;      //  read_rate / read_burst
     uint32_t reads;              //  reads forwarded, answer not yet written
     int64_t reads_ms;            //  last read forwarded or answered (monotonic)
     zim_timer_t idle;            //  idle deadline
     zim_timer_t auth;            //  auth deadline, stopped once authenticated
+    zim_timer_t ping;            //  next WebSocket PING (ping_interval)
+    int64_t heard_ms;            //  last input, PONGs included (monotonic)
+    bool ping_due;               //  a PING waits for the next writable callback
 };
 
 zim_session_t *zim_session_new (zim_edge_t *edge, uint64_t id, struct lws *wsi)
@@ -54,6 +58,7 @@ zim_session_t *zim_session_new (zim_edge_t *edge, uint64_t id, struct lws *wsi)
     self->id = id;
     self->wsi = wsi;
     self->edge = edge;
+    self->heard_ms = now;
     strcpy (self->device, "default");
     self->send_bucket = (s_bucket_t){(double)edge->send_burst, now};
     self->read_bucket = (s_bucket_t){(double)edge->read_burst, now};
@@ -67,6 +72,7 @@ void zim_session_destroy (zim_session_t **self_p)
         return;
     zim_timer_stop (&self->idle);
     zim_timer_stop (&self->auth);
+    zim_timer_stop (&self->ping);
     free (self->out);
     free (self->rx);
     free (self);
@@ -106,6 +112,35 @@ zim_timer_t *zim_session_idle_timer (zim_session_t *self)
 zim_timer_t *zim_session_auth_timer (zim_session_t *self)
 {
     return &self->auth;
+}
+
+zim_timer_t *zim_session_ping_timer (zim_session_t *self)
+{
+    return &self->ping;
+}
+
+void zim_session_heard (zim_session_t *self, int64_t now_ms)
+{
+    self->heard_ms = now_ms;
+}
+
+int64_t zim_session_heard_ms (const zim_session_t *self)
+{
+    return self->heard_ms;
+}
+
+void zim_session_ping (zim_session_t *self)
+{
+    if (self->close_code)
+        return;
+    self->ping_due = true;
+    if (self->wsi)
+        lws_callback_on_writable (self->wsi);
+}
+
+bool zim_session_ping_due (const zim_session_t *self)
+{
+    return self->ping_due;
 }
 
 void zim_session_set_device (zim_session_t *self, const char *device)
@@ -188,6 +223,7 @@ void zim_session_write (zim_session_t *self, const void *data, size_t size, bool
         self->close_code = ZIM_ERR_SLOW_CONSUMER;
         zim_timer_stop (&self->idle);
         zim_timer_stop (&self->auth);
+        zim_timer_stop (&self->ping);
         return;
     }
     s_append (self, data, size);
@@ -209,6 +245,7 @@ void zim_session_close (zim_session_t *self, int status)
         self->close_code = status;
     zim_timer_stop (&self->idle);
     zim_timer_stop (&self->auth);
+    zim_timer_stop (&self->ping);
     s_want_write (self);
 }
 
@@ -255,18 +292,38 @@ int zim_session_writable (zim_session_t *self)
             zim_free (&self->out);
             self->out_cap = 0;
         }
-        if (self->close_code)
-            s_want_write (self); //  close once that went out
+        if (self->close_code || self->ping_due)
+            s_want_write (self); //  close, or ping, once that went out
         return 0;
     }
-    if (self->close_code) {
-        const char *why = zim_strerror (self->close_code);
-        if (self->wsi)
-            lws_close_reason (self->wsi, (enum lws_close_status)self->close_code,
-                              (unsigned char *)why, strlen (why));
-        return -1;
+    if (self->ping_due && !self->close_code) {
+        //  One lws_write per callback: the PING goes alone.
+        static uint8_t ping[LWS_PRE + 1];
+        self->ping_due = false;
+        if (self->wsi && lws_write (self->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+            return -1;
+        return 0;
     }
-    return 0;
+    if (self->close_code && self->wsi && !self->close_sent) {
+        //  The close frame is written here, not left to lws_close_reason:
+        //  on a libuv loop lws 4.1 hangs up without sending it.
+        //  A server frame is unmasked: FIN + opcode 8, length, status, reason.
+        uint8_t frame[LWS_PRE + 127];
+        uint8_t *p = frame + LWS_PRE;
+        const char *why = zim_strerror (self->close_code);
+        size_t n = strlen (why) < 123 ? strlen (why) : 123;
+        p[0] = 0x88;
+        p[1] = (uint8_t)(n + 2);
+        p[2] = (uint8_t)(self->close_code >> 8);
+        p[3] = (uint8_t)self->close_code;
+        memcpy (p + 4, why, n);
+        self->close_sent = true;
+        if (lws_write (self->wsi, p, n + 4, LWS_WRITE_RAW) < 0)
+            return -1;
+        s_want_write (self); //  hang up at the next callback
+        return 0;
+    }
+    return self->close_code ? -1 : 0;
 }
 
 int zim_session_receive (zim_session_t *self, const void *in, size_t len, bool final,

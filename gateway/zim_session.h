@@ -1,7 +1,8 @@
 /*  zim_session.h: one client connection of the gateway. It holds who the
     client is (app, uid, device, once authenticated), what waits to be
     written to it and what it is sending in fragments, its send and read
-    token buckets, its reads in flight, and its two deadlines (idle, auth).
+    token buckets, its reads in flight, and its timers (idle and auth
+    deadlines, the next PING).
 
     Output is one buffer per connection, written as one WebSocket message
     when the socket is writable. It is accounted in two parts: answers to
@@ -47,6 +48,16 @@ const char *zim_session_device (const zim_session_t *self);
 //  The idle and auth deadlines (zim_sessions queues them).
 zim_timer_t *zim_session_idle_timer (zim_session_t *self);
 zim_timer_t *zim_session_auth_timer (zim_session_t *self);
+zim_timer_t *zim_session_ping_timer (zim_session_t *self);
+
+//  Input arrived at now_ms (a message, a fragment or a PONG): the peer is
+//  alive. zim_sessions hangs up on a session not heard from for long.
+void zim_session_heard (zim_session_t *self, int64_t now_ms);
+int64_t zim_session_heard_ms (const zim_session_t *self);
+//  Sends a WebSocket PING at the next writable callback (after pending
+//  output; never once closing).
+void zim_session_ping (zim_session_t *self);
+bool zim_session_ping_due (const zim_session_t *self);
 
 //  Sets the device name (a valid cid: 1..64 printable ASCII bytes).
 void zim_session_set_device (zim_session_t *self, const char *device);

@@ -8,6 +8,7 @@
 
 #include <czmq.h>
 #include <inttypes.h>
+#include <libwebsockets.h>
 
 struct _zim_sessions_t {
     zim_edge_t *edge;     //  settings and counters
@@ -15,6 +16,7 @@ struct _zim_sessions_t {
     zhashx_t *per_user;   //  "app:uid" -> connection count (as a pointer)
     zim_timers_t *idle;   //  every session: closes after idle_timeout
     zim_timers_t *unauth; //  sessions without a token: close after auth_timeout
+    zim_timers_t *ping;   //  every session: a PING each ping_interval
     uint64_t next_id;     //  the last id given
 };
 
@@ -52,6 +54,7 @@ zim_sessions_t *zim_sessions_new (zim_edge_t *edge)
     self->per_user = zhashx_new ();
     self->idle = zim_timers_new ();
     self->unauth = zim_timers_new ();
+    self->ping = zim_timers_new ();
     return self;
 }
 
@@ -64,6 +67,7 @@ void zim_sessions_destroy (zim_sessions_t **self_p)
     zhashx_destroy (&self->per_user);
     zim_timers_destroy (&self->idle);
     zim_timers_destroy (&self->unauth);
+    zim_timers_destroy (&self->ping);
     free (self);
     *self_p = NULL;
 }
@@ -84,6 +88,9 @@ zim_session_t *zim_sessions_open (zim_sessions_t *self, struct lws *wsi)
                       now + (int64_t)edge->idle_timeout_ms, session);
     zim_timers_start (self->unauth, zim_session_auth_timer (session),
                       now + (int64_t)edge->auth_timeout_ms, session);
+    if (edge->ping_interval_s)
+        zim_timers_start (self->ping, zim_session_ping_timer (session),
+                          now + (int64_t)edge->ping_interval_s * 1000, session);
     edge->connections++;
     return session;
 }
@@ -119,8 +126,10 @@ void zim_sessions_touch (zim_sessions_t *self, zim_session_t *session)
 {
     if (zim_session_closing (session))
         return;
+    int64_t now = zim_edge_now_ms ();
+    zim_session_heard (session, now);
     zim_timers_start (self->idle, zim_session_idle_timer (session),
-                      zim_edge_now_ms () + (int64_t)self->edge->idle_timeout_ms, session);
+                      now + (int64_t)self->edge->idle_timeout_ms, session);
 }
 
 size_t zim_sessions_user_count (zim_sessions_t *self, const char *app, const char *uid)
@@ -174,6 +183,34 @@ void zim_sessions_sweep (zim_sessions_t *self, int64_t now_ms)
         zim_session_fail ((zim_session_t *)timer->arg, ZIM_ERR_IDLE_TIMEOUT,
                           "idle timeout: nothing received", ZIM_ERR_IDLE_TIMEOUT);
     }
+    //  Heartbeats: a PING each ping_interval; a peer not heard from (not
+    //  even a PONG) for two intervals and 10 s is gone: hang up, as
+    //  libwebsockets' own validity policy did.
+    int64_t interval = (int64_t)edge->ping_interval_s * 1000;
+    while ((timer = zim_timers_expired (self->ping, now_ms))) {
+        zim_session_t *session = (zim_session_t *)timer->arg;
+        if (now_ms - zim_session_heard_ms (session) > 2 * interval + 10000) {
+            edge->ping_timeouts++;
+            zim_shell_warn (edge->shell,
+                            "connection %" PRIu64 ": no answer to PINGs for %" PRId64 " s: closed",
+                            zim_session_id (session),
+                            (now_ms - zim_session_heard_ms (session)) / 1000);
+            zim_session_close (session, LWS_CLOSE_STATUS_GOINGAWAY); //  stops the timer
+        } else {
+            zim_session_ping (session);
+            zim_timers_start (self->ping, timer, now_ms + interval, session);
+        }
+    }
+}
+
+int64_t zim_sessions_next_due (zim_sessions_t *self)
+{
+    int64_t due = zim_timers_next_due (self->unauth);
+    if (self->edge->idle_timeout_ms && zim_timers_next_due (self->idle) < due)
+        due = zim_timers_next_due (self->idle);
+    if (zim_timers_next_due (self->ping) < due)
+        due = zim_timers_next_due (self->ping);
+    return due;
 }
 
 zim_session_t *zim_sessions_first (zim_sessions_t *self)

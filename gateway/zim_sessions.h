@@ -2,7 +2,9 @@
     connection id (what a broker's OUT names), how many connections each
     user has here (max_conns_per_user), and the deadlines that close a
     connection: idle_timeout without input (4080), auth_timeout without a
-    valid token (4014). Admitting a session as a user and closing it tell
+    valid token (4014); and the heartbeats (a WebSocket PING each
+    ping_interval, a hang-up when not even a PONG came back for two
+    intervals and 10 s). Admitting a session as a user and closing it tell
     the routers (PRESENCE up and down, through zim_links).
 */
 #ifndef ZIM_SESSIONS_H_INCLUDED
@@ -32,7 +34,8 @@ zim_session_t *zim_sessions_open (zim_sessions_t *self, struct lws *wsi);
 void zim_sessions_close (zim_sessions_t *self, zim_session_t **session_p);
 //  The session with id, or NULL.
 zim_session_t *zim_sessions_lookup (zim_sessions_t *self, uint64_t id);
-//  Input arrived on session: its idle deadline starts again.
+//  A message arrived on session: its idle deadline starts again (and it
+//  was heard from, zim_session_heard).
 void zim_sessions_touch (zim_sessions_t *self, zim_session_t *session);
 
 //  Authenticates session as (app, uid) unless the user already has
@@ -45,8 +48,11 @@ int zim_sessions_admit (zim_sessions_t *self, zim_session_t *session, const char
 size_t zim_sessions_user_count (zim_sessions_t *self, const char *app, const char *uid);
 
 //  Closes what is past its deadline at now_ms (monotonic): 4080 for idle
-//  connections, 4014 for unauthenticated ones.
+//  connections, 4014 for unauthenticated ones; sends the PINGs due and
+//  hangs up (1001) on peers that stopped answering them.
 void zim_sessions_sweep (zim_sessions_t *self, int64_t now_ms);
+//  When the next deadline or PING is due (monotonic ms), INT64_MAX if none.
+int64_t zim_sessions_next_due (zim_sessions_t *self);
 
 //  Iterates over every session (in no particular order); NULL at the end.
 //  The table must not change during an iteration.

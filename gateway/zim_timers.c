@@ -72,6 +72,11 @@ zim_timer_t *zim_timers_expired (zim_timers_t *self, int64_t now_ms)
     return self->head && self->head->due_ms <= now_ms ? self->head : NULL;
 }
 
+int64_t zim_timers_next_due (const zim_timers_t *self)
+{
+    return self->head ? self->head->due_ms : INT64_MAX;
+}
+
 size_t zim_timers_size (const zim_timers_t *self)
 {
     return self->size;
@@ -85,7 +90,7 @@ void zim_timers_test (bool verbose)
     int owners[4] = {0, 1, 2, 3};
     for (int i = 0; i < 4; i++)
         zim_timers_start (q, &t[i], 100 + i * 10, &owners[i]);
-    assert (zim_timers_size (q) == 4);
+    assert (zim_timers_size (q) == 4 && zim_timers_next_due (q) == 100);
     assert (zim_timers_expired (q, 99) == NULL);
     assert (zim_timers_expired (q, 100) == &t[0] && t[0].arg == &owners[0]);
     //  Restarting moves to the tail; stopping unlinks from anywhere.
@@ -103,6 +108,7 @@ void zim_timers_test (bool verbose)
     }
     assert (n == 3 && order[0] == 1 && order[1] == 3 && order[2] == 0);
     assert (zim_timers_size (q) == 0 && zim_timers_expired (q, 1000) == NULL);
+    assert (zim_timers_next_due (q) == INT64_MAX);
     //  Destroying stops what is left.
     zim_timers_start (q, &t[1], 5, NULL);
     zim_timers_destroy (&q);

@@ -5,8 +5,10 @@
     that did not. Timers are embedded in their owner (intrusive), so
     starting and stopping never allocate.
 
-    The gateway sweeps its queues once a second. The libuv loop (issue 12)
-    may replace this with a wheel; the interface is what the sessions use.
+    A gateway keeps three queues (zim_sessions: idle, auth, ping), and one
+    libuv timer fires at the earliest head of them (zim_timers_next_due),
+    so a connection costs no timer of libwebsockets or libuv: starting,
+    restarting and expiring are O(1) whatever the number of connections.
 */
 #ifndef ZIM_TIMERS_H_INCLUDED
 #define ZIM_TIMERS_H_INCLUDED
@@ -47,6 +49,8 @@ bool zim_timer_active (const zim_timer_t *timer);
 //  The oldest timer due at or before now_ms, still queued; NULL if none.
 //  Stop (or restart) it before asking again.
 zim_timer_t *zim_timers_expired (zim_timers_t *self, int64_t now_ms);
+//  The due time of the oldest timer, INT64_MAX if none is queued.
+int64_t zim_timers_next_due (const zim_timers_t *self);
 //  How many timers are queued.
 size_t zim_timers_size (const zim_timers_t *self);
 

@@ -46,6 +46,8 @@
 #include "gateway/zim_apps.h"
 #include "gateway/zim_token.h"
 #include "gateway/zim_timers.h"
+#include "gateway/zim_uvzmq.h"
+#include "gateway/zim_listener.h"
 #include "gateway/zim_edge.h"
 #include "gateway/zim_session.h"
 #include "gateway/zim_sessions.h"
@@ -69,6 +71,7 @@
 #include "tools/zim_storeadmin.h"
 #include "tools/zim_membership.h"
 #include "tools/zim_node.h"
+#include "tools/zim_workers.h"
 
 typedef struct {
     const char *name;            //  name to select it on the command line
@@ -114,6 +117,8 @@ static const s_test_t s_tests[] = {
     {"gateway", zim_gateway_test},
     {"apps", zim_apps_test},
     {"timers", zim_timers_test},
+    {"uvzmq", zim_uvzmq_test},
+    {"listener", zim_listener_test},
     {"edge", zim_edge_test},
     {"session", zim_session_test},
     {"sessions", zim_sessions_test},
@@ -140,6 +145,7 @@ static const s_test_t s_tests[] = {
     {"storeadmin", zim_storeadmin_test},
     {"membership", zim_membership_test},
     {"node", zim_node_test},
+    {"workers", zim_workers_test},
 };
 
 int main (int argc, char **argv)

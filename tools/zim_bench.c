@@ -8,6 +8,7 @@
 */
 #include "config.h"
 #include "tools/zim_benchkit.h"
+#include "tools/zim_conns.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -74,6 +75,7 @@ static void s_usage (FILE *out)
              "                  the last scheduled send (default 60)\n"
              "  --json          print one JSON line instead of the summary\n"
              "\n"
+             "%s\n"
              "Options:\n"
              "  -u, --url URL            WebSocket URL (default %s)\n"
              "  -e, --endpoint ENDPOINT  admin endpoint for tokens (default %s)\n"
@@ -92,10 +94,11 @@ static void s_usage (FILE *out)
              "\n"
              "Examples:\n"
              "  zim-bench p2p --pairs 50 --messages 2000\n"
+             "  zim-bench conns --count 10000 --hold 30 --pid $(pgrep -n zim-server)\n"
              "  zim-bench p2p --pairs 50 --messages 2000 --rate 30000   # latency at 30k/s\n"
              "  zim-bench -e tcp://127.0.0.1:7710 -k \"$KEY\" p2p --pairs 50 --window 16 --json\n"
              "  make bench     # several runs against a fresh zim-server, with the medians\n",
-             HEADER_SIZE, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
+             HEADER_SIZE, zim_conns_usage, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
 }
 
 //  One sender/recipient pair.
@@ -307,6 +310,17 @@ static char *s_token (const char *endpoint, const char *key, const char *app, co
     return text;
 }
 
+//  What conns mints its tokens with.
+typedef struct {
+    const char *endpoint, *key, *app;
+} s_mint_t;
+
+static char *s_mint (void *arg, const char *uid)
+{
+    s_mint_t *m = (s_mint_t *)arg;
+    return s_token (m->endpoint, m->key, m->app, uid);
+}
+
 int main (int argc, char **argv)
 {
     static const struct option options[] = {
@@ -327,7 +341,14 @@ int main (int argc, char **argv)
     uint32_t timeout_s = 60;
     bool json = false;
     int c;
-    while ((c = getopt_long (argc, argv, "u:e:k:h", options, NULL)) != -1) {
+    //  conns takes its own options: the common ones come before it.
+    int margc = argc;
+    for (int i = 1; i < argc; i++)
+        if (strcmp (argv[i], "conns") == 0) {
+            margc = i;
+            break;
+        }
+    while ((c = getopt_long (margc, argv, "u:e:k:h", options, NULL)) != -1) {
         switch (c) {
         case 'u':
             url = optarg;
@@ -388,8 +409,13 @@ int main (int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind >= argc || strcmp (argv[optind], "p2p") != 0 || optind + 1 != argc) {
-        fprintf (stderr, "zim-bench: the scenario is p2p. Try 'zim-bench --help'.\n");
+    bool conns = margc < argc;
+    if (conns && optind != margc) {
+        fprintf (stderr, "zim-bench: what comes before conns must be options\n");
+        return EXIT_USAGE;
+    }
+    if (!conns && (optind >= argc || strcmp (argv[optind], "p2p") != 0 || optind + 1 != argc)) {
+        fprintf (stderr, "zim-bench: the scenario is p2p or conns. Try 'zim-bench --help'.\n");
         return EXIT_USAGE;
     }
     if (b.size < HEADER_SIZE) {
@@ -414,6 +440,13 @@ int main (int argc, char **argv)
         return EXIT_USAGE;
     }
     free (keys);
+    if (conns) {
+        s_mint_t m = {endpoint, key, app};
+        int rc = zim_conns_main (argc - optind, argv + optind, url, s_mint, &m);
+        free (key);
+        zim_curve_destroy (&s_curve);
+        return rc;
+    }
 
     //  The body template: msgpack bin of size bytes.
     b.body_hdr = b.size <= 255 ? 2 : 3;

@@ -18,6 +18,7 @@
 #include "tools/zim_membership.h"
 #include "tools/zim_metricsrv.h"
 #include "tools/zim_storeadmin.h"
+#include "tools/zim_workers.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -221,6 +222,8 @@ static s_member_t *s_gateway_add (zim_node_t *self, const char *name)
         (strncmp (iface, "127.", 4) == 0 || streq (iface, "localhost")))
         zstr_sendx (m->actor, "SET", "dev_tokens", "1", NULL);
     zim_datadir_apply_apps (self->datadir, m->actor);
+    if (zim_workers_sharing ()) //  one of several processes on this port
+        zstr_sendx (m->actor, "SET", "reuse_port", "1", NULL);
     return m;
 }
 
@@ -536,7 +539,8 @@ int zim_node_run (zim_node_t *self)
     return 0;
 }
 
-int zim_node_main (const char *program, int roles, int argc, char **argv)
+//  One node in this process (a worker's too).
+static int s_node_main (const char *program, int roles, int argc, char **argv)
 {
     zsys_init ();
     zim_node_t *node = zim_node_new (program, roles);
@@ -552,6 +556,18 @@ int zim_node_main (const char *program, int roles, int argc, char **argv)
     zim_node_run (node);
     zim_node_destroy (&node);
     return 0;
+}
+
+int zim_node_main (const char *program, int roles, int argc, char **argv)
+{
+    int workers = zim_workers_take (&argc, argv);
+    if (workers == 0) {
+        fprintf (stderr, "%s: --workers must be 1..64 or auto\n", program);
+        return 2;
+    }
+    if (workers > 1)
+        return zim_workers_run (program, roles, workers, argc, argv, s_node_main);
+    return s_node_main (program, roles, argc, argv);
 }
 
 //  -------------------------------------------------------------------------

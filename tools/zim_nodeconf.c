@@ -170,6 +170,8 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
                  ? "  -p, --port N           client port, WebSocket at /ws (default 7700)\n"
                    "      --interface ADDR   address to listen on for clients (default: all)\n"
                    "      --www DIR          serve the files of DIR over HTTP at /\n"
+                   "      --workers N        N processes on the one port (SO_REUSEPORT), each a\n"
+                   "                         member NAME.wK; 1..64 or auto, one per core (default 1)\n"
              : self->roles == ZIM_ROLE_BROKER
                  ? "      --bind ENDPOINT    where gateways connect (cluster/bind)\n"
                    "      --node-id N        0..1023, unique per broker: part of message ids\n"
