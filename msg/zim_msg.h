@@ -63,6 +63,13 @@ extern "C" {
 #define ZIM_ERR_FORBIDDEN 4030      //  frame speaks for another user (from)
 #define ZIM_ERR_TOO_MANY_CONNS 4031 //  the user has max_conns_per_user connections
 #define ZIM_ERR_RATE_LIMITED 4029   //  over the per-connection send rate
+//  Rooms and signals (docs/PROTOCOL.md "Rooms").
+#define ZIM_ERR_NOT_MEMBER 4050       //  publish/leave of a room the connection is not in
+#define ZIM_ERR_TOO_MANY_ROOMS 4051   //  the connection is in max_rooms_per_conn rooms
+#define ZIM_ERR_BAD_ROOM 4052         //  room is not 1..128 bytes of A-Z a-z 0-9 _ . : @ / -
+#define ZIM_ERR_PUBLISH_DENIED 4053   //  the app's client_publish does not allow it
+#define ZIM_ERR_ROOM_DENIED 4054      //  the token's rooms claim does not name the room
+#define ZIM_ERR_SIGNAL_RATE 4055      //  over the per-connection signal rate
 #define ZIM_ERR_IDLE_TIMEOUT 4080   //  nothing received within idle_timeout
 #define ZIM_ERR_SLOW_CONSUMER 4090  //  send queue to the client overflowed
 #define ZIM_ERR_INTERNAL 5000       //  server fault; retry may succeed
