@@ -48,6 +48,24 @@ static int s_set_app_iss (void *base, const char *value, const char *value2, con
     return zim_apps_set_issuer (((zim_edge_t *)base)->apps, value, value2, why);
 }
 
+//  SET app_broadcast_rate NAME N
+static int s_set_app_cast (void *base, const char *value, const char *value2, const char **why)
+{
+    return zim_rooms_set_broadcast_rate (((zim_edge_t *)base)->rooms, value, value2, why);
+}
+
+//  SET app_api_key NAME KEY: for the process shell's API endpoint; the
+//  gateway has nothing to do with it (accepted so that it is not logged as
+//  an unknown key).
+static int s_set_app_api_key (void *base, const char *value, const char *value2, const char **why)
+{
+    (void)base;
+    (void)value;
+    (void)value2;
+    (void)why;
+    return 0;
+}
+
 //  SET app_join NAME open|token
 static int s_set_app_join (void *base, const char *value, const char *value2, const char **why)
 {
@@ -117,6 +135,12 @@ const zim_setting_t zim_edge_settings[] = {
            "rooms one connection may be in (128); beyond: 4051"),
     S_U64 ("signal_rate", signal_rate, 1, 0, 1, 0, "signals per second per connection (10)"),
     S_U64 ("signal_burst", signal_burst, 1, 0, 1, 0, "signal bucket size (20); beyond: 4055"),
+    S_U64 ("broadcast_rate", broadcast_rate, 1, 0, 1, 0,
+           "a push to all reaches this many connections a second (10000)"),
+    S_FN ("app_broadcast_rate", s_set_app_cast,
+          "app_broadcast_rate NAME N: a push to all of NAME reaches N connections a second"),
+    S_FN ("app_api_key", s_set_app_api_key,
+          "app_api_key NAME KEY: the push API's key (read by the API endpoint, not the gateway)"),
     S_FN ("app_join", s_set_app_join,
           "app_join NAME open|token: who may join rooms of NAME (open; token: the rooms its "
           "token's rooms claim names)"),
@@ -179,6 +203,9 @@ const zim_counter_t zim_edge_counters[] = {S_COUNTER (connections),
                                            S_COUNTER (room_dropped),
                                            S_COUNTER (signals),
                                            S_COUNTER (signals_refused),
+                                           S_COUNTER (broadcasts),
+                                           S_COUNTER (broadcasts_dropped),
+                                           S_COUNTER (broadcast_deliveries),
                                            {NULL}};
 
 //  The shell class of a selftest edge: the tables, no hooks.
@@ -213,6 +240,7 @@ zim_edge_t *zim_edge_new (zsock_t *pipe, const zim_shell_class_t *cls)
     self->max_rooms_per_conn = 128;
     self->signal_rate = 10;
     self->signal_burst = 20;
+    self->broadcast_rate = 10000;
     self->rooms = zim_rooms_new (self);
     return self;
 }

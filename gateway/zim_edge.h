@@ -52,6 +52,7 @@ typedef struct {
     uint64_t max_rooms_per_conn; //  rooms one connection may be in
     uint64_t signal_rate;        //  signals per second per connection
     uint64_t signal_burst;       //  signal bucket size
+    uint64_t broadcast_rate;     //  push to all: connections per second (per app: app_broadcast_rate)
 
     //  Parts
     zim_apps_t *apps;         //  the apps and their token keys
@@ -100,6 +101,9 @@ typedef struct {
     uint64_t room_dropped;    //  room frames dropped: the connection was slow
     uint64_t signals;         //  signals forwarded to a router
     uint64_t signals_refused; //  signals refused (4004, 4055)
+    uint64_t broadcasts;      //  pushes to all started
+    uint64_t broadcasts_dropped; //  pushes to all dropped (too many being paced)
+    uint64_t broadcast_deliveries; //  their frames queued to connections
 } zim_edge_t;
 
 //  The settings and counters tables, for the actor's zim_shell_class_t.

@@ -15,6 +15,8 @@
 #define S_MAX_CLAIMS 64
 //  Rooms per ROOMS message.
 #define S_CHUNK 1000
+//  Broadcasts (push to all) being paced at once; more are dropped.
+#define S_MAX_BROADCASTS 16
 
 typedef struct s_room s_room_t;
 typedef struct s_conn s_conn_t;
@@ -64,7 +66,16 @@ typedef struct {
     char app[ZIM_ID_MAX + 1];
     bool join_token;    //  join only rooms the token names
     bool publish_none;  //  clients may not publish
+    uint64_t broadcast_rate; //  push to all: connections per second (0: the gateway's)
 } s_app_t;
+
+//  A push to every connection of an app, paced at broadcast_rate.
+typedef struct {
+    uint64_t *ids;   //  the app's connections when it came
+    size_t n, next;  //  how many, the next to write to
+    uint64_t rate;   //  connections per second
+    zim_wr_t frame;  //  the frame
+} s_cast_t;
 
 struct _zim_rooms_t {
     zim_edge_t *edge;            //  settings, counters, sessions, links
@@ -75,6 +86,8 @@ struct _zim_rooms_t {
     uint64_t members;            //  memberships
     uint64_t stamp;              //  ROOM_OUTs handled
     zim_wr_t fr;                 //  scratch: client frames
+    s_cast_t casts[S_MAX_BROADCASTS]; //  broadcasts being paced
+    size_t ncasts;               //  how many
 };
 
 static const zim_str_t s_nocid = {NULL, 0};
@@ -132,6 +145,10 @@ void zim_rooms_destroy (zim_rooms_t **self_p)
     zhashx_destroy (&self->rooms);
     zhashx_destroy (&self->conns);
     zim_wr_free (&self->fr);
+    for (size_t i = 0; i < self->ncasts; i++) {
+        free (self->casts[i].ids);
+        zim_wr_free (&self->casts[i].frame);
+    }
     free (self);
     *self_p = NULL;
 }
@@ -193,6 +210,23 @@ int zim_rooms_set_publish (zim_rooms_t *self, const char *app, const char *value
         return -1;
     }
     a->publish_none = streq (value, "none");
+    return 0;
+}
+
+int zim_rooms_set_broadcast_rate (zim_rooms_t *self, const char *app, const char *value,
+                                  const char **why)
+{
+    uint64_t rate;
+    if (!value || zim_parse_u64 (value, &rate) || rate == 0) {
+        *why = "broadcast_rate must be a number of connections per second, 1 or more";
+        return -1;
+    }
+    s_app_t *a = s_app (self, app, true);
+    if (!a) {
+        *why = "not a valid app name, or too many apps";
+        return -1;
+    }
+    a->broadcast_rate = rate;
     return 0;
 }
 
@@ -613,6 +647,59 @@ static void s_deliver (zim_rooms_t *self, s_room_t *room, zim_str_t frame)
     }
 }
 
+//  Writes the next rate connections of cast; true when it is done.
+static bool s_cast_step (zim_rooms_t *self, s_cast_t *cast)
+{
+    zim_edge_t *edge = self->edge;
+    uint64_t budget = edge->max_pending / 2;
+    for (uint64_t k = 0; k < cast->rate && cast->next < cast->n; k++) {
+        zim_session_t *s = zim_sessions_lookup (edge->sessions, cast->ids[cast->next++]);
+        if (!s || zim_session_closing (s))
+            continue;
+        size_t live = zim_session_pending (s) - zim_session_pending_replies (s);
+        if (live + cast->frame.size > budget) {
+            edge->room_dropped++;
+            continue;
+        }
+        zim_session_write (s, cast->frame.data, cast->frame.size, false);
+        edge->broadcast_deliveries++;
+    }
+    return cast->next >= cast->n;
+}
+
+//  A push to every connection of app here: the first broadcast_rate at
+//  once, the rest a second's worth at each tick.
+static void s_broadcast (zim_rooms_t *self, zim_str_t app, zim_str_t frame)
+{
+    zim_edge_t *edge = self->edge;
+    if (self->ncasts == S_MAX_BROADCASTS) {
+        edge->broadcasts_dropped++;
+        zim_shell_warn (edge->shell, "%d broadcasts being paced already: one dropped",
+                        S_MAX_BROADCASTS);
+        return;
+    }
+    char name[ZIM_ID_MAX + 1];
+    zim_str_copy (app, name, sizeof name);
+    s_app_t *policy = s_app (self, name, false);
+    s_cast_t *cast = &self->casts[self->ncasts];
+    memset (cast, 0, sizeof *cast);
+    cast->rate = policy && policy->broadcast_rate ? policy->broadcast_rate : edge->broadcast_rate;
+    size_t alloc = zim_sessions_size (edge->sessions);
+    cast->ids = (uint64_t *)zim_malloc ((alloc ? alloc : 1) * sizeof (uint64_t));
+    zim_sessions_t *sessions = edge->sessions;
+    for (zim_session_t *s = zim_sessions_first (sessions); s; s = zim_sessions_next (sessions))
+        if (zim_session_authed (s) && zim_str_eq (app, zim_session_app (s)))
+            cast->ids[cast->n++] = zim_session_id (s);
+    zim_wr_init (&cast->frame);
+    zim_wr_raw (&cast->frame, frame.ptr, frame.len);
+    edge->broadcasts++;
+    if (s_cast_step (self, cast)) {
+        free (cast->ids);
+        zim_wr_free (&cast->frame);
+    } else
+        self->ncasts++;
+}
+
 static void s_room_out (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
 {
     zim_room_out_t m;
@@ -624,6 +711,10 @@ static void s_room_out (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
         zim_room_frame_t item;
         if (zim_room_frame_unpack (&m.items, &item))
             goto malformed;
+        if (item.room.len == 0) { //  push to all (the backend's /v1/push/all)
+            s_broadcast (self, m.app, item.frame);
+            continue;
+        }
         snprintf (key, sizeof key, "%.*s %.*s", (int)m.app.len, m.app.ptr, (int)item.room.len,
                   item.room.ptr);
         s_room_t *room = (s_room_t *)zhashx_lookup (self->rooms, key);
@@ -741,7 +832,15 @@ static void s_report (zim_rooms_t *self, int index, bool all, bool reset)
 
 void zim_rooms_tick (zim_edge_t *edge)
 {
-    s_report (edge->rooms, -1, false, false);
+    zim_rooms_t *self = edge->rooms;
+    s_report (self, -1, false, false);
+    for (size_t i = 0; i < self->ncasts;)
+        if (s_cast_step (self, &self->casts[i])) {
+            free (self->casts[i].ids);
+            zim_wr_free (&self->casts[i].frame);
+            self->casts[i] = self->casts[--self->ncasts];
+        } else
+            i++;
 }
 
 void zim_rooms_announce (zim_edge_t *edge, int index)

@@ -47,6 +47,10 @@ bool zim_room_valid (zim_str_t room);
 int zim_rooms_set_join (zim_rooms_t *self, const char *app, const char *value, const char **why);
 int zim_rooms_set_publish (zim_rooms_t *self, const char *app, const char *value,
                            const char **why);
+//  SET app_broadcast_rate NAME N: a push to all of NAME reaches N
+//  connections a second on this gateway (default: broadcast_rate).
+int zim_rooms_set_broadcast_rate (zim_rooms_t *self, const char *app, const char *value,
+                                  const char **why);
 
 //  Handles a join, leave, publish or signal frame of an authenticated
 //  session. Returns false if f is none of those.

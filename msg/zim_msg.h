@@ -99,6 +99,14 @@ const char *zim_strerror (int code);
 #define ZIM_PUSHQ_DELIVERED 1     //  PUSH_Q outcome: posted to the webhook
 #define ZIM_PUSHQ_DROPPED 2       //  given up after the bridge's attempts
 #define ZIM_PUSHQ_MUTED 3         //  not posted: muted and not mentioned
+#define ZIM_API_PUSH_USERS 1      //  API_Q op: a push frame to every connection of users
+#define ZIM_API_PUSH_ROOMS 2      //  a room frame to every connection in rooms, once each
+#define ZIM_API_PUSH_CONNS 3      //  a push frame to the connections of (user, device)s
+#define ZIM_API_ONLINE 4          //  the devices online of users
+#define ZIM_API_ROOM 5            //  one room's connections
+#define ZIM_API_TOP 6             //  the n rooms with most connections
+#define ZIM_API_STATS 7           //  totals of the app
+#define ZIM_API_PUSH_ALL 8        //  a push frame to every connection of the app
 
 //  ---------------------------------------------------------------------
 //  The catalogue, expanded. Kind codes: ZIM_MSG_<NAME>.

@@ -46,6 +46,8 @@ struct _zim_roomtab_t {
     uint64_t signals;    //  SIGNALs forwarded
     uint64_t signal_outs; //  their OUTs to gateways
     uint64_t count_msgs; //  ROOM_COUNTS sent
+    uint64_t api_requests; //  API_Qs answered
+    uint64_t api_pushes; //  of which pushes
     uint64_t bad;        //  malformed messages dropped
 };
 
@@ -180,36 +182,35 @@ static bool s_report (zim_roomtab_t *self, zim_rd_t *rd, uint32_t fields)
     return true;
 }
 
-static bool s_publish (zim_roomtab_t *self, void *sock, zim_rd_t *rd, uint32_t fields)
+//  Sends body as a room frame (from, or none if from is empty) to every
+//  gateway with members of any of the rooms named (nrooms views), one
+//  ROOM_OUT per gateway with the rooms it has. Returns the rooms found.
+static uint32_t s_fanout (zim_roomtab_t *self, void *sock, zim_str_t app, zim_str_t from,
+                          zim_str_t body, const zim_str_t *names, uint32_t nnames)
 {
-    zim_room_pub_t m;
-    if (zim_room_pub_unpack (rd, fields, &m) || m.nrooms > S_MAX_PUB_ROOMS)
-        return false;
-    //  Every room is read (and checked) before anything goes out.
     s_room_t *rooms[S_MAX_PUB_ROOMS];
     size_t offsets[S_MAX_PUB_ROOMS + 1];
     uint32_t nrooms = 0;
     uint64_t ts = zim_now_ms ();
     zim_wr_reset (&self->fr);
-    for (uint32_t i = 0; i < m.nrooms; i++) {
-        zim_room_name_t r;
-        if (zim_room_name_unpack (&m.rooms, &r))
-            return false;
+    for (uint32_t i = 0; i < nnames && i < S_MAX_PUB_ROOMS; i++) {
         char key[ZIM_ID_MAX + 130 + 2];
-        s_key (key, sizeof key, m.app, r.room);
+        s_key (key, sizeof key, app, names[i]);
         s_room_t *room = (s_room_t *)zhashx_lookup (self->rooms, key);
-        if (!room)
+        bool twice = false;
+        for (uint32_t r = 0; r < nrooms && !twice; r++)
+            twice = rooms[r] == room;
+        if (!room || twice)
             continue;
         offsets[nrooms] = self->fr.size;
         rooms[nrooms++] = room;
         zim_sframe_pack (&self->fr, &(zim_sframe_t){.op = ZIM_SOP_ROOM,
                                                      .room = zim_str (room->name),
-                                                     .body = m.body,
+                                                     .body = body,
                                                      .ts = ts,
-                                                     .from = m.from.len ? m.from : (zim_str_t){0}});
+                                                     .from = from.len ? from : (zim_str_t){0}});
     }
     offsets[nrooms] = self->fr.size;
-    self->publishes++;
     //  The gateways with members of any of them; each gets one ROOM_OUT
     //  with the rooms it has members in.
     const char *gws[S_MAX_GATEWAYS];
@@ -228,7 +229,7 @@ static bool s_publish (zim_roomtab_t *self, void *sock, zim_rd_t *rd, uint32_t f
             for (size_t g = 0; g < rooms[r]->n; g++)
                 items += streq (gws[k], rooms[r]->gws[g].gateway);
         zim_wr_reset (&self->wr);
-        zim_room_out_pack (&self->wr, &(zim_room_out_t){m.app, {NULL, NULL}, items});
+        zim_room_out_pack (&self->wr, &(zim_room_out_t){app, {NULL, NULL}, items});
         for (uint32_t r = 0; r < nrooms; r++)
             for (size_t g = 0; g < rooms[r]->n; g++)
                 if (streq (gws[k], rooms[r]->gws[g].gateway)) {
@@ -240,7 +241,97 @@ static bool s_publish (zim_roomtab_t *self, void *sock, zim_rd_t *rd, uint32_t f
         s_send (self, sock, gws[k]);
         self->room_outs++;
     }
+    return nrooms;
+}
+
+static bool s_publish (zim_roomtab_t *self, void *sock, zim_rd_t *rd, uint32_t fields)
+{
+    zim_room_pub_t m;
+    if (zim_room_pub_unpack (rd, fields, &m) || m.nrooms > S_MAX_PUB_ROOMS)
+        return false;
+    //  Every room is read (and checked) before anything goes out.
+    zim_str_t names[S_MAX_PUB_ROOMS];
+    for (uint32_t i = 0; i < m.nrooms; i++) {
+        zim_room_name_t r;
+        if (zim_room_name_unpack (&m.rooms, &r))
+            return false;
+        names[i] = r.room;
+    }
+    self->publishes++;
+    s_fanout (self, sock, m.app, m.from, m.body, names, m.nrooms);
     return true;
+}
+
+//  One connection a frame goes to.
+typedef struct {
+    char gateway[ZIM_ID_MAX + 1];
+    uint64_t conn;
+} s_dest_t;
+
+static int s_dest_cmp (const void *a, const void *b)
+{
+    return strcmp (((const s_dest_t *)a)->gateway, ((const s_dest_t *)b)->gateway);
+}
+
+//  Appends the routes of (app, uid) (only device's, unless device is
+//  empty) to *dests; returns how many. devices gets their device names
+//  (if not NULL).
+static size_t s_routes_of (zim_roomtab_t *self, zim_routes_t *routes, zim_str_t app, zim_str_t uid,
+                           zim_str_t device, s_dest_t **dests, size_t *n, size_t *alloc,
+                           json_t *devices)
+{
+    zim_wr_reset (&self->scratch);
+    if (zim_routes_encode (routes, &self->scratch, app, uid) == 0)
+        return 0;
+    zim_rd_t list;
+    uint32_t count;
+    zim_rd_init (&list, self->scratch.data, self->scratch.size);
+    if (zim_rd_array (&list, &count))
+        return 0;
+    size_t found = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        zim_route_t r;
+        if (zim_route_unpack (&list, &r))
+            break;
+        if (device.len && !(r.device.len == device.len &&
+                            memcmp (r.device.ptr, device.ptr, device.len) == 0))
+            continue;
+        found++;
+        if (devices) {
+            char name[ZIM_ID_MAX + 1];
+            zim_str_copy (r.device, name, sizeof name);
+            json_array_append_new (devices, json_string (name));
+        }
+        if (!dests)
+            continue;
+        if (*n == *alloc) {
+            *alloc = *alloc ? 2 * *alloc : 64;
+            *dests = (s_dest_t *)zim_realloc (*dests, *alloc * sizeof (s_dest_t));
+        }
+        zim_str_copy (r.gateway, (*dests)[*n].gateway, sizeof (*dests)[*n].gateway);
+        (*dests)[(*n)++].conn = r.conn;
+    }
+    return found;
+}
+
+//  Sends frame (self->fr) as one OUT per gateway to dests (sorted here).
+static void s_send_dests (zim_roomtab_t *self, void *sock, s_dest_t *dests, size_t n)
+{
+    qsort (dests, n, sizeof *dests, s_dest_cmp);
+    uint64_t *conns = (uint64_t *)zim_malloc ((n ? n : 1) * sizeof (uint64_t));
+    zim_str_t frame = {(const char *)self->fr.data, self->fr.size};
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        uint32_t k = 0;
+        while (j < n && streq (dests[j].gateway, dests[i].gateway))
+            conns[k++] = dests[j++].conn;
+        zim_wr_reset (&self->wr);
+        zim_out_encode (&self->wr, conns, k, frame);
+        s_send (self, sock, dests[i].gateway);
+        self->signal_outs++;
+        i = j;
+    }
+    free (conns);
 }
 
 static bool s_signal (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zim_rd_t *rd,
@@ -250,49 +341,175 @@ static bool s_signal (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zim
     if (zim_signal_unpack (rd, fields, &m))
         return false;
     self->signals++;
-    zim_wr_reset (&self->scratch);
-    size_t n = zim_routes_encode (routes, &self->scratch, m.app, m.to);
-    if (n == 0)
-        return true;
+    s_dest_t *dests = NULL;
+    size_t n = 0, alloc = 0;
+    s_routes_of (self, routes, m.app, m.to, (zim_str_t){"", 0}, &dests, &n, &alloc, NULL);
     zim_wr_reset (&self->fr);
     zim_sframe_pack (&self->fr,
                      &(zim_sframe_t){.op = ZIM_SOP_SIGNAL, .from = m.from, .body = m.body});
-    zim_str_t frame = {(const char *)self->fr.data, self->fr.size};
-    //  The routes grouped by gateway: one OUT each.
-    zim_route_t all[64];
-    uint32_t count;
-    zim_rd_t list;
-    zim_rd_init (&list, self->scratch.data, self->scratch.size);
-    if (zim_rd_array (&list, &count))
-        return true;
-    uint32_t taken = 0;
-    for (uint32_t i = 0; i < count && taken < 64; i++)
-        if (zim_route_unpack (&list, &all[taken]) == 0)
-            taken++;
-    bool done[64] = {false};
-    for (uint32_t i = 0; i < taken; i++) {
-        if (done[i])
-            continue;
-        uint64_t conns[64];
-        uint32_t nconns = 0;
-        for (uint32_t j = i; j < taken; j++)
-            if (!done[j] && all[j].gateway.len == all[i].gateway.len &&
-                memcmp (all[j].gateway.ptr, all[i].gateway.ptr, all[i].gateway.len) == 0) {
-                done[j] = true;
-                conns[nconns++] = all[j].conn;
-            }
-        char gateway[ZIM_ID_MAX + 1];
-        zim_str_copy (all[i].gateway, gateway, sizeof gateway);
-        zim_wr_reset (&self->wr);
-        zim_out_encode (&self->wr, conns, nconns, frame);
-        s_send (self, sock, gateway);
-        self->signal_outs++;
-    }
+    s_send_dests (self, sock, dests, n);
+    free (dests);
     return true;
 }
 
-bool zim_roomtab_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock, int kind,
-                         zim_rd_t *rd, uint32_t fields)
+//  -------------------------------------------------------------------------
+//  The push API (API_Q from a node's API endpoint)
+
+//  The rooms of app with the most connections, at most n, most first.
+static int s_top_cmp (const void *a, const void *b)
+{
+    uint64_t x = (*(s_room_t *const *)a)->total, y = (*(s_room_t *const *)b)->total;
+    return x < y ? 1 : x > y ? -1 : strcmp ((*(s_room_t *const *)a)->name, (*(s_room_t *const *)b)->name);
+}
+
+static json_t *s_top (zim_roomtab_t *self, zim_str_t app, uint64_t n)
+{
+    size_t size = zhashx_size (self->rooms), count = 0;
+    s_room_t **all = (s_room_t **)zim_malloc ((size ? size : 1) * sizeof (s_room_t *));
+    for (s_room_t *room = zhashx_first (self->rooms); room; room = zhashx_next (self->rooms))
+        if (zim_str_eq (app, room->app))
+            all[count++] = room;
+    qsort (all, count, sizeof *all, s_top_cmp);
+    json_t *list = json_array ();
+    for (size_t i = 0; i < count && i < n; i++)
+        json_array_append_new (list, json_pack ("{s:s, s:I}", "room", all[i]->name, "online",
+                                                (json_int_t)all[i]->total));
+    free (all);
+    return list;
+}
+
+//  Answers an API_Q: [peer, API_R].
+static void s_api_answer (zim_roomtab_t *self, void *sock, zframe_t *peer, uint64_t req,
+                          int status, json_t *doc)
+{
+    char *text = doc ? json_dumps (doc, JSON_COMPACT) : NULL;
+    json_decref (doc);
+    zim_wr_reset (&self->wr);
+    zim_api_r_pack (&self->wr, &(zim_api_r_t){req, status, zim_str (text ? text : "{}")});
+    free (text);
+    if (zmq_send (sock, zframe_data (peer), zframe_size (peer), ZMQ_SNDMORE | ZMQ_DONTWAIT) != -1)
+        zmq_send (sock, self->wr.data, self->wr.size, ZMQ_DONTWAIT);
+}
+
+static bool s_api (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zframe_t *peer,
+                   zim_rd_t *rd, uint32_t fields)
+{
+    zim_api_q_t q;
+    if (zim_api_q_unpack (rd, fields, &q))
+        return false;
+    //  Every target is read (and checked) before anything goes out.
+    size_t max = q.ntargets ? q.ntargets : 1;
+    zim_api_target_t *targets = (zim_api_target_t *)zim_malloc (max * sizeof *targets);
+    for (uint32_t i = 0; i < q.ntargets; i++)
+        if (zim_api_target_unpack (&q.targets, &targets[i])) {
+            free (targets);
+            return false;
+        }
+    self->api_requests++;
+    json_t *doc = json_object ();
+    uint64_t ts = zim_now_ms ();
+    if (q.op == ZIM_API_PUSH_USERS || q.op == ZIM_API_PUSH_CONNS) {
+        s_dest_t *dests = NULL;
+        size_t n = 0, alloc = 0;
+        json_t *per = json_object ();
+        for (uint32_t i = 0; i < q.ntargets; i++) {
+            size_t found = s_routes_of (self, routes, q.app, targets[i].name,
+                                        q.op == ZIM_API_PUSH_CONNS ? targets[i].device
+                                                                   : (zim_str_t){"", 0},
+                                        &dests, &n, &alloc, NULL);
+            char key[200];
+            snprintf (key, sizeof key, "%.*s%s%.*s", (int)targets[i].name.len, targets[i].name.ptr,
+                      q.op == ZIM_API_PUSH_CONNS ? "/" : "",
+                      q.op == ZIM_API_PUSH_CONNS ? (int)targets[i].device.len : 0,
+                      targets[i].device.ptr ? targets[i].device.ptr : "");
+            json_int_t before = json_integer_value (json_object_get (per, key));
+            json_object_set_new (per, key, json_integer (before + (json_int_t)found));
+        }
+        zim_wr_reset (&self->fr);
+        zim_sframe_pack (&self->fr, &(zim_sframe_t){.op = ZIM_SOP_PUSH, .body = q.body, .ts = ts});
+        s_send_dests (self, sock, dests, n);
+        free (dests);
+        self->api_pushes++;
+        json_object_set_new (doc, "connections", json_integer ((json_int_t)n));
+        json_object_set_new (doc, q.op == ZIM_API_PUSH_CONNS ? "targets" : "users", per);
+    } else if (q.op == ZIM_API_PUSH_ROOMS) {
+        zim_str_t names[S_MAX_PUB_ROOMS];
+        uint32_t n = q.ntargets < S_MAX_PUB_ROOMS ? q.ntargets : S_MAX_PUB_ROOMS;
+        json_t *per = json_object ();
+        for (uint32_t i = 0; i < n; i++) {
+            names[i] = targets[i].name;
+            char name[140];
+            zim_str_copy (targets[i].name, name, sizeof name);
+            json_object_set_new (per, name,
+                                 json_integer ((json_int_t)zim_roomtab_total (self, q.app,
+                                                                              targets[i].name)));
+        }
+        s_fanout (self, sock, q.app, (zim_str_t){"", 0}, q.body, names, n);
+        self->api_pushes++;
+        json_object_set_new (doc, "rooms", per);
+    } else if (q.op == ZIM_API_PUSH_ALL) {
+        //  Every gateway with routes gets the frame; each paces its
+        //  connections of the app (broadcast_rate).
+        zim_wr_reset (&self->fr);
+        zim_sframe_pack (&self->fr, &(zim_sframe_t){.op = ZIM_SOP_PUSH, .body = q.body, .ts = ts});
+        json_t *gws = zim_routes_per_gateway (routes);
+        const char *gw;
+        json_t *value;
+        size_t sent = 0;
+        json_object_foreach (gws, gw, value)
+        {
+            zim_wr_reset (&self->wr);
+            zim_room_out_pack (&self->wr, &(zim_room_out_t){q.app, {NULL, NULL}, 1});
+            zim_room_frame_pack (&self->wr,
+                                 &(zim_room_frame_t){zim_str (""),
+                                                     (zim_str_t){(const char *)self->fr.data,
+                                                                 self->fr.size}});
+            s_send (self, sock, gw);
+            sent++;
+        }
+        json_decref (gws);
+        self->api_pushes++;
+        json_object_set_new (doc, "gateways", json_integer ((json_int_t)sent));
+    } else if (q.op == ZIM_API_ONLINE) {
+        json_t *per = json_object ();
+        for (uint32_t i = 0; i < q.ntargets; i++) {
+            json_t *devices = json_array ();
+            s_routes_of (self, routes, q.app, targets[i].name, (zim_str_t){"", 0}, NULL, NULL, NULL,
+                         devices);
+            char name[140];
+            zim_str_copy (targets[i].name, name, sizeof name);
+            json_object_set_new (per, name, devices);
+        }
+        json_object_set_new (doc, "online", per);
+    } else if (q.op == ZIM_API_ROOM && q.ntargets == 1) {
+        char name[140];
+        zim_str_copy (targets[0].name, name, sizeof name);
+        json_object_set_new (doc, "room", json_string (name));
+        json_object_set_new (doc, "online",
+                             json_integer ((json_int_t)zim_roomtab_total (self, q.app,
+                                                                          targets[0].name)));
+    } else if (q.op == ZIM_API_TOP) {
+        json_object_set_new (doc, "rooms", s_top (self, q.app, q.n));
+    } else if (q.op == ZIM_API_STATS) {
+        uint64_t users, conns, rooms = 0;
+        zim_routes_app_counts (routes, q.app, &users, &conns);
+        for (s_room_t *room = zhashx_first (self->rooms); room; room = zhashx_next (self->rooms))
+            rooms += zim_str_eq (q.app, room->app);
+        json_object_set_new (doc, "users", json_integer ((json_int_t)users));
+        json_object_set_new (doc, "connections", json_integer ((json_int_t)conns));
+        json_object_set_new (doc, "rooms", json_integer ((json_int_t)rooms));
+    } else {
+        free (targets);
+        json_decref (doc);
+        return false;
+    }
+    free (targets);
+    s_api_answer (self, sock, peer, q.req, 0, doc);
+    return true;
+}
+
+bool zim_roomtab_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zframe_t *peer,
+                         int kind, zim_rd_t *rd, uint32_t fields)
 {
     bool ok;
     if (kind == ZIM_MSG_ROOMS)
@@ -301,6 +518,8 @@ bool zim_roomtab_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock, 
         ok = s_publish (self, sock, rd, fields);
     else if (kind == ZIM_MSG_SIGNAL)
         ok = s_signal (self, routes, sock, rd, fields);
+    else if (kind == ZIM_MSG_API_Q)
+        ok = s_api (self, routes, sock, peer, rd, fields);
     else
         return false;
     if (!ok) {
@@ -377,6 +596,8 @@ void zim_roomtab_stats (zim_roomtab_t *self, json_t *stats)
     json_object_set_new (stats, "signals", json_integer ((json_int_t)self->signals));
     json_object_set_new (stats, "signal_outs", json_integer ((json_int_t)self->signal_outs));
     json_object_set_new (stats, "room_bad_messages", json_integer ((json_int_t)self->bad));
+    json_object_set_new (stats, "api_requests", json_integer ((json_int_t)self->api_requests));
+    json_object_set_new (stats, "api_pushes", json_integer ((json_int_t)self->api_pushes));
 }
 
 //  -------------------------------------------------------------------------
@@ -404,7 +625,7 @@ static void s_test_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock
     int kind;
     uint32_t fields;
     assert (zim_msg_kind (&rd, &kind, &fields) == 0);
-    assert (zim_roomtab_handle (self, routes, sock, kind, &rd, fields));
+    assert (zim_roomtab_handle (self, routes, sock, NULL, kind, &rd, fields));
     zim_wr_reset (wr);
 }
 

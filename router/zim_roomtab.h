@@ -19,6 +19,7 @@
 #include "msg/zim_msg.h"
 #include "router/zim_routes.h"
 
+#include <czmq.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,12 +35,13 @@ typedef struct _zim_roomtab_t zim_roomtab_t;
 zim_roomtab_t *zim_roomtab_new (void);
 void zim_roomtab_destroy (zim_roomtab_t **self_p);
 
-//  Handles a ROOMS, ROOM_PUB or SIGNAL message (kind already read from rd)
-//  from a gateway; sends what it makes on sock (the router's ROUTER,
-//  resolved) by gateway routing id. Returns false if kind is none of those.
+//  Handles a ROOMS, ROOM_PUB or SIGNAL message from a gateway, or an API_Q
+//  from a node's API endpoint (answered to peer with API_R); kind already
+//  read from rd. Sends what it makes on sock (the router's ROUTER,
+//  resolved) by routing id. Returns false if kind is none of those.
 //  A malformed message changes nothing and is counted (STATS).
-bool zim_roomtab_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock, int kind,
-                         zim_rd_t *rd, uint32_t fields);
+bool zim_roomtab_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zframe_t *peer,
+                         int kind, zim_rd_t *rd, uint32_t fields);
 //  Forgets every room of gateway (it restarted, re-announces, or left).
 void zim_roomtab_reset (zim_roomtab_t *self, zim_str_t gateway);
 //  Sends the totals that changed, at most once a second per room

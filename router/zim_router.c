@@ -164,8 +164,8 @@ static bool s_handle_sock (s_router_t *self)
         s_handle_route_q (self, peer, &rd, fields);
     else if (kind == ZIM_MSG_HELLO)
         s_handle_hello (self, peer, &rd, fields);
-    else if (!zim_roomtab_handle (self->rooms, self->routes, zsock_resolve (self->sock), kind, &rd,
-                                  fields))
+    else if (!zim_roomtab_handle (self->rooms, self->routes, zsock_resolve (self->sock), peer, kind,
+                                  &rd, fields))
         goto malformed;
     zmsg_destroy (&msg);
     return true;

@@ -57,6 +57,7 @@
 #include "gateway/zim_gateway.h"
 #include "gateway/zim_rooms.h"
 #include "router/zim_roomtab.h"
+#include "tools/zim_apisrv.h"
 #include "sdk/c/zim_sdk_client.h"
 #include "sdk/c/zim_sdk_conn.h"
 #include "sdk/c/zim_sdk_frame.h"
@@ -151,6 +152,7 @@ static const s_test_t s_tests[] = {
     //  rooms and live signals (issue 13)
     {"rooms", zim_rooms_test},
     {"roomtab", zim_roomtab_test},
+    {"apisrv", zim_apisrv_test},
 };
 
 int main (int argc, char **argv)
