@@ -6,6 +6,7 @@
     msgpack body; every refusal (400, 401, 403, 404, 405, 413, 501) with
     its JSON error and nothing delivered.
 */
+#include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
 #include "tests/zim_testkit.h"
 
@@ -306,6 +307,59 @@ START_TEST (test_api)
     huge[big] = 0;
     s_refused (s_call ("POST", "/v1/push/all", huge, &doc), &doc, 413, "too_large");
     free (huge);
+
+    //  The same through the admin endpoint (what zimctl push/online/rooms
+    //  send).
+    char *text = NULL;
+    const char *push_args[] = {"demo", "users", "alice", "{\"via\":\"admin\"}", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "push",
+                                            push_args, &text),
+                      0);
+    ck_assert_msg (strstr (text, "\"alice\":2"), "%s", text);
+    free (text);
+    const char via[] = "\x81\xa3" "via" "\xa5" "admin";
+    s_expect_body (phone, "push", via, sizeof via - 1);
+    s_expect_body (laptop, "push", via, sizeof via - 1);
+    const char *online_args[] = {"demo", "bob", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "online",
+                                            online_args, &text),
+                      0);
+    ck_assert_msg (strstr (text, "\"bob\":[\"phone\"]"), "%s", text);
+    free (text);
+    const char *rooms_args[] = {"demo", "", "5", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "rooms",
+                                            rooms_args, &text),
+                      0);
+    ck_assert_msg (strstr (text, "\"lobby\""), "%s", text);
+    free (text);
+    const char *bad_args[] = {"demo", "users", "not a user", "1", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "push",
+                                            bad_args, &text),
+                      ZIM_ERR_BAD_FIELD);
+    free (text);
+    s_nothing (phone, "push");
+    //  And through zimctl itself.
+    const char *zimctl = getenv ("ZIMCTL");
+    if (!zimctl)
+        zimctl = "./zimctl";
+    char cmd[1024];
+    snprintf (cmd, sizeof cmd, "%s -e %s -k %s push users bob --app demo --data '\"cli\"'", zimctl,
+              srv.admin, srv.key);
+    FILE *p = popen (cmd, "r");
+    ck_assert_ptr_nonnull (p);
+    char out[512] = "";
+    size_t got = fread (out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_msg (strstr (out, "\"bob\":1"), "zimctl push: %s", out);
+    s_expect_body (bob, "push", "\xa3" "cli", 4);
+    snprintf (cmd, sizeof cmd, "%s -e %s -k %s rooms --app demo lobby", zimctl, srv.admin, srv.key);
+    p = popen (cmd, "r");
+    ck_assert_ptr_nonnull (p);
+    got = fread (out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_msg (strstr (out, "\"online\":2"), "zimctl rooms: %s", out);
 
     tk_close (&phone);
     tk_close (&laptop);

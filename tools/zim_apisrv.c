@@ -445,6 +445,58 @@ static void s_forward (zim_apisrv_t *self, s_conn_t *c)
     c->since_ms = zclock_mono ();
 }
 
+//  Checks every target (nothing half-applied) and packs the API_Q of op
+//  for app into self->wr, with self->body as the body. Returns its request
+//  id, or 0 with *why set.
+static uint64_t s_build (zim_apisrv_t *self, int op, const char *app, json_t *targets,
+                         uint64_t top, const char **why)
+{
+    size_t n = targets ? json_array_size (targets) : 0;
+    bool listed = op == ZIM_API_PUSH_USERS || op == ZIM_API_PUSH_ROOMS ||
+                  op == ZIM_API_PUSH_CONNS || op == ZIM_API_ONLINE;
+    const char *bad = NULL;
+    if (listed && n == 0)
+        bad = "at least one target is needed";
+    if (n > S_MAX_TARGETS)
+        bad = "at most 10000 targets";
+    if (op == ZIM_API_PUSH_ROOMS && n > 256)
+        bad = "at most 256 rooms";
+    for (size_t i = 0; i < n && !bad; i++) {
+        json_t *t = json_array_get (targets, i);
+        if (op == ZIM_API_PUSH_CONNS) {
+            const char *u = json_string_value (json_object_get (t, "user"));
+            const char *d = json_string_value (json_object_get (t, "device"));
+            if (!u || !zim_uid_valid (zim_str (u)) || !d || !zim_cid_valid (zim_str (d)))
+                bad = "each target must be {\"user\": UID, \"device\": DEVICE}";
+        } else if (op == ZIM_API_PUSH_ROOMS || op == ZIM_API_ROOM) {
+            if (!json_is_string (t) || !s_room_ok (json_string_value (t)))
+                bad = "each room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -";
+        } else if (!json_is_string (t) || !zim_uid_valid (zim_str (json_string_value (t))))
+            bad = "each user must be a user id (1..64 of A-Z a-z 0-9 _ . @ -)";
+    }
+    if (bad) {
+        *why = bad;
+        return 0;
+    }
+    uint64_t req = ++self->next_req;
+    zim_wr_reset (&self->wr);
+    zim_str_t mpbody = self->body.size ? (zim_str_t){(const char *)self->body.data, self->body.size}
+                                       : (zim_str_t){"\xc0", 1};
+    zim_api_q_pack (&self->wr, &(zim_api_q_t){req, zim_str (app), (uint64_t)op, top, mpbody,
+                                              {NULL, NULL}, (uint32_t)n});
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get (targets, i);
+        const char *name = op == ZIM_API_PUSH_CONNS
+                               ? json_string_value (json_object_get (t, "user"))
+                               : json_string_value (t);
+        const char *device = op == ZIM_API_PUSH_CONNS
+                                 ? json_string_value (json_object_get (t, "device"))
+                                 : "";
+        zim_api_target_pack (&self->wr, &(zim_api_target_t){zim_str (name), zim_str (device)});
+    }
+    return req;
+}
+
 //  A push, online, rooms or stats request of app: checked whole, then one
 //  API_Q. Returns after answering or forwarding.
 static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const char *path,
@@ -576,54 +628,15 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
             return;
         }
     }
-    //  Every target checked before anything goes out: nothing half-applied.
-    size_t n = targets ? json_array_size (targets) : 0;
     const char *bad = NULL;
-    if (list_key && n == 0)
-        bad = "at least one target is needed";
-    if (n > S_MAX_TARGETS)
-        bad = "at most 10000 targets";
-    if (op == ZIM_API_PUSH_ROOMS && n > 256)
-        bad = "at most 256 rooms";
-    for (size_t i = 0; i < n && !bad; i++) {
-        json_t *t = json_array_get (targets, i);
-        if (op == ZIM_API_PUSH_CONNS) {
-            const char *u = json_string_value (json_object_get (t, "user"));
-            const char *d = json_string_value (json_object_get (t, "device"));
-            if (!u || !zim_uid_valid (zim_str (u)) || !d || !zim_cid_valid (zim_str (d)))
-                bad = "each target must be {\"user\": UID, \"device\": DEVICE}";
-        } else if (op == ZIM_API_PUSH_ROOMS) {
-            if (!json_is_string (t) || !s_room_ok (json_string_value (t)))
-                bad = "each room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -";
-        } else if (op != ZIM_API_ROOM) {
-            if (!json_is_string (t) || !zim_uid_valid (zim_str (json_string_value (t))))
-                bad = "each user must be a user id (1..64 of A-Z a-z 0-9 _ . @ -)";
-        }
-    }
-    if (bad) {
-        s_refuse (self, c, 400, "bad_field", bad);
-        json_decref (targets);
-        json_decref (doc);
-        return;
-    }
-    c->req = ++self->next_req;
-    zim_wr_reset (&self->wr);
-    zim_str_t mpbody = self->body.size ? (zim_str_t){(const char *)self->body.data, self->body.size}
-                                       : (zim_str_t){"\xc0", 1};
-    zim_api_q_pack (&self->wr, &(zim_api_q_t){c->req, zim_str (app), (uint64_t)op, top, mpbody,
-                                              {NULL, NULL}, (uint32_t)n});
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_array_get (targets, i);
-        const char *name = op == ZIM_API_PUSH_CONNS
-                               ? json_string_value (json_object_get (t, "user"))
-                               : json_string_value (t);
-        const char *device = op == ZIM_API_PUSH_CONNS
-                                 ? json_string_value (json_object_get (t, "device"))
-                                 : "";
-        zim_api_target_pack (&self->wr, &(zim_api_target_t){zim_str (name), zim_str (device)});
-    }
+    uint64_t req = s_build (self, op, app, targets, top, &bad);
     json_decref (targets);
     json_decref (doc);
+    if (!req) {
+        s_refuse (self, c, 400, "bad_field", bad);
+        return;
+    }
+    c->req = req;
     s_forward (self, c);
 }
 
@@ -767,30 +780,139 @@ void zim_apisrv_handle (zim_apisrv_t *self)
     zmsg_destroy (&msg);
 }
 
-void zim_apisrv_handle_router (zim_apisrv_t *self)
+//  Decodes an API_R; returns 0 with *r set, or -1 (logged).
+static int s_router_answer (zim_apisrv_t *self, zframe_t *frame, zim_api_r_t *r)
 {
-    zframe_t *frame = zframe_recv (self->routers);
-    if (!frame)
-        return;
     zim_rd_t rd;
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
     int kind;
     uint32_t fields;
-    zim_api_r_t r;
     if (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_API_R &&
-        zim_api_r_unpack (&rd, fields, &r) == 0) {
-        char req[24];
-        snprintf (req, sizeof req, "%" PRIx64, r.req);
-        s_conn_t *c = (s_conn_t *)zhashx_lookup (self->inflight, req);
-        if (c) {
-            zhashx_delete (self->inflight, req);
-            char *json = zim_str_dup (r.json);
-            s_answer (self, c, r.status ? (int)r.status : 200, json);
-            free (json);
-        }
-    } else
-        zim_ratelog_warn (&self->ratelog, self->program, "API: dropped an undecodable answer");
+        zim_api_r_unpack (&rd, fields, r) == 0)
+        return 0;
+    zim_ratelog_warn (&self->ratelog, self->program, "API: dropped an undecodable answer");
+    return -1;
+}
+
+//  Answers the HTTP request a router's answer is for.
+static void s_deliver_answer (zim_apisrv_t *self, const zim_api_r_t *r)
+{
+    char req[24];
+    snprintf (req, sizeof req, "%" PRIx64, r->req);
+    s_conn_t *c = (s_conn_t *)zhashx_lookup (self->inflight, req);
+    if (c) {
+        zhashx_delete (self->inflight, req);
+        char *json = zim_str_dup (r->json);
+        s_answer (self, c, r->status ? (int)r->status : 200, json);
+        free (json);
+    }
+}
+
+void zim_apisrv_handle_router (zim_apisrv_t *self)
+{
+    zframe_t *frame = zframe_recv (self->routers);
+    zim_api_r_t r;
+    if (frame && s_router_answer (self, frame, &r) == 0)
+        s_deliver_answer (self, &r);
     zframe_destroy (&frame);
+}
+
+char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *text, size_t size)
+{
+    zim_apisrv_t *self = (zim_apisrv_t *)arg;
+    *code = ZIM_ERR_BAD_FIELD;
+    int op = 0;
+    bool push = zim_str_eq (req->verb, "push");
+    if (push && req->nargs == 4) {
+        op = zim_str_eq (req->args[1], "users")   ? ZIM_API_PUSH_USERS
+             : zim_str_eq (req->args[1], "rooms") ? ZIM_API_PUSH_ROOMS
+             : zim_str_eq (req->args[1], "all")   ? ZIM_API_PUSH_ALL
+                                                  : 0;
+        if (!op) {
+            snprintf (text, size, "push users|rooms|all");
+            return NULL;
+        }
+    } else if (zim_str_eq (req->verb, "online") && req->nargs == 2)
+        op = ZIM_API_ONLINE;
+    else if (zim_str_eq (req->verb, "rooms") && req->nargs == 3)
+        op = req->args[1].len ? ZIM_API_ROOM : ZIM_API_TOP;
+    else if (push || zim_str_eq (req->verb, "online") || zim_str_eq (req->verb, "rooms")) {
+        snprintf (text, size, "wrong arguments for %.*s", (int)req->verb.len, req->verb.ptr);
+        return NULL;
+    } else {
+        *code = ZIM_ERR_UNKNOWN_OP;
+        snprintf (text, size, "unknown verb");
+        return NULL;
+    }
+    char app[ZIM_ID_MAX + 1], list[4096], value[4096];
+    if (!zim_uid_valid (req->args[0]) || req->args[0].len >= sizeof app) {
+        snprintf (text, size, "not an app name");
+        return NULL;
+    }
+    zim_str_copy (req->args[0], app, sizeof app);
+    json_t *targets = json_array ();
+    uint64_t top = 10;
+    zim_wr_reset (&self->body);
+    if (op == ZIM_API_TOP) {
+        zim_str_copy (req->args[2], value, sizeof value);
+        if (zim_parse_u64 (value, &top) || top == 0 || top > 1000) {
+            json_decref (targets);
+            snprintf (text, size, "top must be 1 to 1000");
+            return NULL;
+        }
+    } else if (op != ZIM_API_PUSH_ALL) {
+        zim_str_copy (req->args[op == ZIM_API_ROOM ? 1 : op == ZIM_API_ONLINE ? 1 : 2], list,
+                      sizeof list);
+        for (char *tok = strtok (list, ","); tok; tok = strtok (NULL, ","))
+            json_array_append_new (targets, json_string (tok));
+    }
+    if (push) {
+        json_error_t err;
+        json_t *data = json_loadb (req->args[3].ptr, req->args[3].len, JSON_DECODE_ANY, &err);
+        if (!data || s_json_to_mp (&self->body, data, 0)) {
+            json_decref (data);
+            json_decref (targets);
+            snprintf (text, size, "data must be JSON (at most 32 levels deep)");
+            return NULL;
+        }
+        json_decref (data);
+    }
+    const char *bad = NULL;
+    uint64_t id = s_build (self, op, app, targets, top, &bad);
+    json_decref (targets);
+    if (!id) {
+        snprintf (text, size, "%s", bad);
+        return NULL;
+    }
+    *code = ZIM_ERR_UNAVAILABLE;
+    if (zmq_send (zsock_resolve (self->routers), self->wr.data, self->wr.size, ZMQ_DONTWAIT) !=
+        (int)self->wr.size) {
+        snprintf (text, size, "no router reachable");
+        return NULL;
+    }
+    //  Wait for our answer; answers to HTTP requests meanwhile go to them.
+    int64_t deadline = zclock_mono () + S_ROUTER_MS;
+    while (zclock_mono () < deadline) {
+        zsock_set_rcvtimeo (self->routers, (int)(deadline - zclock_mono ()));
+        zframe_t *frame = zframe_recv (self->routers);
+        zim_api_r_t r;
+        if (!frame)
+            break;
+        if (s_router_answer (self, frame, &r) == 0) {
+            if (r.req == id) {
+                char *json = zim_str_dup (r.json);
+                zframe_destroy (&frame);
+                zsock_set_rcvtimeo (self->routers, -1);
+                *code = 0;
+                return json;
+            }
+            s_deliver_answer (self, &r);
+        }
+        zframe_destroy (&frame);
+    }
+    zsock_set_rcvtimeo (self->routers, -1);
+    snprintf (text, size, "no router answered within 5 s");
+    return NULL;
 }
 
 void zim_apisrv_sweep (zim_apisrv_t *self)

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "msg/zim_admin.h"
 #include "msg/zim_curve.h"
 
 #ifdef __cplusplus
@@ -56,6 +57,13 @@ const char *zim_apisrv_url (zim_apisrv_t *self);
 void zim_apisrv_handle (zim_apisrv_t *self);
 //  Reads one answer of a router (call when readable).
 void zim_apisrv_handle_router (zim_apisrv_t *self);
+//  The same operations for the admin endpoint (a zim_adminsrv_verb_fn;
+//  arg is the zim_apisrv_t): push APP users|rooms|all TARGETS DATA (targets
+//  comma-separated, "" for all; data JSON), online APP USERS, rooms APP
+//  NAME TOP (NAME "": the TOP rooms). Returns the router's JSON answer
+//  (caller owns), or NULL with *code (ZIM_ERR_UNKNOWN_OP for another verb,
+//  ZIM_ERR_BAD_FIELD, ZIM_ERR_UNAVAILABLE) and text set. Blocks up to 5 s.
+char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *text, size_t size);
 //  Answers 503 to requests a router did not answer in time, closes idle
 //  connections (call now and then).
 void zim_apisrv_sweep (zim_apisrv_t *self);

@@ -259,6 +259,25 @@ static const char *s_admin_endpoint (zim_node_t *self)
     return self->admin ? zim_adminsrv_endpoint (self->admin) : "none";
 }
 
+//  The admin verbs beyond status and token: the push API's (push, online,
+//  rooms), then the store's (pushq, mute).
+static char *s_node_verbs (void *arg, const zim_admin_req_t *req, int *code, char *text,
+                           size_t size)
+{
+    zim_node_t *self = (zim_node_t *)arg;
+    *code = ZIM_ERR_UNKNOWN_OP;
+    snprintf (text, size, "unknown verb");
+    char *answer = NULL;
+    if (self->api) {
+        answer = zim_apisrv_admin (self->api, req, code, text, size);
+        if (answer || *code != ZIM_ERR_UNKNOWN_OP)
+            return answer;
+    }
+    if (self->storeadmin)
+        answer = zim_storeadmin_verb (self->storeadmin, req, code, text, size);
+    return answer;
+}
+
 //  Serves the store's admin verbs (pushq, mute) on the admin endpoint,
 //  through a DEALER to the store at endpoint. Returns 0 or -1.
 static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curve_t *curve)
@@ -268,7 +287,7 @@ static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curv
     self->storeadmin = zim_storeadmin_new (endpoint, curve);
     if (!self->storeadmin)
         return -1;
-    zim_adminsrv_set_verbs (self->admin, zim_storeadmin_verb, self->storeadmin);
+    zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
     return 0;
 }
 
@@ -522,6 +541,8 @@ static int s_api_open (zim_node_t *self, bool cluster)
                       address);
         return 0;
     }
+    if (self->admin)
+        zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
     if (zim_datadir_dev_defaults (self->datadir)) {
         char path[4096];
         snprintf (path, sizeof path, "%s/app-demo.apikey", zim_datadir_path (self->datadir));
