@@ -15,6 +15,9 @@
 #define S_MAX_CLAIMS 64
 //  Rooms per ROOMS message.
 #define S_CHUNK 1000
+//  Users whose tokens issued until a disconnect are refused (POST
+//  /v1/disconnect), at most.
+#define S_MAX_REVOKED 100000
 //  Broadcasts (push to all) being paced at once; more are dropped.
 #define S_MAX_BROADCASTS 16
 
@@ -88,6 +91,7 @@ struct _zim_rooms_t {
     zim_wr_t fr;                 //  scratch: client frames
     s_cast_t casts[S_MAX_BROADCASTS]; //  broadcasts being paced
     size_t ncasts;               //  how many
+    zhashx_t *revoked;           //  "app/uid" -> time (s) until which its tokens are refused
 };
 
 static const zim_str_t s_nocid = {NULL, 0};
@@ -129,6 +133,8 @@ zim_rooms_t *zim_rooms_new (zim_edge_t *edge)
     self->edge = edge;
     self->rooms = zhashx_new ();
     self->conns = zhashx_new ();
+    self->revoked = zhashx_new ();
+    zhashx_set_destructor (self->revoked, (zhashx_destructor_fn *)zstr_free);
     zim_wr_init (&self->fr);
     return self;
 }
@@ -144,6 +150,7 @@ void zim_rooms_destroy (zim_rooms_t **self_p)
         s_conn_free (&c);
     zhashx_destroy (&self->rooms);
     zhashx_destroy (&self->conns);
+    zhashx_destroy (&self->revoked);
     zim_wr_free (&self->fr);
     for (size_t i = 0; i < self->ncasts; i++) {
         free (self->casts[i].ids);
@@ -605,6 +612,20 @@ void zim_rooms_on_auth (zim_edge_t *edge, zim_session_t *session, const char *to
     char text[4096];
     size_t n = s_b64url (dot1 + 1, (size_t)(dot2 - dot1 - 1), text, sizeof text);
     json_t *claims = n ? json_loadb (text, n, 0, NULL) : NULL;
+    //  A token of a user the backend disconnected, issued (iat) until then,
+    //  is refused.
+    char who[2 * ZIM_ID_MAX + 2];
+    snprintf (who, sizeof who, "%s/%s", zim_session_app (session), zim_session_uid (session));
+    const char *until = (const char *)zhashx_lookup (edge->rooms->revoked, who);
+    json_t *iat = json_object_get (claims, "iat");
+    if (until && (!json_is_number (iat) || json_number_value (iat) <= atof (until))) {
+        edge->room_refused++;
+        zim_shell_warn (edge->shell, "%s: a token issued before its disconnect: closed (4056)", who);
+        zim_session_fail (session, ZIM_ERR_DISCONNECTED, "this token was revoked by the app",
+                          ZIM_ERR_DISCONNECTED);
+        json_decref (claims);
+        return;
+    }
     json_t *rooms = json_object_get (claims, "rooms");
     if (json_is_array (rooms) && json_array_size (rooms) > 0) {
         s_conn_t *conn = s_conn (edge->rooms, session, true);
@@ -770,6 +791,61 @@ malformed:
     zim_shell_warn (self->edge->shell, "dropped an undecodable ROOM_COUNTS");
 }
 
+//  The backend's order (CONN_CTL): listed connections join or leave a
+//  room, or are closed (and the user's tokens issued until now refused).
+static void s_conn_ctl (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
+{
+    zim_edge_t *edge = self->edge;
+    zim_conn_ctl_t m;
+    if (zim_conn_ctl_unpack (rd, fields, &m) ||
+        (m.what != ZIM_CTL_CLOSE && !zim_room_valid (m.room))) {
+        edge->bad_messages++;
+        zim_shell_warn (edge->shell, "dropped an undecodable CONN_CTL");
+        return;
+    }
+    if (m.what == ZIM_CTL_CLOSE && m.uid.len) {
+        char who[2 * ZIM_ID_MAX + 2], until[32];
+        snprintf (who, sizeof who, "%.*s/%.*s", (int)m.app.len, m.app.ptr, (int)m.uid.len,
+                  m.uid.ptr);
+        snprintf (until, sizeof until, "%" PRIu64, zim_now_ms () / 1000);
+        if (zhashx_size (self->revoked) < S_MAX_REVOKED || zhashx_lookup (self->revoked, who))
+            zhashx_update (self->revoked, who, zim_strdup (until));
+    }
+    for (uint32_t i = 0; i < m.nconns; i++) {
+        uint64_t id;
+        if (zim_rd_uint (&m.conns, &id))
+            break;
+        zim_session_t *s = zim_sessions_lookup (edge->sessions, id);
+        if (!s || zim_session_closing (s) || !zim_str_eq (m.app, zim_session_app (s)))
+            continue;
+        if (m.what == ZIM_CTL_CLOSE) {
+            zim_session_fail (s, ZIM_ERR_DISCONNECTED, "disconnected by the app",
+                              ZIM_ERR_DISCONNECTED);
+            continue;
+        }
+        s_conn_t *conn = s_conn (self, s, m.what == ZIM_CTL_JOIN);
+        int slot = s_find (conn, m.room);
+        zim_wr_reset (&edge->fr);
+        if (m.what == ZIM_CTL_JOIN && slot < 0) {
+            if (conn->n >= edge->max_rooms_per_conn) {
+                edge->room_refused++;
+                continue;
+            }
+            s_room_t *room = s_join (self, conn, zim_session_app (s), m.room, false);
+            edge->room_joins++;
+            zim_sframe_pack (&edge->fr, &(zim_sframe_t){.op = ZIM_SOP_JOINED,
+                                                        .room = zim_str (room->name),
+                                                        .online = s_online (room)});
+        } else if (m.what == ZIM_CTL_LEAVE && slot >= 0) {
+            s_leave (self, conn, (uint32_t)slot);
+            edge->room_leaves++;
+            zim_sframe_pack (&edge->fr, &(zim_sframe_t){.op = ZIM_SOP_LEFT, .room = m.room});
+        }
+        if (edge->fr.size)
+            zim_session_write (s, edge->fr.data, edge->fr.size, false);
+    }
+}
+
 void zim_rooms_backbone (zim_edge_t *edge, const void *data, size_t size)
 {
     zim_rd_t rd;
@@ -787,6 +863,10 @@ void zim_rooms_backbone (zim_edge_t *edge, const void *data, size_t size)
         }
         if (kind == ZIM_MSG_OUT) {
             zim_frames_out (edge, data, size);
+            return;
+        }
+        if (kind == ZIM_MSG_CONN_CTL) {
+            s_conn_ctl (edge->rooms, &rd, fields);
             return;
         }
     }

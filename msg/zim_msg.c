@@ -84,6 +84,8 @@ const char *zim_strerror (int code)
         return "room not allowed";
     case ZIM_ERR_SIGNAL_RATE:
         return "signal rate limited";
+    case ZIM_ERR_DISCONNECTED:
+        return "disconnected by the app";
     case ZIM_ERR_IDLE_TIMEOUT:
         return "idle timeout";
     case ZIM_ERR_SLOW_CONSUMER:

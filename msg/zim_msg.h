@@ -70,6 +70,7 @@ extern "C" {
 #define ZIM_ERR_PUBLISH_DENIED 4053   //  the app's client_publish does not allow it
 #define ZIM_ERR_ROOM_DENIED 4054      //  the token's rooms claim does not name the room
 #define ZIM_ERR_SIGNAL_RATE 4055      //  over the per-connection signal rate
+#define ZIM_ERR_DISCONNECTED 4056     //  the app's backend cut the connection (POST /v1/disconnect)
 #define ZIM_ERR_IDLE_TIMEOUT 4080   //  nothing received within idle_timeout
 #define ZIM_ERR_SLOW_CONSUMER 4090  //  send queue to the client overflowed
 #define ZIM_ERR_INTERNAL 5000       //  server fault; retry may succeed
@@ -107,6 +108,12 @@ const char *zim_strerror (int code);
 #define ZIM_API_TOP 6             //  the n rooms with most connections
 #define ZIM_API_STATS 7           //  totals of the app
 #define ZIM_API_PUSH_ALL 8        //  a push frame to every connection of the app
+#define ZIM_API_ROOM_JOIN 9       //  every connection of users joins room
+#define ZIM_API_ROOM_LEAVE 10     //  every connection of users leaves room
+#define ZIM_API_DISCONNECT 11     //  close the connections of (user, device); refuse its tokens
+#define ZIM_CTL_JOIN 1            //  CONN_CTL what: join room
+#define ZIM_CTL_LEAVE 2           //  leave room
+#define ZIM_CTL_CLOSE 3           //  close (4056), and refuse the user's tokens issued until now
 
 //  ---------------------------------------------------------------------
 //  The catalogue, expanded. Kind codes: ZIM_MSG_<NAME>.

@@ -378,6 +378,37 @@ static json_t *s_top (zim_roomtab_t *self, zim_str_t app, uint64_t n)
     return list;
 }
 
+//  Sends CONN_CTL what (room, uid) to each gateway of gws (a JSON object
+//  whose keys are gateway names; NULL: those of dests), naming the
+//  connections of dests (sorted here) on it.
+static void s_send_ctl (zim_roomtab_t *self, void *sock, zim_str_t app, int what, zim_str_t room,
+                        zim_str_t uid, s_dest_t *dests, size_t n, json_t *gws)
+{
+    qsort (dests, n, sizeof *dests, s_dest_cmp);
+    json_t *names = gws ? json_incref (gws) : json_object ();
+    for (size_t i = 0; !gws && i < n; i++)
+        json_object_set_new (names, dests[i].gateway, json_true ());
+    const char *gw;
+    json_t *value;
+    json_object_foreach (names, gw, value)
+    {
+        uint32_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            k += streq (dests[i].gateway, gw);
+        zim_wr_reset (&self->wr);
+        zim_conn_ctl_pack (&self->wr, &(zim_conn_ctl_t){.app = app,
+                                                        .what = (uint64_t)what,
+                                                        .room = room,
+                                                        .uid = uid,
+                                                        .nconns = k});
+        for (size_t i = 0; i < n; i++)
+            if (streq (dests[i].gateway, gw))
+                zim_wr_uint (&self->wr, dests[i].conn);
+        s_send (self, sock, gw);
+    }
+    json_decref (names);
+}
+
 //  Answers an API_Q: [peer, API_R].
 static void s_api_answer (zim_roomtab_t *self, void *sock, zframe_t *peer, uint64_t req,
                           int status, json_t *doc)
@@ -470,6 +501,34 @@ static bool s_api (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zframe
         json_decref (gws);
         self->api_pushes++;
         json_object_set_new (doc, "gateways", json_integer ((json_int_t)sent));
+    } else if (q.op == ZIM_API_ROOM_JOIN || q.op == ZIM_API_ROOM_LEAVE) {
+        s_dest_t *dests = NULL;
+        size_t n = 0, alloc = 0;
+        json_t *per = json_object ();
+        for (uint32_t i = 0; i < q.ntargets; i++) {
+            size_t found = s_routes_of (self, routes, q.app, targets[i].name, (zim_str_t){"", 0},
+                                        &dests, &n, &alloc, NULL);
+            char name[140];
+            zim_str_copy (targets[i].name, name, sizeof name);
+            json_object_set_new (per, name, json_integer ((json_int_t)found));
+        }
+        s_send_ctl (self, sock, q.app, q.op == ZIM_API_ROOM_JOIN ? ZIM_CTL_JOIN : ZIM_CTL_LEAVE,
+                    q.room, (zim_str_t){"", 0}, dests, n, NULL);
+        free (dests);
+        json_object_set_new (doc, "users", per);
+    } else if (q.op == ZIM_API_DISCONNECT && q.ntargets == 1) {
+        //  Every gateway hears it (to refuse the user's tokens there too);
+        //  those with its connections close them.
+        s_dest_t *dests = NULL;
+        size_t n = 0, alloc = 0;
+        s_routes_of (self, routes, q.app, targets[0].name, targets[0].device, &dests, &n, &alloc,
+                     NULL);
+        json_t *gws = zim_routes_per_gateway (routes);
+        s_send_ctl (self, sock, q.app, ZIM_CTL_CLOSE, (zim_str_t){"", 0},
+                    targets[0].device.len ? (zim_str_t){"", 0} : targets[0].name, dests, n, gws);
+        json_decref (gws);
+        free (dests);
+        json_object_set_new (doc, "connections", json_integer ((json_int_t)n));
     } else if (q.op == ZIM_API_ONLINE) {
         json_t *per = json_object ();
         for (uint32_t i = 0; i < q.ntargets; i++) {

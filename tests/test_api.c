@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static tk_server_t srv;
 static CURL *curl;
@@ -142,7 +143,8 @@ static void s_join (tk_client_t *c, const char *room)
 static void s_expect_body (tk_client_t *c, const char *op, const char *body, size_t size)
 {
     tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, op, 10000, &f), 0);
+    ck_assert_msg (tk_expect (c, op, 10000, &f) == 0, "no %s frame (a body of %zu bytes)", op,
+                   size);
     zim_rd_t rd;
     zim_sframe_t m;
     const char *why;
@@ -360,6 +362,73 @@ START_TEST (test_api)
     out[got] = 0;
     ck_assert_int_eq (pclose (p), 0);
     ck_assert_msg (strstr (out, "\"online\":2"), "zimctl rooms: %s", out);
+
+    //  The backend puts users in and out of rooms: every connection of
+    //  theirs gets joined / left.
+    st = s_call ("POST", "/v1/rooms/stage/join", "{\"users\":[\"alice\",\"carol\"]}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (doc, "users"), "alice")), 2);
+    json_decref (doc);
+    tk_frame_t tf;
+    ck_assert_int_eq (tk_expect (phone, "joined", 10000, &tf), 0);
+    ck_assert_int_eq (tk_expect (laptop, "joined", 10000, &tf), 0);
+    //  The router knows the room once the gateway reported it (a moment
+    //  after the answer): wait for it, then push.
+    json_int_t staged = 0;
+    for (int tries = 0; tries < 50 && staged == 0; tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/stage", NULL, &doc), 200);
+        staged = json_integer_value (json_object_get (doc, "online"));
+        json_decref (doc);
+        if (staged == 0)
+            usleep (100000);
+    }
+    ck_assert_int_gt (staged, 0);
+    st = s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"stage\"],\"data\":\"s\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    s_expect_body (laptop, "room", "\xa1s", 2);
+    st = s_call ("POST", "/v1/rooms/stage/leave", "{\"users\":[\"alice\"]}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    ck_assert_int_eq (tk_expect (laptop, "left", 10000, &tf), 0);
+    s_refused (s_call ("POST", "/v1/rooms/bad%20room/join", "{\"users\":[\"alice\"]}", &doc), &doc,
+               400, "bad_room");
+    s_refused (s_call ("POST", "/v1/rooms/stage/join", "{\"users\":\"alice\"}", &doc), &doc, 400,
+               "bad_field");
+    s_refused (s_call ("POST", "/v1/disconnect", "{\"device\":\"phone\"}", &doc), &doc, 400,
+               "bad_field");
+
+    //  Disconnect one device: closed with 4056, the other stays.
+    st = s_call ("POST", "/v1/disconnect", "{\"user\":\"alice\",\"device\":\"laptop\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 1);
+    json_decref (doc);
+    for (int i = 0; i < 500 && !tk_closed (laptop); i++)
+        tk_recv (laptop, 20, &tf);
+    ck_assert_int_eq (tk_close_status (laptop), ZIM_ERR_DISCONNECTED);
+    s_nothing (phone, "push");
+    //  Disconnect a user: its tokens issued until now are refused.
+    char *old = tk_token (&srv, "bob", 3600);
+    ck_assert_ptr_nonnull (old);
+    st = s_call ("POST", "/v1/disconnect", "{\"user\":\"bob\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    for (int i = 0; i < 500 && !tk_closed (bob); i++)
+        tk_recv (bob, 20, &tf);
+    ck_assert_int_eq (tk_close_status (bob), ZIM_ERR_DISCONNECTED);
+    char query[2048];
+    snprintf (query, sizeof query, "token=%s", old);
+    free (old);
+    tk_client_t *again = tk_connect (&srv, query, NULL);
+    ck_assert_ptr_nonnull (again);
+    for (int i = 0; i < 500 && !tk_closed (again); i++)
+        tk_recv (again, 20, &tf);
+    ck_assert_int_eq (tk_close_status (again), ZIM_ERR_DISCONNECTED);
+    tk_close (&again);
+    sleep (2); //  a token issued after the disconnect (iat has seconds)
+    again = s_login ("bob", "tablet");
+    s_nothing (again, "error");
+    tk_close (&again);
 
     tk_close (&phone);
     tk_close (&laptop);

@@ -449,11 +449,12 @@ static void s_forward (zim_apisrv_t *self, s_conn_t *c)
 //  for app into self->wr, with self->body as the body. Returns its request
 //  id, or 0 with *why set.
 static uint64_t s_build (zim_apisrv_t *self, int op, const char *app, json_t *targets,
-                         uint64_t top, const char **why)
+                         uint64_t top, const char *room, const char **why)
 {
     size_t n = targets ? json_array_size (targets) : 0;
     bool listed = op == ZIM_API_PUSH_USERS || op == ZIM_API_PUSH_ROOMS ||
-                  op == ZIM_API_PUSH_CONNS || op == ZIM_API_ONLINE;
+                  op == ZIM_API_PUSH_CONNS || op == ZIM_API_ONLINE || op == ZIM_API_ROOM_JOIN ||
+                  op == ZIM_API_ROOM_LEAVE || op == ZIM_API_DISCONNECT;
     const char *bad = NULL;
     if (listed && n == 0)
         bad = "at least one target is needed";
@@ -463,10 +464,12 @@ static uint64_t s_build (zim_apisrv_t *self, int op, const char *app, json_t *ta
         bad = "at most 256 rooms";
     for (size_t i = 0; i < n && !bad; i++) {
         json_t *t = json_array_get (targets, i);
-        if (op == ZIM_API_PUSH_CONNS) {
+        if (op == ZIM_API_PUSH_CONNS || op == ZIM_API_DISCONNECT) {
             const char *u = json_string_value (json_object_get (t, "user"));
             const char *d = json_string_value (json_object_get (t, "device"));
-            if (!u || !zim_uid_valid (zim_str (u)) || !d || !zim_cid_valid (zim_str (d)))
+            bool has_device = json_object_get (t, "device") != NULL;
+            if (!u || !zim_uid_valid (zim_str (u)) || ((op == ZIM_API_PUSH_CONNS || has_device) &&
+                                                       (!d || !zim_cid_valid (zim_str (d)))))
                 bad = "each target must be {\"user\": UID, \"device\": DEVICE}";
         } else if (op == ZIM_API_PUSH_ROOMS || op == ZIM_API_ROOM) {
             if (!json_is_string (t) || !s_room_ok (json_string_value (t)))
@@ -482,16 +485,21 @@ static uint64_t s_build (zim_apisrv_t *self, int op, const char *app, json_t *ta
     zim_wr_reset (&self->wr);
     zim_str_t mpbody = self->body.size ? (zim_str_t){(const char *)self->body.data, self->body.size}
                                        : (zim_str_t){"\xc0", 1};
-    zim_api_q_pack (&self->wr, &(zim_api_q_t){req, zim_str (app), (uint64_t)op, top, mpbody,
-                                              {NULL, NULL}, (uint32_t)n});
+    zim_api_q_pack (&self->wr, &(zim_api_q_t){.req = req,
+                                              .app = zim_str (app),
+                                              .op = (uint64_t)op,
+                                              .n = top,
+                                              .room = zim_str (room ? room : ""),
+                                              .body = mpbody,
+                                              .ntargets = (uint32_t)n});
+    bool pairs = op == ZIM_API_PUSH_CONNS || op == ZIM_API_DISCONNECT;
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get (targets, i);
-        const char *name = op == ZIM_API_PUSH_CONNS
-                               ? json_string_value (json_object_get (t, "user"))
-                               : json_string_value (t);
-        const char *device = op == ZIM_API_PUSH_CONNS
-                                 ? json_string_value (json_object_get (t, "device"))
-                                 : "";
+        const char *name = pairs ? json_string_value (json_object_get (t, "user"))
+                                 : json_string_value (t);
+        const char *device = pairs ? json_string_value (json_object_get (t, "device")) : "";
+        if (!device)
+            device = "";
         zim_api_target_pack (&self->wr, &(zim_api_target_t){zim_str (name), zim_str (device)});
     }
     return req;
@@ -528,24 +536,64 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
     else if (strncmp (path, "/v1/rooms/", 10) == 0) {
         snprintf (room, sizeof room, "%.150s", path + 10);
         size_t rlen = strlen (room);
-        if ((rlen > 5 && streq (room + rlen - 5, "/join")) ||
-            (rlen > 6 && streq (room + rlen - 6, "/leave"))) {
-            s_refuse (self, c, 501, "not_implemented",
-                      "room join/leave by the backend is not implemented yet");
-            return;
-        }
-        op = ZIM_API_ROOM;
-    } else if (streq (path, "/v1/disconnect")) {
-        s_refuse (self, c, 501, "not_implemented", "disconnect is not implemented yet");
-        return;
-    } else {
+        if (rlen > 5 && streq (room + rlen - 5, "/join")) {
+            room[rlen - 5] = 0;
+            op = ZIM_API_ROOM_JOIN, list_key = "users";
+        } else if (rlen > 6 && streq (room + rlen - 6, "/leave")) {
+            room[rlen - 6] = 0;
+            op = ZIM_API_ROOM_LEAVE, list_key = "users";
+        } else
+            op = ZIM_API_ROOM;
+    } else if (streq (path, "/v1/disconnect"))
+        op = ZIM_API_DISCONNECT;
+    else {
         s_refuse (self, c, 404, "not_found", "no such endpoint (docs/API.md)");
         return;
     }
     bool is_push = op == ZIM_API_PUSH_USERS || op == ZIM_API_PUSH_ROOMS ||
                    op == ZIM_API_PUSH_CONNS || op == ZIM_API_PUSH_ALL;
-    if ((is_push && !post) || (!is_push && !get)) {
-        s_refuse (self, c, 405, "method_not_allowed", is_push ? "use POST" : "use GET");
+    bool is_order = op == ZIM_API_ROOM_JOIN || op == ZIM_API_ROOM_LEAVE || op == ZIM_API_DISCONNECT;
+    if (((is_push || is_order) && !post) || (!is_push && !is_order && !get)) {
+        s_refuse (self, c, 405, "method_not_allowed", is_push || is_order ? "use POST" : "use GET");
+        return;
+    }
+    if (is_order) {
+        //  {"users": [...]} for a room, {"user": U, "device"?: D} to cut.
+        json_t *order = json_loadb (body, blen, 0, NULL);
+        if (!json_is_object (order)) {
+            s_refuse (self, c, 400, "bad_json", "the body must be a JSON object");
+            json_decref (order);
+            return;
+        }
+        json_t *targets = NULL;
+        if (op == ZIM_API_DISCONNECT) {
+            json_t *user = json_object_get (order, "user"), *device = json_object_get (order, "device");
+            targets = json_array ();
+            json_t *t = json_object ();
+            if (user)
+                json_object_set (t, "user", user);
+            if (device)
+                json_object_set (t, "device", device);
+            json_array_append_new (targets, t);
+        } else {
+            targets = json_incref (json_object_get (order, "users"));
+            if (!s_room_ok (room)) {
+                s_refuse (self, c, 400, "bad_room", "room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -");
+                json_decref (targets);
+                json_decref (order);
+                return;
+            }
+        }
+        json_decref (order);
+        const char *bad = json_is_array (targets) ? NULL : "users must be an array";
+        uint64_t req = bad ? 0 : s_build (self, op, app, targets, 0, room, &bad);
+        json_decref (targets);
+        if (!req) {
+            s_refuse (self, c, 400, "bad_field", bad);
+            return;
+        }
+        c->req = req;
+        s_forward (self, c);
         return;
     }
     //  The targets and the body, as JSON or (msgpack) from the query.
@@ -629,7 +677,7 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
         }
     }
     const char *bad = NULL;
-    uint64_t req = s_build (self, op, app, targets, top, &bad);
+    uint64_t req = s_build (self, op, app, targets, top, NULL, &bad);
     json_decref (targets);
     json_decref (doc);
     if (!req) {
@@ -878,7 +926,7 @@ char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *
         json_decref (data);
     }
     const char *bad = NULL;
-    uint64_t id = s_build (self, op, app, targets, top, &bad);
+    uint64_t id = s_build (self, op, app, targets, top, NULL, &bad);
     json_decref (targets);
     if (!id) {
         snprintf (text, size, "%s", bad);
