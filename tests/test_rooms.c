@@ -11,6 +11,7 @@
 */
 #include "gateway/zim_token.h"
 #include "msg/zim_msg.h"
+#include "sdk/c/zim_client.h"
 #include "msg/zim_util.h"
 #include "tests/zim_clustertest.h"
 #include "tests/zim_testkit.h"
@@ -420,6 +421,137 @@ START_TEST (test_rooms_cluster)
 }
 END_TEST
 
+//  The C SDK: what its callbacks saw.
+typedef struct {
+    int joined, rooms, signals, counts;
+    char last_from[72], last_body[64];
+    int64_t last_online;
+} s_sdk_t;
+
+static void s_sdk_joined (zim_client_t *c, const char *room, int64_t online, void *arg)
+{
+    (void)c;
+    (void)room;
+    s_sdk_t *t = (s_sdk_t *)arg;
+    t->joined++;
+    t->last_online = online;
+}
+
+static void s_sdk_room (zim_client_t *c, const zim_client_room_t *m, void *arg)
+{
+    (void)c;
+    s_sdk_t *t = (s_sdk_t *)arg;
+    t->rooms++;
+    snprintf (t->last_from, sizeof t->last_from, "%s", m->from ? m->from : "");
+    zim_rd_t rd;
+    zim_str_t text;
+    zim_rd_init (&rd, m->body, m->body_len);
+    if (zim_rd_str (&rd, &text) == 0)
+        zim_str_copy (text, t->last_body, sizeof t->last_body);
+}
+
+static void s_sdk_signal (zim_client_t *c, const zim_client_room_t *m, void *arg)
+{
+    (void)c;
+    s_sdk_t *t = (s_sdk_t *)arg;
+    t->signals++;
+    snprintf (t->last_from, sizeof t->last_from, "%s", m->from ? m->from : "");
+}
+
+static void s_sdk_count (zim_client_t *c, const char *room, uint64_t online, void *arg)
+{
+    (void)c;
+    (void)room;
+    s_sdk_t *t = (s_sdk_t *)arg;
+    t->counts++;
+    t->last_online = (int64_t)online;
+}
+
+//  Runs the loop until *flag reaches want (or 15 s).
+static void s_sdk_until (zim_loop_t *loop, int *flag, int want)
+{
+    int64_t deadline = zclock_mono () + 15000;
+    while (*flag < want && zclock_mono () < deadline)
+        zim_loop_run (loop, 50);
+    ck_assert_int_ge (*flag, want);
+}
+
+START_TEST (test_rooms_sdk_c)
+{
+    char *token = tk_token (&srv, "sdk", 3600);
+    ck_assert_ptr_nonnull (token);
+    char url[128];
+    snprintf (url, sizeof url, "ws://127.0.0.1:%d/ws", srv.ws_port);
+    s_sdk_t t = {0};
+    zim_client_config_t cfg = {0};
+    cfg.url = url;
+    cfg.token = token;
+    cfg.reconnect = true;
+    cfg.backoff_max_ms = 500;
+    cfg.on_joined = s_sdk_joined;
+    cfg.on_room = s_sdk_room;
+    cfg.on_signal = s_sdk_signal;
+    cfg.on_count = s_sdk_count;
+    cfg.arg = &t;
+    zim_loop_t *loop = zim_loop_new ();
+    zim_client_t *c = zim_client_new (loop, &cfg);
+    ck_assert_ptr_nonnull (c);
+    ck_assert_int_eq (zim_client_join (c, "bad room", false), -1);
+    ck_assert_int_eq (zim_client_join (c, "lobby", true), 0); //  before auth: at auth_ok
+    ck_assert_int_eq (zim_client_connect (c), 0);
+    s_sdk_until (loop, &t.joined, 1);
+    ck_assert_int_eq (t.last_online, 1);
+    //  A raw client joins and publishes; the SDK client hears it, and the count.
+    tk_client_t *bob = s_login ("bob", "phone");
+    s_join (bob, "lobby", 1, false);
+    s_sdk_until (loop, &t.counts, 1);
+    s_room_op (bob, "publish", "lobby", 2, false, "from bob");
+    s_sdk_until (loop, &t.rooms, 1);
+    ck_assert_str_eq (t.last_from, "bob");
+    ck_assert_str_eq (t.last_body, "from bob");
+    s_signal (bob, "sdk", "typing");
+    s_sdk_until (loop, &t.signals, 1);
+    ck_assert_str_eq (t.last_from, "bob");
+    //  The SDK publishes: bob gets it.
+    uint64_t rid = 0;
+    ck_assert_int_eq (zim_client_publish (c, "lobby", "\xa3sdk", 4, &rid), 0);
+    ck_assert_int_eq (zim_client_signal (c, "bob", "\xc0", 1), 0);
+    int64_t deadline = zclock_mono () + 10000;
+    s_frame_t f;
+    bool got = false;
+    while (!got && zclock_mono () < deadline) {
+        zim_loop_run (loop, 20);
+        if (s_recv (bob, 20, &f) == 0 && streq (f.op, "room") && streq (f.from, "sdk"))
+            got = true; //  (bob's own publish came back to him first)
+    }
+    ck_assert (got);
+    ck_assert_str_eq (f.from, "sdk");
+    tk_close (&bob);
+    //  The server restarts on the same port: the SDK reconnects and joins
+    //  lobby again by itself.
+    char port[16];
+    snprintf (port, sizeof port, "%d", srv.ws_port);
+    tk_server_stop (&srv, SIGTERM);
+    const char *extra[] = {"-c", "tk-rooms.cfg", "--port", port, NULL};
+    char data[256];
+    snprintf (data, sizeof data, "%s", srv.data);
+    int joined = t.joined;
+    ck_assert_int_eq (tk_server_start (&srv, data, extra), 0);
+    s_sdk_until (loop, &t.joined, joined + 1);
+    tk_client_t *carol = s_login ("carol", "phone");
+    s_join (carol, "lobby", 3, false);
+    int rooms = t.rooms;
+    s_room_op (carol, "publish", "lobby", 4, false, "after restart");
+    s_sdk_until (loop, &t.rooms, rooms + 1);
+    ck_assert_str_eq (t.last_body, "after restart");
+    ck_assert_int_eq (zim_client_leave (c, "lobby"), 0);
+    tk_close (&carol);
+    zim_client_destroy (&c);
+    zim_loop_destroy (&loop);
+    free (token);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("rooms");
@@ -427,6 +559,11 @@ int main (void)
     tcase_add_checked_fixture (tc, s_setup, s_teardown);
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_rooms);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("sdk_c");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 120);
+    tcase_add_test (tc, test_rooms_sdk_c);
     suite_add_tcase (s, tc);
     tc = tcase_create ("policy");
     tcase_add_checked_fixture (tc, s_policy_setup, s_teardown);
