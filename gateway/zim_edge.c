@@ -3,6 +3,7 @@
 */
 #include "gateway/zim_edge.h"
 #include "gateway/zim_links.h"
+#include "gateway/zim_rooms.h"
 #include "gateway/zim_sessions.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -45,6 +46,36 @@ static int s_set_app_aud (void *base, const char *value, const char *value2, con
 static int s_set_app_iss (void *base, const char *value, const char *value2, const char **why)
 {
     return zim_apps_set_issuer (((zim_edge_t *)base)->apps, value, value2, why);
+}
+
+//  SET app_broadcast_rate NAME N
+static int s_set_app_cast (void *base, const char *value, const char *value2, const char **why)
+{
+    return zim_rooms_set_broadcast_rate (((zim_edge_t *)base)->rooms, value, value2, why);
+}
+
+//  SET app_api_key NAME KEY: for the process shell's API endpoint; the
+//  gateway has nothing to do with it (accepted so that it is not logged as
+//  an unknown key).
+static int s_set_app_api_key (void *base, const char *value, const char *value2, const char **why)
+{
+    (void)base;
+    (void)value;
+    (void)value2;
+    (void)why;
+    return 0;
+}
+
+//  SET app_join NAME open|token
+static int s_set_app_join (void *base, const char *value, const char *value2, const char **why)
+{
+    return zim_rooms_set_join (((zim_edge_t *)base)->rooms, value, value2, why);
+}
+
+//  SET app_client_publish NAME none|members
+static int s_set_app_publish (void *base, const char *value, const char *value2, const char **why)
+{
+    return zim_rooms_set_publish (((zim_edge_t *)base)->rooms, value, value2, why);
 }
 
 #define S_U64(key, field, min, max, scale, flags, help)                                            \
@@ -99,6 +130,23 @@ const zim_setting_t zim_edge_settings[] = {
           "app_public_key NAME PATH: PEM public key of app NAME (RSA: RS256, P-256: ES256)"),
     S_FN ("app_audience", s_set_app_aud, "app_audience NAME AUD: tokens of NAME must name AUD"),
     S_FN ("app_issuer", s_set_app_iss, "app_issuer NAME ISS: tokens of NAME must have iss ISS"),
+    //  rooms and signals (zim_rooms)
+    S_U64 ("max_rooms_per_conn", max_rooms_per_conn, 1, 100000, 1, 0,
+           "rooms one connection may be in (128); beyond: 4051"),
+    S_U64 ("signal_rate", signal_rate, 1, 0, 1, 0, "signals per second per connection (10)"),
+    S_U64 ("signal_burst", signal_burst, 1, 0, 1, 0, "signal bucket size (20); beyond: 4055"),
+    S_U64 ("broadcast_rate", broadcast_rate, 1, 0, 1, 0,
+           "a push to all reaches this many connections a second (10000)"),
+    S_FN ("app_broadcast_rate", s_set_app_cast,
+          "app_broadcast_rate NAME N: a push to all of NAME reaches N connections a second"),
+    S_FN ("app_api_key", s_set_app_api_key,
+          "app_api_key NAME KEY: the push API's key (read by the API endpoint, not the gateway)"),
+    S_FN ("app_join", s_set_app_join,
+          "app_join NAME open|token: who may join rooms of NAME (open; token: the rooms its "
+          "token's rooms claim names)"),
+    S_FN ("app_client_publish", s_set_app_publish,
+          "app_client_publish NAME none|members: may clients publish to rooms they are in "
+          "(members)"),
     {NULL}};
 
 #define S_COUNTER(name)                                                                            \
@@ -147,6 +195,17 @@ const zim_counter_t zim_edge_counters[] = {S_COUNTER (connections),
                                            S_TOKEN ("bad_audience", ZIM_TOKEN_BAD_AUDIENCE),
                                            S_TOKEN ("bad_issuer", ZIM_TOKEN_BAD_ISSUER),
                                            S_TOKEN ("alg_refused", ZIM_TOKEN_ALG_REFUSED),
+                                           S_COUNTER (room_joins),
+                                           S_COUNTER (room_leaves),
+                                           S_COUNTER (room_refused),
+                                           S_COUNTER (room_publishes),
+                                           S_COUNTER (room_deliveries),
+                                           S_COUNTER (room_dropped),
+                                           S_COUNTER (signals),
+                                           S_COUNTER (signals_refused),
+                                           S_COUNTER (broadcasts),
+                                           S_COUNTER (broadcasts_dropped),
+                                           S_COUNTER (broadcast_deliveries),
                                            {NULL}};
 
 //  The shell class of a selftest edge: the tables, no hooks.
@@ -178,6 +237,11 @@ zim_edge_t *zim_edge_new (zsock_t *pipe, const zim_shell_class_t *cls)
     zim_wr_init (&self->fr);
     self->sessions = zim_sessions_new (self);
     self->links = zim_links_new (self);
+    self->max_rooms_per_conn = 128;
+    self->signal_rate = 10;
+    self->signal_burst = 20;
+    self->broadcast_rate = 10000;
+    self->rooms = zim_rooms_new (self);
     return self;
 }
 
@@ -187,6 +251,7 @@ void zim_edge_destroy (zim_edge_t **self_p)
     if (!self)
         return;
     zim_sessions_destroy (&self->sessions);
+    zim_rooms_destroy (&self->rooms);
     zim_links_destroy (&self->links);
     zim_apps_destroy (&self->apps);
     zim_wr_free (&self->wr);

@@ -23,6 +23,7 @@ extern "C" {
 
 typedef struct _zim_sessions_t zim_sessions_t;
 typedef struct _zim_links_t zim_links_t;
+typedef struct _zim_rooms_t zim_rooms_t;
 
 typedef struct {
     zim_shell_t *shell; //  pipe commands, node name, peer warnings, sockets
@@ -47,11 +48,17 @@ typedef struct {
     uint64_t max_auth_failures;  //  failed auth frames before a 4015 close
     uint64_t max_conns_per_user; //  connections of one user on this gateway
     uint64_t token_leeway_s;     //  clock skew allowed on exp and nbf
+    //  rooms and signals (zim_rooms)
+    uint64_t max_rooms_per_conn; //  rooms one connection may be in
+    uint64_t signal_rate;        //  signals per second per connection
+    uint64_t signal_burst;       //  signal bucket size
+    uint64_t broadcast_rate;     //  push to all: connections per second (per app: app_broadcast_rate)
 
     //  Parts
     zim_apps_t *apps;         //  the apps and their token keys
     zim_sessions_t *sessions; //  the client connections
     zim_links_t *links;       //  brokers, routers, maps, presence
+    zim_rooms_t *rooms;       //  rooms of the connections, live signals
     zim_wr_t wr;              //  encode buffer: backbone messages
     zim_wr_t fr;              //  encode buffer: client frames
 
@@ -85,6 +92,18 @@ typedef struct {
     uint64_t dev_tokens_served;                //  /dev/token answers
     uint64_t dev_tokens_refused;               //  /dev/token refused (404)
     uint64_t token_refused[ZIM_TOKEN_REASONS]; //  tokens refused, by reason
+    //  rooms and signals (zim_rooms)
+    uint64_t room_joins;      //  joins
+    uint64_t room_leaves;     //  leaves
+    uint64_t room_refused;    //  join/leave/publish refused (4050-4054)
+    uint64_t room_publishes;  //  publishes forwarded to a router
+    uint64_t room_deliveries; //  room frames queued to connections
+    uint64_t room_dropped;    //  room frames dropped: the connection was slow
+    uint64_t signals;         //  signals forwarded to a router
+    uint64_t signals_refused; //  signals refused (4004, 4055)
+    uint64_t broadcasts;      //  pushes to all started
+    uint64_t broadcasts_dropped; //  pushes to all dropped (too many being paced)
+    uint64_t broadcast_deliveries; //  their frames queued to connections
 } zim_edge_t;
 
 //  The settings and counters tables, for the actor's zim_shell_class_t.

@@ -3,6 +3,7 @@
 */
 #include "gateway/zim_frames.h"
 #include "gateway/zim_links.h"
+#include "gateway/zim_rooms.h"
 #include "gateway/zim_sessions.h"
 #include "msg/zim_conv.h"
 #include "msg/zim_msg.h"
@@ -66,6 +67,7 @@ int zim_frames_auth (zim_edge_t *edge, zim_session_t *session, const char *token
     rc = zim_sessions_admit (edge->sessions, session, app, uid);
     if (rc)
         return rc;
+    zim_rooms_on_auth (edge, session, token, len);
     zim_wr_reset (&edge->fr);
     zim_cframe_auth_ok (&edge->fr, zim_str (app), zim_str (uid),
                         zim_str (zim_session_device (session)));
@@ -284,7 +286,8 @@ static void s_frame (zim_edge_t *edge, zim_session_t *session, const zim_cframe_
         break;
     }
     default:
-        zim_session_error (session, ZIM_ERR_UNKNOWN_OP, "unknown op", s_nocid, false, 0);
+        if (!zim_rooms_frame (edge, session, f)) //  join, leave, publish, signal
+            zim_session_error (session, ZIM_ERR_UNKNOWN_OP, "unknown op", s_nocid, false, 0);
         break;
     }
 }

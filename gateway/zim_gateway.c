@@ -16,6 +16,7 @@
 #include "gateway/zim_http.h"
 #include "gateway/zim_links.h"
 #include "gateway/zim_listener.h"
+#include "gateway/zim_rooms.h"
 #include "gateway/zim_sessions.h"
 #include "gateway/zim_uvzmq.h"
 #include "msg/zim_msg.h"
@@ -88,8 +89,8 @@ static void s_kick_sent (s_loop_t *self)
         zim_uvzmq_kick (self->uz, zim_links_router (links, i));
 }
 
-//  Whether sock is one of the routers' sockets (they send nothing the
-//  gateway reads; what comes is dropped).
+//  Whether sock is one of the routers' sockets (what they send is live
+//  traffic: room messages, room counts, signals).
 static bool s_is_router (s_loop_t *self, zsock_t *sock)
 {
     zim_links_t *links = self->edge->links;
@@ -122,6 +123,8 @@ static void s_read (void *arg, zsock_t *sock)
             }
             if (from_broker)
                 zim_frames_out (edge, zmq_msg_data (&msg), zmq_msg_size (&msg));
+            else //  room messages, counts and signals (zim_rooms)
+                zim_rooms_backbone (edge, zmq_msg_data (&msg), zmq_msg_size (&msg));
             zmq_msg_close (&msg);
         }
     }
@@ -253,6 +256,7 @@ static void s_on_timer (uv_timer_t *handle)
     int64_t now = zim_edge_now_ms ();
     if (now >= self->tick_ms) {
         zim_links_tick (self->edge->links, now);
+        zim_rooms_tick (self->edge);
         self->tick_ms = now + 1000;
         zim_uvzmq_kick (self->uz, NULL); //  a safety net, once a second
     }

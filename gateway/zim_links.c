@@ -1,6 +1,7 @@
 /*  zim_links.c: brokers, routers, maps and presence (see zim_links.h).
  */
 #include "gateway/zim_links.h"
+#include "gateway/zim_rooms.h"
 #include "gateway/zim_sessions.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -223,6 +224,15 @@ static void s_to_routers (zim_links_t *self, int index)
     }
 }
 
+int zim_links_to_router (zim_links_t *self, int index)
+{
+    int rc = self->nrouters ? 0 : -1;
+    for (size_t i = 0; i < self->nrouters; i++)
+        if ((index < 0 || (size_t)index == i) && s_send (self, self->routers[i].sock, ZIM_LINKS_ROUTERS))
+            rc = -1;
+    return rc;
+}
+
 //  Our authed count changed: every router's range takes it in.
 static void s_track_count (zim_links_t *self)
 {
@@ -287,6 +297,7 @@ static void s_announce (zim_links_t *self, int index, const char *why)
         s_to_routers (self, index);
         sent += n;
     } while (sent < total);
+    zim_rooms_announce (edge, index); //  and every room with members here
     edge->reannounces++;
     //  Maps (a peer) trigger it: through the rate-limited log.
     zim_shell_warn (edge->shell, "%s: announced %zu sessions to %s", why, total,

@@ -59,6 +59,9 @@ void zim_links_on_socket (zim_links_t *self, zim_links_socket_fn *fn, void *arg)
 //  "app\0uid" over the live brokers sorted by name. Returns 0, or -1 if
 //  none is live or its queue is full.
 int zim_links_forward (zim_links_t *self, const char *app, const char *uid);
+//  Sends edge->wr to router index (-1: every router). Returns 0, or -1 if
+//  there is no router or a queue did not take it (zim_rooms).
+int zim_links_to_router (zim_links_t *self, int index);
 //  Tells every router that session went up or down.
 void zim_links_presence (zim_links_t *self, zim_session_t *session, bool up);
 //  Tells every router to forget this gateway's routes (at START).

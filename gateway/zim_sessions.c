@@ -3,6 +3,7 @@
 */
 #include "gateway/zim_sessions.h"
 #include "gateway/zim_links.h"
+#include "gateway/zim_rooms.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
@@ -111,6 +112,7 @@ void zim_sessions_close (zim_sessions_t *self, zim_session_t **session_p)
             zhashx_delete (self->per_user, key);
         edge->authed--;
         zim_links_presence (edge->links, session, false);
+        zim_rooms_forget (edge, session);
     }
     edge->connections--;
     zhashx_delete (self->by_id, (void *)(uintptr_t)zim_session_id (session)); //  destroys it

@@ -328,6 +328,18 @@ char *zim_token_sign (const char *secret, const char *app, const char *uid, uint
     return token;
 }
 
+char *zim_token_sign_json (const char *secret, const json_t *claims)
+{
+    if (!secret || !*secret || !json_is_object (claims))
+        return NULL;
+    char *text = json_dumps (claims, JSON_COMPACT);
+    char *token = text ? s_sign_json (JWT_ALG_HS256, (const unsigned char *)secret,
+                                      (int)strlen (secret), text)
+                       : NULL;
+    free (text);
+    return token;
+}
+
 char *zim_token_secret_new (void)
 {
     uint8_t bytes[32];

@@ -22,6 +22,8 @@
 
 #include "gateway/zim_apps.h"
 
+#include <jansson.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -52,6 +54,10 @@ typedef enum {
 //  @return the token; NULL if secret is empty or app/uid are not valid ids.
 //  Caller owns return value.
 char *zim_token_sign (const char *secret, const char *app, const char *uid, uint64_t exp);
+//  Signs claims (any JSON object) with HS256 and secret, for tests and
+//  tools that need claims beyond sub/app/exp (a "rooms" claim). Caller owns
+//  return value; NULL on failure.
+char *zim_token_sign_json (const char *secret, const json_t *claims);
 
 //  Verifies a token.
 //  @param apps      the apps and their keys

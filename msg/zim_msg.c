@@ -72,6 +72,20 @@ const char *zim_strerror (int code)
         return "forbidden";
     case ZIM_ERR_RATE_LIMITED:
         return "rate limited";
+    case ZIM_ERR_NOT_MEMBER:
+        return "not in this room";
+    case ZIM_ERR_TOO_MANY_ROOMS:
+        return "too many rooms";
+    case ZIM_ERR_BAD_ROOM:
+        return "bad room name";
+    case ZIM_ERR_PUBLISH_DENIED:
+        return "publish not allowed";
+    case ZIM_ERR_ROOM_DENIED:
+        return "room not allowed";
+    case ZIM_ERR_SIGNAL_RATE:
+        return "signal rate limited";
+    case ZIM_ERR_DISCONNECTED:
+        return "disconnected by the app";
     case ZIM_ERR_IDLE_TIMEOUT:
         return "idle timeout";
     case ZIM_ERR_SLOW_CONSUMER:

@@ -63,6 +63,14 @@ extern "C" {
 #define ZIM_ERR_FORBIDDEN 4030      //  frame speaks for another user (from)
 #define ZIM_ERR_TOO_MANY_CONNS 4031 //  the user has max_conns_per_user connections
 #define ZIM_ERR_RATE_LIMITED 4029   //  over the per-connection send rate
+//  Rooms and signals (docs/PROTOCOL.md "Rooms").
+#define ZIM_ERR_NOT_MEMBER 4050       //  publish/leave of a room the connection is not in
+#define ZIM_ERR_TOO_MANY_ROOMS 4051   //  the connection is in max_rooms_per_conn rooms
+#define ZIM_ERR_BAD_ROOM 4052         //  room is not 1..128 bytes of A-Z a-z 0-9 _ . : @ / -
+#define ZIM_ERR_PUBLISH_DENIED 4053   //  the app's client_publish does not allow it
+#define ZIM_ERR_ROOM_DENIED 4054      //  the token's rooms claim does not name the room
+#define ZIM_ERR_SIGNAL_RATE 4055      //  over the per-connection signal rate
+#define ZIM_ERR_DISCONNECTED 4056     //  the app's backend cut the connection (POST /v1/disconnect)
 #define ZIM_ERR_IDLE_TIMEOUT 4080   //  nothing received within idle_timeout
 #define ZIM_ERR_SLOW_CONSUMER 4090  //  send queue to the client overflowed
 #define ZIM_ERR_INTERNAL 5000       //  server fault; retry may succeed
@@ -92,6 +100,20 @@ const char *zim_strerror (int code);
 #define ZIM_PUSHQ_DELIVERED 1     //  PUSH_Q outcome: posted to the webhook
 #define ZIM_PUSHQ_DROPPED 2       //  given up after the bridge's attempts
 #define ZIM_PUSHQ_MUTED 3         //  not posted: muted and not mentioned
+#define ZIM_API_PUSH_USERS 1      //  API_Q op: a push frame to every connection of users
+#define ZIM_API_PUSH_ROOMS 2      //  a room frame to every connection in rooms, once each
+#define ZIM_API_PUSH_CONNS 3      //  a push frame to the connections of (user, device)s
+#define ZIM_API_ONLINE 4          //  the devices online of users
+#define ZIM_API_ROOM 5            //  one room's connections
+#define ZIM_API_TOP 6             //  the n rooms with most connections
+#define ZIM_API_STATS 7           //  totals of the app
+#define ZIM_API_PUSH_ALL 8        //  a push frame to every connection of the app
+#define ZIM_API_ROOM_JOIN 9       //  every connection of users joins room
+#define ZIM_API_ROOM_LEAVE 10     //  every connection of users leaves room
+#define ZIM_API_DISCONNECT 11     //  close the connections of (user, device); refuse its tokens
+#define ZIM_CTL_JOIN 1            //  CONN_CTL what: join room
+#define ZIM_CTL_LEAVE 2           //  leave room
+#define ZIM_CTL_CLOSE 3           //  close (4056), and refuse the user's tokens issued until now
 
 //  ---------------------------------------------------------------------
 //  The catalogue, expanded. Kind codes: ZIM_MSG_<NAME>.

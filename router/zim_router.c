@@ -12,6 +12,7 @@
 #include "msg/zim_shell.h"
 #include "msg/zim_util.h"
 #include "router/zim_members.h"
+#include "router/zim_roomtab.h"
 #include "router/zim_routes.h"
 
 #include <assert.h>
@@ -32,6 +33,8 @@ typedef struct {
     zpoller_t *poller;          //  pipe, then sock once started
     zim_routes_t *routes;       //  presence
     zim_members_t *members;     //  the cluster map
+    zim_roomtab_t *rooms;       //  room interest and totals, room messages, signals
+    uint64_t rooms_ms;          //  when room counts were last looked at
     zim_wr_t wr;                //  reusable encode buffer
     uint64_t instance;          //  random per start: members see a restart
     uint64_t member_timeout_ms; //  silence after which a member leaves
@@ -93,8 +96,10 @@ static void s_handle_presence (s_router_t *self, zim_rd_t *rd, uint32_t fields)
         if (zim_presence_item_unpack (&items, &item))
             goto malformed;
     }
-    if (m.reset)
+    if (m.reset) {
         zim_routes_reset (self->routes, m.gateway);
+        zim_roomtab_reset (self->rooms, m.gateway); //  it announces its rooms after
+    }
     for (uint32_t i = 0; i < m.nitems; i++) {
         zim_presence_item_t item;
         zim_presence_item_unpack (&m.items, &item);
@@ -159,7 +164,8 @@ static bool s_handle_sock (s_router_t *self)
         s_handle_route_q (self, peer, &rd, fields);
     else if (kind == ZIM_MSG_HELLO)
         s_handle_hello (self, peer, &rd, fields);
-    else
+    else if (!zim_roomtab_handle (self->rooms, self->routes, zsock_resolve (self->sock), peer, kind,
+                                  &rd, fields))
         goto malformed;
     zmsg_destroy (&msg);
     return true;
@@ -192,7 +198,10 @@ static void s_tick (s_router_t *self)
         //  Deliveries must stop going to a dead gateway: its clients
         //  reconnect elsewhere and announce new routes.
         for (char *name = zlist_first (gone); name; name = zlist_next (gone))
+        {
             zim_routes_reset (self->routes, zim_str (name));
+            zim_roomtab_reset (self->rooms, zim_str (name));
+        }
         zlist_destroy (&gone);
     }
     if (zim_members_size (self->members))
@@ -234,6 +243,7 @@ static void s_stats (void *arg, json_t *stats)
     json_object_set_new (stats, "map_version",
                          json_integer ((json_int_t)zim_members_version (self->members)));
     json_object_set_new (stats, "gateway_routes", zim_routes_per_gateway (self->routes));
+    zim_roomtab_stats (self->rooms, stats);
 }
 
 static const zim_setting_t s_settings[] = {
@@ -262,6 +272,7 @@ void zim_router_actor (zsock_t *pipe, void *args)
     self->shell = zim_shell_new (pipe, &s_class, self, "router-1");
     self->routes = zim_routes_new ();
     self->members = zim_members_new ();
+    self->rooms = zim_roomtab_new ();
     zim_wr_init (&self->wr);
     self->instance = ((uint64_t)randof (0x7fffffff) << 32) ^ zim_mono_us () ^ (uint64_t)getpid ();
     self->member_timeout_ms = 3000;
@@ -272,6 +283,10 @@ void zim_router_actor (zsock_t *pipe, void *args)
         uint64_t start = s_mono_ms ();
         if (zim_shell_started (self->shell) && start >= self->next_map_ms)
             s_tick (self);
+        if (zim_shell_started (self->shell) && start >= self->rooms_ms + S_POLL_MS) {
+            zim_roomtab_tick (self->rooms, zsock_resolve (self->sock), start);
+            self->rooms_ms = start;
+        }
         void *which = zpoller_wait (self->poller, S_POLL_MS);
         if (which == pipe)
             zim_shell_handle (self->shell);
@@ -295,6 +310,7 @@ void zim_router_actor (zsock_t *pipe, void *args)
     zsock_destroy (&self->sock);
     zim_routes_destroy (&self->routes);
     zim_members_destroy (&self->members);
+    zim_roomtab_destroy (&self->rooms);
     zim_wr_free (&self->wr);
     zim_shell_destroy (&self->shell);
 }

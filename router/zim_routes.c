@@ -170,6 +170,19 @@ size_t zim_routes_encode (zim_routes_t *self, zim_wr_t *wr, zim_str_t app, zim_s
     return count;
 }
 
+void zim_routes_app_counts (zim_routes_t *self, zim_str_t app, uint64_t *users, uint64_t *routes)
+{
+    char prefix[ZIM_ID_MAX + 2];
+    snprintf (prefix, sizeof prefix, "%.*s/", (int)app.len, app.ptr);
+    size_t plen = strlen (prefix);
+    *users = *routes = 0;
+    for (s_user_t *user = zhashx_first (self->users); user; user = zhashx_next (self->users))
+        if (strncmp ((const char *)zhashx_cursor (self->users), prefix, plen) == 0) {
+            (*users)++;
+            *routes += user->count;
+        }
+}
+
 size_t zim_routes_users (zim_routes_t *self)
 {
     return zhashx_size (self->users);

@@ -36,6 +36,9 @@ void zim_routes_reset (zim_routes_t *self, zim_str_t gateway);
 //  many routes it wrote.
 size_t zim_routes_encode (zim_routes_t *self, zim_wr_t *wr, zim_str_t app, zim_str_t uid);
 
+//  Users of app with at least one route, and their routes (walks every
+//  user: for the push API's stats, not for a hot path).
+void zim_routes_app_counts (zim_routes_t *self, zim_str_t app, uint64_t *users, uint64_t *routes);
 //  Users with at least one route.
 size_t zim_routes_users (zim_routes_t *self);
 //  Routes in the table.

@@ -200,6 +200,112 @@ static void v_convs_answer (zim_wr_t *wr)
     zim_sconv_pack (wr, &c);
 }
 
+//  Rooms and signals (issue 13): in tests/vectors/rooms/, like receipts.
+static void v_join (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "join");
+    zim_wr_cstr (wr, "room");
+    zim_wr_cstr (wr, "lobby");
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 1);
+    zim_wr_cstr (wr, "counts");
+    zim_wr_bool (wr, true);
+}
+
+static void v_leave (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "leave");
+    zim_wr_cstr (wr, "room");
+    zim_wr_cstr (wr, "lobby");
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 2);
+}
+
+static void v_publish (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "publish");
+    zim_wr_cstr (wr, "room");
+    zim_wr_cstr (wr, "lobby");
+    zim_wr_cstr (wr, "body");
+    zim_wr_cstr (wr, "hi");
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 3);
+}
+
+static void v_signal (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 3);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "signal");
+    zim_wr_cstr (wr, "to");
+    zim_wr_cstr (wr, "bob");
+    zim_wr_cstr (wr, "body");
+    zim_wr_cstr (wr, "typing");
+}
+
+static void v_joined (zim_wr_t *wr)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_JOINED,
+                                         .room = zim_str ("lobby"),
+                                         .has_rid = true,
+                                         .rid = 1,
+                                         .online = 2});
+}
+
+static void v_left (zim_wr_t *wr)
+{
+    zim_sframe_pack (
+        wr, &(zim_sframe_t){.op = ZIM_SOP_LEFT, .room = zim_str ("lobby"), .has_rid = true, .rid = 2});
+}
+
+static void v_room (zim_wr_t *wr)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_ROOM,
+                                         .room = zim_str ("lobby"),
+                                         .body = {"\xa2hi", 3},
+                                         .ts = T_TS,
+                                         .from = zim_str ("alice")});
+}
+
+static void v_published (zim_wr_t *wr)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_PUBLISHED, .has_rid = true, .rid = 3});
+}
+
+static void v_count (zim_wr_t *wr)
+{
+    zim_sframe_pack (
+        wr, &(zim_sframe_t){.op = ZIM_SOP_COUNT, .room = zim_str ("lobby"), .online = 3});
+}
+
+static void v_ssignal (zim_wr_t *wr)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_SIGNAL,
+                                         .from = zim_str ("alice"),
+                                         .body = {"\xa6typing", 7}});
+}
+
+static void v_room_error (zim_wr_t *wr)
+{
+    zim_cframe_error (wr, ZIM_ERR_NOT_MEMBER, NULL, (zim_str_t){NULL, 0}, true, 3);
+}
+
+static const s_vector_t s_client_rm[] = {{"rooms/c2s-join", v_join},
+                                         {"rooms/c2s-leave", v_leave},
+                                         {"rooms/c2s-publish", v_publish},
+                                         {"rooms/c2s-signal", v_signal}};
+static const s_vector_t s_server_rm[] = {
+    {"rooms/s2c-joined", v_joined},       {"rooms/s2c-left", v_left},
+    {"rooms/s2c-room", v_room},           {"rooms/s2c-published", v_published},
+    {"rooms/s2c-count", v_count},         {"rooms/s2c-signal", v_ssignal},
+    {"rooms/s2c-error", v_room_error}};
+
 static const s_vector_t s_client_rc[] = {{"receipts/c2s-read", v_read},
                                          {"receipts/c2s-delivered", v_delivered},
                                          {"receipts/c2s-convs", v_convs},
@@ -256,6 +362,8 @@ START_TEST (test_server_frames_byte_exact)
         s_check_bytes (&s_server[i]);
     for (size_t i = 0; i < sizeof s_server_rc / sizeof s_server_rc[0]; i++)
         s_check_bytes (&s_server_rc[i]);
+    for (size_t i = 0; i < sizeof s_server_rm / sizeof s_server_rm[0]; i++)
+        s_check_bytes (&s_server_rm[i]);
 }
 END_TEST
 
@@ -265,6 +373,8 @@ START_TEST (test_client_frames_decode)
         s_check_bytes (&s_client[i]);
     for (size_t i = 0; i < sizeof s_client_rc / sizeof s_client_rc[0]; i++)
         s_check_bytes (&s_client_rc[i]);
+    for (size_t i = 0; i < sizeof s_client_rm / sizeof s_client_rm[0]; i++)
+        s_check_bytes (&s_client_rm[i]);
     unsigned char *buf;
     zim_rd_t rd;
     zim_cframe_t f;
@@ -367,6 +477,34 @@ START_TEST (test_catalogue_reads_vectors)
     ck_assert_int_eq (zim_sconv_unpack (&f.convs, &conv), 0);
     ck_assert (conv.unread == 1 && conv.id == T_ID && conv.peer_read == 0);
     free (buf);
+    //  Rooms and signals, both ways.
+    ck_assert_int_eq (s_frames ("rooms/c2s-join", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_JOIN && zim_str_eq (c.room, "lobby") && c.rid == 1 && c.counts);
+    free (buf);
+    ck_assert_int_eq (s_frames ("rooms/c2s-publish", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_PUBLISH && c.body.len == 3 && c.rid == 3);
+    free (buf);
+    ck_assert_int_eq (s_frames ("rooms/c2s-signal", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_SIGNAL && zim_str_eq (c.to, "bob"));
+    free (buf);
+    ck_assert_int_eq (s_frames ("rooms/c2s-leave", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_LEAVE && c.rid == 2);
+    free (buf);
+    ck_assert_int_eq (s_frames ("rooms/s2c-joined", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_JOINED && f.online == 2 && f.rid == 1);
+    free (buf);
+    ck_assert_int_eq (s_frames ("rooms/s2c-room", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_ROOM && zim_str_eq (f.from, "alice") && f.ts == T_TS);
+    free (buf);
+    ck_assert_int_eq (s_frames ("rooms/s2c-count", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_COUNT && f.online == 3);
+    free (buf);
+    const char *rooms[] = {"rooms/s2c-left", "rooms/s2c-published", "rooms/s2c-signal",
+                           "rooms/s2c-error"};
+    for (size_t i = 0; i < sizeof rooms / sizeof rooms[0]; i++) {
+        ck_assert_int_eq (s_frames (rooms[i], &zim_rec_sframe, &buf, &f), 1);
+        free (buf);
+    }
     const char *rest[] = {"s2c-auth_ok", "s2c-pong", "s2c-ack", "s2c-msg"};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
         ck_assert_int_eq (s_frames (rest[i], &zim_rec_sframe, &buf, &f), 1);
@@ -378,14 +516,19 @@ END_TEST
 //  Writes every vector as hex, 16 bytes a line.
 static int s_write (const char *dir)
 {
-    const s_vector_t *sets[] = {s_client, s_server, s_client_rc, s_server_rc};
+    const s_vector_t *sets[] = {s_client, s_server, s_client_rc, s_server_rc, s_client_rm,
+                                s_server_rm};
     size_t counts[] = {sizeof s_client / sizeof s_client[0], sizeof s_server / sizeof s_server[0],
                        sizeof s_client_rc / sizeof s_client_rc[0],
-                       sizeof s_server_rc / sizeof s_server_rc[0]};
+                       sizeof s_server_rc / sizeof s_server_rc[0],
+                       sizeof s_client_rm / sizeof s_client_rm[0],
+                       sizeof s_server_rm / sizeof s_server_rm[0]};
     char sub[1024];
     snprintf (sub, sizeof sub, "%s/receipts", dir);
     mkdir (sub, 0755);
-    for (int s = 0; s < 4; s++)
+    snprintf (sub, sizeof sub, "%s/rooms", dir);
+    mkdir (sub, 0755);
+    for (int s = 0; s < 6; s++)
         for (size_t i = 0; i < counts[s]; i++) {
             zim_wr_t wr;
             zim_wr_init (&wr);

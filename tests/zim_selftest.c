@@ -55,6 +55,9 @@
 #include "gateway/zim_links.h"
 #include "gateway/zim_http.h"
 #include "gateway/zim_gateway.h"
+#include "gateway/zim_rooms.h"
+#include "router/zim_roomtab.h"
+#include "tools/zim_apisrv.h"
 #include "sdk/c/zim_sdk_client.h"
 #include "sdk/c/zim_sdk_conn.h"
 #include "sdk/c/zim_sdk_frame.h"
@@ -146,6 +149,10 @@ static const s_test_t s_tests[] = {
     {"membership", zim_membership_test},
     {"node", zim_node_test},
     {"workers", zim_workers_test},
+    //  rooms and live signals (issue 13)
+    {"rooms", zim_rooms_test},
+    {"roomtab", zim_roomtab_test},
+    {"apisrv", zim_apisrv_test},
 };
 
 int main (int argc, char **argv)

@@ -53,8 +53,9 @@ int tk_server_start (tk_server_t *srv, const char *data, const char *const *extr
     if (!server)
         server = "./zim-server";
     const char *argv[32] = {server,   "--port", "0",       "--admin",
-                            "tcp://127.0.0.1:*", "--data", srv->data, "--sync", "none"};
-    int argc = 9;
+                            "tcp://127.0.0.1:*", "--data", srv->data, "--sync", "none",
+                            "--api", "127.0.0.1:0"};
+    int argc = 11;
     for (int i = 0; extra && extra[i] && argc < 30; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -84,6 +85,9 @@ int tk_server_start (tk_server_t *srv, const char *data, const char *const *extr
                 char *colon = strchr (ready + 16, ':');
                 srv->ws_port = colon ? atoi (colon + 1) : 0;
                 sscanf (admin + 7, "%63s", srv->admin);
+                char *api = strstr (ready, " api=http://");
+                char *api_colon = api && api < nl ? strchr (api + 12, ':') : NULL;
+                srv->api_port = api_colon ? atoi (api_colon + 1) : 0;
                 break;
             }
         }
@@ -96,6 +100,9 @@ int tk_server_start (tk_server_t *srv, const char *data, const char *const *extr
         usleep (20000);
     }
     char path[300];
+    snprintf (path, sizeof path, "%s/app-demo.apikey", srv->data);
+    if (s_read_file (path, srv->apikey, sizeof srv->apikey) > 0)
+        srv->apikey[strcspn (srv->apikey, "\r\n")] = 0;
     snprintf (path, sizeof path, "%s/admin.key", srv->data);
     if (srv->ws_port <= 0 || s_read_file (path, srv->key, sizeof srv->key) <= 0) {
         fprintf (stderr, "zim-server did not become ready; log:\n%s\n", buf);

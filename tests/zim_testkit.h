@@ -17,6 +17,8 @@
 typedef struct {
     pid_t pid;           //  child pid, 0 when not running
     int ws_port;         //  its client port
+    int api_port;        //  its push API port (0: none)
+    char apikey[128];    //  the demo app's API key (dev defaults), or ""
     char admin[64];      //  its admin endpoint
     char data[256];      //  its data directory
     char key[128];       //  its admin key

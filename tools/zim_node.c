@@ -14,6 +14,7 @@
 #include "router/zim_router.h"
 #include "store/zim_store.h"
 #include "tools/zim_adminsrv.h"
+#include "tools/zim_apisrv.h"
 #include "tools/zim_datadir.h"
 #include "tools/zim_membership.h"
 #include "tools/zim_metricsrv.h"
@@ -24,6 +25,9 @@
 #include <czmq.h>
 #include <inttypes.h>
 #include <unistd.h>
+
+static int s_api_open (zim_node_t *self, bool cluster);
+static const char *s_api_ready (zim_node_t *self, char *buf, size_t size);
 
 //  One running actor and how status describes it.
 typedef struct {
@@ -39,6 +43,7 @@ struct _zim_node_t {
     zim_zap_t *zap;                          //  ZAP handler, with CURVE
     zim_adminsrv_t *admin;                   //  admin endpoint, or NULL
     zim_metricsrv_t *metrics;                //  metrics endpoint, or NULL
+    zim_apisrv_t *api;                       //  the backend push API, or NULL
     zim_membership_t *membership;            //  cluster nodes: routers joined
     zim_storeadmin_t *storeadmin;            //  the store's admin verbs, or NULL
     s_member_t members[4 + ZIM_MAX_BROKERS]; //  running actors, start order
@@ -69,6 +74,7 @@ void zim_node_destroy (zim_node_t **self_p)
     }
     zim_membership_destroy (&self->membership);
     zim_metricsrv_destroy (&self->metrics);
+    zim_apisrv_destroy (&self->api);
     zim_adminsrv_destroy (&self->admin);
     zim_zap_destroy (&self->zap);
     zim_datadir_destroy (&self->datadir);
@@ -253,6 +259,25 @@ static const char *s_admin_endpoint (zim_node_t *self)
     return self->admin ? zim_adminsrv_endpoint (self->admin) : "none";
 }
 
+//  The admin verbs beyond status and token: the push API's (push, online,
+//  rooms), then the store's (pushq, mute).
+static char *s_node_verbs (void *arg, const zim_admin_req_t *req, int *code, char *text,
+                           size_t size)
+{
+    zim_node_t *self = (zim_node_t *)arg;
+    *code = ZIM_ERR_UNKNOWN_OP;
+    snprintf (text, size, "unknown verb");
+    char *answer = NULL;
+    if (self->api) {
+        answer = zim_apisrv_admin (self->api, req, code, text, size);
+        if (answer || *code != ZIM_ERR_UNKNOWN_OP)
+            return answer;
+    }
+    if (self->storeadmin)
+        answer = zim_storeadmin_verb (self->storeadmin, req, code, text, size);
+    return answer;
+}
+
 //  Serves the store's admin verbs (pushq, mute) on the admin endpoint,
 //  through a DEALER to the store at endpoint. Returns 0 or -1.
 static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curve_t *curve)
@@ -262,7 +287,7 @@ static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curv
     self->storeadmin = zim_storeadmin_new (endpoint, curve);
     if (!self->storeadmin)
         return -1;
-    zim_adminsrv_set_verbs (self->admin, zim_storeadmin_verb, self->storeadmin);
+    zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
     return 0;
 }
 
@@ -310,12 +335,13 @@ static int s_start_embedded (zim_node_t *self)
     if (s_command (m->actor, "CONNECT", "router", "inproc://zim-router") ||
         s_gateway_start (self, m))
         return -1;
-    char metrics[400];
-    zsys_info ("%s ready: ws=%s admin=%s data=%s sync=%s brokers=%" PRIu64 "%s%s%s",
+    char metrics[400], api[400];
+    zsys_info ("%s ready: ws=%s admin=%s data=%s sync=%s brokers=%" PRIu64 "%s%s%s%s",
                s_program (self), m->address, s_admin_endpoint (self),
                zim_datadir_path (self->datadir),
                zim_nodeconf_get (self->conf, "store/sync", "batch"), nbrokers,
-               s_metrics_ready (self, metrics, sizeof metrics), self->zap ? " curve=on" : "",
+               s_metrics_ready (self, metrics, sizeof metrics),
+               s_api_ready (self, api, sizeof api), self->zap ? " curve=on" : "",
                zim_datadir_dev_defaults (self->datadir) ? " app=demo (dev defaults)" : "");
     return 0;
 }
@@ -445,11 +471,12 @@ static int s_start_cluster (zim_node_t *self)
                                                          : NULL))
         return -1;
     s_heartbeat (self);
-    char metrics[400];
-    zsys_info ("%s ready: name=%s %s=%s admin=%s routers=%zu data=%s%s%s%s", program, name,
+    char metrics[400], api[400];
+    zsys_info ("%s ready: name=%s %s=%s admin=%s routers=%zu data=%s%s%s%s%s", program, name,
                roles & ZIM_ROLE_GATEWAY ? "ws" : "bind", m->address, s_admin_endpoint (self),
                njoined, zim_datadir_path (self->datadir),
-               s_metrics_ready (self, metrics, sizeof metrics), self->zap ? " curve=on" : "",
+               s_metrics_ready (self, metrics, sizeof metrics),
+               s_api_ready (self, api, sizeof api), self->zap ? " curve=on" : "",
                zim_datadir_dev_defaults (self->datadir) && (roles & ZIM_ROLE_GATEWAY)
                    ? " app=demo (dev defaults)"
                    : "");
@@ -486,7 +513,57 @@ int zim_node_start (zim_node_t *self)
         if (!self->metrics)
             return -1;
     }
+    if (s_api_open (self, cluster))
+        return -1;
     return cluster ? s_start_cluster (self) : s_start_embedded (self);
+}
+
+//  Opens the backend push API (zim_apisrv.h): zim-server's on
+//  ZIM_API_ADDRESS unless server/api says otherwise ("none": off; the
+//  default address taken already only loses the API, with a warning), a
+//  cluster node's only with --api, to its routers. Keys: apps/NAME/api_key,
+//  or with the dev defaults DATA/app-demo.apikey. Returns 0 or -1.
+static int s_api_open (zim_node_t *self, bool cluster)
+{
+    const char *program = s_program (self);
+    const char *given = zim_nodeconf_get (self->conf, "server/api", NULL);
+    const char *address = given ? given : cluster ? "" : ZIM_API_ADDRESS;
+    if (!*address || streq (address, "none"))
+        return 0;
+    const char *routers =
+        cluster ? zim_nodeconf_get (self->conf, "cluster/routers", "") : "inproc://zim-router";
+    self->api = zim_apisrv_new (program, address, routers,
+                                cluster ? zim_datadir_curve (self->datadir) : NULL);
+    if (!self->api) {
+        if (given)
+            return -1;
+        zsys_warning ("%s: the push API is off: %s is taken (give --api ADDR:PORT)", program,
+                      address);
+        return 0;
+    }
+    if (self->admin)
+        zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
+    if (zim_datadir_dev_defaults (self->datadir)) {
+        char path[4096];
+        snprintf (path, sizeof path, "%s/app-demo.apikey", zim_datadir_path (self->datadir));
+        return zim_apisrv_key_file (self->api, "demo", path);
+    }
+    zconfig_t *apps = zconfig_locate (zim_nodeconf_tree (self->conf), "apps");
+    for (zconfig_t *app = apps ? zconfig_child (apps) : NULL; app; app = zconfig_next (app)) {
+        const char *key = zconfig_get (app, "api_key", NULL);
+        if (key && zim_apisrv_add_key (self->api, zconfig_name (app), key))
+            return -1;
+    }
+    return 0;
+}
+
+//  The ready line's API part: " api=URL", or "".
+static const char *s_api_ready (zim_node_t *self, char *buf, size_t size)
+{
+    *buf = 0;
+    if (self->api)
+        snprintf (buf, size, " api=%s", zim_apisrv_url (self->api));
+    return buf;
 }
 
 //  Serves the admin endpoint and the membership until interrupted or, if
@@ -498,6 +575,10 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
         zpoller_add (poller, zim_adminsrv_sock (self->admin));
     if (self->metrics)
         zpoller_add (poller, zim_metricsrv_sock (self->metrics));
+    if (self->api) {
+        zpoller_add (poller, zim_apisrv_sock (self->api));
+        zpoller_add (poller, zim_apisrv_routers (self->api));
+    }
     size_t njoined = self->membership ? zim_membership_size (self->membership) : 0;
     for (size_t i = 0; i < njoined; i++)
         zpoller_add (poller, zim_membership_sock (self->membership, i));
@@ -513,8 +594,14 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
         void *which = zpoller_wait (poller, (int)(wait < 200 ? wait : 200));
         if (self->metrics)
             zim_metricsrv_sweep (self->metrics);
+        if (self->api)
+            zim_apisrv_sweep (self->api);
         if (which && self->admin && which == zim_adminsrv_sock (self->admin))
             zim_adminsrv_handle (self->admin);
+        else if (which && self->api && which == zim_apisrv_sock (self->api))
+            zim_apisrv_handle (self->api);
+        else if (which && self->api && which == zim_apisrv_routers (self->api))
+            zim_apisrv_handle_router (self->api);
         else if (which && self->metrics && which == zim_metricsrv_sock (self->metrics))
             zim_metricsrv_handle (self->metrics);
         else if (which) {

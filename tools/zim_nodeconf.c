@@ -117,6 +117,8 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
                  "      --metrics ADDR:PORT  Prometheus metrics of every actor at\n"
                  "                         http://ADDR:PORT/metrics (default: none; port 0\n"
                  "                         picks a free one, printed in the ready line)\n"
+                 "      --api ADDR:PORT    the backend push API (HTTP+JSON, docs/API.md;\n"
+                 "                         default 127.0.0.1:7701, none: off)\n"
                  "  -h, --help             this text\n"
                  "      --version          print the version\n"
                  "\n"
@@ -205,7 +207,7 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
         {"name", required_argument, NULL, 'n'},      {"bind", required_argument, NULL, 'b'},
         {"router", required_argument, NULL, 'r'},    {"node-id", required_argument, NULL, 'i'},
         {"curve", no_argument, NULL, 'C'},           {"metrics", required_argument, NULL, 'M'},
-        {NULL, 0, NULL, 0}};
+        {"api", required_argument, NULL, 'P'},       {NULL, 0, NULL, 0}};
     char routers[1024] = "";
     //  Command-line values wait until the config file is loaded.
     zconfig_t *cli = zconfig_new ("root", NULL);
@@ -260,6 +262,9 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
             break;
         case 'M':
             zconfig_put (cli, "server/metrics", optarg);
+            break;
+        case 'P':
+            zconfig_put (cli, "server/api", optarg);
             break;
         case 'h':
             zim_nodeconf_usage (self, stdout);

@@ -32,6 +32,14 @@ static void s_usage (FILE *out)
              "  mute --app APP --uid UID --conv CONV [--until MS | --off]\n"
              "        no push for UID's conversation CONV until MS (ms since the\n"
              "        epoch; default: for ever); --off unmutes\n"
+             "  push users|rooms|all [TARGETS] --app APP --data JSON\n"
+             "        push data (any JSON) live: to every connection of the users\n"
+             "        (TARGETS: alice,bob), to every connection in the rooms (once\n"
+             "        per connection), or to every connection of APP (docs/API.md)\n"
+             "  online --app APP USERS\n"
+             "        the devices online of each user (USERS: alice,bob)\n"
+             "  rooms --app APP [NAME] [--top N]\n"
+             "        one room's connections, or the N rooms with most (10)\n"
              "  keygen [--client NAME] DIR\n"
              "        make the CURVE keys of a cluster in DIR (kept if there): the\n"
              "        cluster key pair every node holds (cluster.cert_secret) and\n"
@@ -149,9 +157,12 @@ int main (int argc, char **argv)
                                             {"conv", required_argument, NULL, 'C'},
                                             {"until", required_argument, NULL, 'W'},
                                             {"off", no_argument, NULL, 'O'},
+                                            {"data", required_argument, NULL, 'D'},
+                                            {"top", required_argument, NULL, 'P'},
                                             {NULL, 0, NULL, 0}};
     const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
                *keys = NULL, *client = NULL, *conv = NULL, *until = "18446744073709551615";
+    const char *data = NULL, *top = "10";
     uint64_t timeout = 5000;
     bool json = false;
     int c;
@@ -191,7 +202,19 @@ int main (int argc, char **argv)
     argc -= optind;
     argv += optind;
     optind = 1;
-    while ((c = getopt_long (argc, argv, "h", options, NULL)) != -1) {
+    //  push, online and rooms take positional arguments among the options.
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0;
+    bool live = streq (command, "push") || streq (command, "online") || streq (command, "rooms");
+    while (true) {
+        c = getopt_long (argc, argv, "h", options, NULL);
+        if (c == -1) {
+            if (live && optind < argc && npos < 2) {
+                pos[npos++] = argv[optind++];
+                continue;
+            }
+            break;
+        }
         switch (c) {
         case 'A':
             app = optarg;
@@ -213,6 +236,12 @@ int main (int argc, char **argv)
             break;
         case 'O':
             until = "0";
+            break;
+        case 'D':
+            data = optarg;
+            break;
+        case 'P':
+            top = optarg;
             break;
         case 'h':
             s_usage (stdout);
@@ -262,6 +291,35 @@ int main (int argc, char **argv)
         args[1] = uid;
         args[2] = conv;
         args[3] = until;
+    } else if (streq (command, "push")) {
+        bool all = pos[0] && streq (pos[0], "all");
+        if (!app || !data || !pos[0] || (!all && !pos[1])) {
+            fprintf (stderr, "zimctl: push users|rooms TARGETS or push all, with --app and "
+                             "--data JSON\n");
+            free (owned_key);
+            return 2;
+        }
+        args[0] = app;
+        args[1] = pos[0];
+        args[2] = all ? "" : pos[1];
+        args[3] = data;
+    } else if (streq (command, "online")) {
+        if (!app || !pos[0]) {
+            fprintf (stderr, "zimctl: online needs --app and USERS (alice,bob)\n");
+            free (owned_key);
+            return 2;
+        }
+        args[0] = app;
+        args[1] = pos[0];
+    } else if (streq (command, "rooms")) {
+        if (!app) {
+            fprintf (stderr, "zimctl: rooms needs --app\n");
+            free (owned_key);
+            return 2;
+        }
+        args[0] = app;
+        args[1] = pos[0] ? pos[0] : "";
+        args[2] = top;
     } else if (!streq (command, "pushq")) {
         fprintf (stderr, "zimctl: unknown command '%s'. Try 'zimctl --help'.\n", command);
         free (owned_key);

@@ -19,6 +19,7 @@
 #include "sdk/c/zim_sdk_json.h"
 #include "sdk/c/zim_sdk_outq.h"
 #include "sdk/c/zim_sdk_reqs.h"
+#include "sdk/c/zim_sdk_rooms.h"
 #include "sdk/c/zim_sdk_sendq.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -48,6 +49,7 @@ struct _zim_client_t {
     uint64_t cursor_want;            //  highest cursor asked for
     uint64_t cursor_sent;            //  highest cursor written on this connection
     zim_sdk_reqs_t *reqs;            //  request ids; the application's in flight
+    zim_sdk_rooms_t *rooms;          //  rooms joined: joined again after a reconnect
     zim_client_msg_t *page_msgs;     //  decoded page items for on_page
     size_t page_alloc;               //  room in page_msgs
     char uid[ZIM_CLIENT_ID_MAX + 1]; //  from auth_ok
@@ -222,6 +224,15 @@ static void s_on_auth_ok (zim_client_t *self, const zim_sdk_frame_t *f)
     self->state = ZIM_CLIENT_AUTHED;
     zim_sdk_inbox_connected (self->inbox); //  its sync goes out first
     s_queue_waiting (self);
+    //  Every room joined before is joined again.
+    for (size_t i = 0; i < zim_sdk_rooms_size (self->rooms); i++) {
+        bool counts;
+        const char *room = zim_sdk_rooms_name (self->rooms, i, &counts);
+        uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+        zim_sdk_frame_join (&self->wr, room, rid, counts);
+        if (s_queue_wr (self, true) == 0)
+            zim_sdk_reqs_add (self->reqs, rid);
+    }
     if (!self->cfg.no_ping)
         zim_sdk_timer_start (&self->t_ping, (uint64_t)self->cfg.ping_interval_ms * 1000);
     if (self->cfg.ack_timeout_ms)
@@ -315,6 +326,39 @@ static void s_on_page (zim_client_t *self, const zim_sdk_frame_t *f)
     }
 }
 
+//  Rooms, pushes and signals: joined, left, published, count, room, push,
+//  signal.
+static void s_on_live (zim_client_t *self, const zim_sdk_frame_t *f)
+{
+    char room[130] = "", from[ZIM_CLIENT_ID_MAX + 1] = "";
+    zim_sdk_frame_copy (room, sizeof room, f->room);
+    zim_sdk_frame_copy (from, sizeof from, f->from);
+    bool joined = zim_str_eq (f->op, "joined"), left = zim_str_eq (f->op, "left");
+    if (joined || left || zim_str_eq (f->op, "published")) {
+        if (f->has_rid)
+            zim_sdk_reqs_remove (self->reqs, f->rid);
+        if ((joined || left) && !s_quiet (self) && self->cfg.on_joined)
+            self->cfg.on_joined (self, room, joined ? (int64_t)f->online : -1, self->cfg.arg);
+        return;
+    }
+    if (zim_str_eq (f->op, "count")) {
+        if (!s_quiet (self) && self->cfg.on_count)
+            self->cfg.on_count (self, room, f->online, self->cfg.arg);
+        return;
+    }
+    zim_client_room_t m = {NULL, f->from.ptr ? from : NULL, f->body.ptr, f->body.len, f->ts};
+    zim_client_room_fn *fn = NULL;
+    if (zim_str_eq (f->op, "room")) {
+        m.room = room;
+        fn = self->cfg.on_room;
+    } else if (zim_str_eq (f->op, "push"))
+        fn = self->cfg.on_push;
+    else if (zim_str_eq (f->op, "signal"))
+        fn = self->cfg.on_signal;
+    if (fn && f->body.ptr && !s_quiet (self))
+        fn (self, &m, self->cfg.arg);
+}
+
 //  Handles one WebSocket message: one or more frames back to back.
 //  Returns 0, or -1 when the connection should close.
 static int s_on_message (void *arg, const unsigned char *data, size_t len)
@@ -350,7 +394,8 @@ static int s_on_message (void *arg, const unsigned char *data, size_t len)
         else if (zim_str_eq (f.op, "pong")) {
             if (!s_quiet (self) && self->cfg.on_pong)
                 self->cfg.on_pong (self, f.t, self->cfg.arg);
-        }
+        } else
+            s_on_live (self, &f);
         //  other ops: from a newer server; ignored
     }
     return self->dead ? -1 : 0;
@@ -495,6 +540,7 @@ static void s_free (void *arg)
     zim_sdk_sendq_destroy (&self->sendq);
     zim_sdk_inbox_destroy (&self->inbox);
     zim_sdk_reqs_destroy (&self->reqs);
+    zim_sdk_rooms_destroy (&self->rooms);
     free (self->page_msgs);
     zim_wr_free (&self->wr);
     free (self->url);
@@ -568,6 +614,7 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
         zim_sdk_outq_new (zim_sdk_conn_headroom (), self->cfg.max_message, self->cfg.max_queue);
     self->sendq = zim_sdk_sendq_new (self->cfg.max_unacked, prefix);
     self->reqs = zim_sdk_reqs_new ();
+    self->rooms = zim_sdk_rooms_new ();
     zim_sdk_inbox_hooks_t ihooks = {s_inbox_deliver, s_inbox_sync};
     int64_t start = self->cfg.has_since ? (int64_t)self->cfg.since : -1;
     self->inbox =
@@ -745,6 +792,63 @@ int zim_client_ping (zim_client_t *self, uint64_t t)
     return s_queue_wr (self, false);
 }
 
+int zim_client_join (zim_client_t *self, const char *room, bool counts)
+{
+    if (self->dead || zim_sdk_rooms_add (self->rooms, room, counts))
+        return -1;
+    if (self->state != ZIM_CLIENT_AUTHED)
+        return 0; //  joined at auth_ok
+    uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+    zim_sdk_frame_join (&self->wr, room, rid, counts);
+    if (s_queue_wr (self, false))
+        return -1;
+    zim_sdk_reqs_add (self->reqs, rid);
+    return 0;
+}
+
+int zim_client_leave (zim_client_t *self, const char *room)
+{
+    if (self->dead || zim_sdk_rooms_remove (self->rooms, room))
+        return -1;
+    if (self->state != ZIM_CLIENT_AUTHED)
+        return 0;
+    uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+    zim_sdk_frame_leave (&self->wr, room, rid);
+    if (s_queue_wr (self, false))
+        return -1;
+    zim_sdk_reqs_add (self->reqs, rid);
+    return 0;
+}
+
+int zim_client_publish (zim_client_t *self, const char *room, const void *body, size_t len,
+                        uint64_t *rid_out)
+{
+    zim_rd_t rd;
+    zim_rd_init (&rd, body, len);
+    if (self->dead || self->state != ZIM_CLIENT_AUTHED || !zim_sdk_room_valid (room) || !body ||
+        zim_rd_skip (&rd, NULL) || zim_rd_left (&rd))
+        return -1;
+    uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+    zim_sdk_frame_publish (&self->wr, room, body, len, rid);
+    if (s_queue_wr (self, false))
+        return -1;
+    zim_sdk_reqs_add (self->reqs, rid);
+    if (rid_out)
+        *rid_out = rid;
+    return 0;
+}
+
+int zim_client_signal (zim_client_t *self, const char *to, const void *body, size_t len)
+{
+    zim_rd_t rd;
+    zim_rd_init (&rd, body, len);
+    if (self->dead || self->state != ZIM_CLIENT_AUTHED || !to || !zim_uid_valid (zim_str (to)) ||
+        !body || zim_rd_skip (&rd, NULL) || zim_rd_left (&rd))
+        return -1;
+    zim_sdk_frame_signal (&self->wr, to, body, len);
+    return s_queue_wr (self, false);
+}
+
 size_t zim_client_unacked (zim_client_t *self)
 {
     return zim_sdk_sendq_size (self->sendq);
@@ -766,6 +870,7 @@ void zim_client_test (bool verbose)
     zim_sdk_sendq_test (verbose);
     zim_sdk_reqs_test (verbose);
     zim_sdk_frame_test (verbose);
+    zim_sdk_rooms_test (verbose);
     zim_sdk_inbox_test (verbose);
     zim_sdk_json_test (verbose);
     zim_sdk_client_test (verbose);

@@ -119,6 +119,27 @@ typedef void (zim_client_msg_fn) (zim_client_t *client, const zim_client_msg_t *
 typedef void (zim_client_page_fn) (zim_client_t *client, const zim_client_page_t *page, void *arg);
 typedef void (zim_client_pong_fn) (zim_client_t *client, uint64_t t, void *arg);
 
+//  Rooms, pushes and signals (docs/PROTOCOL.md, "Rooms and live signals").
+//  Views are valid during the callback; bodies are one msgpack value.
+typedef struct {
+    const char *room; //  the room
+    const char *from; //  the publishing user, NULL when the app's backend published
+    const void *body; //  the body
+    size_t body_len;  //  its length
+    uint64_t ts;      //  server time, ms since the epoch
+} zim_client_room_t;
+//  A room message (room), a push from the backend (room NULL, from NULL), or
+//  a signal (room NULL, from the sender, ts 0).
+typedef void (zim_client_room_fn) (zim_client_t *client, const zim_client_room_t *m, void *arg);
+//  joined (online: the room's connections) or, with online -1, left: the
+//  answer to zim_client_join/leave, a rejoin after a reconnect, or the
+//  backend's order.
+typedef void (zim_client_joined_fn) (zim_client_t *client, const char *room, int64_t online,
+                                     void *arg);
+//  A room's connections changed (joined with counts).
+typedef void (zim_client_count_fn) (zim_client_t *client, const char *room, uint64_t online,
+                                    void *arg);
+
 //  Client configuration. Zero means "default" for every number; strings are
 //  copied by zim_client_new. Start from {0} and set what you need.
 typedef struct {
@@ -155,6 +176,12 @@ typedef struct {
     zim_client_page_fn *on_page;   //  a page for zim_client_sync or zim_client_history
     zim_client_pong_fn *on_pong;   //  the answer to zim_client_ping
     void *arg;                     //  passed to every callback
+    //  Rooms, pushes and signals (may be NULL).
+    zim_client_room_fn *on_room;     //  a room message
+    zim_client_room_fn *on_push;     //  a push from the app's backend
+    zim_client_room_fn *on_signal;   //  a live signal
+    zim_client_joined_fn *on_joined; //  joined or left a room
+    zim_client_count_fn *on_count;   //  a room's count changed
 } zim_client_config_t;
 
 //  ---------------------------------------------------------------------
@@ -236,6 +263,23 @@ int zim_client_history (zim_client_t *self, const char *peer, uint64_t before, u
 //  Sends {"op":"ping","t":t}; on_pong gets t back.
 //  @return 0, or -1 if the queue is full
 int zim_client_ping (zim_client_t *self, uint64_t t);
+
+//  Joins room (1..128 bytes of A-Z a-z 0-9 _ . : @ / -): on_joined when the
+//  server answers, on_error (with the request's rid) if it refuses. The
+//  client joins it again after every reconnect until zim_client_leave.
+//  counts: on_count when the room's count changes.
+//  @return 0, or -1 (bad room name, queue full)
+int zim_client_join (zim_client_t *self, const char *room, bool counts);
+//  Leaves room (and stops rejoining it). @return 0, or -1
+int zim_client_leave (zim_client_t *self, const char *room);
+//  Publishes body (one msgpack value) to every connection in room, this one
+//  included; live only. A refusal comes to on_error with *rid_out.
+//  @return 0, or -1 (not connected, bad room, queue full)
+int zim_client_publish (zim_client_t *self, const char *room, const void *body, size_t len,
+                        uint64_t *rid_out);
+//  Sends a live signal (typing...) to every connection of user to. Not
+//  stored, not acknowledged. @return 0, or -1 (not connected, bad user id)
+int zim_client_signal (zim_client_t *self, const char *to, const void *body, size_t len);
 
 //  Sends awaiting an ack (queued, written, or waiting for a retry).
 size_t zim_client_unacked (zim_client_t *self);

@@ -148,7 +148,15 @@ int zim_sdk_frame_decode (zim_rd_t *rd, zim_sdk_frame_t *f)
             //  t is whatever the ping carried; ours are uints
             if (zim_rd_uint (rd, &f->t))
                 rc = zim_rd_skip (rd, NULL);
-        } else if (zim_str_eq (key, "msgs")) {
+        } else if (zim_str_eq (key, "room"))
+            rc = zim_rd_str (rd, &f->room);
+        else if (zim_str_eq (key, "from"))
+            rc = zim_rd_str (rd, &f->from);
+        else if (zim_str_eq (key, "body"))
+            rc = zim_rd_skip (rd, &f->body);
+        else if (zim_str_eq (key, "online"))
+            rc = zim_rd_uint (rd, &f->online);
+        else if (zim_str_eq (key, "msgs")) {
             rc = zim_rd_array (rd, &f->nmsgs);
             f->msgs = *rd;
             for (uint32_t j = 0; rc == 0 && j < f->nmsgs; j++)

@@ -18,6 +18,8 @@ typedef struct {
     bool has_rid, has_code, more;              //  presence of rid and code; page's more
     zim_rd_t msgs;                             //  page: reader at the first item
     uint32_t nmsgs;                            //  page: how many items
+    zim_str_t room, from, body;                //  rooms, pushes, signals (body: raw msgpack)
+    uint64_t online;                           //  joined, count
 } zim_sdk_frame_t;
 
 //  {"op":"auth","token":T[,"device":D]}

@@ -132,6 +132,33 @@ export interface ZimClientOptions {
     WebSocket?: WebSocketCtor;
 }
 
+/** A message published to a room the client is in (`from` is absent when
+    the app's backend published it). */
+export interface RoomMessage {
+    room: string;
+    body: unknown;
+    ts: number;
+    from?: string;
+}
+
+/** A push from the app's backend (docs/API.md). */
+export interface Push {
+    body: unknown;
+    ts: number;
+}
+
+/** A live signal (typing...) from another user. */
+export interface Signal {
+    from: string;
+    body: unknown;
+}
+
+/** A room's connections across the cluster changed (join with counts). */
+export interface RoomCount {
+    room: string;
+    online: number;
+}
+
 export interface ZimClientEvents {
     state: [state: State, prev: State, detail: StateDetail];
     authenticated: [info: AuthInfo];
@@ -139,6 +166,12 @@ export interface ZimClientEvents {
     ack: [ack: Ack];
     error: [err: ZimError];
     gap: [gap: Gap];
+    room: [msg: RoomMessage];
+    push: [push: Push];
+    signal: [signal: Signal];
+    count: [count: RoomCount];
+    /** A room could not be joined again after a reconnect. */
+    rejoinFailed: [room: string, err: ZimError];
 }
 
 interface PendingSend {
@@ -214,7 +247,8 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     private flushQueued = false;
 
     private readonly pending = new Map<string, PendingSend>(); //  unacked sends, in send order
-    private readonly requests = new Map<number, PendingRequest>(); //  sync/history by rid
+    private readonly requests = new Map<number, PendingRequest>(); //  sync/history/rooms by rid
+    private readonly rooms = new Map<string, { counts: boolean }>(); //  joined, rejoined on reconnect
     private nextRid = 1;
     private waiters: Waiter[] = []; //  waiting for authentication
 
@@ -707,6 +741,32 @@ export class ZimClient extends Emitter<ZimClientEvents> {
 
     private onFrame(f: Frame): void {
         switch (f.op) {
+            case 'joined':
+            case 'left':
+            case 'published': {
+                const r = typeof f.rid === 'number' ? this.requests.get(f.rid) : undefined;
+                if (r) {
+                    clearTimeout(r.timer);
+                    this.requests.delete(f.rid as number);
+                    r.resolve(f);
+                }
+                break;
+            }
+            case 'room': {
+                const m: RoomMessage = { room: String(f.room ?? ''), body: f.body, ts: Number(f.ts) };
+                if (typeof f.from === 'string') m.from = f.from;
+                this.emit('room', m);
+                break;
+            }
+            case 'push':
+                this.emit('push', { body: f.body, ts: Number(f.ts) });
+                break;
+            case 'signal':
+                this.emit('signal', { from: String(f.from ?? ''), body: f.body });
+                break;
+            case 'count':
+                this.emit('count', { room: String(f.room ?? ''), online: Number(f.online) });
+                break;
             case 'auth_ok':
                 this.onAuthOk(f);
                 break;
@@ -762,6 +822,60 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         }
         if (this.o.autoSync && this.authed) this.autoSync();
         if (this._lastSeq !== null) this.scheduleCursor();
+        this.rejoin();
+    }
+
+    //  After a reconnect: every room joined before is joined again.
+    private rejoin(): void {
+        for (const [room, { counts }] of this.rooms) {
+            this.request((rid) => frames.join(room, rid, counts)).catch((err: ZimError) => {
+                if (typeof err.code === 'number') {
+                    this.rooms.delete(room); //  refused now: the app's policy changed
+                    this.emit('rejoinFailed', room, err);
+                }
+            });
+        }
+    }
+
+    // ----------------------------------------------------------------------
+    //  Rooms and signals (docs/PROTOCOL.md, "Rooms and live signals")
+
+    /** Joins a room (1–128 bytes of `A-Z a-z 0-9 _ . : @ / -`); with
+        `counts`, `count` events follow its online count. Resolves with the
+        room's online connections. The client joins it again after every
+        reconnect until leave(). */
+    async join(room: string, options: { counts?: boolean } = {}): Promise<{ room: string; online: number }> {
+        await this.whenAuthenticated(this.o.requestTimeout);
+        const f = await this.request((rid) => frames.join(room, rid, options.counts));
+        this.rooms.set(room, { counts: !!options.counts });
+        return { room: String(f.room), online: Number(f.online) };
+    }
+
+    /** Leaves a room (and stops joining it on reconnect). */
+    async leave(room: string): Promise<void> {
+        this.rooms.delete(room);
+        await this.whenAuthenticated(this.o.requestTimeout);
+        await this.request((rid) => frames.leave(room, rid));
+    }
+
+    /** Publishes body (any msgpack-able value) to every connection in a
+        room this client is in, itself included. Live only: not stored. */
+    async publish(room: string, body: unknown): Promise<void> {
+        await this.whenAuthenticated(this.o.requestTimeout);
+        await this.request((rid) => frames.publish(room, body, rid));
+    }
+
+    /** Sends a live signal (typing...) to every connection of user `to`.
+        Not stored, not acknowledged; false if not connected. */
+    signal(to: string, body: unknown): boolean {
+        if (!this.authed) return false;
+        this.enqueue(encodeFrame(frames.signal(to, body)));
+        return true;
+    }
+
+    /** The rooms this client is in (joined again after a reconnect). */
+    get joinedRooms(): string[] {
+        return [...this.rooms.keys()];
     }
 
     private ping(): void {

@@ -163,4 +163,16 @@ export const frames = {
     history(peer: string, before: bigint | number | undefined, limit: number, rid: number): Record<string, unknown> {
         return { op: 'history', peer, before, limit, rid };
     },
+    join(room: string, rid?: number, counts?: boolean): Record<string, unknown> {
+        return { op: 'join', room, rid, counts: counts ? true : undefined };
+    },
+    leave(room: string, rid?: number): Record<string, unknown> {
+        return { op: 'leave', room, rid };
+    },
+    publish(room: string, body: unknown, rid?: number): Record<string, unknown> {
+        return { op: 'publish', room, body, rid };
+    },
+    signal(to: string, body: unknown): Record<string, unknown> {
+        return { op: 'signal', to, body };
+    },
 };

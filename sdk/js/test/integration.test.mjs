@@ -194,6 +194,47 @@ describe('zim-server integration', { skip: skip ?? false, timeout: 120000 }, () 
         await closeAll();
     });
 
+    test('rooms: join with counts, publish to members, signals, rejoined after a server restart', async () => {
+        const a = client('room_a');
+        const b = client('room_b');
+        const got = { a: [], b: [], counts: [], signals: [] };
+        a.on('room', (m) => got.a.push(m));
+        b.on('room', (m) => got.b.push(m));
+        a.on('count', (c) => got.counts.push(c));
+        b.on('signal', (s) => got.signals.push(s));
+        await Promise.all([a.connect(), b.connect()]);
+        assert.deepEqual(await a.join('lobby', { counts: true }), { room: 'lobby', online: 1 });
+        assert.deepEqual(await b.join('lobby'), { room: 'lobby', online: 2 });
+        await waitFor(() => got.counts.some((c) => c.room === 'lobby' && c.online === 2), { what: 'count 2' });
+        await b.publish('lobby', { t: 'hi' });
+        await waitFor(() => got.a.length === 1 && got.b.length === 1, { what: 'room message to both' });
+        assert.equal(got.a[0].room, 'lobby');
+        assert.equal(got.a[0].from, 'room_b');
+        assert.deepEqual(got.a[0].body, { t: 'hi' });
+        await assert.rejects(a.publish('elsewhere', 1), (e) => e.code === 4050);
+        await assert.rejects(a.join('bad room'), (e) => e.code === 4052);
+        assert.ok(a.signal('room_b', 'typing'));
+        await waitFor(() => got.signals.length === 1, { what: 'signal' });
+        assert.deepEqual(got.signals[0], { from: 'room_a', body: 'typing' });
+        assert.deepEqual(a.joinedRooms, ['lobby']);
+        // The server restarts: both clients reconnect and join lobby again
+        // by themselves; a publish after that reaches a.
+        const port = server.port;
+        await server.kill('SIGTERM');
+        earlierLogs += server.log;
+        await waitFor(() => a.state !== 'authenticated' && b.state !== 'authenticated', { what: 'clients notice' });
+        server = await restartServer(dir, port);
+        await waitFor(() => a.state === 'authenticated' && b.state === 'authenticated', { what: 'reconnected', timeout: 30000 });
+        for (let i = 0; i < 50 && !got.a.some((m) => m.body === 'again'); i++) {
+            await b.publish('lobby', 'again').catch(() => {});
+            await sleep(200);
+        }
+        assert.ok(got.a.some((m) => m.body === 'again'), 'a room message after the restart');
+        await b.leave('lobby');
+        assert.deepEqual(b.joinedRooms, []);
+        await closeAll();
+    });
+
     test('close() is clean', async () => {
         const a = client('closer');
         const ra = record(a);

@@ -112,3 +112,32 @@ test('a truncated message yields the frames before the damage and an error', () 
     assert.equal(notMap.frames.length, 0);
     assert.ok(notMap.error);
 });
+
+// Rooms and signals (tests/vectors/rooms/).
+const rooms = {
+    'rooms/c2s-join': frames.join('lobby', 1, true),
+    'rooms/c2s-leave': frames.leave('lobby', 2),
+    'rooms/c2s-publish': frames.publish('lobby', 'hi', 3),
+    'rooms/c2s-signal': frames.signal('bob', 'typing'),
+};
+
+test('every rooms c2s vector has an encoder case', () => {
+    const files = readdirSync(join(dir, 'rooms')).filter((f) => f.startsWith('c2s-')).map((f) => `rooms/${f.replace(/\.hex$/, '')}`);
+    assert.deepEqual(files.sort(), Object.keys(rooms).sort());
+});
+
+for (const [name, frame] of Object.entries(rooms)) {
+    test(`encode ${name}`, () => {
+        assert.deepEqual(Buffer.from(encodeFrame(frame)).toString('hex'), Buffer.from(vector(name)).toString('hex'));
+    });
+}
+
+test('decode the rooms server frames', () => {
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-joined')), [{ op: 'joined', room: 'lobby', rid: 1, online: 2 }]);
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-left')), [{ op: 'left', room: 'lobby', rid: 2 }]);
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-room')), [{ op: 'room', room: 'lobby', body: 'hi', ts: TS, from: 'alice' }]);
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-published')), [{ op: 'published', rid: 3 }]);
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-count')), [{ op: 'count', room: 'lobby', online: 3 }]);
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-signal')), [{ op: 'signal', from: 'alice', body: 'typing' }]);
+    assert.deepEqual(decodeFrames(vector('rooms/s2c-error')), [{ op: 'error', code: 4050, text: 'not in this room', rid: 3 }]);
+});

@@ -35,7 +35,7 @@ const READY = / ready: ws=ws:\/\/[^\s/]*:(\d+)\/ws admin=(\S+) /;
     logs its ready line, with { proc, port, url, secret, log, kill(signal), exited }. */
 export function startServer(dataDir, port = 0, { timeout = 20000 } = {}) {
     return new Promise((resolvePromise, reject) => {
-        const args = ['--port', String(port), '--admin', 'tcp://127.0.0.1:*', '--data', dataDir, '--sync', 'none'];
+        const args = ['--port', String(port), '--admin', 'tcp://127.0.0.1:*', '--data', dataDir, '--sync', 'none', '--api', 'none'];
         const proc = spawn(serverBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         let log = '';
         let done = false;

@@ -1,0 +1,454 @@
+/*  test_api.c: the backend push API (docs/API.md) of a real zim-server,
+    driven by libcurl over one kept-alive HTTP connection, with real
+    WebSocket clients receiving: push to users (every device), to rooms
+    (one copy per connection in several of them), to one device, to all;
+    online devices, a room's count, the top rooms, the app's totals; a raw
+    msgpack body; every refusal (400, 401, 403, 404, 405, 413, 501) with
+    its JSON error and nothing delivered.
+*/
+#include "msg/zim_admin.h"
+#include "msg/zim_msg.h"
+#include "tests/zim_testkit.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static tk_server_t srv;
+static CURL *curl;
+
+static void s_setup (void)
+{
+    ck_assert_int_eq (tk_server_start (&srv, NULL, NULL), 0);
+    ck_assert_int_gt (srv.api_port, 0);
+    ck_assert_int_ge (strlen (srv.apikey), 16);
+    curl = curl_easy_init ();
+    ck_assert_ptr_nonnull (curl);
+}
+
+static void s_teardown (void)
+{
+    curl_easy_cleanup (curl);
+    tk_server_stop (&srv, SIGTERM);
+    tk_server_cleanup (&srv);
+}
+
+//  What an answer held.
+typedef struct {
+    char *data;
+    size_t len;
+} s_buf_t;
+
+static size_t s_collect (char *ptr, size_t size, size_t n, void *arg)
+{
+    s_buf_t *b = (s_buf_t *)arg;
+    b->data = realloc (b->data, b->len + size * n + 1);
+    memcpy (b->data + b->len, ptr, size * n);
+    b->len += size * n;
+    b->data[b->len] = 0;
+    return size * n;
+}
+
+//  Calls method path with body (NULL: none) and key (NULL: no
+//  Authorization); returns the status, *doc the JSON answer (or NULL).
+static long s_call_typed (const char *method, const char *path, const char *body, size_t blen,
+                          const char *type, const char *key, json_t **doc)
+{
+    char url[512], auth[300], ctype[128];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d%s", srv.api_port, path);
+    struct curl_slist *headers = NULL;
+    if (key) {
+        snprintf (auth, sizeof auth, "Authorization: Bearer %s", key);
+        headers = curl_slist_append (headers, auth);
+    }
+    snprintf (ctype, sizeof ctype, "Content-Type: %s", type);
+    headers = curl_slist_append (headers, ctype);
+    s_buf_t b = {NULL, 0};
+    curl_easy_reset (curl);
+    curl_easy_setopt (curl, CURLOPT_URL, url);
+    curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt (curl, CURLOPT_TIMEOUT, 20L);
+    if (body) {
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE, (long)blen);
+    }
+    CURLcode rc = curl_easy_perform (curl);
+    ck_assert_msg (rc == CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror (rc));
+    long status = 0;
+    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all (headers);
+    *doc = b.data ? json_loads (b.data, 0, NULL) : NULL;
+    if (getenv ("ZIM_API_DEBUG"))
+        fprintf (stderr, "%s %s -> %ld %s\n", method, path, 0L, b.data ? b.data : "(none)");
+    ck_assert_msg (*doc, "%s %s: the answer is not JSON: %s", method, path, b.data ? b.data : "");
+    free (b.data);
+    return status;
+}
+
+static long s_call (const char *method, const char *path, const char *body, json_t **doc)
+{
+    return s_call_typed (method, path, body, body ? strlen (body) : 0, "application/json",
+                         srv.apikey, doc);
+}
+
+//  Expects a refusal with status and error code.
+static void s_refused (long status, json_t **doc_p, long want, const char *code)
+{
+    json_t *doc = *doc_p;
+    char *text = json_dumps (doc, JSON_COMPACT);
+    ck_assert_msg (status == want && json_object_get (doc, "error"), "%ld %s, not %ld %s", status,
+                   text, want, code);
+    free (text);
+    json_t *err = json_object_get (doc, "error");
+    ck_assert_str_eq (json_string_value (json_object_get (err, "code")), code);
+    ck_assert (json_string_length (json_object_get (err, "text")) > 0);
+    json_decref (doc);
+}
+
+static tk_client_t *s_login (const char *uid, const char *device)
+{
+    tk_client_t *c = tk_login (&srv, uid, device);
+    ck_assert_ptr_nonnull (c);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
+    return c;
+}
+
+//  Sends {"op":op,"room":room} (join, leave) and waits for the answer.
+static void s_join (tk_client_t *c, const char *room)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 2);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "join");
+    zim_wr_cstr (&wr, "room");
+    zim_wr_cstr (&wr, room);
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "joined", 10000, &f), 0);
+}
+
+//  The next frame of c with op; its body's bytes into body (size).
+static void s_expect_body (tk_client_t *c, const char *op, const char *body, size_t size)
+{
+    tk_frame_t f;
+    ck_assert_msg (tk_expect (c, op, 10000, &f) == 0, "no %s frame (a body of %zu bytes)", op,
+                   size);
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f.raw, f.raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    ck_assert_msg (m.body.len == size && memcmp (m.body.ptr, body, size) == 0,
+                   "%s: another body (%zu bytes)", op, m.body.len);
+    ck_assert (m.ts > 1700000000000ULL);
+    ck_assert_ptr_null (m.from.ptr); //  the backend pushed: no from
+}
+
+//  Pings c; no frame with op may come before the pong.
+static void s_nothing (tk_client_t *c, const char *op)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "ping");
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+    tk_frame_t f;
+    do {
+        ck_assert_int_eq (tk_recv (c, 10000, &f), 0);
+        ck_assert_msg (strcmp (f.op, op), "an unexpected %s frame", op);
+    } while (strcmp (f.op, "pong"));
+}
+
+START_TEST (test_api)
+{
+    tk_client_t *phone = s_login ("alice", "phone");
+    tk_client_t *laptop = s_login ("alice", "laptop");
+    tk_client_t *bob = s_login ("bob", "phone");
+    json_t *doc;
+
+    //  Push to users: every connection of each, a count per user.
+    long st = s_call ("POST", "/v1/push/users",
+                      "{\"users\":[\"alice\",\"carol\"],\"data\":{\"text\":\"hi\"}}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 2);
+    json_t *users = json_object_get (doc, "users");
+    ck_assert_int_eq (json_integer_value (json_object_get (users, "alice")), 2);
+    ck_assert_int_eq (json_integer_value (json_object_get (users, "carol")), 0);
+    json_decref (doc);
+    const char hi[] = "\x81\xa4text\xa2hi";
+    s_expect_body (phone, "push", hi, sizeof hi - 1);
+    s_expect_body (laptop, "push", hi, sizeof hi - 1);
+    s_nothing (bob, "push");
+
+    //  Push to rooms: one copy per connection, even in both rooms.
+    s_join (phone, "lobby");
+    s_join (phone, "news");
+    s_join (bob, "lobby");
+    st = s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"lobby\",\"news\"],\"data\":\"r\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    s_expect_body (phone, "room", "\xa1r", 2);
+    s_nothing (phone, "room");
+    s_expect_body (bob, "room", "\xa1r", 2);
+    s_nothing (laptop, "room");
+
+    //  Push to one device.
+    st = s_call ("POST", "/v1/push/conns",
+                 "{\"targets\":[{\"user\":\"alice\",\"device\":\"laptop\"}],\"data\":1}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 1);
+    json_decref (doc);
+    s_expect_body (laptop, "push", "\x01", 1);
+    s_nothing (phone, "push");
+
+    //  Push to all: every connection of the app.
+    st = s_call ("POST", "/v1/push/all", "{\"data\":[true,null,1.5]}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    const char all[] = "\x93\xc3\xc0\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00";
+    tk_client_t *everyone[] = {phone, laptop, bob};
+    for (int i = 0; i < 3; i++)
+        s_expect_body (everyone[i], "push", all, sizeof all - 1);
+
+    //  A raw msgpack body, the targets in the query.
+    st = s_call_typed ("POST", "/v1/push/users?users=bob", "\xa2hi", 3, "application/msgpack",
+                       srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    s_expect_body (bob, "push", "\xa2hi", 3);
+
+    //  Online devices per user.
+    st = s_call ("GET", "/v1/online?users=alice,bob,carol", NULL, &doc);
+    ck_assert_int_eq (st, 200);
+    json_t *online = json_object_get (doc, "online");
+    ck_assert_int_eq (json_array_size (json_object_get (online, "alice")), 2);
+    ck_assert_str_eq (json_string_value (json_array_get (json_object_get (online, "bob"), 0)),
+                      "phone");
+    ck_assert_int_eq (json_array_size (json_object_get (online, "carol")), 0);
+    json_decref (doc);
+    //  A room's connections (counted once a second: wait for 2), the top
+    //  rooms, the app's totals.
+    json_int_t lobby = 0;
+    for (int tries = 0; tries < 50 && lobby != 2; tries++) {
+        st = s_call ("GET", "/v1/rooms/lobby", NULL, &doc);
+        ck_assert_int_eq (st, 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        json_decref (doc);
+        if (lobby != 2)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 2);
+    st = s_call ("GET", "/v1/rooms?top=1", NULL, &doc);
+    ck_assert_int_eq (st, 200);
+    json_t *top = json_object_get (doc, "rooms");
+    ck_assert_int_eq (json_array_size (top), 1);
+    ck_assert_str_eq (json_string_value (json_object_get (json_array_get (top, 0), "room")),
+                      "lobby");
+    json_decref (doc);
+    st = s_call ("GET", "/v1/stats", NULL, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 3);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "users")), 2);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "rooms")), 2);
+    json_decref (doc);
+    //  All of it over one kept-alive connection.
+    long connects = -1;
+    curl_easy_getinfo (curl, CURLINFO_NUM_CONNECTS, &connects);
+    ck_assert_int_eq (connects, 0);
+
+    //  Refusals: JSON errors, nothing delivered.
+    s_refused (s_call_typed ("GET", "/v1/stats", NULL, 0, "application/json", NULL, &doc), &doc,
+               401, "unauthorized");
+    s_refused (s_call_typed ("GET", "/v1/stats", NULL, 0, "application/json",
+                             "not-the-key-not-the-key", &doc),
+               &doc, 403, "forbidden");
+    s_refused (s_call ("GET", "/v1/nothing", NULL, &doc), &doc, 404, "not_found");
+    s_refused (s_call ("GET", "/v1/push/users", NULL, &doc), &doc, 405, "method_not_allowed");
+    s_refused (s_call ("POST", "/v1/stats", "{}", &doc), &doc, 405, "method_not_allowed");
+    s_refused (s_call ("POST", "/v1/push/users", "{\"users\":[\"alice\"", &doc), &doc, 400,
+               "bad_json");
+    s_refused (s_call ("POST", "/v1/push/users", "{\"users\":[\"alice\"]}", &doc), &doc, 400,
+               "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users", "{\"users\":\"alice\",\"data\":1}", &doc), &doc,
+               400, "bad_field");
+    //  One bad user among good ones: nothing pushed to the good one.
+    s_refused (s_call ("POST", "/v1/push/users", "{\"users\":[\"alice\",\"no one\"],\"data\":1}",
+                       &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"lobby\",\"bad room\"],\"data\":1}",
+                       &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"alice\"],\"data\":1,\"persist\":true}", &doc),
+               &doc, 501, "not_implemented");
+    s_refused (s_call_typed ("POST", "/v1/push/users?users=bob", "\xa2hi\x01", 4,
+                             "application/msgpack", srv.apikey, &doc),
+               &doc, 400, "bad_body");
+    s_refused (s_call ("GET", "/v1/online", NULL, &doc), &doc, 400, "bad_field");
+    s_refused (s_call ("GET", "/v1/rooms?top=0", NULL, &doc), &doc, 400, "bad_field");
+    s_nothing (phone, "push");
+    s_nothing (bob, "room");
+    //  Over 1 MiB: 413.
+    size_t big = (1 << 20) + 100;
+    char *huge = malloc (big + 1);
+    memset (huge, ' ', big);
+    huge[big] = 0;
+    s_refused (s_call ("POST", "/v1/push/all", huge, &doc), &doc, 413, "too_large");
+    free (huge);
+
+    //  The same through the admin endpoint (what zimctl push/online/rooms
+    //  send).
+    char *text = NULL;
+    const char *push_args[] = {"demo", "users", "alice", "{\"via\":\"admin\"}", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "push",
+                                            push_args, &text),
+                      0);
+    ck_assert_msg (strstr (text, "\"alice\":2"), "%s", text);
+    free (text);
+    const char via[] = "\x81\xa3" "via" "\xa5" "admin";
+    s_expect_body (phone, "push", via, sizeof via - 1);
+    s_expect_body (laptop, "push", via, sizeof via - 1);
+    const char *online_args[] = {"demo", "bob", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "online",
+                                            online_args, &text),
+                      0);
+    ck_assert_msg (strstr (text, "\"bob\":[\"phone\"]"), "%s", text);
+    free (text);
+    const char *rooms_args[] = {"demo", "", "5", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "rooms",
+                                            rooms_args, &text),
+                      0);
+    ck_assert_msg (strstr (text, "\"lobby\""), "%s", text);
+    free (text);
+    const char *bad_args[] = {"demo", "users", "not a user", "1", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (srv.admin, srv.curve, srv.key, 10000, "push",
+                                            bad_args, &text),
+                      ZIM_ERR_BAD_FIELD);
+    free (text);
+    s_nothing (phone, "push");
+    //  And through zimctl itself.
+    const char *zimctl = getenv ("ZIMCTL");
+    if (!zimctl)
+        zimctl = "./zimctl";
+    char cmd[1024];
+    snprintf (cmd, sizeof cmd, "%s -e %s -k %s push users bob --app demo --data '\"cli\"'", zimctl,
+              srv.admin, srv.key);
+    FILE *p = popen (cmd, "r");
+    ck_assert_ptr_nonnull (p);
+    char out[512] = "";
+    size_t got = fread (out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_msg (strstr (out, "\"bob\":1"), "zimctl push: %s", out);
+    s_expect_body (bob, "push", "\xa3" "cli", 4);
+    snprintf (cmd, sizeof cmd, "%s -e %s -k %s rooms --app demo lobby", zimctl, srv.admin, srv.key);
+    p = popen (cmd, "r");
+    ck_assert_ptr_nonnull (p);
+    got = fread (out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_msg (strstr (out, "\"online\":2"), "zimctl rooms: %s", out);
+
+    //  The backend puts users in and out of rooms: every connection of
+    //  theirs gets joined / left.
+    st = s_call ("POST", "/v1/rooms/stage/join", "{\"users\":[\"alice\",\"carol\"]}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (doc, "users"), "alice")), 2);
+    json_decref (doc);
+    tk_frame_t tf;
+    ck_assert_int_eq (tk_expect (phone, "joined", 10000, &tf), 0);
+    ck_assert_int_eq (tk_expect (laptop, "joined", 10000, &tf), 0);
+    //  The router knows the room once the gateway reported it (a moment
+    //  after the answer): wait for it, then push.
+    json_int_t staged = 0;
+    for (int tries = 0; tries < 50 && staged == 0; tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/stage", NULL, &doc), 200);
+        staged = json_integer_value (json_object_get (doc, "online"));
+        json_decref (doc);
+        if (staged == 0)
+            usleep (100000);
+    }
+    ck_assert_int_gt (staged, 0);
+    st = s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"stage\"],\"data\":\"s\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    s_expect_body (laptop, "room", "\xa1s", 2);
+    st = s_call ("POST", "/v1/rooms/stage/leave", "{\"users\":[\"alice\"]}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    ck_assert_int_eq (tk_expect (laptop, "left", 10000, &tf), 0);
+    s_refused (s_call ("POST", "/v1/rooms/bad%20room/join", "{\"users\":[\"alice\"]}", &doc), &doc,
+               400, "bad_room");
+    s_refused (s_call ("POST", "/v1/rooms/stage/join", "{\"users\":\"alice\"}", &doc), &doc, 400,
+               "bad_field");
+    s_refused (s_call ("POST", "/v1/disconnect", "{\"device\":\"phone\"}", &doc), &doc, 400,
+               "bad_field");
+
+    //  Disconnect one device: closed with 4056, the other stays.
+    st = s_call ("POST", "/v1/disconnect", "{\"user\":\"alice\",\"device\":\"laptop\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 1);
+    json_decref (doc);
+    for (int i = 0; i < 500 && !tk_closed (laptop); i++)
+        tk_recv (laptop, 20, &tf);
+    ck_assert_int_eq (tk_close_status (laptop), ZIM_ERR_DISCONNECTED);
+    s_nothing (phone, "push");
+    //  Disconnect a user: its tokens issued until now are refused.
+    char *old = tk_token (&srv, "bob", 3600);
+    ck_assert_ptr_nonnull (old);
+    st = s_call ("POST", "/v1/disconnect", "{\"user\":\"bob\"}", &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    for (int i = 0; i < 500 && !tk_closed (bob); i++)
+        tk_recv (bob, 20, &tf);
+    ck_assert_int_eq (tk_close_status (bob), ZIM_ERR_DISCONNECTED);
+    char query[2048];
+    snprintf (query, sizeof query, "token=%s", old);
+    free (old);
+    tk_client_t *again = tk_connect (&srv, query, NULL);
+    ck_assert_ptr_nonnull (again);
+    for (int i = 0; i < 500 && !tk_closed (again); i++)
+        tk_recv (again, 20, &tf);
+    ck_assert_int_eq (tk_close_status (again), ZIM_ERR_DISCONNECTED);
+    tk_close (&again);
+    sleep (2); //  a token issued after the disconnect (iat has seconds)
+    again = s_login ("bob", "tablet");
+    s_nothing (again, "error");
+    tk_close (&again);
+
+    tk_close (&phone);
+    tk_close (&laptop);
+    tk_close (&bob);
+}
+END_TEST
+
+int main (void)
+{
+    curl_global_init (CURL_GLOBAL_DEFAULT);
+    Suite *s = suite_create ("api");
+    TCase *tc = tcase_create ("api");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 120);
+    tcase_add_test (tc, test_api);
+    suite_add_tcase (s, tc);
+    SRunner *sr = srunner_create (s);
+    srunner_run_all (sr, CK_NORMAL);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    curl_global_cleanup ();
+    return failed ? 1 : 0;
+}
