@@ -34,6 +34,7 @@
 #include "store/zim_pushq.h"
 #include "store/zim_receipts.h"
 #include "store/zim_groups.h"
+#include "broker/zim_gfan.h"
 #include "router/zim_router.h"
 #include "router/zim_routes.h"
 #include "router/zim_members.h"
@@ -99,6 +100,7 @@ static const s_test_t s_tests[] = {
     {"pushq", zim_pushq_test},
     {"receipts", zim_receipts_test},
     {"groups", zim_groups_test},
+    {"gfan", zim_gfan_test},
     {"commit", zim_commit_test},
     {"store", zim_store_test},
     {"router", zim_router_test},

@@ -32,6 +32,14 @@ static void s_usage (FILE *out)
              "  mute --app APP --uid UID --conv CONV [--until MS | --off]\n"
              "        no push for UID's conversation CONV until MS (ms since the\n"
              "        epoch; default: for ever); --off unmutes\n"
+             "  groups create --app APP --group GROUP [--channel] [--members U,U,...]\n"
+             "         [--history]\n"
+             "        a group (write fan-out, up to store/max_group_size members) or a\n"
+             "        channel (read fan-out); --history: new members read earlier\n"
+             "        messages (channels)\n"
+             "  groups add|remove --app APP --group GROUP --members U,U,...\n"
+             "  groups get|delete|upgrade --app APP --group GROUP\n"
+             "        the group and its members; delete it; make it a channel\n"
              "  keygen [--client NAME] DIR\n"
              "        make the CURVE keys of a cluster in DIR (kept if there): the\n"
              "        cluster key pair every node holds (cluster.cert_secret) and\n"
@@ -149,9 +157,15 @@ int main (int argc, char **argv)
                                             {"conv", required_argument, NULL, 'C'},
                                             {"until", required_argument, NULL, 'W'},
                                             {"off", no_argument, NULL, 'O'},
+                                            {"group", required_argument, NULL, 'G'},
+                                            {"members", required_argument, NULL, 'M'},
+                                            {"channel", no_argument, NULL, 'H'},
+                                            {"history", no_argument, NULL, 'Y'},
                                             {NULL, 0, NULL, 0}};
     const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
                *keys = NULL, *client = NULL, *conv = NULL, *until = "18446744073709551615";
+    const char *group = NULL, *members = "-";
+    bool channel = false, history = false;
     uint64_t timeout = 5000;
     bool json = false;
     int c;
@@ -191,6 +205,14 @@ int main (int argc, char **argv)
     argc -= optind;
     argv += optind;
     optind = 1;
+    //  groups SUBCOMMAND: taken before its options (parsing stays in
+    //  order, as the "+" above set it).
+    const char *sub = NULL;
+    if (streq (command, "groups") && argc > 1 && argv[1][0] != '-') {
+        sub = argv[1];
+        argc--;
+        argv++;
+    }
     while ((c = getopt_long (argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
         case 'A':
@@ -213,6 +235,18 @@ int main (int argc, char **argv)
             break;
         case 'O':
             until = "0";
+            break;
+        case 'G':
+            group = optarg;
+            break;
+        case 'M':
+            members = optarg;
+            break;
+        case 'H':
+            channel = true;
+            break;
+        case 'Y':
+            history = true;
             break;
         case 'h':
             s_usage (stdout);
@@ -238,7 +272,7 @@ int main (int argc, char **argv)
                          "./zim-data/admin.key\n");
         return 2;
     }
-    const char *args[5] = {NULL}; //  up to four and the NULL that ends them
+    const char *args[7] = {NULL}; //  up to six and the NULL that ends them
     const char *verb = command;
     if (streq (command, "token")) {
         if (!app || !uid) {
@@ -262,6 +296,27 @@ int main (int argc, char **argv)
         args[1] = uid;
         args[2] = conv;
         args[3] = until;
+    } else if (streq (command, "groups")) {
+        //  groups SUB --app APP --group GROUP ... (tools/zim_storeadmin.h)
+        bool add = sub && streq (sub, "add"), remove = sub && streq (sub, "remove");
+        bool plain = sub && (streq (sub, "get") || streq (sub, "delete") || streq (sub, "upgrade"));
+        if (!app || !group || !(add || remove || plain || (sub && streq (sub, "create")))) {
+            fprintf (stderr, "zimctl: groups create|add|remove|get|delete|upgrade needs --app "
+                             "and --group\n");
+            free (owned_key);
+            return 2;
+        }
+        args[0] = add || remove ? "members" : sub;
+        args[1] = app;
+        args[2] = group;
+        if (add || remove) {
+            args[3] = add ? members : "-";
+            args[4] = add ? "-" : members;
+        } else if (!plain) {
+            args[3] = channel ? "channel" : "group";
+            args[4] = members;
+            args[5] = history ? "history" : NULL;
+        }
     } else if (!streq (command, "pushq")) {
         fprintf (stderr, "zimctl: unknown command '%s'. Try 'zimctl --help'.\n", command);
         free (owned_key);
