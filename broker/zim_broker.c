@@ -295,7 +295,8 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
                  0;
         else if (ok && (kind == ZIM_MSG_MARKED || kind == ZIM_MSG_CONVS_R))
             ok = zim_notify_store (self->notify, kind, &first, fields) == 0;
-        else if (ok && (kind == ZIM_MSG_GPOSTED || kind == ZIM_MSG_GREAD_R))
+        else if (ok && (kind == ZIM_MSG_GPOSTED || kind == ZIM_MSG_GFANNED ||
+                         kind == ZIM_MSG_GREAD_R))
             ok = zim_gfan_store (self->gfan, kind, &first, fields) == 0;
         else
             ok = false;

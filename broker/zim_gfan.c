@@ -16,9 +16,14 @@
 typedef enum {
     S_FREE = 0, //  the slot is free
     S_POST,     //  GPOST sent to the group's shard
+    S_FAN,      //  GFANs sent to the shards of the members elsewhere (a job)
     S_ROUTE,    //  acked; ROUTE_Q for the members sent
     S_READ      //  GREAD sent (to every shard for a list)
 } s_stage_t;
+
+#define S_POLL_REQ ((uint64_t)1 << 61) //  a jobs poll's request id
+#define S_POLL_EVERY 3000000           //  us between polls for unfinished jobs
+#define S_JOB_AGE 5000                 //  ms: a job older than this has lost its broker
 
 //  One request in flight.
 typedef struct {
@@ -28,10 +33,17 @@ typedef struct {
     uint8_t gw[256];     //  routing id of its gateway
     size_t gw_len;       //  its length
     uint64_t conn;       //  the asking connection
-    zframe_t *send;      //  POST/ROUTE: the GSEND
-    zframe_t *members;   //  ROUTE: the GPOSTED's member list (gmember records)
-    uint32_t nmembers;   //  how many
-    uint64_t id, ts;     //  ROUTE: the stored message
+    zframe_t *send;      //  POST/FAN/ROUTE: the GSEND (made up for a job found by a poll)
+    bool headless;       //  a job found by a poll: nobody to answer
+    int gshard;          //  the group's shard
+    uint32_t nmembers;   //  FAN/ROUTE: members in acc (gmember records)
+    uint32_t pending_fans; //  FAN: GFANs unanswered
+    bool fan_failed;     //  FAN: one of them failed
+    bool ran_job;        //  GFANs were sent: GDONE when they all succeed
+    bool duplicate;      //  the GPOST found the message stored before
+    uint64_t id, ts;     //  the stored message
+    uint64_t gseq;       //  its gseq
+    uint64_t seq;        //  the sender's seq
     uint64_t rid;        //  READ: the client's rid
     int mode;            //  READ: ZIM_GREAD_LOG or _LIST
     size_t pending;      //  READ: answers still due
@@ -55,6 +67,9 @@ struct _zim_gfan_t {
     uint64_t next_req;                 //  request id counter (without the tag bit)
     uint64_t next_scan_us;             //  the next deadline scan
     zim_wr_t wr;                       //  backbone messages being encoded
+    zim_wr_t lists[ZIM_SHARDS_MAX];    //  a job's members, per shard, comma-separated
+    uint64_t next_poll_us;             //  the next poll for unfinished jobs
+    uint64_t polls;                    //  poll request counter
 };
 
 zim_gfan_t *zim_gfan_new (zim_shell_t *shell, zim_shards_t *shards, zim_deliver_t *deliver,
@@ -81,9 +96,10 @@ void zim_gfan_destroy (zim_gfan_t **self_p)
         return;
     for (size_t i = 0; i < ZIM_GFAN_SLOTS; i++) {
         zframe_destroy (&self->slots[i].send);
-        zframe_destroy (&self->slots[i].members);
         zim_wr_free (&self->slots[i].acc);
     }
+    for (size_t i = 0; i < ZIM_SHARDS_MAX; i++)
+        zim_wr_free (&self->lists[i]);
     zim_wr_free (&self->wr);
     free (self->slots);
     free (self);
@@ -101,7 +117,7 @@ void zim_gfan_use_router (zim_gfan_t *self, zsock_t *router)
 //  A free slot for a new request from gw, or NULL when all are busy.
 static s_slot_t *s_take (zim_gfan_t *self, zframe_t *gw, uint64_t conn)
 {
-    uint64_t req = ++self->next_req & ~(ZIM_GFAN_REQ | ZIM_NOTIFY_REQ);
+    uint64_t req = ++self->next_req & ~(ZIM_GFAN_REQ | ZIM_NOTIFY_REQ | S_POLL_REQ);
     s_slot_t *slot = &self->slots[req % ZIM_GFAN_SLOTS];
     if (slot->stage != S_FREE || zframe_size (gw) > sizeof slot->gw)
         return NULL;
@@ -121,7 +137,6 @@ static s_slot_t *s_take (zim_gfan_t *self, zframe_t *gw, uint64_t conn)
 static void s_free (zim_gfan_t *self, s_slot_t *slot)
 {
     zframe_destroy (&slot->send);
-    zframe_destroy (&slot->members);
     slot->stage = S_FREE;
     self->busy--;
 }
@@ -149,6 +164,8 @@ static void s_gsend (s_slot_t *slot, zim_gsend_t *m)
 //  Answers a GSEND's sender with an error naming its cid.
 static void s_send_error (zim_gfan_t *self, s_slot_t *slot, int code)
 {
+    if (slot->headless)
+        return;
     zim_gsend_t m;
     s_gsend (slot, &m);
     self->stats->send_errors++;
@@ -208,7 +225,24 @@ static void s_post (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
     slot->send = zframe_dup (frame);
     slot->id = zim_sendq_next_id (self->sendq);
     slot->ts = zim_now_ms ();
-    zim_gpost_t p = {slot->req, slot->id, slot->ts, m.who.app, m.who.uid, m.cid, m.group, m.body};
+    slot->gshard = shard;
+    zim_gpost_t p = {slot->req, slot->id,  slot->ts, m.who.app,   m.who.uid,
+                     m.cid,     m.group,   m.body,   {NULL, 0},   {NULL, 0}};
+    //  A cluster: the store places members with the same ring.
+    char names[4096];
+    size_t len = 0;
+    for (size_t i = 0; zim_shards_size (self->shards) > 1 && i < zim_shards_size (self->shards);
+         i++) {
+        const char *name = zim_shards_name (self->shards, (int)i);
+        int w = snprintf (names + len, sizeof names - len, "%s%s", len ? "," : "", name);
+        if (w < 0 || (size_t)w >= sizeof names - len)
+            break;
+        len += (size_t)w;
+    }
+    if (len) {
+        p.shards = (zim_str_t){names, len};
+        p.shard = zim_str (zim_shards_name (self->shards, shard));
+    }
     zim_wr_reset (&self->wr);
     zim_gpost_pack (&self->wr, &p);
     if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size)) {
@@ -283,7 +317,7 @@ static void s_route (zim_gfan_t *self, s_slot_t *slot)
     zim_wr_reset (&self->wr);
     zim_route_q_begin (&self->wr, slot->req, slot->nmembers);
     zim_rd_t list;
-    zim_rd_init (&list, zframe_data (slot->members), zframe_size (slot->members));
+    zim_rd_init (&list, slot->acc.data, slot->acc.size);
     for (uint32_t i = 0; i < slot->nmembers; i++) {
         zim_gmember_t gm;
         if (zim_gmember_unpack (&list, &gm))
@@ -297,6 +331,119 @@ static void s_route (zim_gfan_t *self, s_slot_t *slot)
     }
     slot->stage = S_ROUTE;
     slot->since_us = zim_mono_us ();
+}
+
+//  The members' fan-out is complete: the job is done (GDONE to the
+//  group's shard), the sender acked, the members' copies on their way.
+static void s_finish (zim_gfan_t *self, s_slot_t *slot)
+{
+    zim_gsend_t m;
+    s_gsend (slot, &m);
+    if (slot->ran_job) {
+        zim_wr_reset (&self->wr);
+        zim_gdone_pack (&self->wr, &(zim_gdone_t){slot->id, slot->seq});
+        zim_shards_send (self->shards, slot->gshard, self->wr.data, self->wr.size);
+        self->stats->repaired += slot->headless;
+    }
+    if (slot->headless) {
+        s_free (self, slot); //  a job found by a poll: its members sync
+        return;
+    }
+    zim_wr_t *fr = zim_deliver_frame (self->deliver);
+    zim_cframe_gack (fr, m.cid, slot->id, slot->seq, slot->ts, slot->gseq);
+    zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1);
+    self->stats->acks++;
+    if (slot->nmembers == 0 || (slot->duplicate && !slot->ran_job)) {
+        s_free (self, slot);
+        return;
+    }
+    s_route (self, slot);
+}
+
+//  Takes a list of gmembers: those with a seq into the slot's list (the
+//  sender's seq noted), those without (on other shards) into per-shard
+//  lists. Returns how many had none, or -1 if the list is malformed.
+static int s_take_members (zim_gfan_t *self, s_slot_t *slot, zim_rd_t *list, uint32_t n,
+                           zim_str_t from)
+{
+    int remote = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        zim_gmember_t gm;
+        if (zim_gmember_unpack (list, &gm))
+            return -1;
+        if (gm.seq) {
+            zim_gmember_pack (&slot->acc, &gm);
+            slot->nmembers++;
+            if (gm.uid.len == from.len && memcmp (gm.uid.ptr, from.ptr, from.len) == 0)
+                slot->seq = gm.seq;
+            continue;
+        }
+        zim_gsend_t m;
+        s_gsend (slot, &m);
+        int shard = zim_shards_of (self->shards, m.who.app, gm.uid);
+        if (shard < 0 || shard >= ZIM_SHARDS_MAX)
+            return -1;
+        zim_wr_t *l = &self->lists[shard];
+        if (l->size)
+            zim_wr_raw (l, ",", 1);
+        zim_wr_raw (l, gm.uid.ptr, gm.uid.len);
+        remote++;
+    }
+    return remote;
+}
+
+//  Sends a GFAN to every shard with members in self->lists; returns 0, or
+//  -1 if one could not be sent (the job stays: a retry or a poll redoes it).
+static int s_fan (zim_gfan_t *self, s_slot_t *slot)
+{
+    zim_gsend_t m;
+    s_gsend (slot, &m);
+    int rc = 0;
+    for (size_t sh = 0; sh < ZIM_SHARDS_MAX; sh++) {
+        zim_wr_t *l = &self->lists[sh];
+        if (!l->size)
+            continue;
+        zim_gfanout_t g = {slot->req, slot->id,   slot->ts, m.who.app,
+                           m.who.uid, m.cid,      m.group,  slot->gseq,
+                           m.body,    {l->data, l->size}};
+        zim_wr_reset (&self->wr);
+        zim_gfanout_pack (&self->wr, &g);
+        if (zim_shards_send (self->shards, (int)sh, self->wr.data, self->wr.size) == 0)
+            slot->pending_fans++;
+        else
+            rc = -1;
+        zim_wr_reset (l);
+    }
+    slot->ran_job = true;
+    slot->stage = S_FAN;
+    slot->since_us = zim_mono_us ();
+    return rc;
+}
+
+//  Members known: fan out to the other shards, or finish.
+static void s_members_known (zim_gfan_t *self, s_slot_t *slot, zim_rd_t *list, uint32_t n)
+{
+    zim_gsend_t m;
+    s_gsend (slot, &m);
+    int remote = s_take_members (self, slot, list, n, m.who.uid);
+    if (remote < 0) {
+        for (size_t sh = 0; sh < ZIM_SHARDS_MAX; sh++)
+            zim_wr_reset (&self->lists[sh]);
+        self->stats->bad++;
+        s_send_error (self, slot, ZIM_ERR_INTERNAL);
+        s_free (self, slot);
+        return;
+    }
+    if (remote == 0) {
+        s_finish (self, slot);
+        return;
+    }
+    if (s_fan (self, slot) && slot->pending_fans == 0) {
+        s_send_error (self, slot, ZIM_ERR_UNAVAILABLE);
+        s_free (self, slot);
+    }
+    //  Otherwise the answers decide (a send that failed fails the job).
+    slot->fan_failed = slot->fan_failed || slot->pending_fans == 0;
 }
 
 static int s_posted (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
@@ -316,23 +463,83 @@ static int s_posted (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
         s_free (self, slot);
         return 0;
     }
-    zim_gsend_t m;
-    s_gsend (slot, &m);
-    zim_wr_t *fr = zim_deliver_frame (self->deliver);
-    zim_cframe_gack (fr, m.cid, r.id, r.seq, r.ts, r.gseq);
-    zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1);
-    self->stats->acks++;
-    if (r.status == ZIM_APPEND_DUPLICATE || r.nmembers == 0) {
-        self->stats->duplicates += r.status == ZIM_APPEND_DUPLICATE;
-        s_free (self, slot);
-        return 0;
-    }
+    slot->duplicate = r.status == ZIM_APPEND_DUPLICATE;
+    self->stats->duplicates += slot->duplicate;
     slot->id = r.id;
     slot->ts = r.ts;
-    slot->nmembers = r.nmembers;
-    slot->members = zframe_new (r.members.pos, zim_rd_left (&r.members));
-    s_route (self, slot);
+    slot->gseq = r.gseq;
+    slot->seq = r.seq;
+    s_members_known (self, slot, &r.members, r.nmembers);
     return 0;
+}
+
+static int s_fanned (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
+{
+    zim_gfanned_t r;
+    if (zim_gfanned_unpack (rd, fields, &r))
+        return -1;
+    s_slot_t *slot = s_find (self, r.req, S_FAN);
+    if (!slot)
+        return 0;
+    if (r.status < 0)
+        slot->fan_failed = true;
+    else {
+        zim_gsend_t m;
+        s_gsend (slot, &m);
+        if (s_take_members (self, slot, &r.members, r.nmembers, m.who.uid) != 0)
+            slot->fan_failed = true; //  a part without seqs: malformed
+    }
+    if (--slot->pending_fans > 0)
+        return 0;
+    if (slot->fan_failed) {
+        s_send_error (self, slot, ZIM_ERR_UNAVAILABLE);
+        s_free (self, slot);
+    } else
+        s_finish (self, slot);
+    return 0;
+}
+
+//  A poll's answer: each unfinished job becomes a request of its own.
+static void s_jobs (zim_gfan_t *self, int shard, const zim_gread_r_t *r)
+{
+    zim_rd_t list;
+    zim_rd_init (&list, r->items.ptr, r->items.len);
+    zframe_t *none = zframe_new ("", 0);
+    for (uint64_t i = 0; i < r->count; i++) {
+        zim_gjob_t j;
+        if (zim_gjob_unpack (&list, &j))
+            break;
+        s_slot_t *slot = s_take (self, none, 0);
+        if (!slot)
+            break;
+        slot->headless = true;
+        slot->gshard = shard;
+        slot->id = j.id;
+        slot->ts = j.ts;
+        slot->gseq = j.gseq;
+        zim_wr_reset (&self->wr);
+        zim_gsend_pack (&self->wr, &(zim_gsend_t){{0, j.app, j.from, zim_str ("job")}, j.cid,
+                                                  j.group, j.body});
+        slot->send = zframe_new (self->wr.data, self->wr.size);
+        //  Its members as gmembers without seqs.
+        zim_wr_t ms;
+        zim_wr_init (&ms);
+        uint32_t n = 0;
+        for (size_t a = 0, b; a < j.members.len; a = b + 1) {
+            for (b = a; b < j.members.len && j.members.ptr[b] != ','; b++)
+                ;
+            zim_gmember_pack (&ms, &(zim_gmember_t){{j.members.ptr + a, b - a}, 0});
+            n++;
+        }
+        zim_rd_t mr;
+        zim_rd_init (&mr, ms.data, ms.size);
+        zim_shell_warn (self->shell, "finishing the fan-out of group message %" PRIu64
+                                     " (%u members on other shards): its broker did not",
+                        j.id, n);
+        s_members_known (self, slot, &mr, n);
+        zim_wr_free (&ms);
+    }
+    zframe_destroy (&none);
 }
 
 //  Sends a csync page or a groups answer to the reader.
@@ -362,6 +569,11 @@ static int s_read_r (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
     zim_gread_r_t r;
     if (zim_gread_r_unpack (rd, fields, &r))
         return -1;
+    if (r.req & S_POLL_REQ) {
+        if (r.status == 0)
+            s_jobs (self, (int)(r.req & 0xffff), &r);
+        return 0;
+    }
     s_slot_t *slot = s_find (self, r.req, S_READ);
     if (!slot)
         return 0;
@@ -391,7 +603,11 @@ static int s_read_r (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
 
 int zim_gfan_store (zim_gfan_t *self, int kind, zim_rd_t *rd, uint32_t fields)
 {
-    return kind == ZIM_MSG_GPOSTED ? s_posted (self, rd, fields) : s_read_r (self, rd, fields);
+    if (kind == ZIM_MSG_GPOSTED)
+        return s_posted (self, rd, fields);
+    if (kind == ZIM_MSG_GFANNED)
+        return s_fanned (self, rd, fields);
+    return s_read_r (self, rd, fields);
 }
 
 //  -------------------------------------------------------------------------
@@ -407,7 +623,7 @@ void zim_gfan_routed (zim_gfan_t *self, uint64_t req, zframe_t *frame)
     uint32_t fields;
     zim_route_r_t rr;
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    zim_rd_init (&list, zframe_data (slot->members), zframe_size (slot->members));
+    zim_rd_init (&list, slot->acc.data, slot->acc.size);
     if (zim_msg_kind (&rd, &kind, &fields) || zim_route_r_unpack (&rd, fields, &rr) ||
         rr.nlists != slot->nmembers) {
         self->stats->bad++;
@@ -449,8 +665,27 @@ void zim_gfan_routed (zim_gfan_t *self, uint64_t req, zframe_t *frame)
 //  -------------------------------------------------------------------------
 //  Deadlines
 
+//  Asks every shard for jobs a broker left unfinished (a cluster only).
+static void s_poll (zim_gfan_t *self, uint64_t now_us)
+{
+    size_t n = zim_shards_size (self->shards);
+    if (n < 2 || now_us < self->next_poll_us)
+        return;
+    self->next_poll_us = now_us + S_POLL_EVERY;
+    uint64_t now_ms = zim_now_ms ();
+    for (size_t sh = 0; sh < n; sh++) {
+        zim_gread_t q = {ZIM_GFAN_REQ | S_POLL_REQ | ((++self->polls & 0xffff) << 16) | sh,
+                         ZIM_GREAD_JOBS, zim_str ("-"), zim_str ("-"), zim_str (""),
+                         now_ms - S_JOB_AGE, 100};
+        zim_wr_reset (&self->wr);
+        zim_gread_pack (&self->wr, &q);
+        zim_shards_send (self->shards, (int)sh, self->wr.data, self->wr.size);
+    }
+}
+
 void zim_gfan_expire (zim_gfan_t *self, uint64_t now_us)
 {
+    s_poll (self, now_us);
     if (!self->busy || now_us < self->next_scan_us)
         return;
     self->next_scan_us = now_us + S_EXPIRE_EVERY;
@@ -464,7 +699,7 @@ void zim_gfan_expire (zim_gfan_t *self, uint64_t now_us)
             s_free (self, slot); //  acked; members sync
         } else if (slot->stage != S_ROUTE && age > self->limits->store_timeout_us) {
             self->stats->store_timeouts++;
-            if (slot->stage == S_POST)
+            if (slot->stage == S_POST || slot->stage == S_FAN)
                 s_send_error (self, slot, ZIM_ERR_TIMEOUT);
             else
                 s_read_error (self, slot, ZIM_ERR_TIMEOUT);
@@ -475,7 +710,8 @@ void zim_gfan_expire (zim_gfan_t *self, uint64_t now_us)
 
 bool zim_gfan_waiting (zim_gfan_t *self)
 {
-    return self->busy > 0;
+    //  A cluster's broker polls for unfinished jobs: it wakes up.
+    return self->busy > 0 || (self->shards && zim_shards_size (self->shards) > 1);
 }
 
 //  -------------------------------------------------------------------------

@@ -114,6 +114,7 @@ const char *zim_strerror (int code);
 #define ZIM_GADMIN_LIST 6         //  the groups of a user (group field: the uid)
 #define ZIM_GREAD_LOG 0           //  GREAD mode: a channel's log after a gseq
 #define ZIM_GREAD_LIST 1          //  the reader's groups
+#define ZIM_GREAD_JOBS 2          //  unfinished fan-out jobs (gjob records)
 
 //  ---------------------------------------------------------------------
 //  The catalogue, expanded. Kind codes: ZIM_MSG_<NAME>.

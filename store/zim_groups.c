@@ -7,6 +7,7 @@
 #include "store/zim_idem.h"
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
+#include "msg/zim_ring.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
@@ -41,6 +42,14 @@ struct _zim_groups_t {
     uint64_t *seqs;              //  their new seqs
     size_t alloc;                //  room in the three
     zim_wr_t items;              //  a read's entries
+    zim_wr_t list;               //  a job's remote uids, comma-separated
+    char *ring_names;            //  the shard names the ring was made of
+    zim_ring_t *ring;            //  placement of members on shards
+    char **shard_names;          //  the ring's names, in its order
+    size_t nshards;              //  how many
+    size_t nshards_tmp;          //  uids collected by s_collect
+    uint64_t jobs;               //  fan-out jobs recorded (members on other shards)
+    uint64_t jobs_done;          //  jobs finished
     uint64_t posts;              //  group messages stored
     uint64_t fanout;             //  member inbox entries written
     uint64_t refused;            //  posts refused (no group, not a member, conflict)
@@ -58,6 +67,7 @@ zim_groups_t *zim_groups_new (zim_db_t *db, zim_inbox_t *inbox, zim_shell_t *she
     self->def_behind = ZIM_GROUPS_MAX_BEHIND;
     self->limits = (zim_groups_limits_t){&self->def_group, &self->def_channel, &self->def_behind};
     zim_wr_init (&self->items);
+    zim_wr_init (&self->list);
     return self;
 }
 
@@ -70,6 +80,12 @@ void zim_groups_destroy (zim_groups_t **self_p)
     free (self->members);
     free (self->seqs);
     zim_wr_free (&self->items);
+    zim_wr_free (&self->list);
+    zim_ring_destroy (&self->ring);
+    for (size_t i = 0; i < self->nshards; i++)
+        free (self->shard_names[i]);
+    free (self->shard_names);
+    free (self->ring_names);
     free (self);
     *self_p = NULL;
 }
@@ -236,6 +252,70 @@ static int s_members (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str_t
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+//  The ring over a comma-separated list of shard names (kept while the
+//  list is the same); NULL for an empty list.
+static zim_ring_t *s_ring (zim_groups_t *self, zim_str_t names)
+{
+    if (names.len == 0)
+        return NULL;
+    if (self->ring_names && strlen (self->ring_names) == names.len &&
+        memcmp (self->ring_names, names.ptr, names.len) == 0)
+        return self->ring;
+    zim_ring_destroy (&self->ring);
+    for (size_t i = 0; i < self->nshards; i++)
+        free (self->shard_names[i]);
+    free (self->ring_names);
+    self->ring_names = zim_str_dup (names);
+    self->nshards = 0;
+    self->shard_names = zim_realloc (self->shard_names, (names.len + 1) * sizeof (char *));
+    char *copy = zim_str_dup (names), *save = NULL;
+    for (char *tok = strtok_r (copy, ",", &save); tok; tok = strtok_r (NULL, ",", &save))
+        self->shard_names[self->nshards++] = strdup (tok);
+    free (copy);
+    self->ring = zim_ring_new ((const char *const *)self->shard_names, self->nshards);
+    return self->ring;
+}
+
+//  True if uid lives on the shard called shard by the ring (or there is
+//  no ring: one shard).
+static bool s_local (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_str_t uid,
+                     zim_str_t shard)
+{
+    if (!ring)
+        return true;
+    int i = zim_ring_lookup (ring, app, uid);
+    return i >= 0 && zim_str_eq (shard, self->shard_names[i]);
+}
+
+//  Lists a job's remote members (comma-separated uids) as gmembers with
+//  seq 0 into out; returns how many.
+static uint32_t s_remote_pack (zim_str_t list, zim_wr_t *out)
+{
+    uint32_t n = 0;
+    size_t i = 0;
+    while (i < list.len) {
+        size_t j = i;
+        while (j < list.len && list.ptr[j] != ',')
+            j++;
+        if (out)
+            zim_gmember_pack (out, &(zim_gmember_t){{list.ptr + i, j - i}, 0});
+        n++;
+        i = j + 1;
+    }
+    return n;
+}
+
+//  The job of message id (its remote uids), or a NULL view.
+static int s_job_get (const zim_dbs_t *dbs, MDB_txn *txn, uint64_t id, zim_str_t *list)
+{
+    uint8_t idb[8];
+    zim_be64_put (idb, id);
+    MDB_val k = {8, idb}, v;
+    int rc = mdb_get (txn, dbs->gjobs, &k, &v);
+    *list = rc == 0 ? (zim_str_t){v.mv_data, v.mv_size} : (zim_str_t){NULL, 0};
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int s_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_wr_t *out,
                    bool *wrote)
 {
@@ -251,8 +331,15 @@ static int s_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_w
     if (rc)
         return rc;
     if (found == ZIM_IDEM_SAME) {
-        s_posted (out, m->req, ZIM_APPEND_DUPLICATE, res.id, res.ts, res.from_seq, res.to_seq, 0,
-                  0);
+        //  The original; with its job's members again while it is not
+        //  done (the retry finishes it).
+        zim_str_t list;
+        if ((rc = s_job_get (self->dbs, txn, res.id, &list)))
+            return rc;
+        uint32_t n = s_remote_pack (list, NULL);
+        s_posted (out, m->req, ZIM_APPEND_DUPLICATE, res.id, res.ts, res.from_seq, res.to_seq,
+                  ZIM_GROUP_GROUP, n);
+        s_remote_pack (list, out);
         return 0;
     }
     if (found == ZIM_IDEM_CONFLICT) {
@@ -277,8 +364,26 @@ static int s_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_w
     size_t n = 0;
     if (g.kind == ZIM_GROUP_GROUP && (rc = s_members (self, txn, m->app, m->group, g.members, &n)))
         return rc;
+    //  Members on other shards (a cluster): a job, in this transaction,
+    //  for the broker to finish; the local ones first in the list.
+    zim_ring_t *ring = s_ring (self, m->shards);
+    size_t nlocal = 0;
+    zim_wr_reset (&self->list);
+    for (size_t i = 0; i < n; i++) {
+        zim_str_t uid = self->members[i];
+        if (s_local (self, ring, m->app, uid, m->shard)) {
+            //  Swap into the local prefix (views into names stay valid).
+            self->members[i] = self->members[nlocal];
+            self->members[nlocal++] = uid;
+        } else {
+            if (self->list.size)
+                zim_wr_raw (&self->list, ",", 1);
+            zim_wr_raw (&self->list, uid.ptr, uid.len);
+        }
+    }
     uint64_t gseq = g.gseq + 1, from_seq;
-    rc = zim_inbox_group (self->inbox, &it, gseq, self->members, n, self->seqs, &from_seq);
+    rc = zim_inbox_group (self->inbox, &it, gseq, self->members, nlocal, self->seqs, &from_seq,
+                          true);
     if (rc == ZIM_EVALUE) {
         self->refused++;
         s_posted (out, m->req, ZIM_EVALUE, 0, 0, 0, 0, 0, 0);
@@ -286,6 +391,14 @@ static int s_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_w
     }
     if (rc)
         return rc;
+    if (nlocal < n) {
+        uint8_t jb[8];
+        zim_be64_put (jb, m->id);
+        MDB_val jk = {8, jb}, jv = {self->list.size, self->list.data};
+        if ((rc = mdb_put (txn, self->dbs->gjobs, &jk, &jv, 0)))
+            return rc;
+        self->jobs++;
+    }
     zim_key_t lk;
     s_gkey (&lk, m->app, m->group);
     zim_key_u64 (&lk, gseq);
@@ -302,8 +415,113 @@ static int s_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_w
     self->fanout += n;
     s_posted (out, m->req, ZIM_APPEND_STORED, m->id, m->ts, from_seq, gseq, g.kind, (uint32_t)n);
     for (size_t i = 0; i < n; i++)
-        zim_gmember_pack (out, &(zim_gmember_t){self->members[i], self->seqs[i]});
+        zim_gmember_pack (out, &(zim_gmember_t){self->members[i], i < nlocal ? self->seqs[i] : 0});
     return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  GFAN and GDONE: a job's part on a member's shard, and its end
+
+static int s_each (zim_str_t list, int (*fn) (void *, zim_str_t), void *arg);
+
+//  Collects the uids of a comma-separated list into self->members.
+static int s_collect (void *arg, zim_str_t uid)
+{
+    zim_groups_t *self = (zim_groups_t *)arg;
+    size_t n = self->nshards_tmp;
+    s_room (self, n + 1);
+    memcpy (self->names[n], uid.ptr, uid.len);
+    self->members[n] = (zim_str_t){NULL, uid.len};
+    self->nshards_tmp = n + 1;
+    return 0;
+}
+
+static void s_fanned (zim_wr_t *out, uint64_t req, int64_t status, uint32_t n)
+{
+    zim_wr_reset (out);
+    zim_gfanned_pack (out, &(zim_gfanned_t){req, status, {NULL, NULL}, n});
+}
+
+static int s_fan (zim_groups_t *self, MDB_txn *txn, const zim_gfanout_t *m, zim_wr_t *out,
+                  bool *wrote)
+{
+    uint8_t idb[8];
+    zim_be64_put (idb, m->id);
+    MDB_val k = {8, idb}, v;
+    //  Done before (the record is here): the same answer again.
+    int rc = mdb_get (txn, self->dbs->gfan, &k, &v);
+    if (rc == 0) {
+        zim_rd_t rd;
+        uint32_t count = 0;
+        zim_rd_init (&rd, v.mv_data, v.mv_size);
+        zim_gmember_t gm;
+        while (zim_rd_left (&rd) && zim_gmember_unpack (&rd, &gm) == 0)
+            count++;
+        s_fanned (out, m->req, ZIM_APPEND_DUPLICATE, count);
+        zim_wr_raw (out, v.mv_data, v.mv_size);
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    self->nshards_tmp = 0;
+    if (s_each (m->members, s_collect, self)) {
+        s_fanned (out, m->req, ZIM_EVALUE, 0);
+        return 0;
+    }
+    size_t n = self->nshards_tmp;
+    for (size_t i = 0; i < n; i++)
+        self->members[i].ptr = self->names[i];
+    char convb[2 + ZIM_ID_MAX];
+    memcpy (convb, "g:", 2);
+    memcpy (convb + 2, m->group.ptr, m->group.len);
+    zim_append_item_t it = {m->id, m->ts, m->app, m->from, {convb, 2 + m->group.len},
+                            m->cid, m->body, ZIM_SIDE_BOTH};
+    uint64_t from_seq;
+    rc = zim_inbox_group (self->inbox, &it, m->gseq, self->members, n, self->seqs, &from_seq,
+                          false);
+    if (rc == ZIM_EVALUE) {
+        s_fanned (out, m->req, ZIM_EVALUE, 0);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    zim_wr_reset (&self->list);
+    for (size_t i = 0; i < n; i++)
+        zim_gmember_pack (&self->list, &(zim_gmember_t){self->members[i], self->seqs[i]});
+    MDB_val fv = {self->list.size, self->list.data};
+    if ((rc = mdb_put (txn, self->dbs->gfan, &k, &fv, 0)))
+        return rc;
+    *wrote = true;
+    self->fanout += n;
+    s_fanned (out, m->req, ZIM_APPEND_STORED, (uint32_t)n);
+    zim_wr_raw (out, self->list.data, self->list.size);
+    return 0;
+}
+
+//  The job of a message is done: forget it, and keep the sender's seq in
+//  the record (a later retry's ack names it).
+static int s_done (zim_groups_t *self, MDB_txn *txn, const zim_gdone_t *m, bool *wrote)
+{
+    uint8_t idb[8];
+    zim_be64_put (idb, m->id);
+    MDB_val k = {8, idb}, v;
+    int rc = mdb_del (txn, self->dbs->gjobs, &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    self->jobs_done++;
+    *wrote = true;
+    if (m->seq && (rc = mdb_get (txn, self->dbs->msgs, &k, &v)) == 0 && v.mv_size >= 24) {
+        //  from_seq is the record's second 8 bytes (zim_msgrec.h).
+        uint8_t *copy = zim_malloc (v.mv_size);
+        memcpy (copy, v.mv_data, v.mv_size);
+        zim_be64_put (copy + 8, m->seq);
+        MDB_val nv = {v.mv_size, copy};
+        rc = mdb_put (txn, self->dbs->msgs, &k, &nv, 0);
+        free (copy);
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 //  -------------------------------------------------------------------------
@@ -494,6 +712,12 @@ int zim_groups_apply (zim_groups_t *self, MDB_txn *txn, int kind, const void *m,
     *wrote = false;
     if (kind == ZIM_MSG_GPOST)
         return s_post (self, txn, (const zim_gpost_t *)m, out, wrote);
+    if (kind == ZIM_MSG_GFAN)
+        return s_fan (self, txn, (const zim_gfanout_t *)m, out, wrote);
+    if (kind == ZIM_MSG_GDONE) {
+        zim_wr_reset (out);
+        return s_done (self, txn, (const zim_gdone_t *)m, wrote);
+    }
     assert (kind == ZIM_MSG_GADMIN);
     return s_admin (self, txn, (const zim_gadmin_t *)m, out, wrote);
 }
@@ -503,6 +727,8 @@ void zim_groups_failed (int kind, uint64_t req, zim_wr_t *out)
     zim_wr_reset (out);
     if (kind == ZIM_MSG_GPOST)
         s_posted (out, req, ZIM_ESTORE, 0, 0, 0, 0, 0, 0);
+    else if (kind == ZIM_MSG_GFAN)
+        s_fanned (out, req, ZIM_ESTORE, 0);
     else
         zim_gadmin_r_pack (out, &(zim_gadmin_r_t){req, ZIM_ESTORE, zim_str ("")});
 }
@@ -638,11 +864,55 @@ static int s_list (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, zim_w
     return 0;
 }
 
+//  Unfinished jobs of messages older than m->since (ms), as gjob records.
+static int s_jobs (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64_t max_bytes,
+                   zim_wr_t *out)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open (txn, self->dbs->gjobs, &cur);
+    if (rc)
+        return rc;
+    zim_wr_reset (&self->items);
+    uint64_t count = 0, limit = m->limit ? m->limit : S_READ_LIMIT;
+    MDB_val k, v;
+    bool more = false;
+    rc = mdb_cursor_get (cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (count == limit || self->items.size > max_bytes / 2) {
+            more = true;
+            break;
+        }
+        MDB_val rv;
+        zim_msgrec_t rec;
+        uint8_t idb[8];
+        memcpy (idb, k.mv_data, 8);
+        MDB_val rk = {8, idb};
+        int r = k.mv_size == 8 ? mdb_get (txn, self->dbs->msgs, &rk, &rv) : MDB_NOTFOUND;
+        if (r == 0 && zim_msgrec_parse (&rv, &rec) == 0 && rec.ts < m->since && rec.to.len > 2) {
+            zim_gjob_pack (&self->items,
+                           &(zim_gjob_t){zim_be64_get (idb), rec.ts, rec.app, rec.from, rec.cid,
+                                         {rec.to.ptr + 2, rec.to.len - 2}, rec.to_seq, rec.body,
+                                         {v.mv_data, v.mv_size}});
+            count++;
+        } else if (r && r != MDB_NOTFOUND) {
+            rc = r;
+            break;
+        }
+        rc = mdb_cursor_get (cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close (cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    s_read_r (out, m->req, 0, more, false, &self->items, count);
+    return 0;
+}
+
 int zim_groups_read (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64_t max_bytes,
                      zim_wr_t *out)
 {
-    int rc = txn ? (m->mode == ZIM_GREAD_LOG ? s_log (self, txn, m, max_bytes, out)
-                                             : s_list (self, txn, m, out))
+    int rc = txn ? (m->mode == ZIM_GREAD_LOG    ? s_log (self, txn, m, max_bytes, out)
+                    : m->mode == ZIM_GREAD_JOBS ? s_jobs (self, txn, m, max_bytes, out)
+                                                : s_list (self, txn, m, out))
                  : ZIM_ESTORE;
     if (rc)
         s_read_r (out, m->req, ZIM_ESTORE, false, false, NULL, 0);
@@ -654,6 +924,8 @@ void zim_groups_stats (zim_groups_t *self, json_t *stats)
     json_object_set_new (stats, "group_posts", json_integer ((json_int_t)self->posts));
     json_object_set_new (stats, "group_fanout", json_integer ((json_int_t)self->fanout));
     json_object_set_new (stats, "group_refused", json_integer ((json_int_t)self->refused));
+    json_object_set_new (stats, "group_jobs", json_integer ((json_int_t)self->jobs));
+    json_object_set_new (stats, "group_jobs_done", json_integer ((json_int_t)self->jobs_done));
 }
 
 //  -------------------------------------------------------------------------
@@ -699,7 +971,7 @@ static zim_gposted_t s_test_post (zim_groups_t *g, zim_db_t *db, zim_inbox_t *in
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
     zim_inbox_begin (inbox, txn);
     zim_gpost_t m = {1,   id,   1000 + id, zim_str ("demo"), zim_str (from), zim_str (cid),
-                     zim_str (group), {"\xa2hi", 3}};
+                     zim_str (group), {"\xa2hi", 3}, {NULL, 0}, {NULL, 0}};
     bool wrote;
     assert (zim_groups_apply (g, txn, ZIM_MSG_GPOST, &m, &out, &wrote) == 0);
     assert (zim_inbox_finish (inbox) == 0 && mdb_txn_commit (txn) == 0);

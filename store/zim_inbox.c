@@ -168,7 +168,8 @@ int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_append
 }
 
 int zim_inbox_group (zim_inbox_t *self, const zim_append_item_t *it, uint64_t gseq,
-                     const zim_str_t *members, size_t n, uint64_t *seqs, uint64_t *from_seq)
+                     const zim_str_t *members, size_t n, uint64_t *seqs, uint64_t *from_seq,
+                     bool idem)
 {
     *from_seq = 0;
     uint8_t idb[8];
@@ -211,7 +212,7 @@ int zim_inbox_group (zim_inbox_t *self, const zim_append_item_t *it, uint64_t gs
     zim_msgrec_write (rv.mv_data, it, *from_seq, gseq);
     if (it->id > self->last_id_txn)
         self->last_id_txn = it->id;
-    return zim_idem_put (self->dbs, self->txn, it, it->id);
+    return idem ? zim_idem_put (self->dbs, self->txn, it, it->id) : 0;
 }
 
 int zim_inbox_last_seq (zim_inbox_t *self, zim_str_t app, zim_str_t uid, uint64_t *seq)

@@ -53,7 +53,8 @@ int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_append
 //  @return 0 or an LMDB error (abort the transaction); ZIM_EVALUE when
 //  the id names another message (nothing written)
 int zim_inbox_group (zim_inbox_t *self, const zim_append_item_t *it, uint64_t gseq,
-                     const zim_str_t *members, size_t n, uint64_t *seqs, uint64_t *from_seq);
+                     const zim_str_t *members, size_t n, uint64_t *seqs, uint64_t *from_seq,
+                     bool idem);
 //  The last seq of (app, uid) as the transaction sees it, into *seq.
 //  @return 0 or an LMDB error
 int zim_inbox_last_seq (zim_inbox_t *self, zim_str_t app, zim_str_t uid, uint64_t *seq);

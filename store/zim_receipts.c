@@ -71,7 +71,8 @@ void zim_receipts_destroy (zim_receipts_t **self_p)
 int zim_receipts_kind (int kind)
 {
     if (kind == ZIM_MSG_MARK || kind == ZIM_MSG_PUSH_ADD || kind == ZIM_MSG_PUSH_Q ||
-        kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN)
+        kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN || kind == ZIM_MSG_GFAN ||
+        kind == ZIM_MSG_GDONE)
         return ZIM_RECEIPTS_WRITE;
     return kind == ZIM_MSG_CONVS_Q || kind == ZIM_MSG_GREAD ? ZIM_RECEIPTS_READ
                                                             : ZIM_RECEIPTS_NONE;
@@ -293,7 +294,8 @@ int zim_receipts_apply (zim_receipts_t *self, size_t w, int kind, zim_rd_t *rd, 
     assert (bad == 0); //  checked whole on arrival
     if (kind == ZIM_MSG_MARK)
         rc = s_mark (self, (zim_mark_t *)m, wrote);
-    else if (kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN)
+    else if (kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN || kind == ZIM_MSG_GFAN ||
+             kind == ZIM_MSG_GDONE)
         rc = zim_groups_apply (self->groups, self->txn, kind, m, &self->wr, wrote);
     else if (kind == ZIM_MSG_PUSH_ADD)
         rc = s_push_add (self, (zim_push_add_t *)m, wrote);
@@ -311,12 +313,13 @@ void zim_receipts_failed (zim_receipts_t *self, size_t w, zim_str_t msg)
     uint32_t fields;
     uint64_t req = 0;
     zim_rd_init (&rd, msg.ptr, msg.len);
-    if (zim_msg_kind (&rd, &kind, &fields) || kind == ZIM_MSG_PUSH_ADD || zim_rd_uint (&rd, &req))
+    if (zim_msg_kind (&rd, &kind, &fields) || kind == ZIM_MSG_PUSH_ADD || kind == ZIM_MSG_GDONE ||
+        zim_rd_uint (&rd, &req))
         return;
     zim_wr_reset (&self->wr);
     if (kind == ZIM_MSG_MARK)
         zim_marked_pack (&self->wr, &(zim_marked_t){req, ZIM_ESTORE, false, 0, 0, 0, 0});
-    else if (kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN)
+    else if (kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN || kind == ZIM_MSG_GFAN)
         zim_groups_failed (kind, req, &self->wr);
     else
         zim_push_r_pack (&self->wr, &(zim_push_r_t){req, ZIM_ESTORE, zim_str ("")});
