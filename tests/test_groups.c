@@ -11,6 +11,7 @@
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
+#include "msg/zim_ring.h"
 #include "tests/zim_testkit.h"
 
 #include <check.h>
@@ -534,6 +535,153 @@ START_TEST (test_zimctl_groups)
 }
 END_TEST
 
+//  -------------------------------------------------------------------------
+//  A cluster of two store shards: a group whose members live on both.
+
+static tk_cluster_t cl;
+
+static void s_cluster_setup (void)
+{
+    ck_assert_int_eq (tk_cluster_start (&cl, 2, 1, 1), 0);
+}
+
+static void s_cluster_teardown (void)
+{
+    int problems = tk_cluster_stop (&cl);
+    tk_cluster_cleanup (&cl);
+    ck_assert_msg (problems == 0, "%d node(s) did not stop cleanly or logged a sanitizer report",
+                   problems);
+}
+
+//  A name prefix+N whose key (key_prefix + name) lands on shard.
+static void s_pick (const char *key_prefix, const char *prefix, int shard, char *out, size_t size)
+{
+    const char *names[] = {"store-1", "store-2"};
+    zim_ring_t *ring = zim_ring_new (names, 2);
+    for (int i = 0; i < 1000; i++) {
+        char key[80];
+        snprintf (out, size, "%s%d", prefix, i);
+        snprintf (key, sizeof key, "%s%s", key_prefix, out);
+        if (zim_ring_lookup (ring, zim_str ("demo"), zim_str (key)) == shard)
+            break;
+    }
+    zim_ring_destroy (&ring);
+}
+
+static tk_client_t *s_cluster_login (const char *uid)
+{
+    tk_client_t *c = tk_login (&tk_cluster_node (&cl, "gw-1")->srv, uid, "phone");
+    ck_assert_ptr_nonnull (c);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
+    return c;
+}
+
+//  Sends to a group until acked, retrying 5030 with the same cid (a node
+//  that has not seen the whole map yet, a shard that is down).
+static void s_cluster_gsend (tk_client_t *c, const char *group, const char *cid, const char *text,
+                             tk_frame_t *f)
+{
+    for (int tries = 0;; tries++) {
+        s_gsend (c, group, cid, text);
+        s_answer (c, f);
+        if (strcmp (f->op, "ack") == 0)
+            return;
+        ck_assert_msg ((f->code == ZIM_ERR_UNAVAILABLE || f->code == ZIM_ERR_TIMEOUT) && tries < 100,
+                       "%s: error %lld", cid, (long long)f->code);
+        usleep (100000);
+    }
+}
+
+//  The sync page of uid (from 0) into f.
+static void s_cluster_sync (const char *uid, tk_frame_t *f)
+{
+    tk_client_t *c = s_cluster_login (uid);
+    ck_assert_int_eq (tk_sync (c, 0, 100, 1), 0);
+    ck_assert_int_eq (tk_expect (c, "page", 10000, f), 0);
+    tk_close (&c);
+}
+
+START_TEST (test_group_across_shards)
+{
+    //  The group on shard 1 (store-1); a and d there, b and c on store-2.
+    char group[32], a[32], b[32], c[32], d[32], list[160], out[1024];
+    s_pick ("g:", "crew", 0, group, sizeof group);
+    s_pick ("", "a", 0, a, sizeof a);
+    s_pick ("", "b", 1, b, sizeof b);
+    s_pick ("", "c", 1, c, sizeof c);
+    s_pick ("", "d", 0, d, sizeof d);
+    snprintf (list, sizeof list, "%s,%s,%s,%s", a, b, c, d);
+    tk_node_t *s1 = tk_cluster_node (&cl, "store-1"), *s2 = tk_cluster_node (&cl, "store-2");
+    const char *args[] = {"create", "demo", group, "group", list, NULL};
+    char *text = NULL;
+    ck_assert_int_eq (zim_admin_call_curve (s1->admin, cl.keys, cl.key, 5000, "groups", args, &text),
+                      0);
+    free (text);
+
+    //  a (store-1) sends five: b (store-2) gets each live with its seq.
+    tk_client_t *ca = s_cluster_login (a), *cb = s_cluster_login (b);
+    tk_frame_t f;
+    for (int i = 0; i < 5; i++) {
+        char cid[16], body[16];
+        snprintf (cid, sizeof cid, "x%d", i);
+        snprintf (body, sizeof body, "x %d", i);
+        s_cluster_gsend (ca, group, cid, body, &f);
+        ck_assert_uint_eq (f.seq, (uint64_t)i + 1);
+        s_expect_msg (cb, a, group, (uint64_t)i + 1, body);
+    }
+    //  b answers from store-2: its ack names its own seq, a gets it.
+    s_cluster_gsend (cb, group, "y0", "y 0", &f);
+    s_gfields_t g;
+    s_fields (&f, &g);
+    ck_assert_uint_eq (f.seq, 6);
+    ck_assert_uint_eq (g.gseq, 6);
+    s_expect_msg (ca, b, group, 6, "y 0");
+    //  c (offline, store-2) and d (store-1): all six in order from their
+    //  own shards.
+    s_cluster_sync (c, &f);
+    ck_assert_uint_eq (f.nmsgs, 6);
+    ck_assert_str_eq (f.bodies[0], "x 0");
+    ck_assert_str_eq (f.bodies[5], "y 0");
+    s_cluster_sync (d, &f);
+    ck_assert_uint_eq (f.nmsgs, 6);
+    ck_assert_uint_eq (f.seqs[5], 6);
+
+    //  store-2 dies: a's send is stored on store-1 with its job, and
+    //  cannot finish (5030). store-2 comes back: a broker's poll finishes
+    //  the job without any retry; the retry then finds it done.
+    tk_close (&cb);
+    tk_node_stop (s2, SIGKILL);
+    s_gsend (ca, group, "z0", "z 0");
+    s_answer (ca, &f);
+    ck_assert_str_eq (f.op, "error");
+    ck_assert (f.code == ZIM_ERR_UNAVAILABLE || f.code == ZIM_ERR_TIMEOUT);
+    ck_assert_int_eq (tk_node_start (&cl, s2), 0);
+    ck_assert_int_eq (tk_cluster_wait (&cl, 20000), 0);
+    bool done = false;
+    for (int i = 0; i < 300 && !done; i++) {
+        s_cluster_sync (c, &f);
+        done = f.nmsgs == 7;
+        if (!done)
+            usleep (100000);
+    }
+    ck_assert_msg (done, "the job was not finished: c has %u messages", f.nmsgs);
+    ck_assert_str_eq (f.bodies[6], "z 0");
+    ck_assert_uint_eq (f.seqs[6], 7);
+    uint64_t id = f.ids[6];
+    s_cluster_gsend (ca, group, "z0", "z 0", &f);
+    ck_assert_uint_eq (f.id, id);
+    s_fields (&f, &g);
+    ck_assert_uint_eq (g.gseq, 7);
+    ck_assert_uint_eq (f.seq, 7);
+    s_cluster_sync (b, &f);
+    ck_assert_uint_eq (f.nmsgs, 7);
+    ck_assert_uint_eq (f.ids[6], id);
+    (void)out;
+    tk_close (&ca);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("groups");
@@ -546,6 +694,11 @@ int main (void)
     tcase_add_test (tc, test_channel_sync_and_reset);
     tcase_add_test (tc, test_zimctl_groups);
     suite_add_tcase (s, tc);
+    TCase *tcc = tcase_create ("cluster");
+    tcase_set_timeout (tcc, 180);
+    tcase_add_checked_fixture (tcc, s_cluster_setup, s_cluster_teardown);
+    tcase_add_test (tcc, test_group_across_shards);
+    suite_add_tcase (s, tcc);
     SRunner *sr = srunner_create (s);
     srunner_run_all (sr, CK_NORMAL);
     int failed = srunner_ntests_failed (sr);
