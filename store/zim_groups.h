@@ -11,6 +11,11 @@
         ugroups   [app][uid][group] -> joined, the same, by user
         glog      [app][group] gseq -> message id: the group's log,
                   1, 2, 3... with no gaps
+        gjobs     id -> the uids (comma-separated) of members on other
+                  shards a message must still reach: a fan-out job, written
+                  with the message, removed by GDONE
+        gfan      id -> the gmember list (uid, seq) a GFAN wrote on this
+                  shard: a repeated GFAN is answered from it
 
     A group message's record (msgs) has to = "g:GROUP" (its conversation
     key), from_seq the sender's inbox seq and to_seq its gseq; its
@@ -24,11 +29,18 @@
                    members and their seqs, for live delivery. A duplicate
                    (same cid, recipient and body) answers the original ids
                    and lists nobody.
+        GFAN       a job's part on a member's shard: the record and these
+                   members' inbox entries, once (GFANNED lists their seqs)
+        GDONE      the job is finished: forget it; the sender's seq goes
+                   into the record (a later retry's ack names it)
         GADMIN     create, members (add/remove), get, delete, upgrade:
                    GADMIN_R with a JSON document
         GREAD      LOG: a channel's log after a gseq (a member only, from
                    its join on; too far behind: the newest page and reset);
-                   LIST: the reader's groups
+                   LIST: the reader's groups; JOBS: unfinished jobs of
+                   messages older than a time (brokers poll for them)
+    In a cluster a GPOST names the shards: members placed on another shard
+    than this one are left to a job instead of written here.
 */
 #ifndef ZIM_GROUPS_H_INCLUDED
 #define ZIM_GROUPS_H_INCLUDED
@@ -65,13 +77,13 @@ void zim_groups_destroy (zim_groups_t **self_p);
 //  defaults hold.
 void zim_groups_limits (zim_groups_t *self, const zim_groups_limits_t *limits);
 
-//  Applies a GPOST or GADMIN in the write transaction txn; the answer
-//  (GPOSTED or GADMIN_R) goes into out; *wrote says whether anything was
+//  Applies a GPOST, GFAN, GDONE or GADMIN in the write transaction txn;
+//  the answer (GPOSTED, GFANNED, none, GADMIN_R) goes into out; *wrote says whether anything was
 //  written. @return 0 or an LMDB error (the transaction must be aborted)
 int zim_groups_apply (zim_groups_t *self, MDB_txn *txn, int kind, const void *m, zim_wr_t *out,
                       bool *wrote);
 
-//  The answer to a GPOST or GADMIN with request id req whose transaction
+//  The answer to a GPOST, GFAN or GADMIN with request id req whose transaction
 //  failed: status ZIM_ESTORE.
 void zim_groups_failed (int kind, uint64_t req, zim_wr_t *out);
 
@@ -80,7 +92,8 @@ void zim_groups_failed (int kind, uint64_t req, zim_wr_t *out);
 int zim_groups_read (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64_t max_bytes,
                      zim_wr_t *out);
 
-//  Adds the counters (group_posts, group_fanout, group_refused) to STATS.
+//  Adds the counters (group_posts, group_fanout, group_refused, group_jobs,
+//  group_jobs_done) to STATS.
 void zim_groups_stats (zim_groups_t *self, json_t *stats);
 
 //  Self test of this class.
