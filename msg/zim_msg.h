@@ -111,7 +111,7 @@ const char *zim_strerror (int code);
 #define ZIM_GADMIN_GET 3          //  the group and its members
 #define ZIM_GADMIN_DELETE 4       //  the group goes (its stored messages stay)
 #define ZIM_GADMIN_UPGRADE 5      //  a group becomes a channel, never back
-#define ZIM_GADMIN_LIST 6         //  the groups of a user (group field: the uid)
+#define ZIM_GADMIN_READERS 6      //  how many members read a message (groups <= 200)
 #define ZIM_GREAD_LOG 0           //  GREAD mode: a channel's log after a gseq
 #define ZIM_GREAD_LIST 1          //  the reader's groups
 #define ZIM_GREAD_JOBS 2          //  unfinished fan-out jobs (gjob records)

@@ -4,6 +4,7 @@
     while the rest of the group commit goes on.
 */
 #include "store/zim_groups.h"
+#include "store/zim_convs.h"
 #include "store/zim_idem.h"
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
@@ -19,6 +20,7 @@
 #define S_READ_LIMIT_MAX 1000 //  and at most
 #define S_LIST_MAX 1000       //  groups in a list answer, at most
 #define S_FLAG_HISTORY 1      //  flags: new members read the earlier log
+#define S_READERS_MAX 200     //  read counts for groups up to this size
 
 //  A group's record (the value of groups).
 typedef struct {
@@ -615,6 +617,27 @@ static int s_admin_op (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, 
         *text = s_describe (self, txn, m, &g, &rc);
         return rc;
     }
+    if (m->op == ZIM_GADMIN_READERS) {
+        //  Members (on this shard) whose read cursor reached the message.
+        size_t n = 0;
+        if (g.kind != ZIM_GROUP_GROUP || g.members > S_READERS_MAX || !m->gseq ||
+            m->gseq > g.gseq) {
+            *status = ZIM_EVALUE;
+            return 0;
+        }
+        if ((rc = s_members (self, txn, m->app, m->group, g.members, &n)))
+            return rc;
+        char convb[2 + ZIM_ID_MAX];
+        memcpy (convb, "g:", 2);
+        memcpy (convb + 2, m->group.ptr, m->group.len);
+        uint64_t count = 0;
+        rc = zim_convs_readers (self->dbs, txn, m->app, (zim_str_t){convb, 2 + m->group.len},
+                                self->members, n, m->gseq, &count);
+        *text = zsys_sprintf ("{\"group\":\"%.*s\",\"gseq\":%" PRIu64 ",\"readers\":%" PRIu64
+                              ",\"members\":%zu}",
+                              (int)m->group.len, m->group.ptr, m->gseq, count, n);
+        return rc;
+    }
     if (m->op == ZIM_GADMIN_DELETE) {
         size_t n = 0;
         if ((rc = s_members (self, txn, m->app, m->group, g.members, &n)))
@@ -691,7 +714,7 @@ static int s_admin (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, zim
     int64_t status;
     char *text;
     rc = s_admin_op (self, child, m, &status, &text);
-    if (rc || status || m->op == ZIM_GADMIN_GET)
+    if (rc || status || m->op == ZIM_GADMIN_GET || m->op == ZIM_GADMIN_READERS)
         mdb_txn_abort (child);
     else if ((rc = mdb_txn_commit (child)) == 0)
         *wrote = true;
@@ -942,7 +965,7 @@ static int64_t s_test_admin (zim_groups_t *g, zim_db_t *db, zim_inbox_t *inbox, 
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
     zim_inbox_begin (inbox, txn);
     zim_gadmin_t m = {7,    (uint64_t)op,  zim_str ("demo"), zim_str (group),
-                      kind, false,         zim_str (add),    zim_str (remove)};
+                      kind, false,         zim_str (add),    zim_str (remove), 0};
     bool wrote;
     assert (zim_groups_apply (g, txn, ZIM_MSG_GADMIN, &m, &out, &wrote) == 0);
     assert (zim_inbox_finish (inbox) == 0 && mdb_txn_commit (txn) == 0);

@@ -215,6 +215,36 @@ START_TEST (test_group_chat_one_offline)
     ck_assert_str_eq (f.bodies[0], "hello 0");
     ck_assert_str_eq (f.bodies[3], "hi all");
 
+    //  Read counts: carol read all four (her seq 4), bob up to his seq 3
+    //  (gseq 2).
+    zim_wr_t rw;
+    zim_wr_init (&rw);
+    zim_wr_map (&rw, 3);
+    zim_wr_cstr (&rw, "op");
+    zim_wr_cstr (&rw, "read");
+    zim_wr_cstr (&rw, "conv");
+    zim_wr_cstr (&rw, "g:team");
+    zim_wr_cstr (&rw, "seq");
+    zim_wr_uint (&rw, 4);
+    ck_assert_int_eq (tk_send_wr (carol, &rw), 0);
+    ck_assert_int_eq (tk_expect (carol, "receipt", 10000, &f), 0);
+    zim_wr_map (&rw, 3);
+    zim_wr_cstr (&rw, "op");
+    zim_wr_cstr (&rw, "read");
+    zim_wr_cstr (&rw, "conv");
+    zim_wr_cstr (&rw, "g:team");
+    zim_wr_cstr (&rw, "seq");
+    zim_wr_uint (&rw, 3);
+    ck_assert_int_eq (tk_send_wr (bob, &rw), 0);
+    ck_assert_int_eq (tk_expect (bob, "receipt", 10000, &f), 0);
+    zim_wr_free (&rw);
+    ck_assert_int_eq (s_admin (out, sizeof out, "readers", "demo", "team", "2", NULL, NULL), 0);
+    ck_assert_msg (strstr (out, "\"readers\":2,"), "%s", out);
+    ck_assert_int_eq (s_admin (out, sizeof out, "readers", "demo", "team", "4", NULL, NULL), 0);
+    ck_assert_msg (strstr (out, "\"readers\":1,"), "%s", out);
+    ck_assert_int_eq (s_admin (out, sizeof out, "readers", "demo", "team", "9", NULL, NULL),
+                      ZIM_ERR_BAD_FIELD);
+
     //  groups: carol's list has the group with its head.
     zim_wr_t wr;
     zim_wr_init (&wr);

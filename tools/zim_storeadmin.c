@@ -137,8 +137,9 @@ static int s_mute (zim_storeadmin_t *self, const zim_admin_req_t *req, uint64_t 
 //  A GADMIN from the groups verb's arguments; returns 0 or -1.
 static int s_gadmin (zim_storeadmin_t *self, const zim_admin_req_t *req, uint64_t id)
 {
-    static const char *const ops[] = {NULL, "create", "members", "get", "delete", "upgrade"};
-    zim_gadmin_t m = {id, 0, {NULL, 0}, {NULL, 0}, 0, false, zim_str (""), zim_str ("")};
+    static const char *const ops[] = {NULL,     "create",  "members", "get",
+                                      "delete", "upgrade", "readers"};
+    zim_gadmin_t m = {id, 0, {NULL, 0}, {NULL, 0}, 0, false, zim_str (""), zim_str (""), 0};
     if (req->nargs < 3)
         return -1;
     for (uint64_t op = 1; op < sizeof ops / sizeof ops[0]; op++)
@@ -167,6 +168,11 @@ static int s_gadmin (zim_storeadmin_t *self, const zim_admin_req_t *req, uint64_
             return -1;
         m.add = zim_str_eq (a, "-") ? zim_str ("") : a;
         m.remove = zim_str_eq (b, "-") ? zim_str ("") : b;
+    } else if (m.op == ZIM_GADMIN_READERS) {
+        //  readers APP GROUP GSEQ
+        char num[24];
+        if (req->nargs != 4 || zim_str_copy (a, num, sizeof num) || zim_parse_u64 (num, &m.gseq))
+            return -1;
     } else if (req->nargs != 3)
         return -1;
     zim_wr_reset (&self->wr);
@@ -194,7 +200,8 @@ char *zim_storeadmin_verb (void *arg, const zim_admin_req_t *req, int *code, cha
             *code = ZIM_ERR_BAD_FIELD;
             snprintf (text, size,
                       "groups create APP GROUP [group|channel] [U,U,...|-] [history] | "
-                      "members APP GROUP ADD|- REMOVE|- | get|delete|upgrade APP GROUP");
+                      "members APP GROUP ADD|- REMOVE|- | get|delete|upgrade APP GROUP | "
+                      "readers APP GROUP GSEQ");
             return NULL;
         }
         zframe_t *frame = s_call (self, id, ZIM_MSG_GADMIN_R);

@@ -15,6 +15,9 @@
         groups create APP GROUP [group|channel] [U,U,...|-] [history]
         groups members APP GROUP ADD|- REMOVE|-
         groups get|delete|upgrade APP GROUP
+        groups readers APP GROUP GSEQ  {"readers":N,...}: members whose read
+                                      cursor reached message GSEQ (groups of
+                                      at most 200; members on this shard)
                                       a GADMIN (store/zim_groups.h) and its
                                       JSON answer; refusals 4041-4043, 4001
 

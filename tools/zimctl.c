@@ -40,6 +40,8 @@ static void s_usage (FILE *out)
              "  groups add|remove --app APP --group GROUP --members U,U,...\n"
              "  groups get|delete|upgrade --app APP --group GROUP\n"
              "        the group and its members; delete it; make it a channel\n"
+             "  groups readers --app APP --group GROUP --gseq N\n"
+             "        how many members read message N (groups of at most 200)\n"
              "  keygen [--client NAME] DIR\n"
              "        make the CURVE keys of a cluster in DIR (kept if there): the\n"
              "        cluster key pair every node holds (cluster.cert_secret) and\n"
@@ -161,10 +163,11 @@ int main (int argc, char **argv)
                                             {"members", required_argument, NULL, 'M'},
                                             {"channel", no_argument, NULL, 'H'},
                                             {"history", no_argument, NULL, 'Y'},
+                                            {"gseq", required_argument, NULL, 'Q'},
                                             {NULL, 0, NULL, 0}};
     const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
                *keys = NULL, *client = NULL, *conv = NULL, *until = "18446744073709551615";
-    const char *group = NULL, *members = "-";
+    const char *group = NULL, *members = "-", *gseq = NULL;
     bool channel = false, history = false;
     uint64_t timeout = 5000;
     bool json = false;
@@ -248,6 +251,9 @@ int main (int argc, char **argv)
         case 'Y':
             history = true;
             break;
+        case 'Q':
+            gseq = optarg;
+            break;
         case 'h':
             s_usage (stdout);
             return 0;
@@ -300,9 +306,11 @@ int main (int argc, char **argv)
         //  groups SUB --app APP --group GROUP ... (tools/zim_storeadmin.h)
         bool add = sub && streq (sub, "add"), remove = sub && streq (sub, "remove");
         bool plain = sub && (streq (sub, "get") || streq (sub, "delete") || streq (sub, "upgrade"));
-        if (!app || !group || !(add || remove || plain || (sub && streq (sub, "create")))) {
-            fprintf (stderr, "zimctl: groups create|add|remove|get|delete|upgrade needs --app "
-                             "and --group\n");
+        bool readers = sub && streq (sub, "readers");
+        if (!app || !group || (readers && !gseq) ||
+            !(add || remove || plain || readers || (sub && streq (sub, "create")))) {
+            fprintf (stderr, "zimctl: groups create|add|remove|get|delete|upgrade|readers needs "
+                             "--app and --group (readers: --gseq)\n");
             free (owned_key);
             return 2;
         }
@@ -312,7 +320,9 @@ int main (int argc, char **argv)
         if (add || remove) {
             args[3] = add ? members : "-";
             args[4] = add ? "-" : members;
-        } else if (!plain) {
+        } else if (readers)
+            args[3] = gseq;
+        else if (!plain) {
             args[3] = channel ? "channel" : "group";
             args[4] = members;
             args[5] = history ? "history" : NULL;
