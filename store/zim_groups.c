@@ -989,7 +989,7 @@ static zim_gposted_t s_test_post (zim_groups_t *g, zim_db_t *db, zim_inbox_t *in
                                   uint64_t *seqs)
 {
     MDB_txn *txn;
-    static zim_wr_t out;
+    zim_wr_t out;
     zim_wr_init (&out);
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
     zim_inbox_begin (inbox, txn);
@@ -1022,7 +1022,7 @@ static zim_gread_r_t s_test_read (zim_groups_t *g, zim_db_t *db, int mode, const
                                   const char *group, uint64_t since, uint64_t limit)
 {
     MDB_txn *txn;
-    static zim_wr_t out;
+    zim_wr_t out;
     zim_wr_init (&out);
     assert (mdb_txn_begin (zim_db_env (db), NULL, MDB_RDONLY, &txn) == 0);
     zim_gread_t m = {3,     (uint64_t)mode, zim_str ("demo"), zim_str (uid), zim_str (group),
@@ -1036,6 +1036,8 @@ static zim_gread_r_t s_test_read (zim_groups_t *g, zim_db_t *db, int mode, const
     zim_rd_init (&rd, out.data, out.size);
     assert (zim_msg_kind (&rd, &k, &fields) == 0 && k == ZIM_MSG_GREAD_R);
     assert (zim_gread_r_unpack (&rd, fields, &r) == 0);
+    zim_wr_free (&out);
+    r.items = (zim_str_t){NULL, 0}; //  its bytes are gone
     return r;
 }
 
