@@ -37,9 +37,25 @@ static void s_setup (void)
     ck_assert_int_eq (tk_server_start (&srv, NULL, extra), 0);
 }
 
+//  Stops the server cleanly and counts sanitizer reports in its log (an
+//  ASan+UBSan build says so in a line; LeakSanitizer at the clean exit).
 static void s_teardown (void)
 {
+    tk_server_stop (&srv, SIGTERM);
+    static const char *const reports[] = {"AddressSanitizer", "LeakSanitizer", "runtime error:"};
+    int problems = 0;
+    FILE *f = fopen (srv.log, "r");
+    char line[1024];
+    while (f && fgets (line, sizeof line, f))
+        for (size_t r = 0; r < sizeof reports / sizeof reports[0]; r++)
+            if (strstr (line, reports[r])) {
+                fprintf (stderr, "%s: %s", srv.log, line);
+                problems++;
+            }
+    if (f)
+        fclose (f);
     tk_server_cleanup (&srv);
+    ck_assert_msg (problems == 0, "zim-server logged %d sanitizer report(s)", problems);
 }
 
 static tk_client_t *s_login (const char *uid, const char *device)
