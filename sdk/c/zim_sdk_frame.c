@@ -314,6 +314,10 @@ void zim_sdk_frame_test (bool verbose)
     zim_sdk_frame_send (&wr, "bob", "c1", "\xa2hi", 3);
     assert (s_t_same (&wr, "84 a2 6f 70 a4 73 65 6e 64 a2 74 6f a3 62 6f 62 a3 63 69 64 a2 63 31 "
                            "a4 62 6f 64 79 a2 68 69"));
+    //  tests/vectors/groups/c2s-send-group
+    zim_sdk_frame_send_group (&wr, "team", "g1", "\xa2hi", 3);
+    assert (s_t_same (&wr, "84 a2 6f 70 a4 73 65 6e 64 a5 67 72 6f 75 70 a4 74 65 61 6d a3 63 69 "
+                           "64 a2 67 31 a4 62 6f 64 79 a2 68 69"));
     zim_sdk_frame_sync (&wr, 0, 100, 1);
     assert (s_t_same (&wr, "84 a2 6f 70 a4 73 79 6e 63 a5 73 69 6e 63 65 00 a5 6c 69 6d 69 74 64 "
                            "a3 72 69 64 01"));
