@@ -7,6 +7,7 @@
 */
 #include "broker/zim_broker.h"
 #include "broker/zim_deliver.h"
+#include "broker/zim_gfan.h"
 #include "broker/zim_notify.h"
 #include "broker/zim_reads.h"
 #include "broker/zim_sendq.h"
@@ -29,6 +30,7 @@ typedef struct {
     zim_reads_t *reads;         //  sync, history, cursors
     zim_sendq_t *sendq;         //  sends
     zim_notify_t *notify;       //  receipts, conversation lists, offline push
+    zim_gfan_t *gfan;           //  groups and channels
 } s_broker_t;
 
 //  `shards`: the cluster's store names, before any map.
@@ -146,6 +148,7 @@ static int s_connect (void *self_, const char *role, const char *endpoint)
     }
     zim_sendq_use_router (self->sendq, self->router);
     zim_notify_use_router (self->notify, self->router);
+    zim_gfan_use_router (self->gfan, self->router);
     return 0;
 }
 
@@ -260,6 +263,8 @@ static void s_handle_front (s_broker_t *self)
             zim_reads_cursor (self->reads, &rd, fields);
         else if (kind == ZIM_MSG_RECEIPT || kind == ZIM_MSG_CONVS)
             zim_notify_request (self->notify, gw, kind, &rd, fields);
+        else if (kind == ZIM_MSG_GSEND || kind == ZIM_MSG_GGET)
+            zim_gfan_request (self->gfan, gw, frame, kind);
         else {
             self->stats.bad++;
             zim_shell_warn (self->shell, "dropped a message of unknown kind %d", kind);
@@ -290,6 +295,9 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
                  0;
         else if (ok && (kind == ZIM_MSG_MARKED || kind == ZIM_MSG_CONVS_R))
             ok = zim_notify_store (self->notify, kind, &first, fields) == 0;
+        else if (ok && (kind == ZIM_MSG_GPOSTED || kind == ZIM_MSG_GFANNED ||
+                         kind == ZIM_MSG_GREAD_R))
+            ok = zim_gfan_store (self->gfan, kind, &first, fields) == 0;
         else
             ok = false;
         if (!ok) {
@@ -317,6 +325,8 @@ static void s_handle_router (s_broker_t *self)
             zim_shell_warn (self->shell, "dropped an undecodable router answer");
         } else if (req & ZIM_NOTIFY_REQ)
             zim_notify_routed (self->notify, req, frame);
+        else if (req & ZIM_GFAN_REQ)
+            zim_gfan_routed (self->gfan, req, frame);
         else
             zim_sendq_routed (self->sendq, req, &frame);
         zframe_destroy (&frame);
@@ -347,6 +357,8 @@ void zim_broker_actor (zsock_t *pipe, void *args)
     self->notify =
         zim_notify_new (self->shell, self->shards, self->deliver, &self->limits, &self->stats);
     zim_sendq_on_sent (self->sendq, zim_notify_sent, self->notify);
+    self->gfan = zim_gfan_new (self->shell, self->shards, self->deliver, self->sendq, self->notify,
+                               &self->limits, &self->stats);
     zsock_signal (pipe, 0);
 
     //  pipe, front, router, then one item per shard (the shards can change
@@ -355,7 +367,7 @@ void zim_broker_actor (zsock_t *pipe, void *args)
     while (!zim_shell_terminated (self->shell)) {
         bool started = zim_shell_started (self->shell);
         bool waiting = zim_sendq_waiting (self->sendq) || zim_reads_waiting (self->reads) ||
-                       zim_notify_waiting (self->notify);
+                       zim_notify_waiting (self->notify) || zim_gfan_waiting (self->gfan);
         size_t nitems = 1, front = 0, router = 0;
         items[0] = (zmq_pollitem_t){zsock_resolve (pipe), 0, ZMQ_POLLIN, 0};
         if (started) {
@@ -394,8 +406,10 @@ void zim_broker_actor (zsock_t *pipe, void *args)
         s_complete (self);
         zim_reads_expire (self->reads, zim_mono_us ());
         zim_notify_expire (self->notify, zim_mono_us ());
+        zim_gfan_expire (self->gfan, zim_mono_us ());
     }
     zim_sendq_destroy (&self->sendq);
+    zim_gfan_destroy (&self->gfan);
     zim_notify_destroy (&self->notify);
     zim_reads_destroy (&self->reads);
     zim_deliver_destroy (&self->deliver);

@@ -11,6 +11,7 @@
         zim_shards   the store shards: map, ring placement, links
         zim_deliver  OUTs to gateways: acks, messages, errors, byte budget
         zim_notify   receipts, conversation lists, offline push records
+        zim_gfan     groups and channels: posts, fan-out jobs, csync, groups
 
     Pipe commands (msg/zim_shell.h; docs/ARCHITECTURE.md, "Actors"):
         SET node_id N              0..1023, part of every message id (default 1)

@@ -250,6 +250,8 @@ static void s_fan_out (zim_deliver_t *self, int which, zframe_t *skip_gw, uint64
 {
     zim_route_t *routes = self->routes[which];
     uint32_t n = self->nroutes[which];
+    if (n == 0)
+        return; //  taken is NULL until a list had routes: no memset (NULL, 0, 0)
     s_scratch (self, n);
     memset (self->taken, 0, n * sizeof *self->taken);
     for (uint32_t i = 0; i < n; i++) {

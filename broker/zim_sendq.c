@@ -163,6 +163,11 @@ static uint64_t s_next_id (zim_sendq_t *self, uint64_t now_ms)
            self->id_seq;
 }
 
+uint64_t zim_sendq_next_id (zim_sendq_t *self)
+{
+    return s_next_id (self, zim_now_ms ());
+}
+
 //  Asks a router where the recipients and the senders' other devices are,
 //  once every write of the batch has answered. Asking only after the commit
 //  closes a race: a device whose PRESENCE reaches the router after this

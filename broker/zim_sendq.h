@@ -79,6 +79,10 @@ size_t zim_sendq_repairs (zim_sendq_t *self);
 bool zim_sendq_waiting (zim_sendq_t *self);
 
 //  Self test of this class.
+//  A new message id (now), from the same generator as the sends': the
+//  group pipeline's ids never collide with them.
+uint64_t zim_sendq_next_id (zim_sendq_t *self);
+
 void zim_sendq_test (bool verbose);
 
 #ifdef __cplusplus

@@ -134,7 +134,11 @@ static void s_send (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
         zim_session_error (session, ZIM_ERR_FORBIDDEN, "from names another user", cid, false, 0);
         return;
     }
-    if (!zim_uid_valid (f->to)) {
+    if (f->has_group == (f->to.ptr != NULL)) { //  groups: one of to and group
+        zim_session_error (session, ZIM_ERR_BAD_FIELD, "send needs to or group", cid, false, 0);
+        return;
+    }
+    if (!f->has_group && !zim_uid_valid (f->to)) {
         zim_session_error (session, ZIM_ERR_BAD_RECIPIENT, "to is not a valid user id", cid, false,
                            0);
         return;
@@ -148,7 +152,10 @@ static void s_send (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
     }
     zim_send_t m = {s_who (session), f->cid, f->to, f->body};
     zim_wr_reset (&edge->wr);
-    zim_send_pack (&edge->wr, &m);
+    if (f->has_group) //  groups: GSEND (broker/zim_gfan.h)
+        zim_gsend_pack (&edge->wr, &(zim_gsend_t){s_who (session), f->cid, f->group, f->body});
+    else
+        zim_send_pack (&edge->wr, &m);
     edge->sends++;
     s_forward (edge, session, cid, false, 0);
 }
@@ -186,6 +193,12 @@ static void s_read (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t
         zim_convs_get_t m = {s_who (session), f->rid,
                              limit > S_CONVS_LIMIT_MAX ? S_CONVS_LIMIT_MAX : limit, f->before};
         zim_convs_get_pack (&edge->wr, &m);
+    } else if (f->op == ZIM_OP_GROUPS || f->op == ZIM_OP_CSYNC) { //  groups: GGET
+        bool log = f->op == ZIM_OP_CSYNC;
+        zim_gget_pack (&edge->wr, &(zim_gget_t){s_who (session), f->rid, log ? ZIM_GREAD_LOG
+                                                                            : ZIM_GREAD_LIST,
+                                                log ? f->group : zim_str (""),
+                                                f->since < 0 ? 0 : (uint64_t)f->since, limit});
     } else if (f->op == ZIM_OP_SYNC) {
         zim_sync_t m = {s_who (session), f->rid, f->since, limit};
         zim_sync_pack (&edge->wr, &m);
@@ -268,6 +281,8 @@ static void s_frame (zim_edge_t *edge, zim_session_t *session, const zim_cframe_
     case ZIM_OP_SYNC:
     case ZIM_OP_HISTORY:
     case ZIM_OP_CONVS:
+    case ZIM_OP_GROUPS: //  groups
+    case ZIM_OP_CSYNC:
         s_read (edge, session, f);
         break;
     case ZIM_OP_READ:
@@ -341,7 +356,7 @@ static bool s_is_reply (zim_str_t frames)
         if (zim_rd_str (&rd, &key))
             return false;
         if (zim_str_eq (key, "op") && zim_rd_str (&rd, &op) == 0) {
-            page = zim_str_eq (op, "page") || zim_str_eq (op, "convs");
+            page = zim_str_eq (op, "page") || zim_str_eq (op, "convs") || zim_str_eq (op, "groups");
             error = zim_str_eq (op, "error");
             continue;
         }

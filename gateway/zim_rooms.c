@@ -444,7 +444,7 @@ static void s_leave_op (zim_rooms_t *self, zim_session_t *session, const zim_cfr
     s_conn_t *conn = s_conn (self, session, false);
     int slot = s_find (conn, f->room);
     if (slot < 0) {
-        s_refuse (edge, session, f, ZIM_ERR_NOT_MEMBER, "not in this room");
+        s_refuse (edge, session, f, ZIM_ERR_NOT_IN_ROOM, "not in this room");
         return;
     }
     s_leave (self, conn, (uint32_t)slot);
@@ -481,7 +481,7 @@ static void s_publish_op (zim_rooms_t *self, zim_session_t *session, const zim_c
         return;
     }
     if (s_find (s_conn (self, session, false), f->room) < 0) {
-        s_refuse (edge, session, f, ZIM_ERR_NOT_MEMBER, "join the room before publishing");
+        s_refuse (edge, session, f, ZIM_ERR_NOT_IN_ROOM, "join the room before publishing");
         return;
     }
     if (!zim_session_take_send (session, zim_edge_now_ms ())) {
@@ -1068,8 +1068,8 @@ void zim_rooms_test (bool verbose)
     s_test_op (edge, a, "leave", "third", false);
     assert (s_test_take (a, ops, codes, online) == 5);
     assert (codes[0] == ZIM_ERR_BAD_ROOM && streq (ops[1], "joined"));
-    assert (codes[2] == ZIM_ERR_TOO_MANY_ROOMS && codes[3] == ZIM_ERR_NOT_MEMBER);
-    assert (codes[4] == ZIM_ERR_NOT_MEMBER);
+    assert (codes[2] == ZIM_ERR_TOO_MANY_ROOMS && codes[3] == ZIM_ERR_NOT_IN_ROOM);
+    assert (codes[4] == ZIM_ERR_NOT_IN_ROOM);
     //  A ROOM_OUT naming both rooms reaches alice once, bob once.
     zim_wr_t wr, fr;
     zim_wr_init (&wr);

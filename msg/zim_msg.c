@@ -72,7 +72,7 @@ const char *zim_strerror (int code)
         return "forbidden";
     case ZIM_ERR_RATE_LIMITED:
         return "rate limited";
-    case ZIM_ERR_NOT_MEMBER:
+    case ZIM_ERR_NOT_IN_ROOM:
         return "not in this room";
     case ZIM_ERR_TOO_MANY_ROOMS:
         return "too many rooms";
@@ -88,6 +88,21 @@ const char *zim_strerror (int code)
         return "disconnected by the app";
     case ZIM_ERR_IDLE_TIMEOUT:
         return "idle timeout";
+    case ZIM_ENOTMEMBER:
+    case ZIM_ERR_NOT_MEMBER:
+        return "not a member of the group";
+    case ZIM_ENOGROUP:
+    case ZIM_ERR_NO_GROUP:
+        return "no such group";
+    case ZIM_EGROUPFULL:
+    case ZIM_ERR_GROUP_FULL:
+        return "group too large";
+    case ZIM_EEXISTS:
+    case ZIM_ERR_GROUP_EXISTS:
+        return "group exists already";
+    case ZIM_ENOTCHANNEL:
+    case ZIM_ERR_NOT_CHANNEL:
+        return "not a channel";
     case ZIM_ERR_SLOW_CONSUMER:
         return "slow consumer";
     case ZIM_ERR_INTERNAL:
@@ -593,6 +608,17 @@ void zim_cframe_ack (zim_wr_t *wr, zim_str_t cid, uint64_t id, uint64_t seq, uin
         wr, &(zim_sframe_t){.op = ZIM_SOP_ACK, .cid = cid, .id = id, .seq = seq, .ts = ts});
 }
 
+void zim_cframe_gack (zim_wr_t *wr, zim_str_t cid, uint64_t id, uint64_t seq, uint64_t ts,
+                      uint64_t gseq)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_ACK,
+                                         .cid = cid,
+                                         .id = id,
+                                         .seq = seq,
+                                         .ts = ts,
+                                         .gseq = gseq});
+}
+
 void zim_cframe_error (zim_wr_t *wr, int code, const char *text, zim_str_t cid, bool has_rid,
                        uint64_t rid)
 {
@@ -604,24 +630,64 @@ void zim_cframe_error (zim_wr_t *wr, int code, const char *text, zim_str_t cid, 
                                          .rid = rid});
 }
 
+//  True if a stored message's recipient is a group's conversation key.
+static bool s_is_group (zim_str_t to)
+{
+    return to.len > 2 && to.ptr[0] == 'g' && to.ptr[1] == ':';
+}
+
 //  The conversation key of a stored message, into buf.
 static zim_str_t s_conv (const zim_item_t *item, char *buf, size_t size)
 {
+    if (s_is_group (item->to))
+        return item->to;
     int len = zim_conv_peer (item->from, item->to, buf, size);
     return (zim_str_t){buf, len > 0 ? (size_t)len : 0};
+}
+
+//  The group of a stored message, or a NULL view.
+static zim_str_t s_group (const zim_item_t *item)
+{
+    if (!s_is_group (item->to))
+        return (zim_str_t){NULL, 0};
+    return (zim_str_t){item->to.ptr + 2, item->to.len - 2};
 }
 
 void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item)
 {
     char conv[2 * ZIM_ID_MAX + 8];
+    zim_str_t group = s_group (item);
     zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_MSG,
                                          .seq = item->seq,
                                          .id = item->id,
                                          .from = item->from,
-                                         .to = item->to,
+                                         .to = group.ptr ? group : item->to,
                                          .conv = s_conv (item, conv, sizeof conv),
                                          .body = item->body,
-                                         .ts = item->ts});
+                                         .ts = item->ts,
+                                         .group = group});
+}
+
+int zim_group_wire (int64_t status)
+{
+    switch (status) {
+    case ZIM_ENOTMEMBER:
+        return ZIM_ERR_NOT_MEMBER;
+    case ZIM_ENOGROUP:
+        return ZIM_ERR_NO_GROUP;
+    case ZIM_EGROUPFULL:
+        return ZIM_ERR_GROUP_FULL;
+    case ZIM_EEXISTS:
+        return ZIM_ERR_GROUP_EXISTS;
+    case ZIM_ENOTCHANNEL:
+        return ZIM_ERR_NOT_CHANNEL;
+    case ZIM_EVALUE:
+        return ZIM_ERR_BAD_FIELD;
+    case ZIM_EFULL:
+        return ZIM_ERR_UNAVAILABLE;
+    default:
+        return ZIM_ERR_INTERNAL;
+    }
 }
 
 void zim_cframe_page_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t count)
@@ -634,8 +700,16 @@ void zim_cframe_page_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t coun
 void zim_cframe_page_item (zim_wr_t *wr, const zim_item_t *item)
 {
     char conv[2 * ZIM_ID_MAX + 8];
-    zim_sitem_t m = {item->seq,  item->id, item->from, item->to, s_conv (item, conv, sizeof conv),
-                     item->body, item->ts};
+    zim_str_t group = s_group (item);
+    zim_sitem_t m = {item->seq,
+                     item->id,
+                     item->from,
+                     group.ptr ? group : item->to,
+                     s_conv (item, conv, sizeof conv),
+                     item->body,
+                     item->ts,
+                     group,
+                     0};
     zim_sitem_pack (wr, &m);
 }
 

@@ -42,6 +42,13 @@ extern "C" {
 
 #define ZIM_ESTORE -7 //  the store failed (LMDB error, disk full)
 #define ZIM_EFULL -8  //  a bounded queue is full: retry later
+//  The groups' refusals inside the server (GPOSTED, GADMIN_R, GREAD_R
+//  status); zim_group_wire maps them to the wire codes 4040-4044.
+#define ZIM_ENOTMEMBER -20  //  the user is not a member
+#define ZIM_ENOGROUP -21    //  no such group
+#define ZIM_EGROUPFULL -22  //  over max_group_size / max_channel_size
+#define ZIM_EEXISTS -23     //  the group exists already
+#define ZIM_ENOTCHANNEL -24 //  not a channel
 
 //  Wire error codes, sent in {"op":"error","code":N,...} frames.
 #define ZIM_ERR_MALFORMED 4000      //  frame is not valid msgpack or not a map
@@ -64,13 +71,18 @@ extern "C" {
 #define ZIM_ERR_TOO_MANY_CONNS 4031 //  the user has max_conns_per_user connections
 #define ZIM_ERR_RATE_LIMITED 4029   //  over the per-connection send rate
 //  Rooms and signals (docs/PROTOCOL.md "Rooms").
-#define ZIM_ERR_NOT_MEMBER 4050       //  publish/leave of a room the connection is not in
+#define ZIM_ERR_NOT_IN_ROOM 4050      //  publish/leave of a room the connection is not in
 #define ZIM_ERR_TOO_MANY_ROOMS 4051   //  the connection is in max_rooms_per_conn rooms
 #define ZIM_ERR_BAD_ROOM 4052         //  room is not 1..128 bytes of A-Z a-z 0-9 _ . : @ / -
 #define ZIM_ERR_PUBLISH_DENIED 4053   //  the app's client_publish does not allow it
 #define ZIM_ERR_ROOM_DENIED 4054      //  the token's rooms claim does not name the room
 #define ZIM_ERR_SIGNAL_RATE 4055      //  over the per-connection signal rate
 #define ZIM_ERR_DISCONNECTED 4056     //  the app's backend cut the connection (POST /v1/disconnect)
+#define ZIM_ERR_NOT_MEMBER 4040     //  the user is not a member of the group
+#define ZIM_ERR_NO_GROUP 4041       //  no such group
+#define ZIM_ERR_GROUP_FULL 4042     //  the group would pass its kind's member limit
+#define ZIM_ERR_GROUP_EXISTS 4043   //  a group of that id exists already
+#define ZIM_ERR_NOT_CHANNEL 4044    //  csync of a group that is not a channel
 #define ZIM_ERR_IDLE_TIMEOUT 4080   //  nothing received within idle_timeout
 #define ZIM_ERR_SLOW_CONSUMER 4090  //  send queue to the client overflowed
 #define ZIM_ERR_INTERNAL 5000       //  server fault; retry may succeed
@@ -114,6 +126,17 @@ const char *zim_strerror (int code);
 #define ZIM_CTL_JOIN 1            //  CONN_CTL what: join room
 #define ZIM_CTL_LEAVE 2           //  leave room
 #define ZIM_CTL_CLOSE 3           //  close (4056), and refuse the user's tokens issued until now
+#define ZIM_GROUP_GROUP 1         //  group kind: write fan-out into every member's inbox
+#define ZIM_GROUP_CHANNEL 2       //  read fan-out: stored once in the group's log
+#define ZIM_GADMIN_CREATE 1       //  GADMIN op: a new group with its first members
+#define ZIM_GADMIN_MEMBERS 2      //  add and remove members
+#define ZIM_GADMIN_GET 3          //  the group and its members
+#define ZIM_GADMIN_DELETE 4       //  the group goes (its stored messages stay)
+#define ZIM_GADMIN_UPGRADE 5      //  a group becomes a channel, never back
+#define ZIM_GADMIN_READERS 6      //  how many members read a message (groups <= 200)
+#define ZIM_GREAD_LOG 0           //  GREAD mode: a channel's log after a gseq
+#define ZIM_GREAD_LIST 1          //  the reader's groups
+#define ZIM_GREAD_JOBS 2          //  unfinished fan-out jobs (gjob records)
 
 //  ---------------------------------------------------------------------
 //  The catalogue, expanded. Kind codes: ZIM_MSG_<NAME>.
@@ -318,12 +341,19 @@ void zim_cframe_auth_ok (zim_wr_t *wr, zim_str_t app, zim_str_t uid, zim_str_t d
 void zim_cframe_pong (zim_wr_t *wr, zim_str_t t);
 //  {"op":"ack","cid":C,"id":ID,"seq":S,"ts":MS}
 void zim_cframe_ack (zim_wr_t *wr, zim_str_t cid, uint64_t id, uint64_t seq, uint64_t ts);
+//  {"op":"ack","cid":C,"id":ID,"seq":S,"ts":MS,"gseq":G}: a group send's
+void zim_cframe_gack (zim_wr_t *wr, zim_str_t cid, uint64_t id, uint64_t seq, uint64_t ts,
+                      uint64_t gseq);
+//  The wire code (4040-4044, 4001, 5000) of a ZIM_E* status of the groups.
+int zim_group_wire (int64_t status);
 //  {"op":"error","code":N,"text":T[,"cid":C][,"rid":R]}; cid.ptr NULL or
 //  has_rid false omit those keys; text NULL is zim_strerror (code).
 void zim_cframe_error (zim_wr_t *wr, int code, const char *text, zim_str_t cid, bool has_rid,
                        uint64_t rid);
 //  {"op":"msg","seq":S,"id":ID,"from":F,"to":T,"conv":C,"body":B,"ts":MS}
-//  for a stored message (seq 0: no seq key).
+//  for a stored message (seq 0: no seq key). A group message (item->to is
+//  "g:GROUP") has to and group GROUP and conv "g:GROUP"; its seq is the
+//  reader's inbox seq (a channel's messages come as csync pages instead).
 void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item);
 //  {"op":"page","rid":R,"more":M,"msgs":[...]}; write count items after it
 //  with zim_cframe_page_item.

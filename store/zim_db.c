@@ -80,7 +80,10 @@ static int s_open_dbs (zim_db_t *self, MDB_txn *txn, const char **what)
                {"meta", &self->dbs.meta},
                {"cstate", &self->dbs.cstate}, {"cidx", &self->dbs.cidx},
                {"crecent", &self->dbs.crecent}, {"utotal", &self->dbs.utotal},
-               {"pushk", &self->dbs.pushk}, {"pushq", &self->dbs.pushq}};
+               {"pushk", &self->dbs.pushk}, {"pushq", &self->dbs.pushq},
+               {"groups", &self->dbs.groups}, {"gmembers", &self->dbs.gmembers},
+               {"ugroups", &self->dbs.ugroups}, {"glog", &self->dbs.glog},
+               {"gjobs", &self->dbs.gjobs}, {"gfan", &self->dbs.gfan}};
     int rc = 0;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         *what = dbs[i].name;

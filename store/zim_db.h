@@ -44,6 +44,13 @@ typedef struct {
     MDB_dbi utotal;  //  [app][uid] -> unread messages in all conversations
     MDB_dbi pushk;   //  [app][uid][conv] -> the push record (coalesced)
     MDB_dbi pushq;   //  qid -> [app][uid][conv]: the push queue in order
+    //  Groups and channels (zim_groups.h).
+    MDB_dbi groups;   //  [app][group] -> kind, flags, head gseq, member count
+    MDB_dbi gmembers; //  [app][group][uid] -> the gseq the member joined after
+    MDB_dbi ugroups;  //  [app][uid][group] -> the same, by user
+    MDB_dbi glog;     //  [app][group] gseq -> message id
+    MDB_dbi gjobs;    //  id -> uids on other shards a group message must reach (a job)
+    MDB_dbi gfan;     //  id -> the gmember list a job's part wrote on this shard
 } zim_dbs_t;
 
 typedef struct _zim_db_t zim_db_t;

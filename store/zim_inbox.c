@@ -167,6 +167,54 @@ int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_append
     return 0;
 }
 
+int zim_inbox_group (zim_inbox_t *self, const zim_append_item_t *it, uint64_t gseq,
+                     const zim_str_t *members, size_t n, uint64_t *seqs, uint64_t *from_seq,
+                     bool idem)
+{
+    *from_seq = 0;
+    uint8_t idb[8];
+    zim_be64_put (idb, it->id);
+    MDB_val rk = {8, idb}, rv;
+    int rc = mdb_get (self->txn, self->dbs->msgs, &rk, &rv);
+    if (rc == 0)
+        return ZIM_EVALUE; //  the id names another message
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    MDB_val idv = {8, idb};
+    for (size_t i = 0; i < n; i++) {
+        zim_key_t uk;
+        size_t slot;
+        zim_seqs_reserve (self->seqs, 1);
+        zim_key_user (&uk, it->app, members[i]);
+        if ((rc = zim_seqs_find (self->seqs, self->txn, &uk, &slot)))
+            return rc;
+        uint64_t seq = zim_seqs_get (self->seqs, slot) + 1;
+        zim_seqs_set (self->seqs, slot, seq);
+        seqs[i] = seq;
+        bool mine = zim_str_same (members[i], it->from);
+        if (mine)
+            *from_seq = seq;
+        if ((rc = s_put_entry (self, &uk, seq, &idv)))
+            return rc;
+        if ((rc = zim_convs_note (self->convs, it->app, members[i], it->to, seq, it->id, mine,
+                                  gseq)))
+            return rc;
+    }
+    //  The record last, when the sender's seq is known; filled at once (a
+    //  reserved value is valid until the next write).
+    rv = (MDB_val){zim_msgrec_size (it), NULL};
+    rc = mdb_put (self->txn, self->dbs->msgs, &rk, &rv,
+                  MDB_RESERVE | (it->id > self->last_id_txn ? MDB_APPEND : MDB_NOOVERWRITE));
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put (self->txn, self->dbs->msgs, &rk, &rv, MDB_RESERVE | MDB_NOOVERWRITE);
+    if (rc)
+        return rc;
+    zim_msgrec_write (rv.mv_data, it, *from_seq, gseq);
+    if (it->id > self->last_id_txn)
+        self->last_id_txn = it->id;
+    return idem ? zim_idem_put (self->dbs, self->txn, it, it->id) : 0;
+}
+
 int zim_inbox_last_seq (zim_inbox_t *self, zim_str_t app, zim_str_t uid, uint64_t *seq)
 {
     zim_key_t uk;

@@ -43,6 +43,18 @@ zim_convs_t *zim_inbox_convs (zim_inbox_t *self);
 //  @return 0 (the outcome is in res->status) or an LMDB error, after which
 //  the transaction must be aborted
 int zim_inbox_append (zim_inbox_t *self, const zim_append_item_t *it, zim_appended_item_t *res);
+//  Stores a group message: it->to is the group's conversation key
+//  ("g:GROUP"), gseq its place in the group's log. Each of members[0..n)
+//  (the sender among them, or none for a channel) gets the next seq of its
+//  inbox, into seqs[i], and the conversation moves on for it (position
+//  gseq); the record keeps the sender's seq (*from_seq, 0 if the sender is
+//  not among them) and gseq; the idempotency key is written. The caller
+//  checked the key (zim_idem_check) and the membership.
+//  @return 0 or an LMDB error (abort the transaction); ZIM_EVALUE when
+//  the id names another message (nothing written)
+int zim_inbox_group (zim_inbox_t *self, const zim_append_item_t *it, uint64_t gseq,
+                     const zim_str_t *members, size_t n, uint64_t *seqs, uint64_t *from_seq,
+                     bool idem);
 //  The last seq of (app, uid) as the transaction sees it, into *seq.
 //  @return 0 or an LMDB error
 int zim_inbox_last_seq (zim_inbox_t *self, zim_str_t app, zim_str_t uid, uint64_t *seq);

@@ -37,6 +37,7 @@ struct _zim_receipts_t {
     size_t nslots;           //  writes in the drain
     size_t alloc;            //  room in slots
     zim_wr_t wr;             //  one answer being built
+    zim_groups_t *groups;    //  GPOST, GADMIN, GREAD
 };
 
 zim_receipts_t *zim_receipts_new (zim_db_t *db, zim_inbox_t *inbox, zim_shell_t *shell)
@@ -47,6 +48,7 @@ zim_receipts_t *zim_receipts_new (zim_db_t *db, zim_inbox_t *inbox, zim_shell_t 
     self->inbox = inbox;
     self->shell = shell;
     self->pushq = zim_pushq_new (db, &self->stats);
+    self->groups = zim_groups_new (db, inbox, shell);
     zim_wr_init (&self->answers);
     zim_wr_init (&self->wr);
     return self;
@@ -58,6 +60,7 @@ void zim_receipts_destroy (zim_receipts_t **self_p)
     if (!self)
         return;
     zim_pushq_destroy (&self->pushq);
+    zim_groups_destroy (&self->groups);
     zim_wr_free (&self->answers);
     zim_wr_free (&self->wr);
     free (self->slots);
@@ -67,9 +70,12 @@ void zim_receipts_destroy (zim_receipts_t **self_p)
 
 int zim_receipts_kind (int kind)
 {
-    if (kind == ZIM_MSG_MARK || kind == ZIM_MSG_PUSH_ADD || kind == ZIM_MSG_PUSH_Q)
+    if (kind == ZIM_MSG_MARK || kind == ZIM_MSG_PUSH_ADD || kind == ZIM_MSG_PUSH_Q ||
+        kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN || kind == ZIM_MSG_GFAN ||
+        kind == ZIM_MSG_GDONE)
         return ZIM_RECEIPTS_WRITE;
-    return kind == ZIM_MSG_CONVS_Q ? ZIM_RECEIPTS_READ : ZIM_RECEIPTS_NONE;
+    return kind == ZIM_MSG_CONVS_Q || kind == ZIM_MSG_GREAD ? ZIM_RECEIPTS_READ
+                                                            : ZIM_RECEIPTS_NONE;
 }
 
 int zim_receipts_check (int kind, zim_rd_t *rd, uint32_t fields, const char **why)
@@ -288,6 +294,9 @@ int zim_receipts_apply (zim_receipts_t *self, size_t w, int kind, zim_rd_t *rd, 
     assert (bad == 0); //  checked whole on arrival
     if (kind == ZIM_MSG_MARK)
         rc = s_mark (self, (zim_mark_t *)m, wrote);
+    else if (kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN || kind == ZIM_MSG_GFAN ||
+             kind == ZIM_MSG_GDONE)
+        rc = zim_groups_apply (self->groups, self->txn, kind, m, &self->wr, wrote);
     else if (kind == ZIM_MSG_PUSH_ADD)
         rc = s_push_add (self, (zim_push_add_t *)m, wrote);
     else
@@ -304,11 +313,14 @@ void zim_receipts_failed (zim_receipts_t *self, size_t w, zim_str_t msg)
     uint32_t fields;
     uint64_t req = 0;
     zim_rd_init (&rd, msg.ptr, msg.len);
-    if (zim_msg_kind (&rd, &kind, &fields) || kind == ZIM_MSG_PUSH_ADD || zim_rd_uint (&rd, &req))
+    if (zim_msg_kind (&rd, &kind, &fields) || kind == ZIM_MSG_PUSH_ADD || kind == ZIM_MSG_GDONE ||
+        zim_rd_uint (&rd, &req))
         return;
     zim_wr_reset (&self->wr);
     if (kind == ZIM_MSG_MARK)
         zim_marked_pack (&self->wr, &(zim_marked_t){req, ZIM_ESTORE, false, 0, 0, 0, 0});
+    else if (kind == ZIM_MSG_GPOST || kind == ZIM_MSG_GADMIN || kind == ZIM_MSG_GFAN)
+        zim_groups_failed (kind, req, &self->wr);
     else
         zim_push_r_pack (&self->wr, &(zim_push_r_t){req, ZIM_ESTORE, zim_str ("")});
     s_keep (self, w);
@@ -320,6 +332,12 @@ void zim_receipts_failed (zim_receipts_t *self, size_t w, zim_str_t msg)
 int zim_receipts_read (zim_receipts_t *self, MDB_txn *txn, int kind, zim_rd_t *rd, uint32_t fields,
                        uint64_t max_bytes, zim_wr_t *out)
 {
+    if (kind == ZIM_MSG_GREAD) {
+        zim_gread_t g;
+        int bad = zim_gread_unpack (rd, fields, &g);
+        assert (bad == 0);
+        return zim_groups_read (self->groups, txn, &g, max_bytes, out);
+    }
     assert (kind == ZIM_MSG_CONVS_Q);
     zim_convs_q_t m;
     int bad = zim_convs_q_unpack (rd, fields, &m);
@@ -351,8 +369,14 @@ int zim_receipts_expire (zim_receipts_t *self, uint64_t cutoff_ms, size_t max, s
     return zim_pushq_expire (self->pushq, cutoff_ms, max, removed);
 }
 
+zim_groups_t *zim_receipts_groups (zim_receipts_t *self)
+{
+    return self->groups;
+}
+
 void zim_receipts_stats (zim_receipts_t *self, json_t *stats)
 {
+    zim_groups_stats (self->groups, stats);
     s_counters (self, stats);
     json_object_set_new (stats, "receipts", json_integer ((json_int_t)self->marks));
     MDB_txn *txn;

@@ -15,11 +15,15 @@
         PUSH_ADD  records for the push bridge (no answer)
         PUSH_Q    stat, take, ack (answer PUSH_R, a JSON document)
         CONVS_Q   a page of the list (answer CONVS_R)
+    It also hands the groups' kinds to zim_groups (GPOST and GADMIN in the
+    commit, GREAD from the read transaction), so the store and the commit
+    know one class for every kind beside APPEND, READ and SETCURSOR.
 */
 #ifndef ZIM_RECEIPTS_H_INCLUDED
 #define ZIM_RECEIPTS_H_INCLUDED
 
 #include "store/zim_db.h"
+#include "store/zim_groups.h"
 #include "store/zim_inbox.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
@@ -81,6 +85,9 @@ int zim_receipts_expire (zim_receipts_t *self, uint64_t cutoff_ms, size_t max, s
 //  push_delivered, push_dropped, push_muted, push_expired), receipts
 //  (marks) and the gauge push_depth to a STATS object.
 void zim_receipts_stats (zim_receipts_t *self, json_t *stats);
+
+//  The groups' handler (zim_groups.h), to set its limits (borrowed).
+zim_groups_t *zim_receipts_groups (zim_receipts_t *self);
 
 //  Self test of this class.
 void zim_receipts_test (bool verbose);

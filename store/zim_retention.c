@@ -34,6 +34,12 @@ static int s_purge_one (const zim_dbs_t *dbs, MDB_txn *txn, MDB_cursor *cur, uin
     zim_key_u64 (&hk, id);
     zim_key_idem (&ik, rec->app, rec->from, rec->cid);
     bool from_entry = rec->from_seq != 0, to_entry = rec->to_seq != 0;
+    //  A group message (to "g:GROUP", to_seq its gseq): the sender's entry
+    //  is found from the record, the other members' are not (their inbox
+    //  entries stay, skipped by readers as dangling; docs/OPERATIONS.md).
+    bool group = rec->to.len > 2 && rec->to.ptr[0] == 'g' && rec->to.ptr[1] == ':';
+    if (group)
+        to_entry = false;
     //  The conversation lists, from copies: a write may move the record.
     uint64_t from_seq = rec->from_seq, to_seq = rec->to_seq;
     char app[ZIM_ID_MAX], from[ZIM_ID_MAX], to[ZIM_ID_MAX];
@@ -42,6 +48,8 @@ static int s_purge_one (const zim_dbs_t *dbs, MDB_txn *txn, MDB_cursor *cur, uin
     memcpy (from, rec->from.ptr, fromv.len);
     memcpy (to, rec->to.ptr, tov.len);
     zim_str_t conv = {(const char *)hk.buf + 2 + appv.len, hk.buf[1 + appv.len]};
+    if (group)
+        conv = tov;
     int rc = mdb_cursor_del (cur, 0);
     if (rc == 0 && from_entry)
         rc = zim_convs_forget (dbs, txn, appv, fromv, conv, from_seq, id);

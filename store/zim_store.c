@@ -52,6 +52,9 @@ typedef struct {
     uint64_t purge_every;    //  seconds between purge runs
     uint64_t max_page_bytes; //  longest PAGE, encoded
     uint64_t push_ttl;       //  seconds a push record is kept; 0 for ever
+    uint64_t max_group;      //  members of a group, at most
+    uint64_t max_channel;    //  members of a channel, at most
+    uint64_t max_behind;     //  a csync further behind gets the newest page and reset
 
     zim_db_t *db;         //  the environment, after START
     zim_commit_t *commit; //  writes APPENDs and SETCURSORs
@@ -415,6 +418,9 @@ static int s_start (void *arg)
         return -1;
     self->commit = zim_commit_new (self->db, self->shell, &self->w);
     self->reader = zim_reader_new (self->db);
+    zim_groups_limits (zim_receipts_groups (zim_commit_receipts (self->commit)),
+                       &(zim_groups_limits_t){&self->max_group, &self->max_channel,
+                                              &self->max_behind});
     self->next_purge = zim_mono_us () / 1000 + self->purge_every * 1000;
     zsys_info ("%s: opened %s (sync %s, map_size %" PRIu64 ")", name, self->data,
                zim_fsync_name (self->sync), zim_db_map_size (self->db));
@@ -451,6 +457,10 @@ static const zim_setting_t s_settings[] = {
            "longest sync/history PAGE, encoded bytes (262144)"),
     S_U64 ("push_ttl", push_ttl, 0, 0,
            "seconds a push record waits for the bridge (86400; 0: for ever)"),
+    S_U64 ("max_group_size", max_group, 1, 0, "members of a group, at most (500)"),
+    S_U64 ("max_channel_size", max_channel, 1, 0, "members of a channel, at most (100000)"),
+    S_U64 ("csync_max_behind", max_behind, 1, 0,
+           "a channel sync further behind gets the newest page and reset (10000)"),
     {NULL}};
 
 #define S_COUNTER(name, field)                                                                     \
@@ -512,6 +522,9 @@ void zim_store_actor (zsock_t *pipe, void *args)
     self->retention = S_RETENTION;
     self->purge_every = S_PURGE_INTERVAL;
     self->push_ttl = S_PUSH_TTL;
+    self->max_group = ZIM_GROUPS_MAX_GROUP;
+    self->max_channel = ZIM_GROUPS_MAX_CHANNEL;
+    self->max_behind = ZIM_GROUPS_MAX_BEHIND;
     self->max_page_bytes = ZIM_READER_BYTES;
     self->pend = zim_calloc (S_DRAIN_MAX, sizeof *self->pend);
     self->writes = zim_calloc (S_DRAIN_MAX, sizeof *self->writes);

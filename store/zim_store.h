@@ -25,6 +25,10 @@
                                 least one message whatever its size
         push_ttl SECONDS        push records older than this leave the
                                 queue (86400; 0 keeps them until taken)
+        max_group_size N        members of a group, at most (500)
+        max_channel_size N      members of a channel, at most (100000)
+        csync_max_behind N      a channel read further behind gets the
+                                newest page and reset (10000)
         name NAME, max_msg_size as every actor (msg/zim_shell.h)
     Commands: BIND ENDPOINT (the ROUTER for brokers), START (opens the
     environment), PORT, STATS, $TERM (commits what was received, syncs,
@@ -35,7 +39,8 @@
 
     Backbone (msg/zim_msg.h): APPEND -> APPENDED, READ -> PAGE, SETCURSOR
     (no reply); MARK -> MARKED, CONVS_Q -> CONVS_R, PUSH_ADD (no reply),
-    PUSH_Q -> PUSH_R (zim_receipts.h). Replies go to the sender's routing id with the request's req.
+    PUSH_Q -> PUSH_R (zim_receipts.h); GPOST -> GPOSTED, GFAN -> GFANNED,
+    GDONE (no reply), GADMIN -> GADMIN_R, GREAD -> GREAD_R (zim_groups.h). Replies go to the sender's routing id with the request's req.
     An APPENDED is sent only after its transaction committed (and, with sync
     batch or always, was fsynced). A failed commit answers every item of the
     transaction with ZIM_ESTORE. A READ sees every APPEND received before it.
@@ -57,9 +62,10 @@
         zim_retention  the purge of old messages
         zim_convs      conversations: states, cursors, the list, unread
         zim_pushq      the offline-push queue
-        zim_receipts   MARK, CONVS_Q, PUSH_ADD, PUSH_Q
+        zim_receipts   MARK, CONVS_Q, PUSH_ADD, PUSH_Q (and hands on the groups' kinds)
+        zim_groups     GPOST, GFAN, GDONE, GADMIN, GREAD: groups and channels
 
-    LMDB layout. One environment, thirteen named databases. All integers are
+    LMDB layout. One environment, nineteen named databases. All integers are
     8-byte big-endian (so memcmp order is numeric order); "[s]" is a string
     preceded by one length byte (app, uid, device, cid <= 64 bytes; conv
     <= 131), so no separator character is reserved and a key prefix names
@@ -98,6 +104,12 @@
         pushk, pushq
                  The push queue: one record per (app, uid, conv), and the
                  queue in order (zim_pushq.h).
+        groups, gmembers, ugroups, glog, gjobs, gfan
+                 Groups and channels: each group, its members (by group and
+                 by user), its log by gseq, the fan-out jobs of messages
+                 with members on other shards, and what a job's part wrote
+                 here (zim_groups.h has their keys and values). A group
+                 message's record has to = "g:GROUP" and to_seq its gseq.
                  A store written before these databases existed opens
                  with them empty: lists and unread counts start with the
                  next messages.

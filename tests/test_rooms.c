@@ -231,9 +231,9 @@ START_TEST (test_rooms)
 
     //  Refusals, each with its code and rid.
     s_room_op (carol, "publish", "lobby", 10, false, "x");
-    s_expect_error (carol, ZIM_ERR_NOT_MEMBER, 10);
+    s_expect_error (carol, ZIM_ERR_NOT_IN_ROOM, 10);
     s_room_op (carol, "leave", "lobby", 11, false, NULL);
-    s_expect_error (carol, ZIM_ERR_NOT_MEMBER, 11);
+    s_expect_error (carol, ZIM_ERR_NOT_IN_ROOM, 11);
     s_room_op (carol, "join", "bad room", 12, false, NULL);
     s_expect_error (carol, ZIM_ERR_BAD_ROOM, 12);
     char longroom[140];

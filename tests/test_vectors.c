@@ -293,7 +293,7 @@ static void v_ssignal (zim_wr_t *wr)
 
 static void v_room_error (zim_wr_t *wr)
 {
-    zim_cframe_error (wr, ZIM_ERR_NOT_MEMBER, NULL, (zim_str_t){NULL, 0}, true, 3);
+    zim_cframe_error (wr, ZIM_ERR_NOT_IN_ROOM, NULL, (zim_str_t){NULL, 0}, true, 3);
 }
 
 static const s_vector_t s_client_rm[] = {{"rooms/c2s-join", v_join},
@@ -313,6 +313,84 @@ static const s_vector_t s_client_rc[] = {{"receipts/c2s-read", v_read},
                                          {"receipts/c2s-state", v_state}};
 static const s_vector_t s_server_rc[] = {{"receipts/s2c-receipt", v_receipt},
                                          {"receipts/s2c-convs", v_convs_answer}};
+
+//  Groups and channels: in tests/vectors/groups/ (docs/PROTOCOL.md,
+//  "Groups and channels").
+static void v_gsend (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "send");
+    zim_wr_cstr (wr, "group");
+    zim_wr_cstr (wr, "team");
+    zim_wr_cstr (wr, "cid");
+    zim_wr_cstr (wr, "g1");
+    zim_wr_cstr (wr, "body");
+    zim_wr_cstr (wr, "hi");
+}
+
+static void v_groups (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 2);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "groups");
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 4);
+}
+
+static void v_csync (zim_wr_t *wr)
+{
+    zim_wr_map (wr, 5);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "csync");
+    zim_wr_cstr (wr, "group");
+    zim_wr_cstr (wr, "news");
+    zim_wr_cstr (wr, "since");
+    zim_wr_uint (wr, 0);
+    zim_wr_cstr (wr, "limit");
+    zim_wr_uint (wr, 1);
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, 5);
+}
+
+static void v_gack (zim_wr_t *wr)
+{
+    zim_cframe_gack (wr, zim_str ("g1"), T_ID, 3, T_TS, 7);
+}
+
+static void v_gmsg (zim_wr_t *wr)
+{
+    zim_item_t it = {3, T_ID, T_TS, zim_str ("alice"), zim_str ("g:team"), {"\xa2hi", 3}};
+    zim_cframe_msg (wr, &it);
+}
+
+static void v_cpage (zim_wr_t *wr)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_PAGE,
+                                         .rid = 5,
+                                         .has_rid = true,
+                                         .more = false,
+                                         .reset = true,
+                                         .nmsgs = 1});
+    zim_sitem_pack (wr, &(zim_sitem_t){0, T_ID, zim_str ("alice"), zim_str ("news"),
+                                       zim_str ("g:news"), {"\xa2hi", 3}, T_TS, zim_str ("news"),
+                                       30});
+}
+
+static void v_groups_answer (zim_wr_t *wr)
+{
+    zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_GROUPS, .rid = 4, .has_rid = true,
+                                         .ngroups = 1});
+    zim_sgroup_pack (wr, &(zim_sgroup_t){zim_str ("news"), zim_str ("channel"), 30, 0, 2});
+}
+
+static const s_vector_t s_client_gr[] = {{"groups/c2s-send-group", v_gsend},
+                                         {"groups/c2s-groups", v_groups},
+                                         {"groups/c2s-csync", v_csync}};
+static const s_vector_t s_server_gr[] = {{"groups/s2c-ack-group", v_gack},
+                                         {"groups/s2c-msg-group", v_gmsg},
+                                         {"groups/s2c-page-csync", v_cpage},
+                                         {"groups/s2c-groups", v_groups_answer}};
 
 static const s_vector_t s_client[] = {{"c2s-auth", v_auth},     {"c2s-ping", v_ping},
                                       {"c2s-send", v_send},     {"c2s-sync", v_sync},
@@ -364,6 +442,8 @@ START_TEST (test_server_frames_byte_exact)
         s_check_bytes (&s_server_rc[i]);
     for (size_t i = 0; i < sizeof s_server_rm / sizeof s_server_rm[0]; i++)
         s_check_bytes (&s_server_rm[i]);
+    for (size_t i = 0; i < sizeof s_server_gr / sizeof s_server_gr[0]; i++)
+        s_check_bytes (&s_server_gr[i]);
 }
 END_TEST
 
@@ -375,6 +455,8 @@ START_TEST (test_client_frames_decode)
         s_check_bytes (&s_client_rc[i]);
     for (size_t i = 0; i < sizeof s_client_rm / sizeof s_client_rm[0]; i++)
         s_check_bytes (&s_client_rm[i]);
+    for (size_t i = 0; i < sizeof s_client_gr / sizeof s_client_gr[0]; i++)
+        s_check_bytes (&s_client_gr[i]);
     unsigned char *buf;
     zim_rd_t rd;
     zim_cframe_t f;
@@ -505,6 +587,34 @@ START_TEST (test_catalogue_reads_vectors)
         ck_assert_int_eq (s_frames (rooms[i], &zim_rec_sframe, &buf, &f), 1);
         free (buf);
     }
+    //  Groups and channels.
+    ck_assert_int_eq (s_frames ("groups/c2s-send-group", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_SEND && c.has_group && zim_str_eq (c.group, "team") && !c.to.ptr);
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/c2s-csync", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_CSYNC && zim_str_eq (c.group, "news") && c.limit == 1 && c.rid == 5);
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/c2s-groups", &zim_rec_cframe, &buf, &c), 1);
+    ck_assert (c.op == ZIM_OP_GROUPS && c.rid == 4);
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/s2c-ack-group", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_ACK && f.seq == 3 && f.gseq == 7);
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/s2c-msg-group", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_MSG && zim_str_eq (f.group, "team") && zim_str_eq (f.to, "team"));
+    ck_assert (zim_str_eq (f.conv, "g:team") && f.seq == 3);
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/s2c-page-csync", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_PAGE && f.reset && f.nmsgs == 1);
+    ck_assert_int_eq (zim_sitem_unpack (&f.msgs, &item), 0);
+    ck_assert (item.gseq == 30 && item.seq == 0 && zim_str_eq (item.group, "news"));
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/s2c-groups", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_GROUPS && f.ngroups == 1);
+    zim_sgroup_t grp;
+    ck_assert_int_eq (zim_sgroup_unpack (&f.groups, &grp), 0);
+    ck_assert (grp.gseq == 30 && grp.members == 2 && zim_str_eq (grp.kind, "channel"));
+    free (buf);
     const char *rest[] = {"s2c-auth_ok", "s2c-pong", "s2c-ack", "s2c-msg"};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
         ck_assert_int_eq (s_frames (rest[i], &zim_rec_sframe, &buf, &f), 1);
@@ -516,15 +626,20 @@ END_TEST
 //  Writes every vector as hex, 16 bytes a line.
 static int s_write (const char *dir)
 {
-    const s_vector_t *sets[] = {s_client, s_server, s_client_rc, s_server_rc, s_client_rm,
-                                s_server_rm};
-    size_t counts[] = {sizeof s_client / sizeof s_client[0], sizeof s_server / sizeof s_server[0],
+    const s_vector_t *sets[] = {s_client,    s_server,    s_client_rc, s_server_rc,
+                                s_client_rm, s_server_rm, s_client_gr, s_server_gr};
+    size_t counts[] = {sizeof s_client / sizeof s_client[0],
+                       sizeof s_server / sizeof s_server[0],
                        sizeof s_client_rc / sizeof s_client_rc[0],
                        sizeof s_server_rc / sizeof s_server_rc[0],
                        sizeof s_client_rm / sizeof s_client_rm[0],
-                       sizeof s_server_rm / sizeof s_server_rm[0]};
+                       sizeof s_server_rm / sizeof s_server_rm[0],
+                       sizeof s_client_gr / sizeof s_client_gr[0],
+                       sizeof s_server_gr / sizeof s_server_gr[0]};
     char sub[1024];
     snprintf (sub, sizeof sub, "%s/receipts", dir);
+    mkdir (sub, 0755);
+    snprintf (sub, sizeof sub, "%s/groups", dir);
     mkdir (sub, 0755);
     snprintf (sub, sizeof sub, "%s/rooms", dir);
     mkdir (sub, 0755);

@@ -33,6 +33,8 @@
 #include "store/zim_convs.h"
 #include "store/zim_pushq.h"
 #include "store/zim_receipts.h"
+#include "store/zim_groups.h"
+#include "broker/zim_gfan.h"
 #include "router/zim_router.h"
 #include "router/zim_routes.h"
 #include "router/zim_members.h"
@@ -100,6 +102,8 @@ static const s_test_t s_tests[] = {
     {"convs", zim_convs_test},
     {"pushq", zim_pushq_test},
     {"receipts", zim_receipts_test},
+    {"groups", zim_groups_test},
+    {"gfan", zim_gfan_test},
     {"commit", zim_commit_test},
     {"store", zim_store_test},
     {"router", zim_router_test},

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "tools/zim_benchkit.h"
 #include "tools/zim_conns.h"
+#include "tools/zim_gbench.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -76,6 +77,7 @@ static void s_usage (FILE *out)
              "  --json          print one JSON line instead of the summary\n"
              "\n"
              "%s\n"
+             "%s\n"
              "Options:\n"
              "  -u, --url URL            WebSocket URL (default %s)\n"
              "  -e, --endpoint ENDPOINT  admin endpoint for tokens (default %s)\n"
@@ -95,10 +97,11 @@ static void s_usage (FILE *out)
              "Examples:\n"
              "  zim-bench p2p --pairs 50 --messages 2000\n"
              "  zim-bench conns --count 10000 --hold 30 --pid $(pgrep -n zim-server)\n"
+             "  zim-bench group --members 500 --senders 10 --messages 2000\n"
              "  zim-bench p2p --pairs 50 --messages 2000 --rate 30000   # latency at 30k/s\n"
              "  zim-bench -e tcp://127.0.0.1:7710 -k \"$KEY\" p2p --pairs 50 --window 16 --json\n"
              "  make bench     # several runs against a fresh zim-server, with the medians\n",
-             HEADER_SIZE, zim_conns_usage, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
+             HEADER_SIZE, zim_gbench_usage, zim_conns_usage, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
 }
 
 //  One sender/recipient pair.
@@ -321,6 +324,18 @@ static char *s_mint (void *arg, const char *uid)
     return s_token (m->endpoint, m->key, m->app, uid);
 }
 
+//  group's admin calls: the groups verb.
+static int s_groups (void *arg, const char *const *args)
+{
+    s_mint_t *m = (s_mint_t *)arg;
+    char *text = NULL;
+    int rc = zim_admin_call_curve (m->endpoint, s_curve, m->key, 30000, "groups", args, &text);
+    if (rc)
+        fprintf (stderr, "zim-bench: groups %s: %s (code %d)\n", args[0], text ? text : "?", rc);
+    free (text);
+    return rc;
+}
+
 int main (int argc, char **argv)
 {
     static const struct option options[] = {
@@ -344,7 +359,7 @@ int main (int argc, char **argv)
     //  conns takes its own options: the common ones come before it.
     int margc = argc;
     for (int i = 1; i < argc; i++)
-        if (strcmp (argv[i], "conns") == 0) {
+        if (strcmp (argv[i], "conns") == 0 || strcmp (argv[i], "group") == 0) {
             margc = i;
             break;
         }
@@ -411,11 +426,12 @@ int main (int argc, char **argv)
     }
     bool conns = margc < argc;
     if (conns && optind != margc) {
-        fprintf (stderr, "zim-bench: what comes before conns must be options\n");
+        fprintf (stderr, "zim-bench: what comes before conns or group must be options\n");
         return EXIT_USAGE;
     }
     if (!conns && (optind >= argc || strcmp (argv[optind], "p2p") != 0 || optind + 1 != argc)) {
-        fprintf (stderr, "zim-bench: the scenario is p2p or conns. Try 'zim-bench --help'.\n");
+        fprintf (stderr,
+                 "zim-bench: the scenario is p2p, group or conns. Try 'zim-bench --help'.\n");
         return EXIT_USAGE;
     }
     if (b.size < HEADER_SIZE) {
@@ -442,7 +458,9 @@ int main (int argc, char **argv)
     free (keys);
     if (conns) {
         s_mint_t m = {endpoint, key, app};
-        int rc = zim_conns_main (argc - optind, argv + optind, url, s_mint, &m);
+        int rc = strcmp (argv[optind], "group") == 0
+                     ? zim_gbench_main (argc - optind, argv + optind, url, app, s_mint, s_groups, &m)
+                     : zim_conns_main (argc - optind, argv + optind, url, s_mint, &m);
         free (key);
         zim_curve_destroy (&s_curve);
         return rc;

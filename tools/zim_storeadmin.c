@@ -134,12 +134,102 @@ static int s_mute (zim_storeadmin_t *self, const zim_admin_req_t *req, uint64_t 
     return 0;
 }
 
+//  A GADMIN from the groups verb's arguments; returns 0 or -1.
+static int s_gadmin (zim_storeadmin_t *self, const zim_admin_req_t *req, uint64_t id)
+{
+    static const char *const ops[] = {NULL,     "create",  "members", "get",
+                                      "delete", "upgrade", "readers"};
+    zim_gadmin_t m = {id, 0, {NULL, 0}, {NULL, 0}, 0, false, zim_str (""), zim_str (""), 0};
+    if (req->nargs < 3)
+        return -1;
+    for (uint64_t op = 1; op < sizeof ops / sizeof ops[0]; op++)
+        if (zim_str_eq (req->args[0], ops[op]))
+            m.op = op;
+    m.app = req->args[1];
+    m.group = req->args[2];
+    if (!m.op || !zim_uid_valid (m.app) || !zim_uid_valid (m.group))
+        return -1;
+    //  "-" is an empty list.
+    zim_str_t a = req->nargs > 3 ? req->args[3] : zim_str ("-");
+    zim_str_t b = req->nargs > 4 ? req->args[4] : zim_str ("-");
+    if (m.op == ZIM_GADMIN_CREATE) {
+        //  create APP GROUP [group|channel] [MEMBERS] [history]
+        if (req->nargs > 6 || (req->nargs > 3 && !zim_str_eq (a, "group") &&
+                               !zim_str_eq (a, "channel")))
+            return -1;
+        m.kind = zim_str_eq (a, "channel") ? ZIM_GROUP_CHANNEL : ZIM_GROUP_GROUP;
+        m.add = zim_str_eq (b, "-") ? zim_str ("") : b;
+        if (req->nargs == 6 && !zim_str_eq (req->args[5], "history"))
+            return -1;
+        m.history_for_new = req->nargs == 6;
+    } else if (m.op == ZIM_GADMIN_MEMBERS) {
+        //  members APP GROUP ADD REMOVE ("-": none)
+        if (req->nargs != 5)
+            return -1;
+        m.add = zim_str_eq (a, "-") ? zim_str ("") : a;
+        m.remove = zim_str_eq (b, "-") ? zim_str ("") : b;
+    } else if (m.op == ZIM_GADMIN_READERS) {
+        //  readers APP GROUP GSEQ
+        char num[24];
+        if (req->nargs != 4 || zim_str_copy (a, num, sizeof num) || zim_parse_u64 (num, &m.gseq))
+            return -1;
+    } else if (req->nargs != 3)
+        return -1;
+    zim_wr_reset (&self->wr);
+    zim_gadmin_pack (&self->wr, &m);
+    return 0;
+}
+
+//  The wire code of a refusal by the store.
+static int s_code (int64_t status)
+{
+    return status == ZIM_EVALUE ? ZIM_ERR_BAD_FIELD
+           : status <= ZIM_ENOTMEMBER && status >= ZIM_ENOTCHANNEL ? zim_group_wire (status)
+                                                                   : ZIM_ERR_INTERNAL;
+}
+
 char *zim_storeadmin_verb (void *arg, const zim_admin_req_t *req, int *code, char *text,
                            size_t size)
 {
     zim_storeadmin_t *self = (zim_storeadmin_t *)arg;
     bool pushq = zim_str_eq (req->verb, "pushq"), mute = zim_str_eq (req->verb, "mute");
     *code = ZIM_ERR_UNKNOWN_OP;
+    if (zim_str_eq (req->verb, "groups")) {
+        uint64_t id = ++self->req;
+        if (s_gadmin (self, req, id)) {
+            *code = ZIM_ERR_BAD_FIELD;
+            snprintf (text, size,
+                      "groups create APP GROUP [group|channel] [U,U,...|-] [history] | "
+                      "members APP GROUP ADD|- REMOVE|- | get|delete|upgrade APP GROUP | "
+                      "readers APP GROUP GSEQ");
+            return NULL;
+        }
+        zframe_t *frame = s_call (self, id, ZIM_MSG_GADMIN_R);
+        if (!frame) {
+            *code = ZIM_ERR_UNAVAILABLE;
+            snprintf (text, size, "the store did not answer in %d ms", S_TIMEOUT_MS);
+            return NULL;
+        }
+        zim_rd_t rd;
+        int kind;
+        uint32_t fields;
+        zim_gadmin_r_t r;
+        char *result = NULL;
+        zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
+        zim_msg_kind (&rd, &kind, &fields);
+        int bad = zim_gadmin_r_unpack (&rd, fields, &r);
+        if (!bad && r.status == 0)
+            result = zim_str_dup (r.json);
+        else {
+            int64_t status = bad ? ZIM_EMALFORMED : r.status;
+            *code = s_code (status);
+            snprintf (text, size, "the store refused it (%s)", zim_strerror ((int)status));
+        }
+        zframe_destroy (&frame);
+        if (result)
+            *code = 0;
+        return result;
+    }
     if (!pushq && !mute)
         return NULL;
     uint64_t id = ++self->req;

@@ -12,6 +12,14 @@
         mute APP UID CONV UNTIL       {"moved":bool}: no push for UID's CONV
                                       until UNTIL (ms since the epoch; 0
                                       unmutes)
+        groups create APP GROUP [group|channel] [U,U,...|-] [history]
+        groups members APP GROUP ADD|- REMOVE|-
+        groups get|delete|upgrade APP GROUP
+        groups readers APP GROUP GSEQ  {"readers":N,...}: members whose read
+                                      cursor reached message GSEQ (groups of
+                                      at most 200; members on this shard)
+                                      a GADMIN (store/zim_groups.h) and its
+                                      JSON answer; refusals 4041-4043, 4001
 
     What a record holds is in store/zim_pushq.h; docs/OPERATIONS.md,
     "Offline push", has the whole flow.

@@ -40,6 +40,16 @@ static void s_usage (FILE *out)
              "        the devices online of each user (USERS: alice,bob)\n"
              "  rooms --app APP [NAME] [--top N]\n"
              "        one room's connections, or the N rooms with most (10)\n"
+             "  groups create --app APP --group GROUP [--channel] [--members U,U,...]\n"
+             "         [--history]\n"
+             "        a group (write fan-out, up to store/max_group_size members) or a\n"
+             "        channel (read fan-out); --history: new members read earlier\n"
+             "        messages (channels)\n"
+             "  groups add|remove --app APP --group GROUP --members U,U,...\n"
+             "  groups get|delete|upgrade --app APP --group GROUP\n"
+             "        the group and its members; delete it; make it a channel\n"
+             "  groups readers --app APP --group GROUP --gseq N\n"
+             "        how many members read message N (groups of at most 200)\n"
              "  keygen [--client NAME] DIR\n"
              "        make the CURVE keys of a cluster in DIR (kept if there): the\n"
              "        cluster key pair every node holds (cluster.cert_secret) and\n"
@@ -159,10 +169,17 @@ int main (int argc, char **argv)
                                             {"off", no_argument, NULL, 'O'},
                                             {"data", required_argument, NULL, 'D'},
                                             {"top", required_argument, NULL, 'P'},
+                                            {"group", required_argument, NULL, 'G'},
+                                            {"members", required_argument, NULL, 'M'},
+                                            {"channel", no_argument, NULL, 'H'},
+                                            {"history", no_argument, NULL, 'Y'},
+                                            {"gseq", required_argument, NULL, 'Q'},
                                             {NULL, 0, NULL, 0}};
     const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
                *keys = NULL, *client = NULL, *conv = NULL, *until = "18446744073709551615";
     const char *data = NULL, *top = "10";
+    const char *group = NULL, *members = "-", *gseq = NULL;
+    bool channel = false, history = false;
     uint64_t timeout = 5000;
     bool json = false;
     int c;
@@ -202,6 +219,14 @@ int main (int argc, char **argv)
     argc -= optind;
     argv += optind;
     optind = 1;
+    //  groups SUBCOMMAND: taken before its options (parsing stays in
+    //  order, as the "+" above set it).
+    const char *sub = NULL;
+    if (streq (command, "groups") && argc > 1 && argv[1][0] != '-') {
+        sub = argv[1];
+        argc--;
+        argv++;
+    }
     //  push, online and rooms take positional arguments among the options.
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
@@ -243,6 +268,21 @@ int main (int argc, char **argv)
         case 'P':
             top = optarg;
             break;
+        case 'G':
+            group = optarg;
+            break;
+        case 'M':
+            members = optarg;
+            break;
+        case 'H':
+            channel = true;
+            break;
+        case 'Y':
+            history = true;
+            break;
+        case 'Q':
+            gseq = optarg;
+            break;
         case 'h':
             s_usage (stdout);
             return 0;
@@ -267,7 +307,7 @@ int main (int argc, char **argv)
                          "./zim-data/admin.key\n");
         return 2;
     }
-    const char *args[5] = {NULL}; //  up to four and the NULL that ends them
+    const char *args[7] = {NULL}; //  up to six and the NULL that ends them
     const char *verb = command;
     if (streq (command, "token")) {
         if (!app || !uid) {
@@ -320,6 +360,31 @@ int main (int argc, char **argv)
         args[0] = app;
         args[1] = pos[0] ? pos[0] : "";
         args[2] = top;
+    } else if (streq (command, "groups")) {
+        //  groups SUB --app APP --group GROUP ... (tools/zim_storeadmin.h)
+        bool add = sub && streq (sub, "add"), remove = sub && streq (sub, "remove");
+        bool plain = sub && (streq (sub, "get") || streq (sub, "delete") || streq (sub, "upgrade"));
+        bool readers = sub && streq (sub, "readers");
+        if (!app || !group || (readers && !gseq) ||
+            !(add || remove || plain || readers || (sub && streq (sub, "create")))) {
+            fprintf (stderr, "zimctl: groups create|add|remove|get|delete|upgrade|readers needs "
+                             "--app and --group (readers: --gseq)\n");
+            free (owned_key);
+            return 2;
+        }
+        args[0] = add || remove ? "members" : sub;
+        args[1] = app;
+        args[2] = group;
+        if (add || remove) {
+            args[3] = add ? members : "-";
+            args[4] = add ? "-" : members;
+        } else if (readers)
+            args[3] = gseq;
+        else if (!plain) {
+            args[3] = channel ? "channel" : "group";
+            args[4] = members;
+            args[5] = history ? "history" : NULL;
+        }
     } else if (!streq (command, "pushq")) {
         fprintf (stderr, "zimctl: unknown command '%s'. Try 'zimctl --help'.\n", command);
         free (owned_key);

@@ -249,7 +249,7 @@ static void s_on_ack (zim_client_t *self, const zim_sdk_frame_t *f)
     self->retry_attempt = 0;
     zim_sdk_inbox_own (self->inbox, f->seq);
     if (!s_quiet (self) && self->cfg.on_ack) {
-        zim_client_ack_t a = {cid, f->id, f->seq, f->ts};
+        zim_client_ack_t a = {cid, f->id, f->seq, f->ts, f->gseq};
         self->cfg.on_ack (self, &a, self->cfg.arg);
     }
 }
@@ -693,8 +693,9 @@ const char *zim_client_uid (zim_client_t *self)
     return self->uid;
 }
 
-int zim_client_send (zim_client_t *self, const char *to, const char *cid, const void *body,
-                     size_t len, char *cid_out)
+//  Queues a send to a user (group false) or a group.
+static int s_send (zim_client_t *self, bool group, const char *to, const char *cid,
+                   const void *body, size_t len, char *cid_out)
 {
     if (self->dead || !to || !body || len == 0 || !zim_uid_valid (zim_str (to)))
         return -1;
@@ -713,7 +714,10 @@ int zim_client_send (zim_client_t *self, const char *to, const char *cid, const 
     zim_rd_init (&rd, body, len);
     if (zim_rd_skip (&rd, NULL) || zim_rd_left (&rd) != 0)
         return -1;
-    zim_sdk_frame_send (&self->wr, to, cid, body, len);
+    if (group)
+        zim_sdk_frame_send_group (&self->wr, to, cid, body, len);
+    else
+        zim_sdk_frame_send (&self->wr, to, cid, body, len);
     size_t n = self->wr.size;
     bool now = self->state == ZIM_CLIENT_AUTHED && zim_sdk_conn_open (self->conn);
     if (n > self->cfg.max_message || (now && !zim_sdk_outq_fits (self->outq, n))) {
@@ -729,6 +733,18 @@ int zim_client_send (zim_client_t *self, const char *to, const char *cid, const 
     if (cid_out)
         memcpy (cid_out, cid, strlen (cid) + 1);
     return 0;
+}
+
+int zim_client_send (zim_client_t *self, const char *to, const char *cid, const void *body,
+                     size_t len, char *cid_out)
+{
+    return s_send (self, false, to, cid, body, len, cid_out);
+}
+
+int zim_client_send_group (zim_client_t *self, const char *group, const char *cid,
+                           const void *body, size_t len, char *cid_out)
+{
+    return s_send (self, true, group, cid, body, len, cid_out);
 }
 
 int zim_client_send_text (zim_client_t *self, const char *to, const char *cid, const char *text,

@@ -75,6 +75,7 @@ typedef struct {
     uint64_t id;     //  server message id
     uint64_t seq;    //  the message's seq in the sender's inbox
     uint64_t ts;     //  server time, ms since the epoch
+    uint64_t gseq;   //  a group send's: its place in the group's log (0 otherwise)
 } zim_client_ack_t;
 
 //  An error: from the server ({"op":"error"}) or from the client (codes
@@ -98,6 +99,8 @@ typedef struct {
     char conv[ZIM_CLIENT_CONV_MAX + 1]; //  conversation key ("" if absent)
     const void *body;                   //  the body: exactly one msgpack value
     size_t body_len;                    //  its length in bytes
+    char group[ZIM_CLIENT_ID_MAX + 1];  //  a group's or channel's message: the group ("" else)
+    uint64_t gseq;                      //  a channel's (csync): its place in the log
 } zim_client_msg_t;
 
 //  A page answering zim_client_sync or zim_client_history.
@@ -238,6 +241,12 @@ const char *zim_client_uid (zim_client_t *self);
 //          to is invalid, or the frame is over max_message
 int zim_client_send (zim_client_t *self, const char *to, const char *cid, const void *body,
                      size_t len, char *cid_out);
+
+//  Queues a send to a group or channel (docs/PROTOCOL.md, "Groups and
+//  channels"); its ack carries gseq. As zim_client_send, with the group id
+//  instead of the recipient.
+int zim_client_send_group (zim_client_t *self, const char *group, const char *cid,
+                           const void *body, size_t len, char *cid_out);
 
 //  Queues a send whose body is the msgpack string text. As zim_client_send.
 int zim_client_send_text (zim_client_t *self, const char *to, const char *cid, const char *text,

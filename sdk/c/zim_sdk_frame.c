@@ -47,6 +47,20 @@ void zim_sdk_frame_send (zim_wr_t *wr, const char *to, const char *cid, const vo
     zim_wr_raw (wr, body, len);
 }
 
+void zim_sdk_frame_send_group (zim_wr_t *wr, const char *group, const char *cid, const void *body,
+                               size_t len)
+{
+    zim_wr_map (wr, 4);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "send");
+    zim_wr_cstr (wr, "group");
+    zim_wr_cstr (wr, group);
+    zim_wr_cstr (wr, "cid");
+    zim_wr_cstr (wr, cid);
+    zim_wr_cstr (wr, "body");
+    zim_wr_raw (wr, body, len);
+}
+
 void zim_sdk_frame_sync (zim_wr_t *wr, int64_t since, uint32_t limit, uint64_t rid)
 {
     zim_wr_map (wr, 2 + (since >= 0) + (limit > 0));
@@ -139,6 +153,8 @@ int zim_sdk_frame_decode (zim_rd_t *rd, zim_sdk_frame_t *f)
             rc = zim_rd_uint (rd, &f->seq);
         else if (zim_str_eq (key, "ts"))
             rc = zim_rd_uint (rd, &f->ts);
+        else if (zim_str_eq (key, "gseq"))
+            rc = zim_rd_uint (rd, &f->gseq);
         else if (zim_str_eq (key, "rid")) {
             rc = zim_rd_uint (rd, &f->rid);
             f->has_rid = rc == 0;
@@ -210,6 +226,10 @@ int zim_sdk_frame_msg (zim_rd_t *rd, zim_client_msg_t *m)
             rc = zim_rd_str (rd, &v) || zim_sdk_frame_copy (m->to, sizeof m->to, v);
         else if (zim_str_eq (key, "conv"))
             rc = zim_rd_str (rd, &v) || zim_sdk_frame_copy (m->conv, sizeof m->conv, v);
+        else if (zim_str_eq (key, "group"))
+            rc = zim_rd_str (rd, &v) || zim_sdk_frame_copy (m->group, sizeof m->group, v);
+        else if (zim_str_eq (key, "gseq"))
+            rc = zim_rd_uint (rd, &m->gseq);
         else if (zim_str_eq (key, "body")) {
             rc = zim_rd_skip (rd, &v);
             m->body = v.ptr;
@@ -302,6 +322,10 @@ void zim_sdk_frame_test (bool verbose)
     zim_sdk_frame_send (&wr, "bob", "c1", "\xa2hi", 3);
     assert (s_t_same (&wr, "84 a2 6f 70 a4 73 65 6e 64 a2 74 6f a3 62 6f 62 a3 63 69 64 a2 63 31 "
                            "a4 62 6f 64 79 a2 68 69"));
+    //  tests/vectors/groups/c2s-send-group
+    zim_sdk_frame_send_group (&wr, "team", "g1", "\xa2hi", 3);
+    assert (s_t_same (&wr, "84 a2 6f 70 a4 73 65 6e 64 a5 67 72 6f 75 70 a4 74 65 61 6d a3 63 69 "
+                           "64 a2 67 31 a4 62 6f 64 79 a2 68 69"));
     zim_sdk_frame_sync (&wr, 0, 100, 1);
     assert (s_t_same (&wr, "84 a2 6f 70 a4 73 79 6e 63 a5 73 69 6e 63 65 00 a5 6c 69 6d 69 74 64 "
                            "a3 72 69 64 01"));

@@ -15,6 +15,7 @@ typedef struct {
     zim_str_t op, cid, text, uid, app, device; //  strings, ptr NULL if absent
     int64_t code;                              //  error code
     uint64_t id, seq, ts, rid, t;              //  numbers, 0 if absent
+    uint64_t gseq;                             //  a group send's ack: its gseq
     bool has_rid, has_code, more;              //  presence of rid and code; page's more
     zim_rd_t msgs;                             //  page: reader at the first item
     uint32_t nmsgs;                            //  page: how many items
@@ -31,6 +32,10 @@ void zim_sdk_frame_ping (zim_wr_t *wr, uint64_t t);
 //  {"op":"send","to":TO,"cid":CID,"body":BODY}; body is one msgpack value.
 void zim_sdk_frame_send (zim_wr_t *wr, const char *to, const char *cid, const void *body,
                          size_t len);
+
+//  {"op":"send","group":GROUP,"cid":CID,"body":BODY}: a send to a group.
+void zim_sdk_frame_send_group (zim_wr_t *wr, const char *group, const char *cid, const void *body,
+                               size_t len);
 
 //  {"op":"sync"[,"since":S][,"limit":L],"rid":R}; since < 0 and limit 0
 //  are left out (the device's cursor, the server's default).
