@@ -49,6 +49,8 @@ struct _zim_session_t {
     zim_timer_t ping;            //  next WebSocket PING (ping_interval)
     int64_t heard_ms;            //  last input, PONGs included (monotonic)
     bool ping_due;               //  a PING waits for the next writable callback
+    const zim_session_io_t *io;  //  another transport (raw TCP), or NULL
+    void *io_arg;                //  its argument
 };
 
 zim_session_t *zim_session_new (zim_edge_t *edge, uint64_t id, struct lws *wsi)
@@ -77,6 +79,12 @@ void zim_session_destroy (zim_session_t **self_p)
     free (self->rx);
     free (self);
     *self_p = NULL;
+}
+
+void zim_session_set_io (zim_session_t *self, const zim_session_io_t *io, void *arg)
+{
+    self->io = io;
+    self->io_arg = arg;
 }
 
 uint64_t zim_session_id (const zim_session_t *self)
@@ -131,8 +139,8 @@ int64_t zim_session_heard_ms (const zim_session_t *self)
 
 void zim_session_ping (zim_session_t *self)
 {
-    if (self->close_code)
-        return;
+    if (self->close_code || self->io)
+        return; //  a raw TCP session has no PING (its heartbeat: zim_tcp.h)
     self->ping_due = true;
     if (self->wsi)
         lws_callback_on_writable (self->wsi);
@@ -175,6 +183,8 @@ static void s_want_write (zim_session_t *self)
 {
     if (self->wsi)
         lws_callback_on_writable (self->wsi);
+    else if (self->io)
+        self->io->want_write (self->io_arg);
 }
 
 //  Appends bytes to the output buffer.
@@ -281,6 +291,8 @@ int zim_session_writable (zim_session_t *self)
     if (self->out_len) {
         if (self->wsi &&
             lws_write (self->wsi, self->out + LWS_PRE, self->out_len, LWS_WRITE_BINARY) < 0)
+            return -1;
+        if (self->io && self->io->write (self->io_arg, self->out + LWS_PRE, self->out_len) < 0)
             return -1;
         self->edge->writes++;
         //  The answers went to the socket: their reads' slots come back.
