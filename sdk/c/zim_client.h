@@ -155,6 +155,10 @@ typedef struct {
     zim_client_page_fn *on_page;   //  a page for zim_client_sync or zim_client_history
     zim_client_pong_fn *on_pong;   //  the answer to zim_client_ping
     void *arg;                     //  passed to every callback
+
+    const char *tls_ca_file; //  wss://: trust the certificate authorities of this PEM file
+                             //  (e.g. a self-signed server certificate) instead of the
+                             //  system's (NULL)
 } zim_client_config_t;
 
 //  ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ struct _zim_sdk_conn_t {
     char *base_path;             //  path (and query) from the url, with leading '/'
     char *path;                  //  the request path sent (may carry a query)
     char *host_hdr;              //  Host and Origin header
+    char *ca_file;               //  wss://: the CAs to trust, NULL: the system's
     uint32_t connect_timeout_ms; //  deadline of an attempt
     uint32_t backoff_min_ms;     //  first reconnect delay
     uint32_t backoff_max_ms;     //  largest reconnect delay
@@ -172,6 +173,7 @@ static void s_free (zim_sdk_conn_t *self)
     free (self->base_path);
     free (self->path);
     free (self->host_hdr);
+    free (self->ca_file);
     free (self);
 }
 
@@ -242,6 +244,13 @@ static void s_connect_timer (void *arg)
     ci.host = self->host_hdr;
     ci.origin = self->host_hdr;
     ci.ssl_connection = self->ssl ? LCCSCF_USE_SSL : 0;
+    if (self->ssl && self->ca_file) {
+        ci.vhost = zim_sdk_loop_vhost (self->loop, self->ca_file);
+        if (!ci.vhost) {
+            s_end (self, ZIM_CLIENT_ERR_CONNECT, "cannot load the TLS CA file", false);
+            return;
+        }
+    }
     ci.local_protocol_name = s_protocols[0].name;
     ci.userdata = self;
     ci.opaque_user_data = self;
@@ -267,6 +276,7 @@ zim_sdk_conn_t *zim_sdk_conn_new (zim_loop_t *loop, const zim_sdk_conn_config_t 
     self->backoff_min_ms = cfg->backoff_min_ms;
     self->backoff_max_ms = cfg->backoff_max_ms;
     self->rng = cfg->seed | 1;
+    self->ca_file = cfg->tls_ca_file ? zim_strdup (cfg->tls_ca_file) : NULL;
     self->loop = loop;
     zim_sdk_loop_add_conn (loop, &self->member);
     zim_sdk_timer_init (&self->t_connect, loop, s_connect_timer, self);
@@ -597,7 +607,7 @@ void zim_sdk_conn_test (bool verbose)
     s_t_seen_t seen;
     memset (&seen, 0, sizeof seen);
     zim_sdk_conn_hooks_t hooks = {s_t_connecting, s_t_open, s_t_message, s_t_open, s_t_closed};
-    zim_sdk_conn_config_t cfg = {NULL, 10000, 10, 40, 42};
+    zim_sdk_conn_config_t cfg = {NULL, 10000, 10, 40, 42, NULL};
 
     //  URLs.
     const char *bad_urls[] = {"http://x/ws",   "ws://",       "ws://:80/",   "ws://h:0/",

@@ -38,6 +38,7 @@ typedef struct {
     uint32_t backoff_min_ms;     //  first reconnect delay
     uint32_t backoff_max_ms;     //  largest reconnect delay
     uint64_t seed;               //  for the jitter
+    const char *tls_ca_file;     //  wss://: trust the CAs of this PEM file (NULL: the system's)
 } zim_sdk_conn_config_t;
 
 //  Creates an idle connection on loop. Returns NULL if the url is not a
