@@ -215,7 +215,45 @@ static int s_login (const char *uid)
     return fd;
 }
 
+//  Reads tests/vectors/tcp/NAME.hex (ZIM_VECTORS: the vectors dir) into
+//  buf; returns its length.
+static size_t s_vector (const char *name, uint8_t *buf, size_t size)
+{
+    const char *dir = getenv ("ZIM_VECTORS");
+    char path[512];
+    snprintf (path, sizeof path, "%s/tcp/%s.hex", dir ? dir : "tests/vectors", name);
+    FILE *file = fopen (path, "r");
+    ck_assert_msg (file != NULL, "no vector %s", path);
+    size_t n = 0;
+    unsigned int byte;
+    while (n < size && fscanf (file, "%2x", &byte) == 1)
+        buf[n++] = (uint8_t)byte;
+    fclose (file);
+    return n;
+}
+
 //  ---------------------------------------------------------------------
+
+//  The byte-exact examples of docs/PROTOCOL.md, "Raw TCP", are what the
+//  server answers.
+START_TEST (test_vectors)
+{
+    s_start ("");
+    int fd = s_connect ();
+    const char *pairs[][2] = {{"c2s-ping", "s2c-pong"}, {"c2s-ping+ping", "s2c-pong+pong"}};
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t out[256], want[256], got[256];
+        size_t n = s_vector (pairs[i][0], out, sizeof out);
+        size_t m = s_vector (pairs[i][1], want, sizeof want);
+        ck_assert_uint_gt (n, 4);
+        ck_assert_uint_gt (m, 4);
+        s_send_bytes (fd, out, n);
+        ck_assert_int_eq (s_read (fd, got, m, 10000), 0);
+        ck_assert_mem_eq (got, want, m);
+    }
+    close (fd);
+}
+END_TEST
 
 START_TEST (test_framing)
 {
@@ -407,6 +445,7 @@ static Suite *s_suite (void)
     TCase *tc = tcase_create ("tcp");
     tcase_set_timeout (tc, 90);
     tcase_add_checked_fixture (tc, NULL, s_teardown);
+    tcase_add_test (tc, test_vectors);
     tcase_add_test (tc, test_framing);
     tcase_add_test (tc, test_auth);
     tcase_add_test (tc, test_idle);
