@@ -234,7 +234,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other-key.pem" -out "$w
     -days 2 -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     >/dev/null 2>&1 || { bad "openssl makes a second certificate"; exit 1; }
 "$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$work/data" \
-    --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls-port 0 >"$log" 2>&1 &
+    --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls-port 0 --tcp 0 >"$log" 2>&1 &
 pid=$!
 i=0
 while ! grep -q " ready: " "$log" 2>/dev/null; do
@@ -244,6 +244,7 @@ done
 port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
 admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
 wss_port=$(sed -n 's/.*, WSS on \([0-9]*\).*/\1/p' "$log")
+tcp_port=$(sed -n 's/.*, raw TCP on \([0-9]*\).*/\1/p' "$log")
 export ZIM_DATA="$work/data"     # zimctl finds the admin key there
 alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice) || bad "zimctl token" "$alice"
 bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob) || bad "zimctl token" "$bob"
@@ -263,6 +264,12 @@ out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     "$work/app" "wss://127.0.0.1:$wss_port/ws" "$alice" "$bob" "$work/other.pem" refused 2>&1) \
     && ok "wss:// with a CA file that does not vouch for the server is refused" \
     || bad "wss:// with a CA file that does not vouch for the server is refused" "$out"
+#   And over raw TCP (tcp://, issue 12 item 6).
+alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice3) || bad "zimctl token" "$alice"
+bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob3) || bad "zimctl token" "$bob"
+out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$work/app" "tcp://127.0.0.1:$tcp_port" "$alice" "$bob" 2>&1) \
+    && ok "the same over raw TCP (tcp://)" || bad "the same over raw TCP (tcp://)" "$out"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -534,6 +534,8 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
         return NULL;
     if (cfg->device && !zim_cid_valid (zim_str (cfg->device)))
         return NULL;
+    if (cfg->token_in_url && cfg->url && strncmp (cfg->url, "tcp://", 6) == 0)
+        return NULL; //  raw TCP has no URL to carry it: the auth frame does
     uint8_t rnd[16];
     s_random_bytes (rnd, sizeof rnd);
     static const char digits[] = "0123456789abcdefghijklmnopqrstuv";

@@ -122,7 +122,9 @@ typedef void (zim_client_pong_fn) (zim_client_t *client, uint64_t t, void *arg);
 //  Client configuration. Zero means "default" for every number; strings are
 //  copied by zim_client_new. Start from {0} and set what you need.
 typedef struct {
-    const char *url;    //  ws://HOST:PORT/PATH or wss://... (default ws://127.0.0.1:7700/ws)
+    const char *url;    //  ws://HOST:PORT/PATH or wss://..., or tcp://HOST:PORT for the
+                        //  gateway's raw TCP port (docs/PROTOCOL.md, "Raw TCP"; not with
+                        //  token_in_url) (default ws://127.0.0.1:7700/ws)
     const char *token;  //  the JWT (required)
     const char *device; //  device name for the sync cursor (NULL: the server's "default")
     bool token_in_url;  //  authenticate with ?token=&device= instead of an auth frame
