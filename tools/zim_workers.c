@@ -131,6 +131,12 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
             }
             snprintf (more[i], sizeof more[i], "%d", p);
         }
+    //  Metrics: each worker its own port, worker K on PORT+K (port 0: each
+    //  picks one); the same port for all could not be bound twice.
+    char metrics[128] = "";
+    snprintf (metrics, sizeof metrics, "%s", zim_nodeconf_get (conf, "server/metrics", ""));
+    char *colon = strrchr (metrics, ':');
+    int metrics_port = colon ? atoi (colon + 1) : 0;
     zim_nodeconf_destroy (&conf);
 
     //  No SA_RESTART: the signal must interrupt waitpid.
@@ -140,7 +146,7 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
     sigaction (SIGTERM, &sa, NULL);
     sigaction (SIGINT, &sa, NULL);
     pid_t pids[S_MAX_WORKERS];
-    int nargc = argc + 11;
+    int nargc = argc + 13;
     for (int k = 0; k < n; k++) {
         fflush (NULL);
         pids[k] = fork ();
@@ -169,6 +175,13 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
                     wargv[w++] = (char *)opts[i];
                     wargv[w++] = more[i];
                 }
+            char wmetrics[160];
+            if (k > 0 && metrics_port > 0) {
+                snprintf (wmetrics, sizeof wmetrics, "%.*s:%d", (int)(colon - metrics), metrics,
+                          metrics_port + k);
+                wargv[w++] = (char *)"--metrics";
+                wargv[w++] = wmetrics;
+            }
             if (k > 0) { //  one admin endpoint per node: worker 0's
                 wargv[w++] = (char *)"--admin";
                 wargv[w++] = (char *)"";
