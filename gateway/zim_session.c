@@ -49,6 +49,7 @@ struct _zim_session_t {
     zim_timer_t ping;            //  next WebSocket PING (ping_interval)
     int64_t heard_ms;            //  last input, PONGs included (monotonic)
     bool ping_due;               //  a PING waits for the next writable callback
+    bool write_asked;            //  a writable callback was asked for and has not come
     const zim_session_io_t *io;  //  another transport (raw TCP), or NULL
     void *io_arg;                //  its argument
 };
@@ -142,8 +143,10 @@ void zim_session_ping (zim_session_t *self)
     if (self->close_code || self->io)
         return; //  a raw TCP session has no PING (its heartbeat: zim_tcp.h)
     self->ping_due = true;
-    if (self->wsi)
+    if (self->wsi && !self->write_asked) {
+        self->write_asked = true;
         lws_callback_on_writable (self->wsi);
+    }
 }
 
 bool zim_session_ping_due (const zim_session_t *self)
@@ -178,12 +181,17 @@ uint32_t zim_session_auth_failed (zim_session_t *self)
     return ++self->auth_failures;
 }
 
-//  Asks for a writable callback.
+//  Asks for a writable callback, once until it comes: on libuv every
+//  lws_callback_on_writable costs an epoll_ctl (libuv's uv_poll_start
+//  deletes the descriptor from epoll first), one per frame queued before
+//  (docs/BENCHMARKS.md, section 8).
 static void s_want_write (zim_session_t *self)
 {
-    if (self->wsi)
-        lws_callback_on_writable (self->wsi);
-    else if (self->io)
+    if (self->wsi) {
+        if (!self->write_asked)
+            lws_callback_on_writable (self->wsi);
+        self->write_asked = true;
+    } else if (self->io)
         self->io->want_write (self->io_arg);
 }
 
@@ -288,6 +296,7 @@ const uint8_t *zim_session_output (const zim_session_t *self, size_t *size)
 
 int zim_session_writable (zim_session_t *self)
 {
+    self->write_asked = false;
     if (self->out_len) {
         if (self->wsi &&
             lws_write (self->wsi, self->out + LWS_PRE, self->out_len, LWS_WRITE_BINARY) < 0)
