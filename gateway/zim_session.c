@@ -143,7 +143,10 @@ void zim_session_ping (zim_session_t *self)
     if (self->close_code || self->io)
         return; //  a raw TCP session has no PING (its heartbeat: zim_tcp.h)
     self->ping_due = true;
-    if (self->wsi && !self->write_asked) {
+    if (self->wsi) {
+        //  Asked even if a request is out: should lws ever have dropped
+        //  one (a path that drops POLLOUT), output moves on at the next
+        //  PING at the latest.
         self->write_asked = true;
         lws_callback_on_writable (self->wsi);
     }
@@ -264,6 +267,7 @@ void zim_session_close (zim_session_t *self, int status)
     zim_timer_stop (&self->idle);
     zim_timer_stop (&self->auth);
     zim_timer_stop (&self->ping);
+    self->write_asked = false; //  a close always asks (see zim_session_ping)
     s_want_write (self);
 }
 
