@@ -78,6 +78,34 @@ static int s_set_app_publish (void *base, const char *value, const char *value2,
     return zim_rooms_set_publish (((zim_edge_t *)base)->rooms, value, value2, why);
 }
 
+//  SET tcp_port / tls_port N: a port, 0 (ephemeral), or off/-1 (none).
+static int s_set_opt_port (int64_t *field, const char *value, const char **why)
+{
+    uint64_t n;
+    if (streq (value, "off") || streq (value, "-1") || streq (value, "")) {
+        *field = -1;
+        return 0;
+    }
+    if (zim_parse_u64 (value, &n) || n > 65535) {
+        *why = "must be a port 0..65535 (0: ephemeral) or off";
+        return -1;
+    }
+    *field = (int64_t)n;
+    return 0;
+}
+
+static int s_set_tcp_port (void *base, const char *value, const char *value2, const char **why)
+{
+    (void)value2;
+    return s_set_opt_port (&((zim_edge_t *)base)->tcp_port, value, why);
+}
+
+static int s_set_tls_port (void *base, const char *value, const char *value2, const char **why)
+{
+    (void)value2;
+    return s_set_opt_port (&((zim_edge_t *)base)->tls_port, value, why);
+}
+
 #define S_U64(key, field, min, max, scale, flags, help)                                            \
     {                                                                                              \
         key, ZIM_SET_U64, offsetof (zim_edge_t, field), min, max, scale, flags, NULL, help         \
@@ -101,6 +129,16 @@ const zim_setting_t zim_edge_settings[] = {
     {"reuse_port", ZIM_SET_BOOL, offsetof (zim_edge_t, reuse_port), 0, 0, 0,
      ZIM_SET_BEFORE_START, NULL,
      "share the client port with other processes (SO_REUSEPORT; set for --workers)"},
+    {"tcp_port", ZIM_SET_FN, 0, 0, 0, 0, ZIM_SET_BEFORE_START, s_set_tcp_port,
+     "raw TCP client port: the same msgpack frames, each after its length as 4 bytes big "
+     "endian (off by default; 0 = ephemeral)"},
+    {"tls_port", ZIM_SET_FN, 0, 0, 0, 0, ZIM_SET_BEFORE_START, s_set_tls_port,
+     "WSS port beside the plain client port (off by default: with tls_cert the client port "
+     "itself is WSS; 0 = ephemeral)"},
+    {"tls_cert", ZIM_SET_STR, offsetof (zim_edge_t, tls_cert), 0, 0, 0, ZIM_SET_BEFORE_START, NULL,
+     "PEM certificate (chain) file: TLS for WebSocket clients (with tls_key)"},
+    {"tls_key", ZIM_SET_STR, offsetof (zim_edge_t, tls_key), 0, 0, 0, ZIM_SET_BEFORE_START, NULL,
+     "PEM private key file of tls_cert"},
     S_U64 ("max_frame", max_frame, 256, 16 << 20, 1, 0,
            "largest client message, bytes (65536); larger gets 4002 and a close"),
     S_U64 ("idle_timeout", idle_timeout_ms, 0, 86400, 1000, 0,
@@ -232,6 +270,8 @@ zim_edge_t *zim_edge_new (zsock_t *pipe, const zim_shell_class_t *cls)
     self->auth_timeout_ms = 10 * 1000;
     self->max_auth_failures = 3;
     self->max_conns_per_user = 64;
+    self->tcp_port = -1; //  raw TCP: off
+    self->tls_port = -1; //  WSS beside plain: none
     self->apps = zim_apps_new ();
     zim_wr_init (&self->wr);
     zim_wr_init (&self->fr);

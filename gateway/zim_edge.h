@@ -35,6 +35,10 @@ typedef struct {
     char *www;                   //  static files for HTTP GET, NULL = none
     bool dev_tokens;             //  /dev/token wanted (the process shell's dev defaults)
     bool reuse_port;             //  share the port with other processes (SO_REUSEPORT)
+    int64_t tcp_port;            //  raw TCP client port (zim_tcp.h): -1 off, 0 ephemeral
+    int64_t tls_port;            //  WSS port beside port: -1 none (then port is WSS if TLS)
+    char *tls_cert;              //  PEM certificate (chain) file: TLS on; NULL = plain only
+    char *tls_key;               //  its PEM private key file
     uint64_t max_frame;          //  largest client message, bytes
     uint64_t idle_timeout_ms;    //  close after this long without input (0: never)
     uint64_t ping_interval_s;    //  WebSocket PING interval (0: none)

@@ -18,6 +18,7 @@
 #include "gateway/zim_listener.h"
 #include "gateway/zim_rooms.h"
 #include "gateway/zim_sessions.h"
+#include "gateway/zim_tcp.h"
 #include "gateway/zim_uvzmq.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -52,6 +53,9 @@ typedef struct {
     uv_timer_t timer;        //  deadlines, PINGs, the links' tick
     struct lws_context *ctx; //  libwebsockets context on loop
     struct lws_vhost *vhost; //  the listening vhost
+    struct lws_vhost *tls;   //  the WSS vhost beside it (tls_port), or NULL
+    zim_listener_t *shared_tls; //  reuse_port: the WSS port's listening socket, or NULL
+    zim_tcp_t *tcp;          //  raw TCP clients (tcp_port), or NULL
     lws_retry_bo_t retry;    //  all zero: no lws validity timer per connection
     int64_t tick_ms;         //  when the links' next tick is due
     int64_t stop_ms;         //  $TERM: when to stop waiting for closes
@@ -154,6 +158,23 @@ static void s_on_accept (void *arg, int fd)
                       zim_shell_name (self->edge->shell)); //  lws closed it
 }
 
+//  The same for the WSS port (lws does the TLS handshake).
+static void s_on_accept_tls (void *arg, int fd)
+{
+    s_loop_t *self = (s_loop_t *)arg;
+    if (self->stopping)
+        close (fd);
+    else if (!lws_adopt_socket_vhost (self->tls, fd))
+        zsys_warning ("%s: cannot adopt an accepted WSS connection",
+                      zim_shell_name (self->edge->shell)); //  lws closed it
+}
+
+//  After raw TCP input or a closed raw TCP session: it may have sent.
+static void s_tcp_kick (void *arg)
+{
+    s_kick_sent ((s_loop_t *)arg);
+}
+
 //  A WebSocket session began: make its session; authenticate it by the
 //  query token if there is one (it passed the upgrade check, but may have
 //  expired since, or be one connection too many for its user).
@@ -242,6 +263,10 @@ static void s_stop_finish (s_loop_t *self)
     self->stopped = true;
     if (self->shared)
         zim_listener_close (self->shared);
+    if (self->shared_tls)
+        zim_listener_close (self->shared_tls);
+    if (self->tcp)
+        zim_tcp_close (self->tcp);
     uv_timer_stop (&self->timer);
     uv_close ((uv_handle_t *)&self->timer, NULL);
     zim_uvzmq_close (self->uz);
@@ -289,6 +314,8 @@ static void s_stop_begin (s_loop_t *self)
         return;
     self->stopping = true;
     self->stop_ms = zim_edge_now_ms () + S_SHUTDOWN_MS;
+    if (self->tcp)
+        zim_tcp_stop_accepting (self->tcp);
     zim_sessions_t *sessions = self->edge->sessions;
     for (zim_session_t *s = zim_sessions_first (sessions); s; s = zim_sessions_next (sessions))
         zim_session_close (s, LWS_CLOSE_STATUS_GOINGAWAY);
@@ -309,6 +336,49 @@ static void s_destroy_context (s_loop_t *self)
     lws_context_destroy (self->ctx);
     self->ctx = NULL;
     self->vhost = NULL;
+    self->tls = NULL;
+}
+
+//  Closes the listeners START made before it failed, runs the loop until
+//  their handles are gone, and frees them with the context.
+static void s_start_undo (s_loop_t *self)
+{
+    if (self->shared)
+        zim_listener_close (self->shared);
+    if (self->shared_tls)
+        zim_listener_close (self->shared_tls);
+    if (self->tcp)
+        zim_tcp_close (self->tcp);
+    s_destroy_context (self); //  runs the loop
+    zim_listener_destroy (&self->shared);
+    zim_listener_destroy (&self->shared_tls);
+    zim_tcp_destroy (&self->tcp);
+}
+
+//  Creates a listening vhost on port (CONTEXT_PORT_NO_LISTEN_SERVER when
+//  a zim_listener accepts for it), with TLS if tls. NULL if it cannot.
+static struct lws_vhost *s_vhost (s_loop_t *self, const char *name, int port, bool tls)
+{
+    zim_edge_t *edge = self->edge;
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    info.port = port;
+    info.iface = edge->iface;
+    info.protocols = s_protocols;
+    info.vhost_name = name;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.user = self;
+    info.keepalive_timeout = 5;
+    info.timeout_secs = 20;
+    if (tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = edge->tls_cert;
+        info.ssl_private_key_filepath = edge->tls_key;
+    }
+    //  No validity timer per connection (a sorted list, O(n) to insert):
+    //  PINGs and hang-ups are zim_sessions' heartbeat queue.
+    info.retry_and_idle_policy = &self->retry;
+    return lws_create_vhost (self->ctx, &info);
 }
 
 //  START: listen, watch the sockets, tell the routers to forget what an
@@ -330,35 +400,60 @@ static int s_start (void *arg)
     //  A token in the query can be ZIM_TOKEN_MAX bytes.
     info.max_http_header_data = 2 * ZIM_TOKEN_MAX;
     info.max_http_header_pool = S_HEADER_POOL;
+    if (!edge->tls_cert != !edge->tls_key) {
+        zsys_error ("%s: tls_cert and tls_key go together: set both or neither", name);
+        return -1;
+    }
+    if (edge->tls_cert)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     self->ctx = lws_create_context (&info);
     if (!self->ctx) {
         zsys_error ("%s: cannot create the libwebsockets context (libuv plugin missing?)", name);
         return -1;
     }
-    memset (&info, 0, sizeof info);
-    info.port = (int)edge->port; //  0: an ephemeral port
-    info.iface = edge->iface;
-    info.protocols = s_protocols;
-    info.vhost_name = "zim";
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (edge->reuse_port) //  zim_listener accepts, the vhost adopts
-        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-    info.user = self;
-    info.keepalive_timeout = 5;
-    info.timeout_secs = 20;
-    //  No validity timer per connection (a sorted list, O(n) to insert):
-    //  PINGs and hang-ups are zim_sessions' heartbeat queue.
+    //  TLS: on a port of its own beside the plain one (tls_port), or on
+    //  the client port itself.
+    bool tls = edge->tls_cert != NULL;
+    bool tls_beside = tls && edge->tls_port >= 0;
     memset (&self->retry, 0, sizeof self->retry);
-    info.retry_and_idle_policy = &self->retry;
-    self->vhost = lws_create_vhost (self->ctx, &info);
-    if (self->vhost && edge->reuse_port)
+    self->vhost = s_vhost (self, "zim", edge->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER
+                                                         : (int)edge->port, //  0: ephemeral
+                           tls && !tls_beside);
+    if (self->vhost && edge->reuse_port) //  zim_listener accepts, the vhost adopts
         self->shared =
             zim_listener_new (&self->loop, edge->iface, (int)edge->port, s_on_accept, self);
     if (!self->vhost || (edge->reuse_port && !self->shared)) {
-        zsys_error ("%s: cannot listen on %s:%d (port in use or address not local)", name,
-                    edge->iface ? edge->iface : "*", (int)edge->port);
-        s_destroy_context (self);
+        zsys_error ("%s: cannot listen on %s:%d (port in use, address not local, or the TLS "
+                    "certificate or key not readable)",
+                    name, edge->iface ? edge->iface : "*", (int)edge->port);
+        s_start_undo (self);
         return -1;
+    }
+    if (tls_beside) {
+        self->tls = s_vhost (self, "zim-tls",
+                             edge->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)edge->tls_port,
+                             true);
+        if (self->tls && edge->reuse_port)
+            self->shared_tls = zim_listener_new (&self->loop, edge->iface, (int)edge->tls_port,
+                                                 s_on_accept_tls, self);
+        if (!self->tls || (edge->reuse_port && !self->shared_tls)) {
+            zsys_error ("%s: cannot listen for WSS on %s:%d (port in use, address not local, or "
+                        "the TLS certificate or key not readable)",
+                        name, edge->iface ? edge->iface : "*", (int)edge->tls_port);
+            s_start_undo (self);
+            return -1;
+        }
+    }
+    if (edge->tcp_port >= 0) {
+        self->tcp = zim_tcp_new (edge, &self->loop, edge->iface, (int)edge->tcp_port,
+                                 edge->reuse_port, s_tcp_kick, self);
+        if (!self->tcp) {
+            zsys_error ("%s: cannot listen for raw TCP on %s:%d (port in use or address not "
+                        "local)",
+                        name, edge->iface ? edge->iface : "*", (int)edge->tcp_port);
+            s_start_undo (self);
+            return -1;
+        }
     }
     self->uz = zim_uvzmq_new (&self->loop, s_read, self);
     bool watched = zim_uvzmq_watch (self->uz, zim_shell_pipe (edge->shell)) == 0;
@@ -369,11 +464,8 @@ static int s_start (void *arg)
     if (!watched) {
         zsys_error ("%s: cannot watch the ZeroMQ sockets on the loop", name);
         zim_uvzmq_close (self->uz);
-        if (self->shared)
-            zim_listener_close (self->shared);
-        s_destroy_context (self);
+        s_start_undo (self);
         zim_uvzmq_destroy (&self->uz);
-        zim_listener_destroy (&self->shared);
         return -1;
     }
     uv_timer_init (&self->loop, &self->timer);
@@ -383,10 +475,22 @@ static int s_start (void *arg)
     edge->port = self->shared ? (uint64_t)zim_listener_port (self->shared)
                               : (uint64_t)lws_get_vhost_listen_port (self->vhost);
     zim_shell_set_port (edge->shell, (int)edge->port);
+    if (self->tls)
+        edge->tls_port = self->shared_tls ? (int64_t)zim_listener_port (self->shared_tls)
+                                          : (int64_t)lws_get_vhost_listen_port (self->tls);
+    if (self->tcp)
+        edge->tcp_port = zim_tcp_port (self->tcp);
     zim_links_on_socket (edge->links, s_on_socket, self);
     zim_links_reset (edge->links);
-    zsys_info ("%s: listening on %s:%d (WebSocket /ws), %zu broker(s)%s%s", name,
-               edge->iface ? edge->iface : "*", (int)edge->port, zim_links_live (edge->links),
+    char extra[128] = "";
+    if (self->tls)
+        snprintf (extra, sizeof extra, ", WSS on %d", (int)edge->tls_port);
+    if (self->tcp)
+        snprintf (extra + strlen (extra), sizeof extra - strlen (extra), ", raw TCP on %d",
+                  (int)edge->tcp_port);
+    zsys_info ("%s: listening on %s:%d (%s /ws%s), %zu broker(s)%s%s", name,
+               edge->iface ? edge->iface : "*", (int)edge->port,
+               tls && !tls_beside ? "WSS" : "WebSocket", extra, zim_links_live (edge->links),
                edge->www ? ", files from " : "", edge->www ? edge->www : "");
     return 0;
 }
@@ -405,6 +509,10 @@ static void s_stats (void *arg, json_t *stats)
 {
     zim_edge_t *edge = (zim_edge_t *)arg;
     json_object_set_new (stats, "brokers", json_integer ((json_int_t)zim_links_live (edge->links)));
+    if (edge->tcp_port >= 0)
+        json_object_set_new (stats, "tcp_port", json_integer ((json_int_t)edge->tcp_port));
+    if (edge->tls_cert && edge->tls_port >= 0)
+        json_object_set_new (stats, "tls_port", json_integer ((json_int_t)edge->tls_port));
 }
 
 static const zim_shell_class_t s_class = {
@@ -441,6 +549,8 @@ void zim_gateway_actor (zsock_t *pipe, void *args)
         lws_context_destroy (self.ctx);
         zim_uvzmq_destroy (&self.uz);
         zim_listener_destroy (&self.shared);
+        zim_listener_destroy (&self.shared_tls);
+        zim_tcp_destroy (&self.tcp);
     }
     rc = uv_loop_close (&self.loop);
     if (rc)

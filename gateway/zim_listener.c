@@ -43,6 +43,12 @@ static void s_on_readable (uv_poll_t *handle, int status, int events)
 zim_listener_t *zim_listener_new (uv_loop_t *loop, const char *iface, int port,
                                   zim_listener_fn *fn, void *arg)
 {
+    return zim_listener_bind (loop, iface, port, true, fn, arg);
+}
+
+zim_listener_t *zim_listener_bind (uv_loop_t *loop, const char *iface, int port, bool reuse_port,
+                                   zim_listener_fn *fn, void *arg)
+{
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
     if (iface && *iface && strcmp (iface, "*") != 0 &&
         inet_pton (AF_INET, iface, &sa.sin_addr) != 1)
@@ -52,7 +58,8 @@ zim_listener_t *zim_listener_new (uv_loop_t *loop, const char *iface, int port,
         return NULL;
     int one = 1;
     setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt (fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (reuse_port)
+        setsockopt (fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     socklen_t len = sizeof sa;
     if (bind (fd, (struct sockaddr *)&sa, sizeof sa) || listen (fd, S_BACKLOG) ||
         getsockname (fd, (struct sockaddr *)&sa, &len)) {
@@ -124,6 +131,9 @@ void zim_listener_test (bool verbose)
         zim_listener_new (&loop, "127.0.0.1", zim_listener_port (a), s_test_accept, &accepted);
     assert (b && zim_listener_port (b) == zim_listener_port (a));
     assert (zim_listener_new (&loop, "not an address", 0, s_test_accept, &accepted) == NULL);
+    //  Without reuse_port the port is not shared.
+    assert (zim_listener_bind (&loop, "127.0.0.1", zim_listener_port (a), false, s_test_accept,
+                               &accepted) == NULL);
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)zim_listener_port (a))};
     sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);

@@ -24,6 +24,10 @@ typedef void (zim_listener_fn) (void *arg, int fd);
 //  return value.
 zim_listener_t *zim_listener_new (uv_loop_t *loop, const char *iface, int port,
                                   zim_listener_fn *fn, void *arg);
+//  The same, sharing the port only if reuse_port (SO_REUSEPORT); without
+//  it, binding a port another socket holds fails.
+zim_listener_t *zim_listener_bind (uv_loop_t *loop, const char *iface, int port, bool reuse_port,
+                                   zim_listener_fn *fn, void *arg);
 //  Frees it; zim_listener_close must have run, and the loop since.
 void zim_listener_destroy (zim_listener_t **self_p);
 //  The port bound.

@@ -49,6 +49,9 @@ struct _zim_session_t {
     zim_timer_t ping;            //  next WebSocket PING (ping_interval)
     int64_t heard_ms;            //  last input, PONGs included (monotonic)
     bool ping_due;               //  a PING waits for the next writable callback
+    bool write_asked;            //  a writable callback was asked for and has not come
+    const zim_session_io_t *io;  //  another transport (raw TCP), or NULL
+    void *io_arg;                //  its argument
 };
 
 zim_session_t *zim_session_new (zim_edge_t *edge, uint64_t id, struct lws *wsi)
@@ -77,6 +80,12 @@ void zim_session_destroy (zim_session_t **self_p)
     free (self->rx);
     free (self);
     *self_p = NULL;
+}
+
+void zim_session_set_io (zim_session_t *self, const zim_session_io_t *io, void *arg)
+{
+    self->io = io;
+    self->io_arg = arg;
 }
 
 uint64_t zim_session_id (const zim_session_t *self)
@@ -131,11 +140,16 @@ int64_t zim_session_heard_ms (const zim_session_t *self)
 
 void zim_session_ping (zim_session_t *self)
 {
-    if (self->close_code)
-        return;
+    if (self->close_code || self->io)
+        return; //  a raw TCP session has no PING (its heartbeat: zim_tcp.h)
     self->ping_due = true;
-    if (self->wsi)
+    if (self->wsi) {
+        //  Asked even if a request is out: should lws ever have dropped
+        //  one (a path that drops POLLOUT), output moves on at the next
+        //  PING at the latest.
+        self->write_asked = true;
         lws_callback_on_writable (self->wsi);
+    }
 }
 
 bool zim_session_ping_due (const zim_session_t *self)
@@ -170,11 +184,18 @@ uint32_t zim_session_auth_failed (zim_session_t *self)
     return ++self->auth_failures;
 }
 
-//  Asks for a writable callback.
+//  Asks for a writable callback, once until it comes: on libuv every
+//  lws_callback_on_writable costs an epoll_ctl (libuv's uv_poll_start
+//  deletes the descriptor from epoll first), one per frame queued before
+//  (docs/BENCHMARKS.md, section 8).
 static void s_want_write (zim_session_t *self)
 {
-    if (self->wsi)
-        lws_callback_on_writable (self->wsi);
+    if (self->wsi) {
+        if (!self->write_asked)
+            lws_callback_on_writable (self->wsi);
+        self->write_asked = true;
+    } else if (self->io)
+        self->io->want_write (self->io_arg);
 }
 
 //  Appends bytes to the output buffer.
@@ -246,6 +267,7 @@ void zim_session_close (zim_session_t *self, int status)
     zim_timer_stop (&self->idle);
     zim_timer_stop (&self->auth);
     zim_timer_stop (&self->ping);
+    self->write_asked = false; //  a close always asks (see zim_session_ping)
     s_want_write (self);
 }
 
@@ -278,9 +300,12 @@ const uint8_t *zim_session_output (const zim_session_t *self, size_t *size)
 
 int zim_session_writable (zim_session_t *self)
 {
+    self->write_asked = false;
     if (self->out_len) {
         if (self->wsi &&
             lws_write (self->wsi, self->out + LWS_PRE, self->out_len, LWS_WRITE_BINARY) < 0)
+            return -1;
+        if (self->io && self->io->write (self->io_arg, self->out + LWS_PRE, self->out_len) < 0)
             return -1;
         self->edge->writes++;
         //  The answers went to the socket: their reads' slots come back.

@@ -39,6 +39,21 @@ zim_session_t *zim_session_new (zim_edge_t *edge, uint64_t id, struct lws *wsi);
 //  Destroys the session and its buffers (its timers are stopped).
 void zim_session_destroy (zim_session_t **self_p);
 
+//  A transport other than libwebsockets (raw TCP, zim_tcp.h): what the
+//  session calls where it would call lws. A session on one sends no PING
+//  (the transport has its own heartbeat) and no close frame: it returns -1
+//  from zim_session_writable once its output went out.
+typedef struct {
+    //  Asks for a call of zim_session_writable soon.
+    void (*want_write) (void *arg);
+    //  Writes size bytes: whole frames back to back. 0, or -1 when the
+    //  connection is to close now.
+    int (*write) (void *arg, const uint8_t *data, size_t size);
+} zim_session_io_t;
+//  Puts a session made without a wsi on the transport io (borrowed) with
+//  its argument arg.
+void zim_session_set_io (zim_session_t *self, const zim_session_io_t *io, void *arg);
+
 //  Accessors.
 uint64_t zim_session_id (const zim_session_t *self);
 bool zim_session_authed (const zim_session_t *self);

@@ -79,21 +79,35 @@ static void s_user_key (char *buf, size_t size, const char *app, const char *uid
     snprintf (buf, size, "%s:%s", app, uid);
 }
 
-zim_session_t *zim_sessions_open (zim_sessions_t *self, struct lws *wsi)
+//  Opens a session on wsi or on io (arg); pings if wsi.
+static zim_session_t *s_open (zim_sessions_t *self, struct lws *wsi, const zim_session_io_t *io,
+                              void *arg)
 {
     zim_edge_t *edge = self->edge;
     zim_session_t *session = zim_session_new (edge, ++self->next_id, wsi);
+    if (io)
+        zim_session_set_io (session, io, arg);
     zhashx_insert (self->by_id, (void *)(uintptr_t)zim_session_id (session), session);
     int64_t now = zim_edge_now_ms ();
     zim_timers_start (self->idle, zim_session_idle_timer (session),
                       now + (int64_t)edge->idle_timeout_ms, session);
     zim_timers_start (self->unauth, zim_session_auth_timer (session),
                       now + (int64_t)edge->auth_timeout_ms, session);
-    if (edge->ping_interval_s)
+    if (edge->ping_interval_s && !io)
         zim_timers_start (self->ping, zim_session_ping_timer (session),
                           now + (int64_t)edge->ping_interval_s * 1000, session);
     edge->connections++;
     return session;
+}
+
+zim_session_t *zim_sessions_open (zim_sessions_t *self, struct lws *wsi)
+{
+    return s_open (self, wsi, NULL, NULL);
+}
+
+zim_session_t *zim_sessions_open_io (zim_sessions_t *self, const zim_session_io_t *io, void *arg)
+{
+    return s_open (self, NULL, io, arg);
 }
 
 void zim_sessions_close (zim_sessions_t *self, zim_session_t **session_p)

@@ -29,6 +29,9 @@ void zim_sessions_destroy (zim_sessions_t **self_p);
 //  A new connection: a session with the next id, counted, its idle and
 //  auth deadlines running. The table owns it.
 zim_session_t *zim_sessions_open (zim_sessions_t *self, struct lws *wsi);
+//  The same for a connection on another transport (raw TCP: zim_tcp.h),
+//  without the PING timer: that transport's heartbeat is its own.
+zim_session_t *zim_sessions_open_io (zim_sessions_t *self, const zim_session_io_t *io, void *arg);
 //  A connection ended: PRESENCE down if it was authenticated, uncounted,
 //  destroyed. Sets *session_p to NULL.
 void zim_sessions_close (zim_sessions_t *self, zim_session_t **session_p);

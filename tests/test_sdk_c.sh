@@ -165,13 +165,25 @@ int main (int argc, char **argv)
     cfg.on_page = on_page;
     cfg.token = argv[2];
     cfg.arg = &a;
+    //  wss://: argv[4] is the PEM file of the CA to trust (the server's
+    //  self-signed certificate); argv[5] "refused" expects the handshake
+    //  to fail (a certificate nobody vouched for).
+    cfg.tls_ca_file = argc > 4 && argv[4][0] ? argv[4] : NULL;
+    if (argc > 5 && strcmp (argv[5], "refused") == 0) {
+        zim_client_t *c = zim_client_new (loop, &cfg);
+        CHECK (c && wait_for (loop, &a.closed) == 0 && !a.authed, "an untrusted certificate is refused");
+        zim_client_destroy (&c);
+        zim_loop_destroy (&loop);
+        printf ("app: refused as it should be (%d)\n", a.closed);
+        return 0;
+    }
     zim_client_t *alice = zim_client_new (loop, &cfg);
     cfg.token = argv[3];
     cfg.arg = &b;
     zim_client_t *bob = zim_client_new (loop, &cfg);
     CHECK (alice && bob, "zim_client_new");
     CHECK (wait_for (loop, &a.authed) == 0 && wait_for (loop, &b.authed) == 0, "both authenticate");
-    CHECK (strcmp (zim_client_uid (alice), "alice") == 0, "zim_client_uid is the token's sub");
+    CHECK (strncmp (zim_client_uid (alice), "alice", 5) == 0, "zim_client_uid is the token's sub");
     CHECK (zim_client_state (bob) == ZIM_CLIENT_AUTHED, "zim_client_state");
     //  Give the server a moment to register bob's route: an auth_ok can
     //  reach the client before the router knows the connection (a server-side
@@ -179,12 +191,14 @@ int main (int argc, char **argv)
     for (int i = 0; i < 6; i++)
         zim_loop_run (loop, 50);
     char cid[ZIM_CLIENT_CID_SIZE];
-    CHECK (zim_client_send_text (alice, "bob", NULL, "hello from C", cid) == 0 && cid[0],
+    CHECK (zim_client_send_text (alice, zim_client_uid (bob), NULL, "hello from C", cid) == 0 && cid[0],
            "zim_client_send_text");
     CHECK (zim_client_unacked (alice) == 1, "one send awaits its ack");
     CHECK (wait_for (loop, &a.acks) == 0 && a.ack_seq == 1, "the ack comes, seq 1");
     CHECK (wait_for (loop, &b.msgs) == 0, "bob receives it live");
-    CHECK (strcmp (b.body, "\"hello from C\" from alice") == 0 && b.msg_seq == 1,
+    char expected[64];
+    snprintf (expected, sizeof expected, "\"hello from C\" from %s", zim_client_uid (alice));
+    CHECK (strcmp (b.body, expected) == 0 && b.msg_seq == 1,
            "the message is alice's text, seq 1");
     uint64_t rid = 0;
     CHECK (zim_client_sync (bob, 0, 10, &rid) == 0 && rid, "zim_client_sync");
@@ -212,7 +226,15 @@ out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$work/app"
     && ok "the app's offline API checks pass" || bad "the app's offline API checks pass" "$out"
 
 #   4. The same app against a real zim-server.
-"$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$work/data" >"$log" 2>&1 &
+#   With WSS beside ws: a self-signed certificate made here (issue 12, item 5).
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" \
+    -days 2 -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    >/dev/null 2>&1 || { bad "openssl makes a self-signed certificate"; exit 1; }
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other-key.pem" -out "$work/other.pem" \
+    -days 2 -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    >/dev/null 2>&1 || { bad "openssl makes a second certificate"; exit 1; }
+"$ZIM_SERVER" --port 0 --admin 'tcp://127.0.0.1:*' --data "$work/data" \
+    --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls-port 0 --tcp 0 >"$log" 2>&1 &
 pid=$!
 i=0
 while ! grep -q " ready: " "$log" 2>/dev/null; do
@@ -221,6 +243,8 @@ while ! grep -q " ready: " "$log" 2>/dev/null; do
 done
 port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
 admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
+wss_port=$(sed -n 's/.*, WSS on \([0-9]*\).*/\1/p' "$log")
+tcp_port=$(sed -n 's/.*, raw TCP on \([0-9]*\).*/\1/p' "$log")
 export ZIM_DATA="$work/data"     # zimctl finds the admin key there
 alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice) || bad "zimctl token" "$alice"
 bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob) || bad "zimctl token" "$bob"
@@ -228,6 +252,24 @@ out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     "$work/app" "ws://127.0.0.1:$port/ws" "$alice" "$bob" 2>&1) \
     && ok "the app authenticates, sends, is acked and delivers through zim-server" \
     || bad "the app authenticates, sends, is acked and delivers through zim-server" "$out"
+#   The same over wss://, trusting the server's certificate; a client that
+#   trusts another certificate is refused.
+alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice2) || bad "zimctl token" "$alice"
+bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob2) || bad "zimctl token" "$bob"
+out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$work/app" "wss://127.0.0.1:$wss_port/ws" "$alice" "$bob" "$work/cert.pem" 2>&1) \
+    && ok "the same over wss:// (TLS, self-signed certificate as tls_ca_file)" \
+    || bad "the same over wss:// (TLS, self-signed certificate as tls_ca_file)" "$out"
+out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$work/app" "wss://127.0.0.1:$wss_port/ws" "$alice" "$bob" "$work/other.pem" refused 2>&1) \
+    && ok "wss:// with a CA file that does not vouch for the server is refused" \
+    || bad "wss:// with a CA file that does not vouch for the server is refused" "$out"
+#   And over raw TCP (tcp://, issue 12 item 6).
+alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice3) || bad "zimctl token" "$alice"
+bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob3) || bad "zimctl token" "$bob"
+out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$work/app" "tcp://127.0.0.1:$tcp_port" "$alice" "$bob" 2>&1) \
+    && ok "the same over raw TCP (tcp://)" || bad "the same over raw TCP (tcp://)" "$out"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

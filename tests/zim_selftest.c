@@ -50,6 +50,7 @@
 #include "gateway/zim_timers.h"
 #include "gateway/zim_uvzmq.h"
 #include "gateway/zim_listener.h"
+#include "gateway/zim_tcp.h"
 #include "gateway/zim_edge.h"
 #include "gateway/zim_session.h"
 #include "gateway/zim_sessions.h"
@@ -126,6 +127,7 @@ static const s_test_t s_tests[] = {
     {"timers", zim_timers_test},
     {"uvzmq", zim_uvzmq_test},
     {"listener", zim_listener_test},
+    {"tcp", zim_tcp_test},
     {"edge", zim_edge_test},
     {"session", zim_session_test},
     {"sessions", zim_sessions_test},

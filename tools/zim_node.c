@@ -246,7 +246,11 @@ static int s_gateway_start (zim_node_t *self, s_member_t *m)
     zstr_sendx (m->actor, "PORT", NULL);
     char *real = zstr_recv (m->actor);
     char ws[128];
-    snprintf (ws, sizeof ws, "ws://%s:%s/ws",
+    //  With a certificate and no tls_port, the client port itself is WSS.
+    const char *tls_port = zim_nodeconf_get (self->conf, "gateway/tls_port", "off");
+    bool wss = zim_nodeconf_get (self->conf, "gateway/tls_cert", NULL) &&
+               (streq (tls_port, "off") || streq (tls_port, "-1") || !*tls_port);
+    snprintf (ws, sizeof ws, "%s://%s:%s/ws", wss ? "wss" : "ws",
               iface && *iface && !streq (iface, "*") ? iface : "0.0.0.0", real ? real : "?");
     s_member_address (m, ws);
     free (real);

@@ -93,6 +93,16 @@ static int s_bool (const char *value)
     return -1;
 }
 
+//  The client transports' options (WSS, raw TCP), in both programs' help.
+static const char *s_edge_usage =
+    "      --tls-cert FILE    PEM certificate (chain): TLS for WebSocket clients\n"
+    "      --tls-key FILE     its PEM private key (both: gateway/tls_cert, tls_key)\n"
+    "      --tls-port N       WSS on port N beside plain ws on --port (gateway/\n"
+    "                         tls_port; without it the client port itself is WSS)\n"
+    "      --tcp N            raw TCP clients on port N: msgpack frames, each after\n"
+    "                         its length (4 bytes, big endian); gateway/tcp_port,\n"
+    "                         default off; 0 picks a free port\n";
+
 void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
 {
     if (!self->cluster) {
@@ -114,6 +124,7 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
                  "      --brokers N        broker actors (default 1, at most %d)\n"
                  "      --www DIR          serve the files of DIR over HTTP at / (the demo\n"
                  "                         chat page is sdk/js/demo)\n"
+                 "%s"
                  "      --metrics ADDR:PORT  Prometheus metrics of every actor at\n"
                  "                         http://ADDR:PORT/metrics (default: none; port 0\n"
                  "                         picks a free one, printed in the ready line)\n"
@@ -133,7 +144,8 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
                  "  %s                          # serve on :7700 with ./zim-data\n"
                  "  %s -p 0 -d /tmp/zim -a tcp://127.0.0.1:*\n"
                  "  zimctl token --app demo --uid alice   # mint a client token\n",
-                 self->program, ZIM_ADMIN_ENDPOINT, ZIM_MAX_BROKERS, self->program, self->program);
+                 self->program, ZIM_ADMIN_ENDPOINT, ZIM_MAX_BROKERS, s_edge_usage, self->program,
+                 self->program);
         return;
     }
     const char *what = self->roles == ZIM_ROLE_GATEWAY
@@ -156,7 +168,7 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
              "  -c, --config FILE      config file (ZPL, as zim-server; docs/OPERATIONS.md)\n"
              "      --name NAME        node name, unique in the cluster (default %s)\n"
              "  -r, --router ENDPOINT  a router to join (repeatable; cluster/routers)\n"
-             "%s"
+             "%s%s"
              "  -a, --admin ENDPOINT   admin endpoint for zimctl (default: none); status\n"
              "                         there shows the whole cluster\n"
              "  -d, --data DIR         data directory: secrets, admin.key%s\n"
@@ -181,6 +193,7 @@ void zim_nodeconf_usage (zim_nodeconf_t *self, FILE *out)
                  ? "      --bind ENDPOINT    where brokers connect (cluster/bind)\n"
                    "      --sync MODE        fsync policy: always | batch | none (default batch)\n"
                  : "      --bind ENDPOINT    where every node connects (cluster/bind)\n",
+             self->roles == ZIM_ROLE_GATEWAY ? s_edge_usage : "",
              self->roles == ZIM_ROLE_STORE ? ", the LMDB files in DIR/NAME" : "");
 }
 
@@ -207,7 +220,10 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
         {"name", required_argument, NULL, 'n'},      {"bind", required_argument, NULL, 'b'},
         {"router", required_argument, NULL, 'r'},    {"node-id", required_argument, NULL, 'i'},
         {"curve", no_argument, NULL, 'C'},           {"metrics", required_argument, NULL, 'M'},
-        {"api", required_argument, NULL, 'P'},       {NULL, 0, NULL, 0}};
+        {"api", required_argument, NULL, 'P'},
+        {"tls-cert", required_argument, NULL, 1001}, {"tls-key", required_argument, NULL, 1002},
+        {"tls-port", required_argument, NULL, 1003}, {"tcp", required_argument, NULL, 1004},
+        {NULL, 0, NULL, 0}};
     char routers[1024] = "";
     //  Command-line values wait until the config file is loaded.
     zconfig_t *cli = zconfig_new ("root", NULL);
@@ -265,6 +281,18 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
             break;
         case 'P':
             zconfig_put (cli, "server/api", optarg);
+            break;
+        case 1001:
+            zconfig_put (cli, "gateway/tls_cert", optarg);
+            break;
+        case 1002:
+            zconfig_put (cli, "gateway/tls_key", optarg);
+            break;
+        case 1003:
+            zconfig_put (cli, "gateway/tls_port", optarg);
+            break;
+        case 1004:
+            zconfig_put (cli, "gateway/tcp_port", optarg);
             break;
         case 'h':
             zim_nodeconf_usage (self, stdout);
@@ -333,6 +361,33 @@ int zim_nodeconf_parse (zim_nodeconf_t *self, int argc, char **argv)
                  self->program);
         return -1;
     }
+    //  The client transports: ports in range, a certificate with its key.
+    const char *ports[] = {"gateway/tcp_port", "gateway/tls_port"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *value = zconfig_get (self->conf, ports[i], NULL);
+        if (value && !streq (value, "off") && (zim_parse_u64 (value, &n) || n > 65535)) {
+            fprintf (stderr, "%s: %s must be a port 0..65535 or off, not '%s'\n", self->program,
+                     ports[i], value);
+            return -1;
+        }
+    }
+    const char *cert = zconfig_get (self->conf, "gateway/tls_cert", NULL);
+    const char *key = zconfig_get (self->conf, "gateway/tls_key", NULL);
+    if (!cert != !key) {
+        fprintf (stderr, "%s: --tls-cert and --tls-key (gateway/tls_cert, tls_key) go together\n",
+                 self->program);
+        return -1;
+    }
+    for (const char *file = cert; file; file = file == cert ? key : NULL)
+        if (access (file, R_OK)) {
+            fprintf (stderr, "%s: cannot read TLS file '%s'\n", self->program, file);
+            return -1;
+        }
+    if (zconfig_get (self->conf, "gateway/tls_port", NULL) && !cert) {
+        fprintf (stderr, "%s: --tls-port (gateway/tls_port) needs --tls-cert and --tls-key\n",
+                 self->program);
+        return -1;
+    }
     const char *curve = zconfig_get (self->conf, "curve/enabled", "0");
     int curve_on = s_bool (curve);
     if (curve_on < 0) {
@@ -396,7 +451,21 @@ void zim_nodeconf_test (bool verbose)
     zim_nodeconf_destroy (&conf);
 
     //  What cannot run is refused before start.
+    conf = zim_nodeconf_new ("zim-server", ZIM_ROLE_ALL);
+    const char *tcp[] = {"zim-server", "--tcp", "0", "--tls-cert", path, "--tls-key", path,
+                         "--tls-port", "7443", NULL};
+    assert (s_test_parse (conf, tcp) == 0);
+    assert (streq (zim_nodeconf_get (conf, "gateway/tcp_port", ""), "0"));
+    assert (streq (zim_nodeconf_get (conf, "gateway/tls_cert", ""), path));
+    assert (streq (zim_nodeconf_get (conf, "gateway/tls_key", ""), path));
+    assert (streq (zim_nodeconf_get (conf, "gateway/tls_port", ""), "7443"));
+    zim_nodeconf_destroy (&conf);
     const char *const bad[][6] = {{"zim-server", "--sync", "sometimes", NULL},
+                                  {"zim-server", "--tcp", "70000", NULL},
+                                  {"zim-server", "--tls-cert", "/nonexistent/cert.pem", NULL},
+                                  {"zim-server", "--tls-port", "7443", NULL},
+                                  {"zim-server", "--tls-cert", "/nonexistent/c.pem", "--tls-key",
+                                   "/nonexistent/k.pem", NULL},
                                   {"zim-server", "-p", "70000", NULL},
                                   {"zim-server", "--brokers", "17", NULL},
                                   {"zim-server", "stray", NULL},

@@ -115,6 +115,28 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
         }
         snprintf (port, sizeof port, "%d", p);
     }
+    //  The same for the WSS and raw TCP ports (gateway/tls_port, tcp_port).
+    const char *keys[2] = {"gateway/tls_port", "gateway/tcp_port"};
+    const char *opts[2] = {"--tls-port", "--tcp"};
+    char more[2][16] = {"", ""};
+    for (int i = 0; i < 2; i++)
+        if (streq (zim_nodeconf_get (conf, keys[i], "off"), "0")) {
+            int p = s_free_port (zim_nodeconf_get (conf, "server/interface", NULL));
+            if (p >= 0 && (p == atoi (port) || (i == 1 && p == atoi (more[0]))))
+                p = s_free_port (zim_nodeconf_get (conf, "server/interface", NULL));
+            if (p < 0 || p == atoi (port) || (i == 1 && p == atoi (more[0]))) {
+                fprintf (stderr, "%s: no free port for the workers\n", program);
+                zim_nodeconf_destroy (&conf);
+                return 1;
+            }
+            snprintf (more[i], sizeof more[i], "%d", p);
+        }
+    //  Metrics: each worker its own port, worker K on PORT+K (port 0: each
+    //  picks one); the same port for all could not be bound twice.
+    char metrics[128] = "";
+    snprintf (metrics, sizeof metrics, "%s", zim_nodeconf_get (conf, "server/metrics", ""));
+    char *colon = strrchr (metrics, ':');
+    int metrics_port = colon ? atoi (colon + 1) : 0;
     zim_nodeconf_destroy (&conf);
 
     //  No SA_RESTART: the signal must interrupt waitpid.
@@ -124,7 +146,7 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
     sigaction (SIGTERM, &sa, NULL);
     sigaction (SIGINT, &sa, NULL);
     pid_t pids[S_MAX_WORKERS];
-    int nargc = argc + 7;
+    int nargc = argc + 13;
     for (int k = 0; k < n; k++) {
         fflush (NULL);
         pids[k] = fork ();
@@ -148,6 +170,18 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
             wargv[w++] = wname;
             wargv[w++] = (char *)"--port";
             wargv[w++] = port;
+            for (int i = 0; i < 2; i++)
+                if (*more[i]) {
+                    wargv[w++] = (char *)opts[i];
+                    wargv[w++] = more[i];
+                }
+            char wmetrics[160];
+            if (k > 0 && metrics_port > 0) {
+                snprintf (wmetrics, sizeof wmetrics, "%.*s:%d", (int)(colon - metrics), metrics,
+                          metrics_port + k);
+                wargv[w++] = (char *)"--metrics";
+                wargv[w++] = wmetrics;
+            }
             if (k > 0) { //  one admin endpoint per node: worker 0's
                 wargv[w++] = (char *)"--admin";
                 wargv[w++] = (char *)"";

@@ -580,6 +580,8 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
         return NULL;
     if (cfg->device && !zim_cid_valid (zim_str (cfg->device)))
         return NULL;
+    if (cfg->token_in_url && cfg->url && strncmp (cfg->url, "tcp://", 6) == 0)
+        return NULL; //  raw TCP has no URL to carry it: the auth frame does
     uint8_t rnd[16];
     s_random_bytes (rnd, sizeof rnd);
     static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
@@ -600,7 +602,8 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
     self->cfg.token = self->token;
     self->cfg.device = self->device;
     zim_sdk_conn_config_t ccfg = {self->url, self->cfg.connect_timeout_ms, self->cfg.backoff_min_ms,
-                                  self->cfg.backoff_max_ms, seed};
+                                  self->cfg.backoff_max_ms, seed, cfg->tls_ca_file};
+    self->cfg.tls_ca_file = NULL; //  the connection keeps its own copy
     zim_sdk_conn_hooks_t hooks = {s_on_connecting, s_on_open, s_on_message, s_on_writable,
                                   s_on_closed};
     self->conn = zim_sdk_conn_new (loop, &ccfg, &hooks, self);

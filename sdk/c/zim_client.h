@@ -146,7 +146,9 @@ typedef void (zim_client_count_fn) (zim_client_t *client, const char *room, uint
 //  Client configuration. Zero means "default" for every number; strings are
 //  copied by zim_client_new. Start from {0} and set what you need.
 typedef struct {
-    const char *url;    //  ws://HOST:PORT/PATH or wss://... (default ws://127.0.0.1:7700/ws)
+    const char *url;    //  ws://HOST:PORT/PATH or wss://..., or tcp://HOST:PORT for the
+                        //  gateway's raw TCP port (docs/PROTOCOL.md, "Raw TCP"; not with
+                        //  token_in_url) (default ws://127.0.0.1:7700/ws)
     const char *token;  //  the JWT (required)
     const char *device; //  device name for the sync cursor (NULL: the server's "default")
     bool token_in_url;  //  authenticate with ?token=&device= instead of an auth frame
@@ -185,6 +187,10 @@ typedef struct {
     zim_client_room_fn *on_signal;   //  a live signal
     zim_client_joined_fn *on_joined; //  joined or left a room
     zim_client_count_fn *on_count;   //  a room's count changed
+
+    const char *tls_ca_file; //  wss://: trust the certificate authorities of this PEM file
+                             //  (e.g. a self-signed server certificate) instead of the
+                             //  system's (NULL)
 } zim_client_config_t;
 
 //  ---------------------------------------------------------------------

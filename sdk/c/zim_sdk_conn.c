@@ -28,9 +28,11 @@ struct _zim_sdk_conn_t {
     char *address;               //  host from the url
     int port;                    //  port from the url
     bool ssl;                    //  wss://
+    bool raw;                    //  tcp://: raw TCP, each frame after its length (4 bytes BE)
     char *base_path;             //  path (and query) from the url, with leading '/'
     char *path;                  //  the request path sent (may carry a query)
     char *host_hdr;              //  Host and Origin header
+    char *ca_file;               //  wss://: the CAs to trust, NULL: the system's
     uint32_t connect_timeout_ms; //  deadline of an attempt
     uint32_t backoff_min_ms;     //  first reconnect delay
     uint32_t backoff_max_ms;     //  largest reconnect delay
@@ -48,6 +50,11 @@ struct _zim_sdk_conn_t {
     size_t rx_size, rx_alloc;   //  its bytes so far, and the buffer's size
     zim_sdk_timer_t t_connect;  //  starts the next attempt
     zim_sdk_timer_t t_deadline; //  ends an attempt that is not ready in time
+    uint8_t hdr[4];             //  tcp://: the length of the packet coming in
+    uint32_t hdr_got;           //  its bytes so far (4: in the payload)
+    uint32_t body_left;         //  payload bytes still to come
+    unsigned char *tx;          //  tcp://: the frames of one write, each after its length
+    size_t tx_alloc;            //  its size
 };
 
 static int s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -89,7 +96,10 @@ static int s_parse_url (zim_sdk_conn_t *self, const char *u)
 {
     if (strncmp (u, "ws://", 5) == 0)
         u += 5;
-    else if (strncmp (u, "wss://", 6) == 0) {
+    else if (strncmp (u, "tcp://", 6) == 0) {
+        u += 6;
+        self->raw = true;
+    } else if (strncmp (u, "wss://", 6) == 0) {
         u += 6;
         self->ssl = true;
     } else
@@ -118,6 +128,8 @@ static int s_parse_url (zim_sdk_conn_t *self, const char *u)
     }
     if (*u && *u != '/' && *u != '?')
         return -1;
+    if (self->raw && (*u || !strchr (host_end, ':')))
+        return -1; //  tcp://host:port, nothing more
     size_t hlen = (size_t)(host_end - host);
     self->address = zim_malloc (hlen + 1);
     memcpy (self->address, host, hlen);
@@ -172,6 +184,8 @@ static void s_free (zim_sdk_conn_t *self)
     free (self->base_path);
     free (self->path);
     free (self->host_hdr);
+    free (self->ca_file);
+    free (self->tx);
     free (self);
 }
 
@@ -194,6 +208,7 @@ static void s_end (zim_sdk_conn_t *self, int code, const char *text, bool refuse
     self->open = false;
     self->wsi = NULL;
     self->rx_size = 0;
+    self->hdr_got = 0;
     zim_sdk_timer_stop (&self->t_deadline);
     if (self->dead)
         return;
@@ -242,6 +257,15 @@ static void s_connect_timer (void *arg)
     ci.host = self->host_hdr;
     ci.origin = self->host_hdr;
     ci.ssl_connection = self->ssl ? LCCSCF_USE_SSL : 0;
+    if (self->raw)
+        ci.method = "RAW"; //  no HTTP, no WebSocket: lws's raw socket role
+    if (self->ssl && self->ca_file) {
+        ci.vhost = zim_sdk_loop_vhost (self->loop, self->ca_file);
+        if (!ci.vhost) {
+            s_end (self, ZIM_CLIENT_ERR_CONNECT, "cannot load the TLS CA file", false);
+            return;
+        }
+    }
     ci.local_protocol_name = s_protocols[0].name;
     ci.userdata = self;
     ci.opaque_user_data = self;
@@ -267,6 +291,7 @@ zim_sdk_conn_t *zim_sdk_conn_new (zim_loop_t *loop, const zim_sdk_conn_config_t 
     self->backoff_min_ms = cfg->backoff_min_ms;
     self->backoff_max_ms = cfg->backoff_max_ms;
     self->rng = cfg->seed | 1;
+    self->ca_file = cfg->tls_ca_file ? zim_strdup (cfg->tls_ca_file) : NULL;
     self->loop = loop;
     zim_sdk_loop_add_conn (loop, &self->member);
     zim_sdk_timer_init (&self->t_connect, loop, s_connect_timer, self);
@@ -394,9 +419,40 @@ size_t zim_sdk_conn_headroom (void)
     return LWS_PRE;
 }
 
+//  tcp://: writes the frames of payload, each after its length.
+static int s_write_raw (zim_sdk_conn_t *self, const unsigned char *payload, size_t len)
+{
+    size_t need = LWS_PRE + len + 4 * (len + 1); //  at most one length per byte, and one
+    if (need > self->tx_alloc) {
+        self->tx = zim_realloc (self->tx, need);
+        self->tx_alloc = need;
+    }
+    unsigned char *p = self->tx + LWS_PRE;
+    zim_rd_t rd;
+    zim_rd_init (&rd, payload, len);
+    while (zim_rd_left (&rd) > 0) {
+        const uint8_t *start = rd.pos;
+        size_t n = zim_rd_left (&rd);
+        if (zim_rd_skip (&rd, NULL) == 0)
+            n = (size_t)(rd.pos - start);
+        else //  not msgpack (we encode every frame): the rest as one
+            zim_rd_init (&rd, start + n, 0);
+        p[0] = (unsigned char)(n >> 24);
+        p[1] = (unsigned char)(n >> 16);
+        p[2] = (unsigned char)(n >> 8);
+        p[3] = (unsigned char)n;
+        memcpy (p + 4, start, n);
+        p += 4 + n;
+    }
+    size_t total = (size_t)(p - (self->tx + LWS_PRE));
+    return lws_write (self->wsi, self->tx + LWS_PRE, total, LWS_WRITE_RAW) < (int)total ? -1 : 0;
+}
+
 int zim_sdk_conn_write (zim_sdk_conn_t *self, unsigned char *payload, size_t len)
 {
-    if (!self->wsi || lws_write (self->wsi, payload, len, LWS_WRITE_BINARY) < (int)len) {
+    if (!self->wsi ||
+        (self->raw ? s_write_raw (self, payload, len)
+                   : lws_write (self->wsi, payload, len, LWS_WRITE_BINARY) < (int)len)) {
         s_record (self, ZIM_CLIENT_ERR_LOST, "write failed", false);
         return -1;
     }
@@ -417,7 +473,7 @@ void zim_sdk_conn_note (zim_sdk_conn_t *self, int code, const char *text)
 
 void zim_sdk_conn_bye (zim_sdk_conn_t *self)
 {
-    if (self->wsi)
+    if (self->wsi && !self->raw) //  tcp://: the FIN says it
         lws_close_reason (self->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
 }
 
@@ -462,6 +518,60 @@ static int s_on_receive (zim_sdk_conn_t *self, struct lws *wsi, const void *in, 
     return rc;
 }
 
+//  tcp://: takes bytes of the stream; each complete packet is a message.
+static int s_on_raw_rx (zim_sdk_conn_t *self, const unsigned char *in, size_t len)
+{
+    self->last_rx_us = zim_mono_us ();
+    while (len > 0 && !self->dead) {
+        if (self->hdr_got < 4) {
+            size_t take = 4 - self->hdr_got < len ? 4 - self->hdr_got : len;
+            memcpy (self->hdr + self->hdr_got, in, take);
+            self->hdr_got += (uint32_t)take;
+            in += take;
+            len -= take;
+            if (self->hdr_got < 4)
+                break;
+            self->body_left = (uint32_t)self->hdr[0] << 24 | (uint32_t)self->hdr[1] << 16 |
+                              (uint32_t)self->hdr[2] << 8 | self->hdr[3];
+            if (self->body_left > S_MAX_RX) {
+                s_record (self, ZIM_CLIENT_ERR_PROTOCOL, "server packet over the size limit", true);
+                return -1;
+            }
+            if (self->body_left == 0)
+                self->hdr_got = 0; //  an empty packet: nothing to hand over
+            continue;
+        }
+        size_t take = self->body_left < len ? self->body_left : len;
+        if (take == self->body_left && self->rx_size == 0) { //  whole in this read
+            self->hdr_got = 0;
+            self->body_left = 0;
+            if (self->hooks.message (self->arg, in, take))
+                return -1;
+        } else {
+            if (self->rx_size + take > self->rx_alloc) {
+                size_t alloc = self->rx_alloc ? self->rx_alloc : 65536;
+                while (alloc < self->rx_size + take)
+                    alloc *= 2;
+                self->rx = zim_realloc (self->rx, alloc);
+                self->rx_alloc = alloc;
+            }
+            memcpy (self->rx + self->rx_size, in, take);
+            self->rx_size += take;
+            self->body_left -= (uint32_t)take;
+            if (self->body_left == 0) {
+                size_t size = self->rx_size;
+                self->rx_size = 0;
+                self->hdr_got = 0;
+                if (self->hooks.message (self->arg, self->rx, size))
+                    return -1;
+            }
+        }
+        in += take;
+        len -= take;
+    }
+    return 0;
+}
+
 //  An attempt failed before the WebSocket opened.
 static void s_on_connection_error (zim_sdk_conn_t *self, struct lws *wsi, const char *in,
                                    size_t len)
@@ -492,6 +602,10 @@ static int s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLIENT_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
+    case LWS_CALLBACK_RAW_CONNECTED:
+    case LWS_CALLBACK_RAW_RX:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+    case LWS_CALLBACK_RAW_CLOSE:
         break;
     default:
         return 0;
@@ -507,7 +621,12 @@ static int s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *
             return 0;
         s_on_connection_error (self, wsi, in, len);
         return 0;
+    case LWS_CALLBACK_RAW_RX:
+        if (wsi != self->wsi || self->dead)
+            return -1;
+        return s_on_raw_rx (self, in, len) || self->dead ? -1 : 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_RAW_CONNECTED:
         if (wsi != self->wsi || self->dead)
             return -1;
         self->last_rx_us = zim_mono_us ();
@@ -518,6 +637,7 @@ static int s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *
             return -1;
         return s_on_receive (self, wsi, in, len) || self->dead ? -1 : 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_RAW_WRITEABLE:
         if (wsi != self->wsi || self->dead)
             return -1;
         return self->hooks.writable (self->arg) || self->dead ? -1 : 0;
@@ -533,6 +653,7 @@ static int s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *
         }
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_RAW_CLOSE:
     case LWS_CALLBACK_WSI_DESTROY:
         if (wsi == self->wsi)
             s_end (self, ZIM_CLIENT_ERR_LOST, "connection lost", false);
@@ -597,11 +718,12 @@ void zim_sdk_conn_test (bool verbose)
     s_t_seen_t seen;
     memset (&seen, 0, sizeof seen);
     zim_sdk_conn_hooks_t hooks = {s_t_connecting, s_t_open, s_t_message, s_t_open, s_t_closed};
-    zim_sdk_conn_config_t cfg = {NULL, 10000, 10, 40, 42};
+    zim_sdk_conn_config_t cfg = {NULL, 10000, 10, 40, 42, NULL};
 
     //  URLs.
     const char *bad_urls[] = {"http://x/ws",   "ws://",       "ws://:80/",   "ws://h:0/",
-                              "ws://h:99999/", "ws://h:12x/", "ws://[::1/ws"};
+                              "ws://h:99999/", "ws://h:12x/", "ws://[::1/ws",
+                              "tcp://h",       "tcp://h:7701/ws"};
     for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
         cfg.url = bad_urls[i];
         assert (zim_sdk_conn_new (loop, &cfg, &hooks, &seen) == NULL);
@@ -616,6 +738,10 @@ void zim_sdk_conn_test (bool verbose)
     assert (streq (c->path, "/ws?x=1&device=d"));
     zim_sdk_conn_destroy (&c);
     assert (c == NULL);
+    cfg.url = "tcp://127.0.0.1:7701";
+    c = zim_sdk_conn_new (loop, &cfg, &hooks, &seen);
+    assert (c && c->raw && !c->ssl && c->port == 7701 && streq (c->address, "127.0.0.1"));
+    zim_sdk_conn_destroy (&c);
     cfg.url = "ws://[::1]:7700";
     c = zim_sdk_conn_new (loop, &cfg, &hooks, &seen);
     assert (c && !c->ssl && c->port == 7700 && streq (c->address, "::1"));

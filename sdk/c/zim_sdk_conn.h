@@ -33,15 +33,17 @@ typedef struct {
 
 //  Settings; zim_sdk_conn_new copies what it needs.
 typedef struct {
-    const char *url;             //  ws[s]://host[:port][/path]
+    const char *url;             //  ws[s]://host[:port][/path], or tcp://host:port (raw TCP:
+                                 //  each frame after its length, 4 bytes big endian)
     uint32_t connect_timeout_ms; //  from the attempt's start to zim_sdk_conn_ready
     uint32_t backoff_min_ms;     //  first reconnect delay
     uint32_t backoff_max_ms;     //  largest reconnect delay
     uint64_t seed;               //  for the jitter
+    const char *tls_ca_file;     //  wss://: trust the CAs of this PEM file (NULL: the system's)
 } zim_sdk_conn_config_t;
 
 //  Creates an idle connection on loop. Returns NULL if the url is not a
-//  ws:// or wss:// URL.
+//  ws://, wss:// or tcp:// URL.
 zim_sdk_conn_t *zim_sdk_conn_new (zim_loop_t *loop, const zim_sdk_conn_config_t *cfg,
                                   const zim_sdk_conn_hooks_t *hooks, void *arg);
 

@@ -25,7 +25,16 @@ struct _zim_loop_t {
     int depth;                   //  > 0 while lws_service runs
     bool destroying;             //  inside zim_loop_destroy: no timers, no callbacks
     uint64_t events;             //  events handled so far (ends a zim_loop_run)
+    struct s_ca *cas;            //  client vhosts with their own CA file
 };
+
+//  A client vhost trusting the CAs of one file (zim_sdk_loop_vhost).
+typedef struct s_ca {
+    struct s_ca *next;
+    char *file;              //  the PEM file
+    char name[32];           //  the vhost's name (lws keeps the pointer)
+    struct lws_vhost *vhost; //  freed with the context
+} s_ca_t;
 
 //  Memory waiting to be freed.
 typedef struct {
@@ -106,6 +115,32 @@ bool zim_sdk_timer_armed (const zim_sdk_timer_t *self)
 
 //  ---------------------------------------------------------------------
 //  The loop.
+
+struct lws_vhost *zim_sdk_loop_vhost (zim_loop_t *self, const char *ca_file)
+{
+    size_t n = 0;
+    for (s_ca_t *ca = self->cas; ca; ca = ca->next, n++)
+        if (strcmp (ca->file, ca_file) == 0)
+            return ca->vhost;
+    s_ca_t *ca = zim_calloc (1, sizeof *ca);
+    snprintf (ca->name, sizeof ca->name, "zim-ca-%zu", n);
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = zim_sdk_conn_protocols ();
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.client_ssl_ca_filepath = ca_file;
+    info.vhost_name = ca->name;
+    ca->vhost = lws_create_vhost (self->ctx, &info);
+    if (!ca->vhost) {
+        free (ca);
+        return NULL;
+    }
+    ca->file = zim_strdup (ca_file);
+    ca->next = self->cas;
+    self->cas = ca;
+    return ca->vhost;
+}
 
 struct lws_context *zim_sdk_loop_context (zim_loop_t *self)
 {
@@ -237,6 +272,12 @@ void zim_loop_destroy (zim_loop_t **self_p)
     //  closes every wsi: their callbacks end each connection, silently
     self->depth++;
     lws_context_destroy (self->ctx);
+    while (self->cas) {
+        s_ca_t *ca = self->cas;
+        self->cas = ca->next;
+        free (ca->file);
+        free (ca);
+    }
     self->depth--;
     lws_start_foreach_dll_safe (struct lws_dll2 *, d, next, self->conns.head)
     {

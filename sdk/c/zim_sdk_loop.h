@@ -49,6 +49,11 @@ bool zim_sdk_timer_armed (const zim_sdk_timer_t *self);
 //  The lws context of the loop.
 struct lws_context *zim_sdk_loop_context (zim_loop_t *self);
 
+//  The client vhost that trusts the certificate authorities of ca_file
+//  (PEM) for wss://, made at the first call for that file and kept until
+//  the loop goes; NULL if lws cannot load the file.
+struct lws_vhost *zim_sdk_loop_vhost (zim_loop_t *self, const char *ca_file);
+
 //  Counts one event for zim_loop_run (which returns once one happened).
 void zim_sdk_loop_event (zim_loop_t *self);
 

@@ -31,11 +31,13 @@ export function removeDir(dir) {
 
 const READY = / ready: ws=ws:\/\/[^\s/]*:(\d+)\/ws admin=(\S+) /;
 
-/** Starts zim-server on dataDir (port 0: any free port). Resolves when it
-    logs its ready line, with { proc, port, url, secret, log, kill(signal), exited }. */
-export function startServer(dataDir, port = 0, { timeout = 20000 } = {}) {
+/** Starts zim-server on dataDir (port 0: any free port; extraArgs: more
+    options). Resolves when it logs its ready line, with { proc, port, url,
+    wssPort (with --tls-port: the WSS port from the listening line), secret,
+    log, kill(signal), exited }. */
+export function startServer(dataDir, port = 0, { timeout = 20000, extraArgs = [] } = {}) {
     return new Promise((resolvePromise, reject) => {
-        const args = ['--port', String(port), '--admin', 'tcp://127.0.0.1:*', '--data', dataDir, '--sync', 'none', '--api', 'none'];
+        const args = ['--port', String(port), '--admin', 'tcp://127.0.0.1:*', '--data', dataDir, '--sync', 'none', '--api', 'none', ...extraArgs];
         const proc = spawn(serverBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         let log = '';
         let done = false;
@@ -61,6 +63,7 @@ export function startServer(dataDir, port = 0, { timeout = 20000 } = {}) {
                     proc,
                     port: p,
                     url: `ws://127.0.0.1:${p}/ws`,
+                    wssPort: Number((/, WSS on (\d+)/.exec(log) ?? [])[1]) || undefined,
                     admin: m[2],
                     secret,
                     get log() {
