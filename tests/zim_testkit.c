@@ -645,9 +645,14 @@ int tk_node_start (tk_cluster_t *c, tk_node_t *n)
     if (n->starts == 0 && !n->admin[0])
         s_node_ports (n);
     int rc = s_node_run (c, n);
-    for (int retry = 0; rc == -2 && may_move && retry < 3; retry++) {
-        fprintf (stderr, "%s: trying other ports\n", n->name);
-        s_node_ports (n);
+    for (int retry = 0; rc == -2 && retry < 3; retry++) {
+        //  A router that must keep its bind endpoint may still move its
+        //  admin endpoint: no other node knows it.
+        fprintf (stderr, "%s: trying other ports%s\n", n->name, may_move ? "" : " (admin only)");
+        if (may_move)
+            s_node_ports (n);
+        else
+            snprintf (n->admin, sizeof n->admin, "tcp://127.0.0.1:%d", tk_free_port ());
         rc = s_node_run (c, n);
     }
     return rc == 0 ? 0 : -1;

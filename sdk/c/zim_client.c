@@ -262,6 +262,15 @@ static bool s_retryable (int64_t code)
 }
 
 //  error: a request failed, or the connection is in trouble.
+
+//  The codes of a refused token (docs/PROTOCOL.md, 4011-4018): this token
+//  will not work, so waiting for the server's auth_timeout is pointless.
+static bool s_token_refused (int code)
+{
+    return code == ZIM_ERR_BAD_TOKEN || code == ZIM_ERR_TOKEN_EXPIRED ||
+           code == ZIM_ERR_TOKEN_NOT_YET || code == ZIM_ERR_TOKEN_CLAIMS ||
+           code == ZIM_ERR_TOKEN_ALG;
+}
 static void s_on_error (zim_client_t *self, const zim_sdk_frame_t *f)
 {
     char text[256], cid[ZIM_CLIENT_CID_SIZE];
@@ -292,9 +301,7 @@ static void s_on_error (zim_client_t *self, const zim_sdk_frame_t *f)
     }
     //  A connection-level error. Before auth_ok an auth failure ends the
     //  connection: nothing else can work with this token.
-    if (self->state == ZIM_CLIENT_OPEN &&
-        (code == ZIM_ERR_BAD_TOKEN || code == ZIM_ERR_TOKEN_EXPIRED ||
-         code == ZIM_ERR_AUTH_REQUIRED)) {
+    if (self->state == ZIM_CLIENT_OPEN && (s_token_refused (code) || code == ZIM_ERR_AUTH_REQUIRED)) {
         zim_sdk_conn_fail (self->conn, code, text);
         s_emit_error (self, code, text, NULL, false, 0);
         return;
@@ -489,8 +496,7 @@ static void s_on_closed (void *arg, int code, const char *text, bool refused)
     uint64_t mark = zim_sdk_reqs_rid (self->reqs), rid;
     while (!self->dead && zim_sdk_reqs_take (self->reqs, mark, &rid))
         s_emit_error (self, ZIM_CLIENT_ERR_LOST, why, NULL, true, rid);
-    bool fatal =
-        code == ZIM_ERR_BAD_TOKEN || code == ZIM_ERR_TOKEN_EXPIRED || code == ZIM_ERR_AUTH_REQUIRED;
+    bool fatal = s_token_refused (code) || code == ZIM_ERR_AUTH_REQUIRED;
     bool again = self->cfg.reconnect && !self->closing && !fatal && !s_quiet (self);
     if (self->cfg.retry)
         zim_sdk_sendq_requeue_all (self->sendq);

@@ -9,7 +9,7 @@
 
 import { concat, decodeFramesLenient, encodeFrame, frames, type Frame } from './codec.js';
 import { Emitter } from './emitter.js';
-import { ErrorCode, RETRYABLE_SEND_CODES, ZimError } from './errors.js';
+import { ErrorCode, RETRYABLE_SEND_CODES, TOKEN_REFUSED, ZimError } from './errors.js';
 import { isWsPackage, openTransport, resolveWebSocket, type Transport, type WebSocketCtor } from './transport.js';
 
 /** Connection state. `disconnected` means a reconnect is scheduled; `closed`
@@ -937,7 +937,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             }
         }
         const err = new ZimError(code, text);
-        if (!this.authed && (code === ErrorCode.BAD_TOKEN || code === ErrorCode.TOKEN_EXPIRED)) {
+        if (!this.authed && TOKEN_REFUSED.has(code)) {
             const t = this.t;
             this.teardown();
             t?.close(1000, 'bad token');

@@ -13,6 +13,11 @@ export const ErrorCode = {
     BAD_TOKEN: 4011,
     TOKEN_EXPIRED: 4012,
     ALREADY_AUTHED: 4013,
+    AUTH_TIMEOUT: 4014,
+    AUTH_FAILURES: 4015,
+    TOKEN_NOT_YET: 4016,
+    TOKEN_CLAIMS: 4017,
+    TOKEN_ALG: 4018,
     RATE_LIMITED: 4029,
     FORBIDDEN: 4030,
     NOT_MEMBER: 4040,
@@ -42,6 +47,17 @@ export type LocalErrorCode =
     | 'transport' //  no WebSocket implementation, or the socket failed
     | 'token' //  getToken() failed
     | 'protocol'; //  the server sent something undecodable
+
+/** Server error codes of a refused token (4011, 4012, 4016-4018): the
+    connection cannot authenticate with it, so the SDK does not wait for
+    the server's auth_timeout (a fresh token comes from getToken, if set). */
+export const TOKEN_REFUSED: ReadonlySet<number> = new Set<number>([
+    ErrorCode.BAD_TOKEN,
+    ErrorCode.TOKEN_EXPIRED,
+    ErrorCode.TOKEN_NOT_YET,
+    ErrorCode.TOKEN_CLAIMS,
+    ErrorCode.TOKEN_ALG,
+]);
 
 /** Server error codes after which the SDK retries a send with the same cid. */
 export const RETRYABLE_SEND_CODES: ReadonlySet<number> = new Set([

@@ -20,7 +20,7 @@ export {
     type ZimClientEvents,
     type ZimClientOptions,
 } from './client.js';
-export { ZimError, ErrorCode, RETRYABLE_SEND_CODES, type LocalErrorCode } from './errors.js';
+export { ZimError, ErrorCode, RETRYABLE_SEND_CODES, TOKEN_REFUSED, type LocalErrorCode } from './errors.js';
 export { Emitter, type Listener } from './emitter.js';
 export { encodeFrame, encodeFrames, decodeFrames, decodeFramesLenient, concat, frames, type Frame } from './codec.js';
 export type { WebSocketCtor, WebSocketLike } from './transport.js';

@@ -106,7 +106,9 @@ test('a live msg after a gap triggers a sync that fills it, in order', async () 
     const rb = record(b);
     await Promise.all([a.connect(), b.connect()]);
     await a.send('bob', 'one');
-    await waitFor(() => rb.messages.length === 1);
+    // ... and bob's syncs are over: a round still to go (his sync on
+    // connect crossed 'one') would fetch 'two' and leave no gap.
+    await waitFor(() => rb.messages.length === 1 && b.syncing === null);
     server.skipLive.add('bob');
     await a.send('bob', 'two');
     await a.send('bob', 'three');
@@ -353,6 +355,24 @@ test('getToken with frame auth: error 4011 then a fresh token', async () => {
     });
     await a.connect();
     assert.equal(calls, 2);
+});
+
+test('frame auth refused with 4016, 4017 or 4018: a fresh token at once, not after the server gives up', { timeout: 20000 }, async () => {
+    for (const code of [4016, 4017, 4018]) {
+        server.authRefusal = code;
+        let calls = 0;
+        const a = client('alice', {
+            token: undefined,
+            auth: 'frame',
+            connectTimeout: 60000, // the server's auth_timeout is what an SDK that waited would hit
+            getToken: () => (++calls === 1 ? 'garbage' : tok('alice')),
+        });
+        const ra = record(a);
+        await a.connect();
+        assert.equal(calls, 2);
+        assert.equal(ra.errors[0].code, code);
+        await a.close();
+    }
 });
 
 test('server error codes: non-retryable rejects with the code, retryable is retried with the same cid', async () => {

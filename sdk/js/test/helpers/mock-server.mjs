@@ -41,6 +41,7 @@ export class MockServer {
         this.failNext = []; // codes to answer the next sends with, instead of storing
         this.duplicateLive = false; // deliver every live msg twice
         this.failSyncs = 0; // answer the next N syncs with 5030
+        this.authRefusal = 4011; // the code a refused auth frame gets (4011, 4012, 4016-4018)
         this.staleSyncs = new Map(); // uid -> N: that user's next N syncs of a non-empty inbox miss its newest message (a live msg ahead of what sync reads)
         this.pageBytes = 0; // bound sync/history pages by their messages' encoded bytes (0: by count only)
         this.closeAfterPages = 0; // close the connection right after the Nth page from now (0: never)
@@ -139,7 +140,7 @@ export class MockServer {
         if (f.op === 'auth') {
             if (c.uid) return this.write(c, { op: 'error', code: 4013, text: 'already authed' });
             const claims = this.refuseTokens ? null : verifyToken(f.token);
-            if (!claims) return this.write(c, { op: 'error', code: 4011, text: 'bad token' });
+            if (!claims) return this.write(c, { op: 'error', code: this.authRefusal, text: 'token refused' });
             if (f.device) c.device = f.device;
             return this.authOk(c, claims);
         }
