@@ -46,21 +46,21 @@
 
 //  The loop's state.
 typedef struct {
-    zim_edge_t *edge;        //  settings, counters, sessions, links
-    uv_loop_t loop;          //  the loop
-    zim_uvzmq_t *uz;         //  the pipe and the backbone sockets on it
-    zim_listener_t *shared;  //  reuse_port: our own listening socket, or NULL
-    uv_timer_t timer;        //  deadlines, PINGs, the links' tick
-    struct lws_context *ctx; //  libwebsockets context on loop
-    struct lws_vhost *vhost; //  the listening vhost
-    struct lws_vhost *tls;   //  the WSS vhost beside it (tls_port), or NULL
+    zim_edge_t *edge;           //  settings, counters, sessions, links
+    uv_loop_t loop;             //  the loop
+    zim_uvzmq_t *uz;            //  the pipe and the backbone sockets on it
+    zim_listener_t *shared;     //  reuse_port: our own listening socket, or NULL
+    uv_timer_t timer;           //  deadlines, PINGs, the links' tick
+    struct lws_context *ctx;    //  libwebsockets context on loop
+    struct lws_vhost *vhost;    //  the listening vhost
+    struct lws_vhost *tls;      //  the WSS vhost beside it (tls_port), or NULL
     zim_listener_t *shared_tls; //  reuse_port: the WSS port's listening socket, or NULL
-    zim_tcp_t *tcp;          //  raw TCP clients (tcp_port), or NULL
-    lws_retry_bo_t retry;    //  all zero: no lws validity timer per connection
-    int64_t tick_ms;         //  when the links' next tick is due
-    int64_t stop_ms;         //  $TERM: when to stop waiting for closes
-    bool stopping;           //  $TERM came: connections are closing
-    bool stopped;            //  the context is being destroyed
+    zim_tcp_t *tcp;             //  raw TCP clients (tcp_port), or NULL
+    lws_retry_bo_t retry;       //  all zero: no lws validity timer per connection
+    int64_t tick_ms;            //  when the links' next tick is due
+    int64_t stop_ms;            //  $TERM: when to stop waiting for closes
+    bool stopping;              //  $TERM came: connections are closing
+    bool stopped;               //  the context is being destroyed
 } s_loop_t;
 
 //  What libwebsockets keeps per connection: a pointer to ours.
@@ -416,8 +416,9 @@ static int s_start (void *arg)
     bool tls = edge->tls_cert != NULL;
     bool tls_beside = tls && edge->tls_port >= 0;
     memset (&self->retry, 0, sizeof self->retry);
-    self->vhost = s_vhost (self, "zim", edge->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER
-                                                         : (int)edge->port, //  0: ephemeral
+    self->vhost = s_vhost (self, "zim",
+                           edge->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER
+                                            : (int)edge->port, //  0: ephemeral
                            tls && !tls_beside);
     if (self->vhost && edge->reuse_port) //  zim_listener accepts, the vhost adopts
         self->shared =
@@ -430,9 +431,9 @@ static int s_start (void *arg)
         return -1;
     }
     if (tls_beside) {
-        self->tls = s_vhost (self, "zim-tls",
-                             edge->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)edge->tls_port,
-                             true);
+        self->tls =
+            s_vhost (self, "zim-tls",
+                     edge->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)edge->tls_port, true);
         if (self->tls && edge->reuse_port)
             self->shared_tls = zim_listener_new (&self->loop, edge->iface, (int)edge->tls_port,
                                                  s_on_accept_tls, self);

@@ -55,18 +55,18 @@ struct s_conn {
 };
 
 struct _zim_tcp_t {
-    zim_edge_t *edge;          //  settings, counters, sessions
-    uv_loop_t *loop;           //  the gateway's loop
-    zim_listener_t *listener;  //  the listening socket
-    uv_idle_t idle;            //  runs while connections wait to be flushed
-    uv_timer_t timer;          //  frees lingering connections past their time
-    s_conn_t *conns;           //  connections with a session
-    s_conn_t *lingering;       //  connections closing
-    s_conn_t *flush;           //  connections to serve at the next turn
-    zim_tcp_kick_fn *kick;     //  after input
-    void *arg;                 //  its argument
-    bool closed;               //  zim_tcp_close ran
-    uint8_t rbuf[S_RBUF];      //  what read() returns
+    zim_edge_t *edge;         //  settings, counters, sessions
+    uv_loop_t *loop;          //  the gateway's loop
+    zim_listener_t *listener; //  the listening socket
+    uv_idle_t idle;           //  runs while connections wait to be flushed
+    uv_timer_t timer;         //  frees lingering connections past their time
+    s_conn_t *conns;          //  connections with a session
+    s_conn_t *lingering;      //  connections closing
+    s_conn_t *flush;          //  connections to serve at the next turn
+    zim_tcp_kick_fn *kick;    //  after input
+    void *arg;                //  its argument
+    bool closed;              //  zim_tcp_close ran
+    uint8_t rbuf[S_RBUF];     //  what read() returns
 };
 
 static void s_conn_serve (s_conn_t *c);
@@ -619,7 +619,8 @@ static char *s_test_recv (uv_loop_t *loop, int fd, int64_t *code)
     uint8_t len[4], buf[512];
     if (s_test_read (loop, fd, len, 4))
         return NULL;
-    uint32_t size = (uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3];
+    uint32_t size =
+        (uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3];
     assert (size <= sizeof buf && s_test_read (loop, fd, buf, size) == 0);
     zim_rd_t rd;
     zim_rd_init (&rd, buf, size);
@@ -692,7 +693,11 @@ void zim_tcp_test (bool verbose)
     //  before auth (4010).
     s_test_send (fd, "\xc1", 1);
     s_test_expect (&loop, fd, "error", ZIM_ERR_MALFORMED);
-    const uint8_t send_op[] = "\x84\xa2op\xa4send\xa2to\xa3" "bob\xa3" "cid\xa2" "c1\xa4" "body\xa1x";
+    const uint8_t send_op[] = "\x84\xa2op\xa4send\xa2to\xa3"
+                              "bob\xa3"
+                              "cid\xa2"
+                              "c1\xa4"
+                              "body\xa1x";
     s_test_send (fd, send_op, sizeof send_op - 1);
     s_test_expect (&loop, fd, "error", ZIM_ERR_AUTH_REQUIRED);
     assert (edge->bad_frames == 1);

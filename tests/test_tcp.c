@@ -121,7 +121,8 @@ static int s_recv (int fd, s_frame_t *f, int timeout_ms)
     uint8_t len[4];
     if (s_read (fd, len, 4, timeout_ms))
         return -1;
-    uint32_t size = (uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3];
+    uint32_t size =
+        (uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3];
     ck_assert_uint_le (size, 1 << 20);
     uint8_t *buf = malloc (size ? size : 1);
     ck_assert_int_eq (s_read (fd, buf, size, timeout_ms), 0);

@@ -9,6 +9,7 @@
     verifying the self-signed certificate) succeed on whichever worker.
 */
 #include "msg/zim_msg.h"
+#include "tests/zim_rawws.h"
 #include "tests/zim_testkit.h"
 
 #include <arpa/inet.h>
@@ -58,6 +59,18 @@ static int s_tcp_login (int port, const char *token, const char *device)
         return -1;
     }
     return fd;
+}
+
+//  Whether port on 127.0.0.1 can be bound now.
+static bool s_port_free (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    bool ok = fd >= 0 && bind (fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close (fd);
+    return ok;
 }
 
 //  Whether the next packet on fd (within 5 s) holds op; false on EOF.
@@ -177,6 +190,12 @@ START_TEST (test_two_workers)
     snprintf (tcp_port, sizeof tcp_port, "%d", tk_free_port ());
     snprintf (tls_port, sizeof tls_port, "%d", tk_free_port ());
     ck_assert_str_ne (tcp_port, tls_port);
+    //  Metrics: worker K serves on PORT+K, so both must be free.
+    int mport = tk_free_port ();
+    for (int i = 0; i < 50 && !(mport > 0 && s_port_free (mport + 1)); i++)
+        mport = tk_free_port ();
+    char metrics[32];
+    snprintf (metrics, sizeof metrics, "127.0.0.1:%d", mport);
     pid_t sup = fork ();
     ck_assert_int_ge (sup, 0);
     if (sup == 0) {
@@ -186,7 +205,7 @@ START_TEST (test_two_workers)
         const char *argv[] = {program, "--workers", "2", "--name", "gw-9", "--admin", admin,
                               "--data", cl.dir, "--router", cl.router, "--port", "0",
                               "--interface", "127.0.0.1", "--tcp", tcp_port, "--tls-cert", cert,
-                              "--tls-key", key, "--tls-port", tls_port,
+                              "--tls-key", key, "--tls-port", tls_port, "--metrics", metrics,
                               cl.curve ? "--curve" : NULL, NULL};
         execv (program, (char **)argv);
         _exit (127);
@@ -237,6 +256,9 @@ START_TEST (test_two_workers)
     free (dave);
     int tcp0 = s_sockets (kids[0]) - base[0] - got0, tcp1 = s_sockets (kids[1]) - base[1] - got1;
     ck_assert_msg (tcp0 > 2 && tcp1 > 2, "tcp connections per worker: %d and %d", tcp0, tcp1);
+    //  Each worker's metrics on its own port.
+    ck_assert_int_eq (zim_rawws_http_get ("127.0.0.1", mport, "/metrics", NULL, NULL, 0), 200);
+    ck_assert_int_eq (zim_rawws_http_get ("127.0.0.1", mport + 1, "/metrics", NULL, NULL, 0), 200);
     //  WSS handshakes, verified against the certificate, on both workers
     //  (the kernel spreads them; 10 all on one worker: 1 in 512).
     for (int i = 0; i < 10; i++) {

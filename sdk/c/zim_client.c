@@ -607,8 +607,12 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
     self->cfg.url = self->url;
     self->cfg.token = self->token;
     self->cfg.device = self->device;
-    zim_sdk_conn_config_t ccfg = {self->url, self->cfg.connect_timeout_ms, self->cfg.backoff_min_ms,
-                                  self->cfg.backoff_max_ms, seed, cfg->tls_ca_file};
+    zim_sdk_conn_config_t ccfg = {self->url,
+                                  self->cfg.connect_timeout_ms,
+                                  self->cfg.backoff_min_ms,
+                                  self->cfg.backoff_max_ms,
+                                  seed,
+                                  cfg->tls_ca_file};
     self->cfg.tls_ca_file = NULL; //  the connection keeps its own copy
     zim_sdk_conn_hooks_t hooks = {s_on_connecting, s_on_open, s_on_message, s_on_writable,
                                   s_on_closed};

@@ -721,9 +721,9 @@ void zim_sdk_conn_test (bool verbose)
     zim_sdk_conn_config_t cfg = {NULL, 10000, 10, 40, 42, NULL};
 
     //  URLs.
-    const char *bad_urls[] = {"http://x/ws",   "ws://",       "ws://:80/",   "ws://h:0/",
-                              "ws://h:99999/", "ws://h:12x/", "ws://[::1/ws",
-                              "tcp://h",       "tcp://h:7701/ws"};
+    const char *bad_urls[] = {"http://x/ws",  "ws://",         "ws://:80/",
+                              "ws://h:0/",    "ws://h:99999/", "ws://h:12x/",
+                              "ws://[::1/ws", "tcp://h",       "tcp://h:7701/ws"};
     for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
         cfg.url = bad_urls[i];
         assert (zim_sdk_conn_new (loop, &cfg, &hooks, &seen) == NULL);
