@@ -6,6 +6,8 @@
 #include "msg/zim_util.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 
 //  At most this many gateways are accounted; one that has nothing queued
@@ -136,31 +138,43 @@ static s_gate_t *s_gate (zim_deliver_t *self, const void *gw, size_t len)
     return self->last = gate;
 }
 
+//  An OUT that did not leave: counted and logged (rate-limited), so that a
+//  delivery lost here is never silent. err is errno of the failed send, or
+//  0 (no front socket, no room for the gateway's entry).
+static int s_unroutable (zim_deliver_t *self, const void *gw, size_t gw_len, uint32_t n, int err)
+{
+    self->stats->unroutable++;
+    if (self->shell)
+        zim_shell_warn (self->shell,
+                        "OUT to gateway %.*s (%" PRIu32 " connection(s)) dropped: %s: "
+                        "those clients get it by sync",
+                        (int)gw_len, (const char *)gw, n,
+                        err == EHOSTUNREACH ? "gateway not connected"
+                        : err == EAGAIN     ? "its queue is full"
+                        : err               ? zmq_strerror (err)
+                                            : "no front socket, or no room for the gateway");
+    return -1;
+}
+
 int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const uint64_t *conns,
                      uint32_t n)
 {
     zim_wr_reset (&self->wr);
     zim_out_encode (&self->wr, conns, n, (zim_str_t){self->fr.data, self->fr.size});
     size_t size = self->wr.size;
-    if (!self->front) {
-        self->stats->unroutable++;
-        return -1;
-    }
+    if (!self->front)
+        return s_unroutable (self, gw, gw_len, n, 0);
     //  Small OUTs (acks, errors, short messages: most of them) are bounded
     //  by the socket's message HWM alone, and sent as they always were.
     if (size <= ZIM_DELIVER_SMALL) {
         if (zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
-            zmq_send (self->front, self->wr.data, size, ZMQ_DONTWAIT) == -1) {
-            self->stats->unroutable++;
-            return -1;
-        }
+            zmq_send (self->front, self->wr.data, size, ZMQ_DONTWAIT) == -1)
+            return s_unroutable (self, gw, gw_len, n, zmq_errno ());
         return 0;
     }
     s_gate_t *gate = s_gate (self, gw, gw_len);
-    if (!gate) {
-        self->stats->unroutable++;
-        return -1;
-    }
+    if (!gate)
+        return s_unroutable (self, gw, gw_len, n, 0);
     size_t queued = atomic_load_explicit (&gate->bytes, memory_order_relaxed);
     //  Spent once max_out_bytes are queued: one OUT may overshoot it, so
     //  that one larger than the whole budget still goes when the gateway
@@ -182,10 +196,8 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
         self->stats->out_dropped++;
         return ZIM_EFULL;
     }
-    if (zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-        self->stats->unroutable++;
-        return -1;
-    }
+    if (zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+        return s_unroutable (self, gw, gw_len, n, zmq_errno ());
     //  Zero-copy, so that libzmq tells (s_held_free) when the bytes are gone.
     s_held_t *held = zim_malloc (sizeof *held + size);
     *held = (s_held_t){gate, size};
@@ -195,9 +207,9 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
     zmq_msg_t msg;
     zmq_msg_init_data (&msg, held + 1, size, s_held_free, held);
     if (zmq_msg_send (&msg, self->front, ZMQ_DONTWAIT) == -1) {
+        int err = zmq_errno ();
         zmq_msg_close (&msg);
-        self->stats->unroutable++;
-        return -1;
+        return s_unroutable (self, gw, gw_len, n, err);
     }
     return 0;
 }

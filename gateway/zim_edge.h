@@ -90,6 +90,8 @@ typedef struct {
     uint64_t too_large;                        //  closed with 4002
     uint64_t unavailable;                      //  answered 5030 (broker unreachable)
     uint64_t bad_messages;                     //  undecodable backbone messages
+    uint64_t out_gone;                         //  OUT entries for a connection not held
+    uint64_t out_closing;                      //  frames for a closing connection, dropped
     uint64_t presence_dropped;                 //  PRESENCE a router queue did not take
     uint64_t reannounces;                      //  every session announced again to a router
     uint64_t http_requests;                    //  plain HTTP requests

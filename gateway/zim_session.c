@@ -217,8 +217,10 @@ static void s_append (zim_session_t *self, const void *data, size_t size)
 void zim_session_write (zim_session_t *self, const void *data, size_t size, bool reply)
 {
     zim_edge_t *edge = self->edge;
-    if (self->close_code)
+    if (self->close_code) {
+        edge->out_closing++;
         return; //  closing: nothing more goes out but what is queued
+    }
     if (reply) {
         //  Bounded by max_reads_inflight pages: never a slow consumer.
         self->replies++;
@@ -516,8 +518,8 @@ void zim_session_test (bool verbose)
     assert (zim_session_closing (s) && edge->slow_consumer_drops == 1);
     assert (zim_session_pending (s) > 0 && zim_session_pending (s) < 64);
     assert (zim_session_pending_replies (s) == 0);
-    zim_session_write (s, page, 10, false); //  closing: dropped
-    assert (zim_session_pending (s) < 64);
+    zim_session_write (s, page, 10, false); //  closing: dropped, counted
+    assert (zim_session_pending (s) < 64 && edge->out_closing == 1);
     assert (zim_session_writable (s) == 0);  //  the error goes out
     assert (zim_session_writable (s) == -1); //  then the close
     zim_session_destroy (&s);
