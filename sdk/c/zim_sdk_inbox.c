@@ -19,6 +19,7 @@
 #define S_HELD_BYTES (4u << 20) //  and their bytes
 #define S_GAP_GRACE_US 300000   //  wait this long for a missing seq before syncing
 #define S_RETRY_US 1000000      //  after a failed sync, wait this long
+#define S_SYNC_TIMEOUT_US 15000000 //  a sync unanswered this long is asked again
 
 //  A live message held back until the seqs before it are in, or an own
 //  ack's seq (frame NULL) that fills a place in the order.
@@ -38,6 +39,7 @@ struct _zim_sdk_inbox_t {
     bool online;                 //  syncs can go out
     bool gone;                   //  deliver said the owner is gone
     bool syncing;                //  one of our syncs is in flight
+    uint64_t sync_timeouts;      //  syncs asked again for want of an answer
     uint64_t sync_rid;           //  its request id
     bool resync;                 //  sync again (held overflow, failed sync)
     uint64_t not_before;         //  no sync before this (mono us), after a failure
@@ -140,7 +142,10 @@ static void s_sync (zim_sdk_inbox_t *self)
     int64_t since = self->last_seq >= 0 ? self->last_seq : self->start;
     self->syncing = true;
     self->resync = false;
+    //  While it is out, the gap timer is its deadline: an answer that never
+    //  comes must not hold every later live message back for good.
     zim_sdk_timer_stop (&self->t_gap);
+    zim_sdk_timer_start_by (&self->t_gap, S_SYNC_TIMEOUT_US);
     self->sync_rid = self->hooks.sync (self->arg, since, self->limit);
 }
 
@@ -148,6 +153,13 @@ static void s_sync (zim_sdk_inbox_t *self)
 static void s_gap_timer (void *arg)
 {
     zim_sdk_inbox_t *self = arg;
+    if (self->syncing && self->online && !self->gone) {
+        //  No answer to our sync: ask again (a late page has another rid
+        //  and is ignored).
+        self->sync_timeouts++;
+        s_sync (self);
+        return;
+    }
     if (self->online && !self->syncing && !self->gone && (self->nheld > 0 || self->resync))
         s_sync (self);
 }
@@ -445,12 +457,20 @@ void zim_sdk_inbox_test (bool verbose)
     assert (in->nheld < S_HELD_MAX && in->resync && zim_sdk_timer_armed (&in->t_gap));
     s_gap_timer (in);
     assert (seen.syncs == 9 && seen.since == 23 && !in->resync);
+    //  ... and that sync's answer never comes: asked again at its
+    //  deadline (the timer is armed while it is out); a late answer to the
+    //  old one is not ours.
+    uint64_t lost = seen.rid;
+    assert (in->syncing && zim_sdk_timer_armed (&in->t_gap));
+    s_gap_timer (in);
+    assert (seen.syncs == 10 && in->sync_timeouts == 1 && seen.since == 23);
+    assert (!zim_sdk_inbox_owns (in, lost) && zim_sdk_inbox_owns (in, seen.rid));
 
     //  An owner gone inside deliver stops the page where it is.
     size_t before = seen.delivered;
     seen.stop_after = before + 2;
     s_t_page (in, 24, 30, true);
-    assert (seen.delivered == before + 2 && seen.syncs == 9);
+    assert (seen.delivered == before + 2 && seen.syncs == 10);
     s_t_live (in, 31);
     assert (seen.delivered == before + 2);
     zim_sdk_inbox_destroy (&in);
