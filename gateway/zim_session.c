@@ -298,9 +298,13 @@ int zim_session_writable (zim_session_t *self)
     }
     if (self->ping_due && !self->close_code) {
         //  One lws_write per callback: the PING goes alone.
-        static uint8_t ping[LWS_PRE + 1];
+        //  With a payload: lws 4.1 gives no RECEIVE_PONG for an empty
+        //  PONG, and a client that answers PINGs but sends nothing else
+        //  would be cut as unresponsive after two intervals + 10 s.
+        uint8_t ping[LWS_PRE + 4] = {0};
+        memcpy (ping + LWS_PRE, "zim", 4);
         self->ping_due = false;
-        if (self->wsi && lws_write (self->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+        if (self->wsi && lws_write (self->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
             return -1;
         return 0;
     }

@@ -331,6 +331,7 @@ static char *s_dup (const void *data, size_t len)
 int zim_rawws_recv (zim_rawws_t *self, int timeout_ms, int *opcode, char **data, size_t *len)
 {
     int64_t deadline = s_now_ms () + timeout_ms;
+    bool filled = false; //  a timeout of 0 still reads what has arrived
     while (true) {
         if (self->close_seen)
             return -2;
@@ -427,10 +428,14 @@ int zim_rawws_recv (zim_rawws_t *self, int timeout_ms, int *opcode, char **data,
         if (self->eof)
             return -2;
         int left = (int) (deadline - s_now_ms ());
-        if (left <= 0)
+        if (left < 0 || (left == 0 && filled))
             return -1;
-        if (s_fill (self, left) < 0 && self->in_len == 0)
+        int got = s_fill (self, left);
+        if (got < 0 && self->in_len == 0)
             return -2;
+        filled = true;
+        if (got == 0 && left == 0)
+            return -1;
     }
 }
 

@@ -49,9 +49,9 @@ int zim_rawws_send_frame (zim_rawws_t *self, bool fin, int opcode, const void *d
 //  Writes raw bytes to the socket, unframed (to test bad framing).
 int zim_rawws_send_raw (zim_rawws_t *self, const void *data, size_t len);
 
-//  Receives the next message within timeout_ms: text, binary (fragments
-//  reassembled) or close (opcode 8, data = the close payload: 2-byte status
-//  and reason). Server PINGs are answered with PONG and counted, not
+//  Receives the next message within timeout_ms (0: only what has arrived
+//  already): text, binary (fragments reassembled) or close (opcode 8, data =
+//  the close payload: 2-byte status and reason). Server PINGs are answered with PONG and counted, not
 //  returned; a close is answered with a close once. *data is
 //  NUL-terminated, caller owns it (set only when returning 0).
 //  Returns 0, -1 on timeout, -2 once the connection is closed (after the

@@ -875,13 +875,18 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             //  Something before it is still on its way; sync if it is not
             //  there shortly.
             this.highestSeen = Math.max(this.highestSeen, seq);
-            if (!this.gapTimer && this.o.autoSync) {
-                this.gapTimer = setTimeout(() => {
-                    this.gapTimer = undefined;
-                    if (this._lastSeq !== null && this.highestSeen > this._lastSeq) this.autoSync();
-                }, 1000);
-            }
+            this.syncLater();
         }
+    }
+
+    //  One sync in a second (the gap timer), while a seq is announced
+    //  that the last sync did not find.
+    private syncLater(): void {
+        if (this.gapTimer || !this.o.autoSync) return;
+        this.gapTimer = setTimeout(() => {
+            this.gapTimer = undefined;
+            if (this.highestSeen > (this._lastSeq ?? 0)) this.autoSync();
+        }, 1000);
     }
 
     private advance(): void {
@@ -990,10 +995,14 @@ export class ZimClient extends Emitter<ZimClientEvents> {
                 }
                 more = page.more === true && msgs.length > 0;
             }
-            const behind = this._lastSeq !== null && this.highestSeen > this._lastSeq;
+            //  Behind: a live msg announced a seq that this sync did not
+            //  bring (with no baseline yet, any announced seq counts).
+            const behind = this.highestSeen > (this._lastSeq ?? 0);
             if (!this.resyncWanted && !behind) return;
             if (!this.resyncWanted && this._lastSeq === before) {
                 //  No progress: the announced seqs are not there (yet).
+                //  Look again shortly rather than wait for the next msg.
+                this.syncLater();
                 return;
             }
         }

@@ -118,6 +118,25 @@ test('a live msg after a gap triggers a sync that fills it, in order', async () 
     assert.deepEqual(rb.gaps, [{ from: 2, to: 3, lost: false }]);
 });
 
+test('a live msg that the next sync does not find yet: the client syncs again shortly', async () => {
+    const a = client('alice');
+    const b = client('bob');
+    const rb = record(b);
+    await Promise.all([a.connect(), b.connect()]);
+    // bob has no baseline (an empty inbox): his first live msg makes him
+    // sync, and that sync misses it; nothing else would make him look again.
+    // (His sync on connect is over first, or it would go another round.)
+    await waitFor(() => server.received.some((r) => r.uid === 'bob' && r.frame.op === 'sync') && b.syncing === null, {
+        what: "bob's first sync",
+    });
+    server.staleSyncs.set('bob', 1);
+    await a.send('bob', 'one');
+    await waitFor(() => rb.messages.length === 1, { what: 'the msg after a second sync' });
+    assert.equal(server.staleSyncs.get('bob'), 0);
+    assert.deepEqual([rb.messages[0].seq, rb.messages[0].body], [1, 'one']);
+    assert.equal(b.lastSeq, 1);
+});
+
 test('an offline recipient gets everything in order on connect (auto-sync, paged)', async () => {
     const a = client('alice');
     await a.connect();

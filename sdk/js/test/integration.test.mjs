@@ -185,7 +185,7 @@ describe('zim-server integration', { skip: skip ?? false, timeout: 120000 }, () 
         const b = client('crash_b', { syncLimit: 1000 });
         const rb = record(b);
         await b.connect();
-        await waitFor(() => rb.messages.length >= N1 + N2, { what: 'recipient synced', timeout: 10000 });
+        await waitFor(() => rb.messages.length >= N1 + N2, { what: 'recipient synced', timeout: 30000 });
         await sleep(300);
         assert.equal(rb.messages.length, N1 + N2);
         assert.ok(contiguous(rb.messages.map((m) => m.seq)));

@@ -41,6 +41,7 @@ export class MockServer {
         this.failNext = []; // codes to answer the next sends with, instead of storing
         this.duplicateLive = false; // deliver every live msg twice
         this.failSyncs = 0; // answer the next N syncs with 5030
+        this.staleSyncs = new Map(); // uid -> N: that user's next N syncs of a non-empty inbox miss its newest message (a live msg ahead of what sync reads)
         this.pageBytes = 0; // bound sync/history pages by their messages' encoded bytes (0: by count only)
         this.closeAfterPages = 0; // close the connection right after the Nth page from now (0: never)
         this.closeOnHistory = 0; // close the connection instead of answering the next N histories
@@ -158,7 +159,12 @@ export class MockServer {
                 const key = `${c.uid}/${c.device}`;
                 const since = f.since ?? this.cursors.get(key) ?? 0;
                 const limit = Math.min(f.limit ?? 100, 1000);
-                const box = this.box(c.uid);
+                let box = this.box(c.uid);
+                const stale = this.staleSyncs.get(c.uid) ?? 0;
+                if (stale > 0 && box.length > 0) {
+                    this.staleSyncs.set(c.uid, stale - 1);
+                    box = box.slice(0, -1);
+                }
                 const msgs = this.bound(box.slice(since, since + limit));
                 return this.page(c, { op: 'page', rid: f.rid, more: since + msgs.length < box.length, msgs });
             }

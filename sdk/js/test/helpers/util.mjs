@@ -3,12 +3,21 @@
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Polls fn until it returns a truthy value (returned) or the time is up.
-export async function waitFor(fn, { timeout = 5000, interval = 10, what = 'condition' } = {}) {
+// The timeout only catches a hang, never a slow machine: it is generous,
+// and once it has passed, fn gets one more look after the event loop has
+// read its sockets (a test process stalled past the deadline wakes in the
+// timers phase, before the input that arrived meanwhile is read).
+export async function waitFor(fn, { timeout = 20000, interval = 10, what = 'condition' } = {}) {
     const end = Date.now() + timeout;
     for (;;) {
         const v = await fn();
         if (v) return v;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        if (Date.now() > end) {
+            await new Promise((resolve) => setImmediate(resolve));
+            const last = await fn();
+            if (last) return last;
+            throw new Error(`timed out waiting for ${what}`);
+        }
         await sleep(interval);
     }
 }
