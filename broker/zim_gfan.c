@@ -438,12 +438,16 @@ static void s_members_known (zim_gfan_t *self, s_slot_t *slot, zim_rd_t *list, u
         s_finish (self, slot);
         return;
     }
-    if (s_fan (self, slot) && slot->pending_fans == 0) {
-        s_send_error (self, slot, ZIM_ERR_UNAVAILABLE);
-        s_free (self, slot);
+    if (s_fan (self, slot)) {
+        if (slot->pending_fans == 0) {
+            s_send_error (self, slot, ZIM_ERR_UNAVAILABLE);
+            s_free (self, slot);
+            return;
+        }
+        //  Some shard did not take its part: when the others have answered,
+        //  the sender gets 5030 and the job stays for a retry or a poll.
+        slot->fan_failed = true;
     }
-    //  Otherwise the answers decide (a send that failed fails the job).
-    slot->fan_failed = slot->fan_failed || slot->pending_fans == 0;
 }
 
 static int s_posted (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
@@ -486,8 +490,11 @@ static int s_fanned (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
     else {
         zim_gsend_t m;
         s_gsend (slot, &m);
-        if (s_take_members (self, slot, &r.members, r.nmembers, m.who.uid) != 0)
+        if (s_take_members (self, slot, &r.members, r.nmembers, m.who.uid) != 0) {
             slot->fan_failed = true; //  a part without seqs: malformed
+            for (size_t sh = 0; sh < ZIM_SHARDS_MAX; sh++)
+                zim_wr_reset (&self->lists[sh]);
+        }
     }
     if (--slot->pending_fans > 0)
         return 0;

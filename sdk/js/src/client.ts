@@ -40,9 +40,11 @@ export type HistoryMessage = Omit<Message, 'seq'> & { seq?: number };
 export interface Ack {
     cid: string;
     id: bigint;
-    /** The sender's inbox seq of this message. */
+    /** The sender's inbox seq of this message (0 for a channel). */
     seq: number;
     ts: number;
+    /** A group send's: its place in the group's log. */
+    gseq?: number;
 }
 
 /** A history page, newest first. For the next (older) page pass the last
@@ -366,6 +368,20 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         (4029, 5000, 5030, 5040). Sending again with the cid of a send still
         pending returns that send's promise. */
     send(to: string, body: unknown, options: { cid?: string } = {}): Promise<Ack> {
+        return this.sendFrame((cid, b) => frames.send(to, cid, b), body, options);
+    }
+
+    /** Sends body to group (or channel) `group` (docs/PROTOCOL.md, "Groups
+        and channels"): as send(), and the ack carries `gseq`. A group's
+        messages arrive as 'message' events with `group` set, `to` the group
+        id and `conv` "g:GROUP", with the member's own seq. Refused with
+        4040 (not a member) or 4041 (no such group). */
+    sendGroup(group: string, body: unknown, options: { cid?: string } = {}): Promise<Ack> {
+        return this.sendFrame((cid, b) => frames.sendGroup(group, cid, b), body, options);
+    }
+
+    private sendFrame(make: (cid: string, body: unknown) => Record<string, unknown>, body: unknown,
+                      options: { cid?: string }): Promise<Ack> {
         const cid = options.cid ?? newCid();
         const existing = this.pending.get(cid);
         if (existing) return existing.promise;
@@ -375,7 +391,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             return Promise.reject(new ZimError(this.stopped.code, this.stopped.message, { cid, status: this.stopped.status }));
         let bytes: Uint8Array;
         try {
-            bytes = encodeFrame(frames.send(to, cid, body === undefined ? null : body));
+            bytes = encodeFrame(make(cid, body === undefined ? null : body));
         } catch (err) {
             return Promise.reject(new ZimError(ErrorCode.BAD_FIELD, `zim: cannot encode body: ${String(err)}`, { cid }));
         }
@@ -894,6 +910,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         let ack: Ack;
         try {
             ack = { cid, id: toBigInt(f.id), seq: Number(f.seq), ts: Number(f.ts) };
+            if (f.gseq !== undefined) ack.gseq = Number(f.gseq);
         } catch {
             this.emit('error', new ZimError('protocol', 'zim: ack without a valid id'));
             return;

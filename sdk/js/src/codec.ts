@@ -154,6 +154,9 @@ export const frames = {
     send(to: string, cid: string, body: unknown): Record<string, unknown> {
         return { op: 'send', to, cid, body };
     },
+    sendGroup(group: string, cid: string, body: unknown): Record<string, unknown> {
+        return { op: 'send', group, cid, body };
+    },
     sync(since: number | undefined, limit: number, rid: number): Record<string, unknown> {
         return { op: 'sync', since, limit, rid };
     },

@@ -529,3 +529,28 @@ test('own acked seqs keep lastSeq contiguous; a hole before an acked seq is sync
     await waitFor(() => a.lastSeq === 3, { what: 'hole filled by a sync' });
     assert.deepEqual(ra.messages.map((m) => m.body), ['b1']);
 });
+
+test('group send: the ack has the gseq, members get it with their own seq and the group', async () => {
+    (server.groups ??= new Map()).set('team', ['alice', 'bob']);
+    const a = client('alice');
+    const b = client('bob');
+    const got = [];
+    b.on('message', (m) => got.push(m));
+    await a.connect();
+    await b.connect();
+    await a.send('bob', 'first a 1:1');
+    const ack = await a.sendGroup('team', 'hello team');
+    assert.equal(ack.gseq, 1);
+    assert.equal(ack.seq, 2);
+    await waitFor(() => got.length === 2);
+    assert.equal(got[1].group, 'team');
+    assert.equal(got[1].conv, 'g:team');
+    assert.equal(got[1].seq, 2);
+    assert.equal(got[1].body, 'hello team');
+    const sent = server.received.find((x) => x.frame.op === 'send' && x.frame.group === 'team');
+    assert.equal(sent.frame.to, undefined);
+    const c = client('carol');
+    await c.connect();
+    await assert.rejects(c.sendGroup('team', 'let me in'), (e) => e instanceof ZimError && e.code === 4040);
+    await assert.rejects(a.sendGroup('nope', 'anyone?'), (e) => e instanceof ZimError && e.code === 4041);
+});

@@ -192,6 +192,7 @@ export class MockServer {
     }
 
     onSend(c, f) {
+        if (f.group !== undefined) return this.onGroupSend(c, f);
         if (typeof f.to !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(f.to))
             return this.write(c, { op: 'error', code: 4004, text: 'bad recipient', cid: f.cid });
         const key = `${c.uid}\0${f.cid}`;
@@ -226,5 +227,33 @@ export class MockServer {
                 if (this.duplicateLive) this.write(d, m);
             }
         }
+    }
+    // Groups (docs/PROTOCOL.md): this.groups maps a group id to its members;
+    // each member's inbox gets the message with its own seq, the ack its gseq.
+    onGroupSend(c, f) {
+        const members = (this.groups ??= new Map()).get(f.group);
+        if (!members) return this.write(c, { op: 'error', code: 4041, text: 'no such group', cid: f.cid });
+        if (!members.includes(c.uid))
+            return this.write(c, { op: 'error', code: 4040, text: 'not a member', cid: f.cid });
+        const key = `${c.uid}\0${f.cid}`;
+        const old = this.cids.get(key);
+        if (old) return this.write(c, old);
+        const id = this.nextId++;
+        const ts = Date.now();
+        this.gseqs ??= new Map();
+        const gseq = (this.gseqs.get(f.group) ?? 0) + 1;
+        this.gseqs.set(f.group, gseq);
+        const copies = new Map();
+        for (const u of members) {
+            const box = this.box(u);
+            const m = { seq: box.length + 1, id, from: c.uid, to: f.group, conv: `g:${f.group}`, body: f.body, ts, group: f.group };
+            box.push(m);
+            copies.set(u, m);
+        }
+        const ack = { op: 'ack', cid: f.cid, id, seq: copies.get(c.uid).seq, ts, gseq };
+        this.cids.set(key, ack);
+        this.write(c, ack);
+        for (const d of this.conns)
+            if (d.uid && d !== c && copies.has(d.uid)) this.write(d, { op: 'msg', ...copies.get(d.uid) });
     }
 }
