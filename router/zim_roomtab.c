@@ -603,7 +603,7 @@ void zim_roomtab_tick (zim_roomtab_t *self, void *sock, uint64_t now_ms)
         zlist_append (due, room);
         for (size_t g = 0; g < room->n; g++)
             if (!zlist_exists (gws, room->gws[g].gateway))
-                zlist_append (gws, zim_strdup (room->gws[g].gateway));
+                zlist_append (gws, room->gws[g].gateway); //  autofree: copied
     }
     for (char *gw = zlist_first (gws); gw; gw = zlist_next (gws)) {
         //  Rooms of gw among the due ones, in chunks.

@@ -8,6 +8,7 @@
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
+#include "tests/zim_clustertest.h"
 #include "tests/zim_testkit.h"
 
 #include <curl/curl.h>
@@ -436,6 +437,58 @@ START_TEST (test_api)
 }
 END_TEST
 
+//  In a cluster: the API of gw-1 pushes to a user and a room on gw-2.
+START_TEST (test_api_cluster)
+{
+    tk_node_t *gw1 = ct_node ("gw-1");
+    ck_assert_int_gt (gw1->srv.api_port, 0);
+    ck_assert_int_ge (strlen (gw1->srv.apikey), 16);
+    srv.api_port = gw1->srv.api_port;
+    snprintf (srv.apikey, sizeof srv.apikey, "%s", gw1->srv.apikey);
+    tk_client_t *bob = ct_login ("gw-2", "bob", "phone");
+    ct_wait_routes (1);
+    s_join (bob, "lobby");
+    json_t *doc;
+    //  Routes and room interest reach the router within a second or two.
+    json_int_t reached = 0;
+    for (int tries = 0; tries < 50 && reached == 0; tries++) {
+        ck_assert_int_eq (s_call ("POST", "/v1/push/users", "{\"users\":[\"bob\"],\"data\":\"u\"}",
+                                  &doc),
+                          200);
+        reached = json_integer_value (json_object_get (doc, "connections"));
+        json_decref (doc);
+        if (reached == 0)
+            usleep (200000);
+    }
+    ck_assert_int_eq (reached, 1);
+    s_expect_body (bob, "push", "\xa1u", 2);
+    json_int_t lobby = 0;
+    for (int tries = 0; tries < 50 && lobby == 0; tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        json_decref (doc);
+        if (lobby == 0)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 1);
+    ck_assert_int_eq (s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"lobby\"],\"data\":\"r\"}",
+                              &doc),
+                      200);
+    json_decref (doc);
+    s_expect_body (bob, "room", "\xa1r", 2);
+    tk_close (&bob);
+    curl_easy_cleanup (curl);
+    curl = NULL;
+}
+END_TEST
+
+static void s_cluster_setup (void)
+{
+    curl = curl_easy_init ();
+    ck_assert_ptr_nonnull (curl);
+    ct_setup ();
+}
+
 int main (void)
 {
     curl_global_init (CURL_GLOBAL_DEFAULT);
@@ -445,6 +498,7 @@ int main (void)
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_api);
     suite_add_tcase (s, tc);
+    ct_add_with (s, test_api_cluster, s_cluster_setup);
     SRunner *sr = srunner_create (s);
     srunner_run_all (sr, CK_NORMAL);
     int failed = srunner_ntests_failed (sr);

@@ -74,8 +74,14 @@ mint() { NODE_PATH=$modules node "$work/mint.js" "$@"; }
 rich='{"sub":"alice","app":"APP","iat":NOW.25,"roles":["admin","ops",3],"profile":{"name":"Zoë 漢字","age":41.5,"tags":[]},"verified":true,"banned":false,"nick":null,"jti":"6f1c","c01":1,"c02":2,"c03":3,"c04":4,"c05":5,"c06":6,"c07":7,"c08":8,"c09":9,"c10":10,"c11":11,"c12":12,"c13":13,"c14":14,"c15":15,"c16":16,"c17":17,"c18":18,"c19":19,"c20":20}'
 claims() { echo "$rich" | sed -e "s/\"APP\"/\"$1\"/" -e "s/NOW/$(date +%s)/"; }
 
+# gateway/auth_timeout is longer than zim-cli's --timeout 10 of a refused
+# token: a refused auth frame leaves the connection open, and when the
+# server's auth_timeout (10 s by default) fired first its 4014 replaced the
+# refusal's code in zim-cli's last error (seen on a loaded machine).
 full_config() {
     cat <<EOF
+gateway
+    auth_timeout = 60
 apps
     hs
         secret = "$(cat "$work/hs.key")"

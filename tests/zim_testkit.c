@@ -547,6 +547,8 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
         argv[argc++] = port;
         argv[argc++] = "--interface";
         argv[argc++] = "127.0.0.1";
+        argv[argc++] = "--api"; //  the push API, on a free port
+        argv[argc++] = "127.0.0.1:0";
     }
     argv[argc] = NULL;
     n->starts++;
@@ -606,6 +608,15 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
                 snprintf (n->srv.key, sizeof n->srv.key, "%s", c->key);
                 snprintf (n->srv.log, sizeof n->srv.log, "%s", n->log);
                 n->srv.curve = c->keys;
+                if (gateway) {
+                    char api[128] = "", path[300];
+                    s_ready_field (ready, " api=", api, sizeof api);
+                    char *colon = strrchr (api, ':');
+                    n->srv.api_port = colon ? atoi (colon + 1) : 0;
+                    snprintf (path, sizeof path, "%.200s/app-demo.apikey", c->dir);
+                    if (s_read_file (path, n->srv.apikey, sizeof n->srv.apikey) > 0)
+                        n->srv.apikey[strcspn (n->srv.apikey, "\r\n")] = 0;
+                }
                 return 0;
             }
         }
