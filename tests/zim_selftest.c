@@ -87,6 +87,7 @@ typedef struct {
 static const s_test_t s_tests[] = {
     {"mp", zim_mp_test},
     {"msg", zim_msg_test},
+    {"cframe", zim_cframe_test},
     {"admin", zim_admin_test},
     {"metrics", zim_metrics_test},
     {"shell", zim_shell_test},
