@@ -18,15 +18,6 @@ static tk_server_t srv;
 static tk_client_t *carol, *dave; //  the bystanders
 static int rounds;                //  bystander messages so far
 
-static tk_client_t *s_login (const char *uid, const char *device)
-{
-    tk_client_t *c = tk_login (&srv, uid, device);
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 static void s_setup (void)
 {
     const char *extra[] = {"-c", "tk-badinput.cfg", NULL};
@@ -36,8 +27,8 @@ static void s_setup (void)
     fprintf (cfg, "gateway\n    send_rate = 50\n    send_burst = 100\n");
     fclose (cfg);
     ck_assert_int_eq (tk_server_start (&srv, NULL, extra), 0);
-    carol = s_login ("carol", "phone");
-    dave = s_login ("dave", "phone");
+    carol = tk_login_ok (&srv, "carol", "phone");
+    dave = tk_login_ok (&srv, "dave", "phone");
     rounds = 0;
 }
 
@@ -82,7 +73,7 @@ static void s_secret (char *buf, size_t size)
 
 START_TEST (test_malformed_msgpack)
 {
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     ck_assert_int_eq (tk_send_raw (m, "\xc1\xc1\xc1", 3, false), 0);
     s_expect_error (m, ZIM_ERR_MALFORMED, &f);
@@ -102,7 +93,7 @@ END_TEST
 
 START_TEST (test_wrong_field_types)
 {
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     zim_wr_t wr;
     zim_wr_init (&wr);
@@ -148,7 +139,7 @@ END_TEST
 
 START_TEST (test_oversized_frame_closes)
 {
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     size_t size = 70 * 1024;
     char *big = calloc (1, size);
@@ -167,7 +158,7 @@ END_TEST
 
 START_TEST (test_unknown_op)
 {
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     ck_assert_int_eq (tk_send_raw (m, "\x81\xa2op\xa6launch", 11, false), 0);
     s_expect_error (m, ZIM_ERR_UNKNOWN_OP, &f);
@@ -255,7 +246,7 @@ END_TEST
 
 START_TEST (test_spoofed_from)
 {
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     zim_wr_t wr;
     zim_wr_init (&wr);
@@ -298,7 +289,7 @@ END_TEST
 
 START_TEST (test_flood_is_rate_limited)
 {
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     zim_wr_t wr;
     zim_wr_init (&wr);

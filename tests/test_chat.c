@@ -24,21 +24,11 @@ static void s_teardown (void)
     tk_server_cleanup (&srv);
 }
 
-//  Waits for the auth_ok that follows a login.
-static tk_client_t *s_login (const char *uid, const char *device)
-{
-    tk_client_t *c = tk_login (&srv, uid, device);
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 START_TEST (test_two_clients_chat_and_third_device)
 {
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *alice2 = s_login ("alice", "laptop");
-    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *alice2 = tk_login_ok (&srv, "alice", "laptop");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     tk_frame_t f;
 
     ck_assert_int_eq (tk_send_text (alice, "bob", "a1", "hello bob"), 0);
@@ -82,7 +72,7 @@ END_TEST
 START_TEST (test_offline_recipient_syncs_in_order)
 {
     enum { N = 250 };
-    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
     tk_frame_t f;
     char cid[32], body[32];
     zim_wr_t wr;
@@ -99,7 +89,7 @@ START_TEST (test_offline_recipient_syncs_in_order)
         ck_assert_uint_eq (f.seq, (uint64_t) i);
     }
     //  carol was never online: a sync from 0 pages through everything.
-    tk_client_t *carol = s_login ("carol", "tablet");
+    tk_client_t *carol = tk_login_ok (&srv, "carol", "tablet");
     uint64_t next = 1;
     bool more = true;
     for (int page = 0; more && page < 20; page++) {
@@ -126,14 +116,14 @@ END_TEST
 
 START_TEST (test_retry_same_cid_is_idempotent)
 {
-    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
     tk_frame_t f;
     ck_assert_int_eq (tk_send_text (alice, "dave", "same", "once"), 0);
     ck_assert_int_eq (tk_expect (alice, "ack", 5000, &f), 0);
     uint64_t id = f.id, seq = f.seq;
     //  A retry, even from a new connection, returns the original ack.
     tk_close (&alice);
-    alice = s_login ("alice", "phone");
+    alice = tk_login_ok (&srv, "alice", "phone");
     ck_assert_int_eq (tk_send_text (alice, "dave", "same", "once"), 0);
     ck_assert_int_eq (tk_expect (alice, "ack", 5000, &f), 0);
     ck_assert_uint_eq (f.id, id);
@@ -143,7 +133,7 @@ START_TEST (test_retry_same_cid_is_idempotent)
     ck_assert_int_eq (tk_expect (alice, "ack", 5000, &f), 0);
     ck_assert_uint_eq (f.seq, seq + 1);
     //  dave's inbox holds each message once.
-    tk_client_t *dave = s_login ("dave", "phone");
+    tk_client_t *dave = tk_login_ok (&srv, "dave", "phone");
     ck_assert_int_eq (tk_sync (dave, 0, 100, 1), 0);
     ck_assert_int_eq (tk_expect (dave, "page", 5000, &f), 0);
     ck_assert_uint_eq (f.nmsgs, 2);
@@ -158,8 +148,8 @@ END_TEST
 START_TEST (test_ten_thousand_pipelined_in_order)
 {
     enum { N = 10000 };
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     zim_wr_t wr;
     zim_wr_init (&wr);
     char cid[32], body[32];
@@ -202,7 +192,7 @@ START_TEST (test_kill9_after_acks_loses_nothing)
     const char *extra[] = {"--sync", "batch", NULL};
     ck_assert_int_eq (tk_server_start (&srv, NULL, extra), 0);
     enum { N = 500 };
-    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
     zim_wr_t wr;
     zim_wr_init (&wr);
     char cid[32], body[32];
@@ -221,7 +211,7 @@ START_TEST (test_kill9_after_acks_loses_nothing)
     snprintf (data, sizeof data, "%s", srv.data);
     tk_server_stop (&srv, SIGKILL);
     ck_assert_int_eq (tk_server_start (&srv, data, extra), 0);
-    tk_client_t *erin = s_login ("erin", "phone");
+    tk_client_t *erin = tk_login_ok (&srv, "erin", "phone");
     uint64_t next = 1;
     for (int page = 0; page < 10 && next <= N; page++) {
         ck_assert_int_eq (tk_sync (erin, (int64_t) next - 1, 1000, 1), 0);
@@ -233,7 +223,7 @@ START_TEST (test_kill9_after_acks_loses_nothing)
     }
     ck_assert_uint_eq (next - 1, N);
     //  And the sender's inbox seq goes on without a gap.
-    alice = s_login ("alice", "phone");
+    alice = tk_login_ok (&srv, "alice", "phone");
     ck_assert_int_eq (tk_send_text (alice, "erin", "after", "after"), 0);
     ck_assert_int_eq (tk_expect (alice, "ack", 5000, &f), 0);
     ck_assert_uint_eq (f.seq, N + 1);
@@ -245,7 +235,7 @@ END_TEST
 
 START_TEST (test_history_and_cursor)
 {
-    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
     tk_frame_t f;
     char cid[16];
     for (int i = 1; i <= 5; i++) {
@@ -290,7 +280,7 @@ START_TEST (test_history_and_cursor)
     ck_assert_str_eq (f.bodies[1], "h1");
 
     //  frank acks up to seq 3; a sync without since starts after it.
-    tk_client_t *frank = s_login ("frank", "phone");
+    tk_client_t *frank = tk_login_ok (&srv, "frank", "phone");
     zim_wr_map (&wr, 2);
     zim_wr_cstr (&wr, "op");
     zim_wr_cstr (&wr, "cursor");
@@ -304,7 +294,7 @@ START_TEST (test_history_and_cursor)
     ck_assert_uint_eq (f.seqs[0], 4);
     ck_assert_uint_eq (f.seqs[1], 5);
     //  Another device of frank has its own cursor: it sees all five.
-    tk_client_t *frank2 = s_login ("frank", "tablet");
+    tk_client_t *frank2 = tk_login_ok (&srv, "frank", "tablet");
     ck_assert_int_eq (tk_sync (frank2, -1, 100, 10), 0);
     ck_assert_int_eq (tk_expect (frank2, "page", 5000, &f), 0);
     ck_assert_uint_eq (f.nmsgs, 5);

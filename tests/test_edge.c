@@ -43,15 +43,6 @@ static void s_teardown (void)
     started = false;
 }
 
-static tk_client_t *s_login (const char *uid, const char *device)
-{
-    tk_client_t *c = tk_login (&srv, uid, device);
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 //  A connection without a token (to authenticate by frame, or never).
 static tk_client_t *s_anonymous (void)
 {
@@ -204,7 +195,7 @@ START_TEST (test_read_flood)
     setenv ("ASAN_OPTIONS", asan, 1);
     s_start ("gateway\n    max_frame = 65536\n");
     //  Each flooder's inbox holds 200 messages of 1 KB: a page is ~200 KB.
-    tk_client_t *filler = s_login ("filler", "x");
+    tk_client_t *filler = tk_login_ok (&srv, "filler", "x");
     s_flooder_t flooders[4];
     volatile bool stop = false;
     for (int i = 0; i < 4; i++) {
@@ -219,8 +210,8 @@ START_TEST (test_read_flood)
         flooders[i].stop = &stop;
     }
     tk_close (&filler);
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     long rss_before = s_rss_kib ();
 
     pthread_t threads[4];
@@ -274,7 +265,7 @@ END_TEST
 START_TEST (test_read_limits)
 {
     s_start ("gateway\n    max_reads_inflight = 2\n    read_burst = 3\n    read_rate = 1\n");
-    tk_client_t *c = s_login ("carol", "x");
+    tk_client_t *c = tk_login_ok (&srv, "carol", "x");
     zim_wr_t wr;
     zim_wr_init (&wr);
     for (int i = 1; i <= 4; i++) {
@@ -323,7 +314,7 @@ START_TEST (test_auth_deadline)
 {
     s_start ("gateway\n    auth_timeout = 2\n");
     tk_client_t *lurker = s_anonymous ();
-    tk_client_t *dave = s_login ("dave", "x");
+    tk_client_t *dave = tk_login_ok (&srv, "dave", "x");
     tk_frame_t f;
     int64_t start = zclock_mono ();
     bool got = false;
@@ -381,7 +372,7 @@ END_TEST
 START_TEST (test_bad_cid_and_device)
 {
     s_start ("");
-    tk_client_t *m = s_login ("mallory", "x");
+    tk_client_t *m = tk_login_ok (&srv, "mallory", "x");
     tk_frame_t f;
     char cid[101];
     memset (cid, 'c', 100);
@@ -418,7 +409,7 @@ END_TEST
 START_TEST (test_read_errors_carry_rid)
 {
     s_start ("");
-    tk_client_t *c = s_login ("frank", "x");
+    tk_client_t *c = tk_login_ok (&srv, "frank", "x");
     zim_wr_t wr;
     zim_wr_init (&wr);
     zim_wr_map (&wr, 3);
@@ -462,7 +453,7 @@ START_TEST (test_conns_per_user)
     s_start ("gateway\n    max_conns_per_user = 3\n");
     tk_client_t *c[3];
     for (int i = 0; i < 3; i++)
-        c[i] = s_login ("gina", "x");
+        c[i] = tk_login_ok (&srv, "gina", "x");
     char *token = tk_token (&srv, "gina", 60);
     char query[2048];
     snprintf (query, sizeof query, "token=%s", token);
@@ -479,7 +470,7 @@ START_TEST (test_conns_per_user)
     ck_assert_int_eq (s_wait_closed (extra, 3000), ZIM_ERR_TOO_MANY_CONNS);
     tk_close (&extra);
     //  Another user is not affected; gina has room once one closes.
-    tk_client_t *hank = s_login ("hank", "x");
+    tk_client_t *hank = tk_login_ok (&srv, "hank", "x");
     tk_close (&c[0]);
     int64_t deadline = zclock_mono () + 5000;
     tk_client_t *again = NULL;
@@ -531,9 +522,9 @@ END_TEST
 START_TEST (test_page_is_not_slow_consumer)
 {
     s_start ("gateway\n    max_pending = 65536\n");
-    tk_client_t *alice = s_login ("alice", "x");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "x");
     s_fill_inbox (alice, "bob", 60, 4000); //  a page of ~240 KB
-    tk_client_t *bob = s_login ("bob", "x");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "x");
     ck_assert_int_eq (tk_sync (bob, 0, 1000, 5), 0);
     tk_frame_t f;
     ck_assert_int_eq (tk_expect (bob, "page", 10000, &f), 0);

@@ -24,16 +24,6 @@ static void s_teardown (void)
     tk_server_cleanup (&srv);
 }
 
-//  Waits for the auth_ok that follows a login.
-static tk_client_t *s_login (const char *uid, const char *device)
-{
-    tk_client_t *c = tk_login (&srv, uid, device);
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 //  Sends and returns the ack (fails the test on anything else).
 static tk_frame_t s_sent (tk_client_t *c, const char *to, const char *cid, const char *body)
 {
@@ -70,11 +60,11 @@ static void s_nothing (tk_client_t *c, const char *who, int ms)
 //  reach carol (whose seq 3 is still to come), nor be stored.
 START_TEST (test_reused_cid_is_refused)
 {
-    tk_client_t *eve = s_login ("eve", "phone");
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *bob = s_login ("bob", "phone");
-    tk_client_t *carol = s_login ("carol", "phone");
-    tk_client_t *dave = s_login ("dave", "phone");
+    tk_client_t *eve = tk_login_ok (&srv, "eve", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
+    tk_client_t *carol = tk_login_ok (&srv, "carol", "phone");
+    tk_client_t *dave = tk_login_ok (&srv, "dave", "phone");
     //  bob and carol hold two messages each.
     for (int i = 1; i <= 2; i++) {
         char cid[16];
@@ -136,12 +126,12 @@ END_TEST
 //  delivery may have been lost), with its seq, id and body.
 START_TEST (test_true_retry_redelivers_the_original)
 {
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     tk_frame_t first = s_sent (alice, "bob", "r1", "once");
     s_got (bob, "alice", "once", 1);
     tk_close (&alice);
-    alice = s_login ("alice", "laptop");
+    alice = tk_login_ok (&srv, "alice", "laptop");
     tk_frame_t again = s_sent (alice, "bob", "r1", "once");
     ck_assert_uint_eq (again.id, first.id);
     ck_assert_uint_eq (again.seq, first.seq);

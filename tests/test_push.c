@@ -245,15 +245,6 @@ static int s_zimctl (const char *args, char *out, size_t size)
     return pclose (p);
 }
 
-static tk_client_t *s_login (const char *uid)
-{
-    tk_client_t *c = tk_login (&srv, uid, "phone");
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 //  Sends one frame: a map of n string or uint pairs (values starting with
 //  '#' are uints; "true"/"false" booleans).
 static void s_frame (tk_client_t *c, int n, ...)
@@ -312,7 +303,7 @@ START_TEST (test_push_bridge)
 {
     tk_frame_t f;
     //  bob mutes dave, goes to the background, and stays connected.
-    tk_client_t *bob = s_login ("bob");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     s_frame (bob, 2, "op", "mute", "conv", "p:bob:dave");
     s_frame (bob, 2, "op", "state", "background", "true");
     s_frame (bob, 1, "op", "ping");
@@ -324,8 +315,8 @@ START_TEST (test_push_bridge)
     //  alice 3 (one record, count 3; bob still gets them live), dave 1
     //  (muted), erin 1 (muted, but mentions bob), frank 1 (bob reads it:
     //  no record).
-    tk_client_t *alice = s_login ("alice"), *dave = s_login ("dave");
-    tk_client_t *erin = s_login ("erin"), *frank = s_login ("frank");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone"), *dave = tk_login_ok (&srv, "dave", "phone");
+    tk_client_t *erin = tk_login_ok (&srv, "erin", "phone"), *frank = tk_login_ok (&srv, "frank", "phone");
     s_send (alice, "bob", "a1", "hello", NULL);
     s_send (alice, "bob", "a2", "are you there", NULL);
     s_send (alice, "bob", "a3", "h\xc3\xa9llo again", NULL);

@@ -31,15 +31,6 @@ static void s_teardown (void)
     tk_server_cleanup (&srv);
 }
 
-static tk_client_t *s_login (const char *uid, const char *device)
-{
-    tk_client_t *c = tk_login (&srv, uid, device);
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 //  Sends {"op":op,"conv":conv,"seq":seq} (read, delivered).
 static void s_mark (tk_client_t *c, const char *op, const char *conv, uint64_t seq)
 {
@@ -121,9 +112,9 @@ static uint64_t s_send (tk_client_t *c, const char *to, const char *tag, int n)
 START_TEST (test_receipts_both_ways_across_devices)
 {
     const char *ab = "p:alice:bob";
-    tk_client_t *phone = s_login ("alice", "phone");
-    tk_client_t *laptop = s_login ("alice", "laptop");
-    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *phone = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *laptop = tk_login_ok (&srv, "alice", "laptop");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     //  alice 1, 2, 3 -> bob (bob's seqs 1, 2, 3); bob 4 -> alice (seq 4 for both).
     ck_assert_uint_eq (s_send (phone, "bob", "a", 3), 3);
     ck_assert_uint_eq (s_send (bob, "alice", "b", 1), 4);
@@ -169,7 +160,7 @@ START_TEST (test_receipts_both_ways_across_devices)
 
     //  Only the two of them: carol gets 4030; a bad key 4001; notes to
     //  oneself are accepted (one's own messages: nothing to name).
-    tk_client_t *carol = s_login ("carol", "phone");
+    tk_client_t *carol = tk_login_ok (&srv, "carol", "phone");
     s_mark (carol, "read", ab, 1);
     ck_assert_int_eq (tk_expect (carol, "error", 5000, &f), 0);
     ck_assert_int_eq (f.code, ZIM_ERR_FORBIDDEN);
@@ -277,10 +268,10 @@ static void s_check_bob (tk_client_t *bob)
 
 START_TEST (test_convs_after_restart)
 {
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *bob = s_login ("bob", "phone");
-    tk_client_t *carol = s_login ("carol", "phone");
-    tk_client_t *dave = s_login ("dave", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
+    tk_client_t *carol = tk_login_ok (&srv, "carol", "phone");
+    tk_client_t *dave = tk_login_ok (&srv, "dave", "phone");
     //  bob's inbox: carol 1, alice 2..5, bob's answer 6, dave 7, 8.
     s_send (carol, "bob", "c", 1);
     s_send (alice, "bob", "a", 4);
@@ -305,10 +296,10 @@ START_TEST (test_convs_after_restart)
     for (int round = 0; round < 2; round++) {
         tk_server_stop (&srv, round == 0 ? SIGTERM : SIGKILL);
         ck_assert_int_eq (tk_server_start (&srv, data, NULL), 0);
-        bob = s_login ("bob", "phone");
+        bob = tk_login_ok (&srv, "bob", "phone");
         s_check_bob (bob);
         //  alice's list: bob's answer unread for nobody (she read it).
-        alice = s_login ("alice", "laptop");
+        alice = tk_login_ok (&srv, "alice", "laptop");
         s_conv_t c[4];
         bool more;
         ck_assert_uint_eq (s_convs (alice, 0, 0, 3, c, 4, &more), 1);

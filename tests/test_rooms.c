@@ -177,15 +177,6 @@ static void s_sync_ping (tk_client_t *c, bool no_room_before)
     } while (strcmp (f.op, "pong"));
 }
 
-static tk_client_t *s_login (const char *uid, const char *device)
-{
-    tk_client_t *c = tk_login (&srv, uid, device);
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 static void s_setup (void)
 {
     FILE *cfg = fopen ("tk-rooms.cfg", "w");
@@ -205,9 +196,9 @@ static void s_teardown (void)
 
 START_TEST (test_rooms)
 {
-    tk_client_t *alice = s_login ("alice", "phone");
-    tk_client_t *bob = s_login ("bob", "phone");
-    tk_client_t *carol = s_login ("carol", "phone");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
+    tk_client_t *carol = tk_login_ok (&srv, "carol", "phone");
     //  joined carries online; a member with counts sees the count move.
     ck_assert_int_eq (s_join (alice, "lobby", 1, true), 1);
     ck_assert_int_eq (s_join (bob, "lobby", 2, false), 2);
@@ -277,7 +268,7 @@ START_TEST (test_rooms)
     s_expect_count (bob, "r1", 1, 10000);
 
     //  Signals reach every connection of the recipient, from the sender.
-    tk_client_t *bob2 = s_login ("bob", "laptop");
+    tk_client_t *bob2 = tk_login_ok (&srv, "bob", "laptop");
     s_signal (alice, "bob", "typing");
     tk_client_t *bobs[] = {bob, bob2};
     for (int i = 0; i < 2; i++) {
@@ -502,7 +493,7 @@ START_TEST (test_rooms_sdk_c)
     s_sdk_until (loop, &t.joined, 1);
     ck_assert_int_eq (t.last_online, 1);
     //  A raw client joins and publishes; the SDK client hears it, and the count.
-    tk_client_t *bob = s_login ("bob", "phone");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "phone");
     s_join (bob, "lobby", 1, false);
     s_sdk_until (loop, &t.counts, 1);
     s_room_op (bob, "publish", "lobby", 2, false, "from bob");
@@ -538,7 +529,7 @@ START_TEST (test_rooms_sdk_c)
     int joined = t.joined;
     ck_assert_int_eq (tk_server_start (&srv, data, extra), 0);
     s_sdk_until (loop, &t.joined, joined + 1);
-    tk_client_t *carol = s_login ("carol", "phone");
+    tk_client_t *carol = tk_login_ok (&srv, "carol", "phone");
     s_join (carol, "lobby", 3, false);
     int rooms = t.rooms;
     s_room_op (carol, "publish", "lobby", 4, false, "after restart");

@@ -7,6 +7,7 @@
 #include "msg/zim_util.h"
 #include "tests/zim_rawws.h"
 
+#include <check.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -406,6 +407,15 @@ tk_client_t *tk_login (tk_server_t *srv, const char *uid, const char *device)
     tk_client_t *c = tk_connect (srv, query, &status);
     if (!c)
         fprintf (stderr, "login %s/%s failed: HTTP %d\n", uid, device, status);
+    return c;
+}
+
+tk_client_t *tk_login_ok (tk_server_t *srv, const char *uid, const char *device)
+{
+    tk_client_t *c = tk_login (srv, uid, device);
+    ck_assert_msg (c != NULL, "login %s/%s: no connection", uid, device);
+    tk_frame_t f;
+    ck_assert_msg (tk_expect (c, "auth_ok", 5000, &f) == 0, "login %s/%s: no auth_ok", uid, device);
     return c;
 }
 

@@ -81,6 +81,9 @@ int tk_expect (tk_client_t *self, const char *op, int timeout_ms, tk_frame_t *f)
 bool tk_closed (tk_client_t *self);
 //  Authenticated client for uid on device (token by query). NULL on failure.
 tk_client_t *tk_login (tk_server_t *srv, const char *uid, const char *device);
+//  tk_login, then its auth_ok; a failed Check assertion otherwise (for
+//  the tests' setup: the client is known to be authenticated).
+tk_client_t *tk_login_ok (tk_server_t *srv, const char *uid, const char *device);
 
 //  ---------------------------------------------------------------------
 //  Clusters: zim-router, zim-store, zim-broker and zim-gateway processes
