@@ -5,11 +5,12 @@
 # nothing but `pkg-config --cflags --libs zim_client` (PKG_CONFIG_PATH and
 # PKG_CONFIG_SYSROOT_DIR pointing into the temp dir) must build, link only
 # the public API, and chat through a real zim-server on ephemeral ports.
-# Environment (set by tests/Makemodule.am): ZIM_SERVER, ZIMCTL, MAKE, CC,
+# Environment (set by tests/Makemodule.am): ZIM_SERVER, ZIM_CLI, ZIMCTL, MAKE, CC,
 # PKG_CONFIG, ZIM_TOP_BUILDDIR (the build to install), ZIM_SDK_CFLAGS and
 # ZIM_SDK_LDFLAGS (the sanitizer flags of a --enable-sanitizers build).
 ZIM_SERVER=${ZIM_SERVER:-./zim-server}
 ZIMCTL=${ZIMCTL:-./zimctl}
+ZIM_CLI=${ZIM_CLI:-./zim-cli}
 MAKE=${MAKE:-make}
 CC=${CC:-cc}
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
@@ -650,6 +651,43 @@ out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     "$work/chat" "ws://127.0.0.1:$port/ws" "$alice" "$bob" "$carol" 2>&1) \
     && ok "read/delivered receipts, convs, groups and csync through zim-server" \
     || bad "read/delivered receipts, convs, groups and csync through zim-server" "$out"
+
+#   The same through zim-cli (built on the SDK): carol's list has g:team
+#   with one unread; read answers her cursors; then it has none.
+url="ws://127.0.0.1:$port/ws"
+out=$("$ZIM_CLI" -u "$url" -t "$carol" convs 2>&1)
+team=$(echo "$out" | grep '"conv":"g:team"')
+seq=$(echo "$team" | sed -n 's/.*"seq":\([0-9]*\).*/\1/p')
+echo "$team" | grep -q '"unread":1,' && [ -n "$seq" ] \
+    && ok "zim-cli convs: g:team with 1 unread (seq $seq)" || bad "zim-cli convs: g:team with 1 unread" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$carol" read g:team "$seq" 2>&1)
+[ "$out" = "{\"conv\":\"g:team\",\"user\":\"carol4\",\"read\":$seq,\"delivered\":$seq}" ] \
+    && ok "zim-cli read g:team: the cursors come back" || bad "zim-cli read g:team: the cursors come back" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$carol" convs 2>&1)
+echo "$out" | grep '"conv":"g:team"' | grep -q '"unread":0,' \
+    && ok "zim-cli convs: g:team has 0 unread after the read" || bad "zim-cli convs: g:team has 0 unread after the read" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$carol" read p:zed:zzz 1 2>&1); rc=$?
+[ $rc -eq 3 ] && echo "$out" | grep -q 4030 \
+    && ok "zim-cli read of another's conversation: 4030, exit 3" || bad "zim-cli read of another's conversation: 4030, exit 3" "rc=$rc $out"
+out=$("$ZIM_CLI" -u "$url" -t "$carol" read team 1 2>&1); rc=$?
+[ $rc -eq 1 ] && ok "zim-cli read of a string that is no conversation: usage, exit 1" \
+    || bad "zim-cli read of a string that is no conversation: usage, exit 1" "rc=$rc $out"
+out=$("$ZIM_CLI" -u "$url" -t "$bob" groups 2>&1)
+echo "$out" | grep -q '^{"group":"news","kind":"channel","head":9,"joined":0,"members":2}$' \
+    && echo "$out" | grep -q '^{"group":"team","kind":"group",' \
+    && ok "zim-cli groups: news (channel, head 9) and team" || bad "zim-cli groups: news (channel, head 9) and team" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$bob" csync news --since 7 2>&1)
+[ "$(echo "$out" | sed -n 's/^{"gseq":\([0-9]*\),.*"group":"news"}$/\1/p' | tr '\n' ' ')" = "8 9 " ] \
+    && ! echo "$out" | grep -q reset \
+    && ok "zim-cli csync news --since 7: gseq 8 and 9" || bad "zim-cli csync news --since 7: gseq 8 and 9" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$bob" csync news --limit 2 2>&1)
+[ "$(echo "$out" | head -n 1)" = '{"reset":true}' ] && [ "$(echo "$out" | grep -c '"gseq"')" -eq 2 ] \
+    && echo "$out" | tail -n 1 | grep -q '^{"gseq":9,' \
+    && ok "zim-cli csync news from 0 (9 behind, over 5): reset, the newest 2" \
+    || bad "zim-cli csync news from 0 (9 behind, over 5): reset, the newest 2" "$out"
+out=$("$ZIM_CLI" -u "$url" -t "$carol" csync news 2>&1); rc=$?
+[ $rc -eq 3 ] && echo "$out" | grep -q 4040 \
+    && ok "zim-cli csync by a non-member: 4040, exit 3" || bad "zim-cli csync by a non-member: 4040, exit 3" "rc=$rc $out"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
