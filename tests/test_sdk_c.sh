@@ -261,6 +261,9 @@ typedef struct {
     size_t page_count;
     unsigned long long page_gseq_first, page_gseq_last;
     int page_seq_zero;
+    //  pushes from the backend
+    int pushes, push_anonymous;
+    char push_body[64];
 } st_t;
 
 static void on_state (zim_client_t *c, zim_client_state_t s, int code, void *arg)
@@ -342,6 +345,16 @@ static void on_page (zim_client_t *c, const zim_client_page_t *p, void *arg)
     st->pages++;
 }
 
+static void on_push (zim_client_t *c, const zim_client_room_t *m, void *arg)
+{
+    st_t *st = arg;
+    char *json = zim_body_to_json (m->body, m->body_len);
+    snprintf (st->push_body, sizeof st->push_body, "%s", json ? json : "?");
+    free (json);
+    st->push_anonymous = m->room == NULL && m->from == NULL;
+    st->pushes++;
+}
+
 static zim_loop_t *loop;
 
 //  Runs the loop until *counter reaches want, for at most ms.
@@ -374,6 +387,7 @@ static zim_client_t *client (const char *url, const char *token, const char *dev
     cfg.on_receipt = on_receipt;
     cfg.on_convs = on_convs;
     cfg.on_groups = on_groups;
+    cfg.on_push = on_push;
     cfg.arg = st;
     return zim_client_new (loop, &cfg);
 }
@@ -569,6 +583,16 @@ int main (int argc, char **argv)
     CHECK (zim_client_csync (K, "news", 0, 0, NULL) == 0 && wait_n (&k.errors, n + 1, 10000) == 0,
            "carol is no member of news: refused");
 
+    //  5. A push from the app's backend: argv[5] is the command that makes
+    //  it (curl to the push API), for bob.
+    if (argc > 5) {
+        CHECK (system (argv[5]) == 0, "the backend pushes");
+        CHECK (wait_n (&b.pushes, 1, 10000) == 0 && b.push_anonymous &&
+                   strcmp (b.push_body, "{\"text\":\"pushed\"}") == 0,
+               "bob gets the push: its body, no room, no sender");
+        CHECK (a1.pushes == 0 && k.pushes == 0, "nobody else does");
+    }
+
     CHECK (a1.errors == 0 && a2.errors == 0 && b.errors == 1, "no other errors");
     zim_client_destroy (&A1);
     zim_client_destroy (&A2);
@@ -600,7 +624,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other-key.pem" -out "$w
 #   A channel reader more than 5 behind gets the newest page (reset).
 printf 'store\n    csync_max_behind = 5\n' >"$work/zim.cfg"
 "$ZIM_SERVER" -c "$work/zim.cfg" --port 0 --admin 'tcp://127.0.0.1:*' --data "$work/data" \
-    --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls-port 0 --tcp 0 >"$log" 2>&1 &
+    --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls-port 0 --tcp 0 \
+    --api 127.0.0.1:0 >"$log" 2>&1 &
 pid=$!
 i=0
 while ! grep -q " ready: " "$log" 2>/dev/null; do
@@ -611,6 +636,7 @@ port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
 admin=$(sed -n 's/.* admin=\([^ ]*\) .*/\1/p' "$log")
 wss_port=$(sed -n 's/.*, WSS on \([0-9]*\).*/\1/p' "$log")
 tcp_port=$(sed -n 's/.*, raw TCP on \([0-9]*\).*/\1/p' "$log")
+api_port=$(sed -n 's/.* api=http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log")
 export ZIM_DATA="$work/data"     # zimctl finds the admin key there
 alice=$("$ZIMCTL" -e "$admin" token --app demo --uid alice) || bad "zimctl token" "$alice"
 bob=$("$ZIMCTL" -e "$admin" token --app demo --uid bob) || bad "zimctl token" "$bob"
@@ -647,10 +673,16 @@ out=$("$ZIMCTL" -e "$admin" groups create --app demo --group team --members alic
     && ok "zimctl groups create team" || bad "zimctl groups create team" "$out"
 out=$("$ZIMCTL" -e "$admin" groups create --app demo --group news --channel --members alice4,bob4 2>&1) \
     && ok "zimctl groups create news --channel" || bad "zimctl groups create news --channel" "$out"
+#   With curl, bob also gets a push from the backend API (on_push).
+push=
+if command -v curl >/dev/null 2>&1 && [ -n "$api_port" ]; then
+    push="curl -s -f -o /dev/null -H 'Authorization: Bearer $(cat "$work/data/app-demo.apikey")' \
+-d '{\"users\":[\"bob4\"],\"data\":{\"text\":\"pushed\"}}' http://127.0.0.1:$api_port/v1/push/users"
+fi
 out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    "$work/chat" "ws://127.0.0.1:$port/ws" "$alice" "$bob" "$carol" 2>&1) \
-    && ok "read/delivered receipts, convs, groups and csync through zim-server" \
-    || bad "read/delivered receipts, convs, groups and csync through zim-server" "$out"
+    "$work/chat" "ws://127.0.0.1:$port/ws" "$alice" "$bob" "$carol" ${push:+"$push"} 2>&1) \
+    && ok "read/delivered receipts, convs, groups and csync${push:+, a backend push} through zim-server" \
+    || bad "read/delivered receipts, convs, groups and csync${push:+, a backend push} through zim-server" "$out"
 
 #   The same through zim-cli (built on the SDK): carol's list has g:team
 #   with one unread; read answers her cursors; then it has none.
