@@ -1,6 +1,8 @@
 /*  zim_cli.c: zim-cli, a terminal client for zim over the C SDK. Sends a
     message and prints its ack, listens (sync from the cursor, then live) and
-    prints messages as JSON lines, or pages a conversation's history.
+    prints messages as JSON lines, pages a conversation's history, marks a
+    conversation read or delivered, lists conversations and groups, reads a
+    channel.
 */
 #include "config.h"
 #include "sdk/c/zim_client.h"
@@ -52,6 +54,23 @@ static void s_usage (FILE *out)
              "        where to continue.\n"
              "  ping [--timeout S]\n"
              "        connect, authenticate, ping; print {\"uid\":...,\"rtt_us\":...}.\n"
+             "  read CONV SEQ / delivered CONV SEQ [--timeout S]\n"
+             "        mark conversation CONV (p:A:B or g:GROUP) read (delivered) up to\n"
+             "        SEQ, a seq of this user's inbox; print the cursors the server\n"
+             "        answers: {\"conv\":...,\"user\":...,\"read\":...,\"delivered\":...}.\n"
+             "  convs [--limit N] [--before ID] [--timeout S]\n"
+             "        print the conversation list, most recent first: {\"conv\":...,\n"
+             "        \"id\":...,\"from\":...,\"ts\":...,\"body\":...,\"seq\":...,\"unread\":...,\n"
+             "        \"read\":...,\"delivered\":...} (and peer_read, peer_delivered, muted\n"
+             "        when set); {\"more\":true,\"before\":ID} if more are left.\n"
+             "  groups [--timeout S]\n"
+             "        print this user's groups and channels: {\"group\":...,\"kind\":...,\n"
+             "        \"head\":...,\"joined\":...,\"members\":...}.\n"
+             "  csync GROUP [--since GSEQ] [--limit N] [--timeout S]\n"
+             "        print channel GROUP's messages after GSEQ (default 0), oldest\n"
+             "        first, each with its gseq; a first line {\"reset\":true} when the\n"
+             "        reader was too far behind and got the newest ones instead;\n"
+             "        {\"more\":true,\"since\":GSEQ} if more are left.\n"
              "\n"
              "Options:\n"
              "  -u, --url URL        server WebSocket URL (default %s)\n"
@@ -59,7 +78,7 @@ static void s_usage (FILE *out)
              "                       zimctl token --app APP --uid UID\n"
              "  -d, --device DEVICE  device name, which owns the sync cursor\n"
              "                       (default: the server's \"default\")\n"
-             "      --timeout S      seconds to wait (send/history/ping default 10;\n"
+             "      --timeout S      seconds to wait (every command but listen: default 10;\n"
              "                       listen default: forever)\n"
              "  -h, --help           this text\n"
              "\n"
@@ -75,12 +94,25 @@ static void s_usage (FILE *out)
              "  zim-cli -t \"$BOB\" listen --timeout 10\n"
              "  zim-cli -t \"$BOB\" -d laptop listen --since 0 --count 5\n"
              "  zim-cli history bob --limit 20\n"
+             "  zim-cli convs --limit 10\n"
+             "  zim-cli read p:alice:bob 42\n"
+             "  zim-cli csync news --since 100\n"
              "  zim-cli -u ws://chat.example.com:7700/ws ping\n",
              DEFAULT_URL);
 }
 
 //  What the run is doing and how it ended.
-typedef enum { CMD_SEND, CMD_LISTEN, CMD_HISTORY, CMD_PING } s_cmd_t;
+typedef enum {
+    CMD_SEND,
+    CMD_LISTEN,
+    CMD_HISTORY,
+    CMD_PING,
+    CMD_READ,
+    CMD_DELIVERED,
+    CMD_CONVS,
+    CMD_GROUPS,
+    CMD_CSYNC
+} s_cmd_t;
 
 typedef struct {
     s_cmd_t cmd;                   //  the command
@@ -88,7 +120,8 @@ typedef struct {
     bool done;                     //  stop the loop
     int status;                    //  exit status once done
     char cid[ZIM_CLIENT_CID_SIZE]; //  send: our cid
-    uint64_t rid;                  //  history: the request id
+    uint64_t rid;                  //  history, convs, groups, csync: the request id
+    const char *conv;              //  read, delivered: the conversation
     uint64_t count;                //  listen: stop after this many (0: no limit)
     uint64_t printed;              //  listen: messages printed
     uint64_t ping_t;               //  ping: when it went out
@@ -129,10 +162,18 @@ static void s_print_msg (const zim_client_msg_t *m)
     char *to = zim_json_string (m->to);
     if (m->seq)
         printf ("{\"seq\":%" PRIu64 ",", m->seq);
+    else if (m->gseq)
+        printf ("{\"gseq\":%" PRIu64 ",", m->gseq);
     else
         printf ("{");
-    printf ("\"id\":%" PRIu64 ",\"from\":%s,\"to\":%s,\"body\":%s,\"ts\":%" PRIu64 "}\n", m->id,
-            from, to, body ? body : "null", m->ts);
+    printf ("\"id\":%" PRIu64 ",\"from\":%s,\"to\":%s,\"body\":%s,\"ts\":%" PRIu64, m->id, from, to,
+            body ? body : "null", m->ts);
+    if (m->group[0]) {
+        char *group = zim_json_string (m->group);
+        printf (",\"group\":%s", group);
+        free (group);
+    }
+    printf ("}\n");
     free (body);
     free (from);
     free (to);
@@ -175,7 +216,9 @@ static void s_on_error (zim_client_t *c, const zim_client_error_t *e, void *arg)
     //  answers to our request are server errors; the rest is about the
     //  connection, which closes next (auth failures) or stays up
     if ((e->cid && run->cmd == CMD_SEND && strcmp (e->cid, run->cid) == 0) ||
-        (e->has_rid && run->cmd == CMD_HISTORY && e->rid == run->rid)) {
+        (e->has_rid && e->rid == run->rid && run->rid) ||
+        //  read and delivered carry no rid: a server error now is theirs
+        ((run->cmd == CMD_READ || run->cmd == CMD_DELIVERED) && e->code >= 4000)) {
         if (e->code < 1000)
             s_finish (run, EXIT_CONN); //  our request died with the connection
         else
@@ -211,12 +254,83 @@ static void s_on_msg (zim_client_t *c, const zim_client_msg_t *m, void *arg)
 static void s_on_page (zim_client_t *c, const zim_client_page_t *p, void *arg)
 {
     s_run_t *run = arg;
-    if (run->cmd != CMD_HISTORY || p->rid != run->rid)
+    if ((run->cmd != CMD_HISTORY && run->cmd != CMD_CSYNC) || p->rid != run->rid)
         return;
+    if (p->reset)
+        printf ("{\"reset\":true}\n");
     for (size_t i = 0; i < p->count; i++)
         s_print_msg (&p->msgs[i]);
-    if (p->more && p->count > 0)
+    if (p->more && p->count > 0 && run->cmd == CMD_HISTORY)
         printf ("{\"more\":true,\"before\":%" PRIu64 "}\n", p->msgs[p->count - 1].id);
+    else if (p->more && p->count > 0)
+        printf ("{\"more\":true,\"since\":%" PRIu64 "}\n", p->msgs[p->count - 1].gseq);
+    s_finish (run, 0);
+}
+
+static void s_on_receipt (zim_client_t *c, const zim_client_receipt_t *r, void *arg)
+{
+    s_run_t *run = arg;
+    //  the answer to our read: this user's cursors of our conversation
+    if ((run->cmd != CMD_READ && run->cmd != CMD_DELIVERED) || strcmp (r->conv, run->conv) != 0 ||
+        strcmp (r->user, zim_client_uid (c)) != 0)
+        return;
+    char *conv = zim_json_string (r->conv);
+    char *user = zim_json_string (r->user);
+    printf ("{\"conv\":%s,\"user\":%s", conv, user);
+    if (r->has_read)
+        printf (",\"read\":%" PRIu64, r->read);
+    if (r->has_delivered)
+        printf (",\"delivered\":%" PRIu64, r->delivered);
+    printf ("}\n");
+    free (conv);
+    free (user);
+    s_finish (run, 0);
+}
+
+static void s_on_convs (zim_client_t *c, const zim_client_convs_t *l, void *arg)
+{
+    s_run_t *run = arg;
+    if (run->cmd != CMD_CONVS || l->rid != run->rid)
+        return;
+    for (size_t i = 0; i < l->count; i++) {
+        const zim_client_conv_t *e = &l->convs[i];
+        char *conv = zim_json_string (e->conv);
+        char *from = zim_json_string (e->from);
+        char *body = zim_body_to_json (e->body, e->body_len);
+        printf ("{\"conv\":%s,\"id\":%" PRIu64 ",\"from\":%s,\"ts\":%" PRIu64
+                ",\"body\":%s,\"seq\":%" PRIu64 ",\"unread\":%" PRIu64 ",\"read\":%" PRIu64
+                ",\"delivered\":%" PRIu64,
+                conv, e->id, from, e->ts, body ? body : "null", e->seq, e->unread, e->read,
+                e->delivered);
+        if (e->peer_read)
+            printf (",\"peer_read\":%" PRIu64, e->peer_read);
+        if (e->peer_delivered)
+            printf (",\"peer_delivered\":%" PRIu64, e->peer_delivered);
+        if (e->muted)
+            printf (",\"muted\":%" PRIu64, e->muted);
+        printf ("}\n");
+        free (conv);
+        free (from);
+        free (body);
+    }
+    if (l->more && l->count > 0)
+        printf ("{\"more\":true,\"before\":%" PRIu64 "}\n", l->convs[l->count - 1].id);
+    s_finish (run, 0);
+}
+
+static void s_on_groups (zim_client_t *c, const zim_client_groups_t *l, void *arg)
+{
+    s_run_t *run = arg;
+    if (run->cmd != CMD_GROUPS || l->rid != run->rid)
+        return;
+    for (size_t i = 0; i < l->count; i++) {
+        const zim_client_group_t *g = &l->groups[i];
+        char *group = zim_json_string (g->group);
+        printf ("{\"group\":%s,\"kind\":\"%s\",\"head\":%" PRIu64 ",\"joined\":%" PRIu64
+                ",\"members\":%" PRIu64 "}\n",
+                group, g->channel ? "channel" : "group", g->head, g->joined, g->members);
+        free (group);
+    }
     s_finish (run, 0);
 }
 
@@ -337,6 +451,18 @@ int main (int argc, char **argv)
     } else if (strcmp (cmd, "ping") == 0) {
         run.cmd = CMD_PING;
         want_args = 1;
+    } else if (strcmp (cmd, "read") == 0 || strcmp (cmd, "delivered") == 0) {
+        run.cmd = cmd[0] == 'r' ? CMD_READ : CMD_DELIVERED;
+        want_args = 3;
+    } else if (strcmp (cmd, "convs") == 0) {
+        run.cmd = CMD_CONVS;
+        want_args = 1;
+    } else if (strcmp (cmd, "groups") == 0) {
+        run.cmd = CMD_GROUPS;
+        want_args = 1;
+    } else if (strcmp (cmd, "csync") == 0) {
+        run.cmd = CMD_CSYNC;
+        want_args = 2;
     } else {
         fprintf (stderr, "zim-cli: unknown command '%s'. Try 'zim-cli --help'.\n", cmd);
         return EXIT_USAGE;
@@ -347,12 +473,21 @@ int main (int argc, char **argv)
         return EXIT_USAGE;
     }
     //  options that belong to another command are mistakes worth reporting
-    if ((since_arg || count_arg) && run.cmd != CMD_LISTEN) {
-        fprintf (stderr, "zim-cli: --since and --count are for listen\n");
+    if ((since_arg && run.cmd != CMD_LISTEN && run.cmd != CMD_CSYNC) ||
+        (count_arg && run.cmd != CMD_LISTEN)) {
+        fprintf (stderr, "zim-cli: --since is for listen and csync, --count for listen\n");
         return EXIT_USAGE;
     }
-    if ((limit_arg || before_arg) && run.cmd != CMD_HISTORY) {
-        fprintf (stderr, "zim-cli: --limit and --before are for history\n");
+    if ((limit_arg && run.cmd != CMD_HISTORY && run.cmd != CMD_CONVS && run.cmd != CMD_CSYNC) ||
+        (before_arg && run.cmd != CMD_HISTORY && run.cmd != CMD_CONVS)) {
+        fprintf (stderr, "zim-cli: --limit is for history, convs and csync, --before for "
+                         "history and convs\n");
+        return EXIT_USAGE;
+    }
+    uint64_t mark_seq = 0;
+    if ((run.cmd == CMD_READ || run.cmd == CMD_DELIVERED) &&
+        (s_parse_u64 (args[2], &mark_seq) || mark_seq == 0)) {
+        fprintf (stderr, "zim-cli: %s takes a seq (a number above 0)\n", cmd);
         return EXIT_USAGE;
     }
     if (cid && run.cmd != CMD_SEND) {
@@ -365,7 +500,7 @@ int main (int argc, char **argv)
         return EXIT_USAGE;
     }
     uint64_t since = 0, limit = 0, before = 0;
-    if ((since_arg && s_parse_u64 (since_arg, &since)) ||
+    if ((since_arg && (s_parse_u64 (since_arg, &since) || since > INT64_MAX)) ||
         (count_arg && (s_parse_u64 (count_arg, &run.count) || run.count == 0)) ||
         (limit_arg && (s_parse_u64 (limit_arg, &limit) || limit == 0 || limit > UINT32_MAX)) ||
         (before_arg && s_parse_u64 (before_arg, &before))) {
@@ -393,6 +528,9 @@ int main (int argc, char **argv)
     cfg.on_msg = s_on_msg;
     cfg.on_page = s_on_page;
     cfg.on_pong = s_on_pong;
+    cfg.on_receipt = s_on_receipt;
+    cfg.on_convs = s_on_convs;
+    cfg.on_groups = s_on_groups;
     cfg.arg = &run;
     if (run.cmd == CMD_LISTEN) {
         cfg.auto_sync = true;
@@ -408,12 +546,26 @@ int main (int argc, char **argv)
         return EXIT_USAGE;
     }
     int rc = 0;
+    const char *what = "a valid user id";
     if (run.cmd == CMD_SEND)
         rc = zim_client_send_text (run.client, args[1], cid, args[2], run.cid);
     else if (run.cmd == CMD_HISTORY)
         rc = zim_client_history (run.client, args[1], before, (uint32_t)limit, &run.rid);
+    else if (run.cmd == CMD_READ || run.cmd == CMD_DELIVERED) {
+        run.conv = args[1];
+        what = "a conversation (p:A:B with A < B, or g:GROUP)";
+        rc = run.cmd == CMD_READ ? zim_client_read (run.client, args[1], mark_seq)
+                                 : zim_client_delivered (run.client, args[1], mark_seq);
+    } else if (run.cmd == CMD_CONVS)
+        rc = zim_client_convs (run.client, (uint32_t)limit, before, &run.rid);
+    else if (run.cmd == CMD_GROUPS)
+        rc = zim_client_groups (run.client, &run.rid);
+    else if (run.cmd == CMD_CSYNC) {
+        what = "a valid group id";
+        rc = zim_client_csync (run.client, args[1], (int64_t)since, (uint32_t)limit, &run.rid);
+    }
     if (rc) {
-        fprintf (stderr, "zim-cli: %s is not a valid user id%s\n", args[1],
+        fprintf (stderr, "zim-cli: %s is not %s%s\n", args[1], what,
                  cid ? ", or the cid is not 1-64 printable characters" : "");
         zim_client_destroy (&run.client);
         zim_loop_destroy (&loop);

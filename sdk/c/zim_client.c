@@ -1,26 +1,23 @@
 /*  zim_client.c: the C SDK's client object and its public API
-    (zim_client.h). A client is one user and device over one connection at
-    a time; it speaks the protocol and composes the SDK's parts:
+    (zim_client.h), the façade of the client class (zim_sdk_client.h; its
+    answers to the server's frames are zim_sdk_recv.c). A client is one user
+    and device over one connection at a time; it composes the SDK's parts:
     - zim_sdk_conn: the WebSocket transport, its attempts and reconnects;
     - zim_sdk_outq: frames waiting for the next write, one message per chunk;
     - zim_sdk_sendq: sends from zim_client_send until their ack (retries
       with the same cid, ack timeouts);
     - zim_sdk_inbox: auto_sync's seq order (syncs, gaps, duplicates);
     - zim_sdk_reqs: request ids, and the application's requests in flight;
+    - zim_sdk_rooms, zim_sdk_chans: rooms joined, channel positions;
     - zim_sdk_frame: the frames' encoders and decoders.
     The loop (zim_sdk_loop) runs their timers and frees a client destroyed
     inside a callback once the callback has returned.
 */
 #include "config.h"
 #include "sdk/c/zim_sdk_client.h"
-#include "sdk/c/zim_sdk_conn.h"
 #include "sdk/c/zim_sdk_frame.h"
-#include "sdk/c/zim_sdk_inbox.h"
 #include "sdk/c/zim_sdk_json.h"
-#include "sdk/c/zim_sdk_outq.h"
-#include "sdk/c/zim_sdk_reqs.h"
-#include "sdk/c/zim_sdk_rooms.h"
-#include "sdk/c/zim_sdk_sendq.h"
+#include "msg/zim_conv.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
 
@@ -32,56 +29,28 @@
 
 #define S_DEFAULT_URL "ws://127.0.0.1:7700/ws"
 
-struct _zim_client_t {
-    zim_client_config_t cfg;         //  configuration, defaults applied
-    char *url;                       //  our copy of cfg.url
-    char *token;                     //  our copy of cfg.token
-    char *device;                    //  our copy of cfg.device, or NULL
-    zim_sdk_conn_t *conn;            //  the transport
-    zim_sdk_outq_t *outq;            //  frames waiting for the next write
-    zim_sdk_sendq_t *sendq;          //  sends awaiting their ack
-    zim_sdk_inbox_t *inbox;          //  seq order (auto_sync) and last seq
-    zim_client_state_t state;        //  as last reported
-    bool auth_sent;                  //  the auth frame went out on this connection
-    bool closing;                    //  zim_client_close was called
-    bool dead;                       //  zim_client_destroy was called: no more callbacks
-    uint32_t retry_attempt;          //  retries after retryable errors since the last ack
-    uint64_t cursor_want;            //  highest cursor asked for
-    uint64_t cursor_sent;            //  highest cursor written on this connection
-    zim_sdk_reqs_t *reqs;            //  request ids; the application's in flight
-    zim_sdk_rooms_t *rooms;          //  rooms joined: joined again after a reconnect
-    zim_client_msg_t *page_msgs;     //  decoded page items for on_page
-    size_t page_alloc;               //  room in page_msgs
-    char uid[ZIM_CLIENT_ID_MAX + 1]; //  from auth_ok
-    zim_wr_t wr;                     //  scratch writer for frames
-    zim_sdk_timer_t t_ping;          //  heartbeat
-    zim_sdk_timer_t t_retry;         //  resend after a retryable error
-    zim_sdk_timer_t t_ack;           //  ack timeout checks
-    zim_sdk_timer_t t_notify;        //  deferred CLOSED after zim_client_close
-};
-
 //  ---------------------------------------------------------------------
 //  Reporting.
 
 //  True when the application must hear nothing more from this client.
-static bool s_quiet (zim_client_t *self)
+bool zim_sdk_client_quiet (zim_client_t *self)
 {
     return self->dead || zim_sdk_conn_quiet (self->conn);
 }
 
 //  Reports a state change (and remembers it).
-static void s_emit_state (zim_client_t *self, zim_client_state_t state, int code)
+void zim_sdk_client_emit_state (zim_client_t *self, zim_client_state_t state, int code)
 {
     self->state = state;
-    if (!s_quiet (self) && self->cfg.on_state)
+    if (!zim_sdk_client_quiet (self) && self->cfg.on_state)
         self->cfg.on_state (self, state, code, self->cfg.arg);
 }
 
 //  Reports an error.
-static void s_emit_error (zim_client_t *self, int code, const char *text, const char *cid,
-                          bool has_rid, uint64_t rid)
+void zim_sdk_client_emit_error (zim_client_t *self, int code, const char *text, const char *cid,
+                                bool has_rid, uint64_t rid)
 {
-    if (s_quiet (self) || !self->cfg.on_error)
+    if (zim_sdk_client_quiet (self) || !self->cfg.on_error)
         return;
     zim_client_error_t e = {code, text ? text : "", cid, has_rid, rid};
     self->cfg.on_error (self, &e, self->cfg.arg);
@@ -95,7 +64,14 @@ static void s_fail_sends (zim_client_t *self, zim_sdk_sendq_which_t which, uint6
     uint64_t now = zim_mono_us ();
     char cid[ZIM_CLIENT_CID_SIZE];
     while (!self->dead && zim_sdk_sendq_take (self->sendq, mark, which, now, age, cid))
-        s_emit_error (self, code, text, cid, false, 0);
+        zim_sdk_client_emit_error (self, code, text, cid, false, 0);
+}
+
+bool zim_sdk_client_token_refused (int code)
+{
+    return code == ZIM_ERR_BAD_TOKEN || code == ZIM_ERR_TOKEN_EXPIRED ||
+           code == ZIM_ERR_TOKEN_NOT_YET || code == ZIM_ERR_TOKEN_CLAIMS ||
+           code == ZIM_ERR_TOKEN_ALG;
 }
 
 //  ---------------------------------------------------------------------
@@ -109,7 +85,7 @@ static void s_want_write (zim_client_t *self)
 }
 
 //  Queues what the scratch writer holds; returns 0 or -1 (queue full).
-static int s_queue_wr (zim_client_t *self, bool force)
+int zim_sdk_client_queue (zim_client_t *self, bool force)
 {
     int rc = zim_sdk_outq_push (self->outq, self->wr.data, self->wr.size, force);
     zim_wr_reset (&self->wr);
@@ -126,7 +102,7 @@ static void s_queue_send (void *arg, const void *frame, size_t len)
 }
 
 //  Puts every send that waits for a connection into the queue, in order.
-static void s_queue_waiting (zim_client_t *self)
+void zim_sdk_client_queue_waiting (zim_client_t *self)
 {
     zim_sdk_sendq_dispatch (self->sendq, zim_mono_us (), s_queue_send, self);
     s_want_write (self);
@@ -138,7 +114,7 @@ static void s_queue_waiting (zim_client_t *self)
 static bool s_inbox_deliver (void *arg, const zim_client_msg_t *m)
 {
     zim_client_t *self = arg;
-    if (!s_quiet (self) && self->cfg.on_msg)
+    if (!zim_sdk_client_quiet (self) && self->cfg.on_msg)
         self->cfg.on_msg (self, m, self->cfg.arg);
     return !self->dead;
 }
@@ -148,7 +124,7 @@ static uint64_t s_inbox_sync (void *arg, int64_t since, uint32_t limit)
     zim_client_t *self = arg;
     uint64_t rid = zim_sdk_reqs_rid (self->reqs);
     zim_sdk_frame_sync (&self->wr, since, limit, rid);
-    s_queue_wr (self, true);
+    zim_sdk_client_queue (self, true);
     return rid;
 }
 
@@ -171,7 +147,7 @@ static void s_ping_timer (void *arg)
         return;
     }
     zim_sdk_frame_ping (&self->wr, now);
-    s_queue_wr (self, true);
+    zim_sdk_client_queue (self, true);
     zim_sdk_timer_start (&self->t_ping, interval);
 }
 
@@ -180,7 +156,7 @@ static void s_retry_timer (void *arg)
 {
     zim_client_t *self = arg;
     if (self->state == ZIM_CLIENT_AUTHED)
-        s_queue_waiting (self);
+        zim_sdk_client_queue_waiting (self);
 }
 
 //  The ack timer: a send in flight for longer than ack_timeout_ms is resent
@@ -194,7 +170,7 @@ static void s_ack_timer (void *arg)
     if (!self->cfg.retry)
         s_fail_sends (self, ZIM_SDK_SENDQ_EXPIRED, age, ZIM_CLIENT_ERR_TIMEOUT, "no ack in time");
     else if (zim_sdk_sendq_expire (self->sendq, zim_mono_us (), age))
-        s_queue_waiting (self);
+        zim_sdk_client_queue_waiting (self);
     if (self->dead || self->state != ZIM_CLIENT_AUTHED || !zim_sdk_conn_open (self->conn))
         return;
     zim_sdk_timer_start (&self->t_ack, age / 4 > 10000 ? age / 4 : 10000);
@@ -210,202 +186,7 @@ static void s_notify_timer (void *arg)
     if (!self->cfg.retry)
         s_fail_sends (self, ZIM_SDK_SENDQ_ALL, 0, ZIM_CLIENT_ERR_LOST, "client closed");
     if (!self->dead)
-        s_emit_state (self, ZIM_CLIENT_CLOSED, 0);
-}
-
-//  ---------------------------------------------------------------------
-//  Incoming frames.
-
-//  auth_ok: the connection is usable.
-static void s_on_auth_ok (zim_client_t *self, const zim_sdk_frame_t *f)
-{
-    zim_sdk_frame_copy (self->uid, sizeof self->uid, f->uid);
-    zim_sdk_conn_ready (self->conn);
-    self->state = ZIM_CLIENT_AUTHED;
-    zim_sdk_inbox_connected (self->inbox); //  its sync goes out first
-    s_queue_waiting (self);
-    //  Every room joined before is joined again.
-    for (size_t i = 0; i < zim_sdk_rooms_size (self->rooms); i++) {
-        bool counts;
-        const char *room = zim_sdk_rooms_name (self->rooms, i, &counts);
-        uint64_t rid = zim_sdk_reqs_rid (self->reqs);
-        zim_sdk_frame_join (&self->wr, room, rid, counts);
-        if (s_queue_wr (self, true) == 0)
-            zim_sdk_reqs_add (self->reqs, rid);
-    }
-    if (!self->cfg.no_ping)
-        zim_sdk_timer_start (&self->t_ping, (uint64_t)self->cfg.ping_interval_ms * 1000);
-    if (self->cfg.ack_timeout_ms)
-        zim_sdk_timer_start (&self->t_ack, (uint64_t)self->cfg.ack_timeout_ms * 250);
-    s_emit_state (self, ZIM_CLIENT_AUTHED, 0);
-}
-
-//  ack: a send is stored.
-static void s_on_ack (zim_client_t *self, const zim_sdk_frame_t *f)
-{
-    char cid[ZIM_CLIENT_CID_SIZE];
-    if (zim_sdk_frame_copy (cid, sizeof cid, f->cid) || zim_sdk_sendq_remove (self->sendq, f->cid))
-        return; //  not ours, or a duplicate ack (a retry raced the first answer)
-    self->retry_attempt = 0;
-    zim_sdk_inbox_own (self->inbox, f->seq);
-    if (!s_quiet (self) && self->cfg.on_ack) {
-        zim_client_ack_t a = {cid, f->id, f->seq, f->ts, f->gseq};
-        self->cfg.on_ack (self, &a, self->cfg.arg);
-    }
-}
-
-//  Retryable server errors: the same send may succeed later.
-static bool s_retryable (int64_t code)
-{
-    return code == ZIM_ERR_RATE_LIMITED || code == ZIM_ERR_INTERNAL ||
-           code == ZIM_ERR_UNAVAILABLE || code == ZIM_ERR_TIMEOUT;
-}
-
-//  error: a request failed, or the connection is in trouble.
-
-//  The codes of a refused token (docs/PROTOCOL.md, 4011-4018): this token
-//  will not work, so waiting for the server's auth_timeout is pointless.
-static bool s_token_refused (int code)
-{
-    return code == ZIM_ERR_BAD_TOKEN || code == ZIM_ERR_TOKEN_EXPIRED ||
-           code == ZIM_ERR_TOKEN_NOT_YET || code == ZIM_ERR_TOKEN_CLAIMS ||
-           code == ZIM_ERR_TOKEN_ALG;
-}
-static void s_on_error (zim_client_t *self, const zim_sdk_frame_t *f)
-{
-    char text[256], cid[ZIM_CLIENT_CID_SIZE];
-    size_t n = f->text.len < sizeof text - 1 ? f->text.len : sizeof text - 1;
-    memcpy (text, f->text.ptr ? f->text.ptr : "", n);
-    text[n] = 0;
-    int code = (int)f->code;
-    if (f->cid.ptr) {
-        if (zim_sdk_frame_copy (cid, sizeof cid, f->cid) ||
-            !zim_sdk_sendq_has (self->sendq, f->cid))
-            return;
-        if (self->cfg.retry && s_retryable (code)) {
-            zim_sdk_sendq_requeue (self->sendq, f->cid);
-            zim_sdk_timer_start (&self->t_retry,
-                                 zim_sdk_conn_backoff_us (self->conn, self->retry_attempt++));
-            return;
-        }
-        zim_sdk_sendq_remove (self->sendq, f->cid);
-        s_emit_error (self, code, text, cid, false, 0);
-        return;
-    }
-    if (f->has_rid) {
-        if (zim_sdk_inbox_owns (self->inbox, f->rid))
-            zim_sdk_inbox_failed (self->inbox); //  our own sync: tried again shortly
-        else if (zim_sdk_reqs_remove (self->reqs, f->rid))
-            s_emit_error (self, code, text, NULL, true, f->rid);
-        return;
-    }
-    //  A connection-level error. Before auth_ok an auth failure ends the
-    //  connection: nothing else can work with this token.
-    if (self->state == ZIM_CLIENT_OPEN && (s_token_refused (code) || code == ZIM_ERR_AUTH_REQUIRED)) {
-        zim_sdk_conn_fail (self->conn, code, text);
-        s_emit_error (self, code, text, NULL, false, 0);
-        return;
-    }
-    //  the server may be about to close (4080, 4090, 4002): remember why
-    if (code == ZIM_ERR_IDLE_TIMEOUT || code == ZIM_ERR_SLOW_CONSUMER || code == ZIM_ERR_TOO_LARGE)
-        zim_sdk_conn_note (self->conn, code, text);
-    s_emit_error (self, code, text, NULL, false, 0);
-}
-
-//  page: the answer to our sync (the inbox's) or to the application's.
-static void s_on_page (zim_client_t *self, const zim_sdk_frame_t *f)
-{
-    int n = zim_sdk_frame_page (f, &self->page_msgs, &self->page_alloc);
-    bool own = zim_sdk_inbox_owns (self->inbox, f->rid);
-    if (n < 0) {
-        if (own)
-            zim_sdk_inbox_failed (self->inbox);
-        else
-            zim_sdk_reqs_remove (self->reqs, f->rid);
-        s_emit_error (self, ZIM_CLIENT_ERR_PROTOCOL, "malformed page", NULL, f->has_rid, f->rid);
-        return;
-    }
-    if (own)
-        zim_sdk_inbox_page (self->inbox, self->page_msgs, (size_t)n, f->more);
-    else if (zim_sdk_reqs_remove (self->reqs, f->rid) && !s_quiet (self) && self->cfg.on_page) {
-        zim_client_page_t p = {f->rid, f->more, self->page_msgs, (size_t)n};
-        self->cfg.on_page (self, &p, self->cfg.arg);
-    }
-}
-
-//  Rooms, pushes and signals: joined, left, published, count, room, push,
-//  signal.
-static void s_on_live (zim_client_t *self, const zim_sdk_frame_t *f)
-{
-    char room[130] = "", from[ZIM_CLIENT_ID_MAX + 1] = "";
-    zim_sdk_frame_copy (room, sizeof room, f->room);
-    zim_sdk_frame_copy (from, sizeof from, f->from);
-    bool joined = zim_str_eq (f->op, "joined"), left = zim_str_eq (f->op, "left");
-    if (joined || left || zim_str_eq (f->op, "published")) {
-        if (f->has_rid)
-            zim_sdk_reqs_remove (self->reqs, f->rid);
-        if ((joined || left) && !s_quiet (self) && self->cfg.on_joined)
-            self->cfg.on_joined (self, room, joined ? (int64_t)f->online : -1, self->cfg.arg);
-        return;
-    }
-    if (zim_str_eq (f->op, "count")) {
-        if (!s_quiet (self) && self->cfg.on_count)
-            self->cfg.on_count (self, room, f->online, self->cfg.arg);
-        return;
-    }
-    zim_client_room_t m = {NULL, f->from.ptr ? from : NULL, f->body.ptr, f->body.len, f->ts};
-    zim_client_room_fn *fn = NULL;
-    if (zim_str_eq (f->op, "room")) {
-        m.room = room;
-        fn = self->cfg.on_room;
-    } else if (zim_str_eq (f->op, "push"))
-        fn = self->cfg.on_push;
-    else if (zim_str_eq (f->op, "signal"))
-        fn = self->cfg.on_signal;
-    if (fn && f->body.ptr && !s_quiet (self))
-        fn (self, &m, self->cfg.arg);
-}
-
-//  Handles one WebSocket message: one or more frames back to back.
-//  Returns 0, or -1 when the connection should close.
-static int s_on_message (void *arg, const unsigned char *data, size_t len)
-{
-    zim_client_t *self = arg;
-    zim_rd_t rd;
-    zim_rd_init (&rd, data, len);
-    while (zim_rd_left (&rd) > 0 && !self->dead) {
-        const unsigned char *start = rd.pos;
-        zim_sdk_frame_t f;
-        if (zim_sdk_frame_decode (&rd, &f)) {
-            s_emit_error (self, ZIM_CLIENT_ERR_PROTOCOL, "malformed frame from the server", NULL,
-                          false, 0);
-            return 0;
-        }
-        if (zim_str_eq (f.op, "msg")) {
-            zim_rd_t mr;
-            zim_client_msg_t m;
-            size_t n = (size_t)(rd.pos - start);
-            zim_rd_init (&mr, start, n);
-            if (zim_sdk_frame_msg (&mr, &m) == 0)
-                zim_sdk_inbox_live (self->inbox, start, n, &m);
-            else
-                s_emit_error (self, ZIM_CLIENT_ERR_PROTOCOL, "malformed msg", NULL, false, 0);
-        } else if (zim_str_eq (f.op, "ack"))
-            s_on_ack (self, &f);
-        else if (zim_str_eq (f.op, "page"))
-            s_on_page (self, &f);
-        else if (zim_str_eq (f.op, "error"))
-            s_on_error (self, &f);
-        else if (zim_str_eq (f.op, "auth_ok"))
-            s_on_auth_ok (self, &f);
-        else if (zim_str_eq (f.op, "pong")) {
-            if (!s_quiet (self) && self->cfg.on_pong)
-                self->cfg.on_pong (self, f.t, self->cfg.arg);
-        } else
-            s_on_live (self, &f);
-        //  other ops: from a newer server; ignored
-    }
-    return self->dead ? -1 : 0;
+        zim_sdk_client_emit_state (self, ZIM_CLIENT_CLOSED, 0);
 }
 
 //  ---------------------------------------------------------------------
@@ -415,13 +196,13 @@ static void s_on_connecting (void *arg)
 {
     zim_client_t *self = arg;
     self->auth_sent = false;
-    s_emit_state (self, ZIM_CLIENT_CONNECTING, 0);
+    zim_sdk_client_emit_state (self, ZIM_CLIENT_CONNECTING, 0);
 }
 
 static int s_on_open (void *arg)
 {
     zim_client_t *self = arg;
-    s_emit_state (self, ZIM_CLIENT_OPEN, 0);
+    zim_sdk_client_emit_state (self, ZIM_CLIENT_OPEN, 0);
     if (self->dead || self->closing)
         return -1;
     if (!self->cfg.token_in_url)
@@ -478,7 +259,7 @@ static void s_on_closed (void *arg, int code, const char *text, bool refused)
 {
     zim_client_t *self = arg;
     if (refused)
-        s_emit_error (self, code, text, NULL, false, 0);
+        zim_sdk_client_emit_error (self, code, text, NULL, false, 0);
     if (self->closing && code == ZIM_CLIENT_ERR_LOST)
         code = 0;
     zim_sdk_timer_stop (&self->t_ping);
@@ -487,6 +268,7 @@ static void s_on_closed (void *arg, int code, const char *text, bool refused)
     zim_sdk_outq_clear (self->outq);
     self->cursor_sent = 0; //  resend the cursor on the next connection
     zim_sdk_inbox_disconnected (self->inbox);
+    zim_sdk_chans_disconnected (self->chans);
 
     //  Requests in flight will get no answer now (those the callbacks make
     //  are for the next connection).
@@ -495,9 +277,9 @@ static void s_on_closed (void *arg, int code, const char *text, bool refused)
               *text ? ")" : "");
     uint64_t mark = zim_sdk_reqs_rid (self->reqs), rid;
     while (!self->dead && zim_sdk_reqs_take (self->reqs, mark, &rid))
-        s_emit_error (self, ZIM_CLIENT_ERR_LOST, why, NULL, true, rid);
-    bool fatal = s_token_refused (code) || code == ZIM_ERR_AUTH_REQUIRED;
-    bool again = self->cfg.reconnect && !self->closing && !fatal && !s_quiet (self);
+        zim_sdk_client_emit_error (self, ZIM_CLIENT_ERR_LOST, why, NULL, true, rid);
+    bool fatal = zim_sdk_client_token_refused (code) || code == ZIM_ERR_AUTH_REQUIRED;
+    bool again = self->cfg.reconnect && !self->closing && !fatal && !zim_sdk_client_quiet (self);
     if (self->cfg.retry)
         zim_sdk_sendq_requeue_all (self->sendq);
     else {
@@ -510,10 +292,10 @@ static void s_on_closed (void *arg, int code, const char *text, bool refused)
         return;
     if (again) {
         zim_sdk_conn_reconnect (self->conn);
-        s_emit_state (self, ZIM_CLIENT_WAITING, code);
+        zim_sdk_client_emit_state (self, ZIM_CLIENT_WAITING, code);
     } else {
         self->closing = false;
-        s_emit_state (self, ZIM_CLIENT_CLOSED, code);
+        zim_sdk_client_emit_state (self, ZIM_CLIENT_CLOSED, code);
     }
 }
 
@@ -547,7 +329,10 @@ static void s_free (void *arg)
     zim_sdk_inbox_destroy (&self->inbox);
     zim_sdk_reqs_destroy (&self->reqs);
     zim_sdk_rooms_destroy (&self->rooms);
+    zim_sdk_chans_destroy (&self->chans);
     free (self->page_msgs);
+    free (self->convs);
+    free (self->groups);
     zim_wr_free (&self->wr);
     free (self->url);
     free (self->token);
@@ -614,7 +399,7 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
                                   seed,
                                   cfg->tls_ca_file};
     self->cfg.tls_ca_file = NULL; //  the connection keeps its own copy
-    zim_sdk_conn_hooks_t hooks = {s_on_connecting, s_on_open, s_on_message, s_on_writable,
+    zim_sdk_conn_hooks_t hooks = {s_on_connecting, s_on_open, zim_sdk_recv_message, s_on_writable,
                                   s_on_closed};
     self->conn = zim_sdk_conn_new (loop, &ccfg, &hooks, self);
     if (!self->conn) {
@@ -628,6 +413,7 @@ zim_client_t *zim_client_new (zim_loop_t *loop, const zim_client_config_t *cfg)
     self->sendq = zim_sdk_sendq_new (self->cfg.max_unacked, prefix);
     self->reqs = zim_sdk_reqs_new ();
     self->rooms = zim_sdk_rooms_new ();
+    self->chans = zim_sdk_chans_new ();
     zim_sdk_inbox_hooks_t ihooks = {s_inbox_deliver, s_inbox_sync};
     int64_t start = self->cfg.has_since ? (int64_t)self->cfg.since : -1;
     self->inbox =
@@ -754,8 +540,8 @@ int zim_client_send (zim_client_t *self, const char *to, const char *cid, const 
     return s_send (self, false, to, cid, body, len, cid_out);
 }
 
-int zim_client_send_group (zim_client_t *self, const char *group, const char *cid,
-                           const void *body, size_t len, char *cid_out)
+int zim_client_send_group (zim_client_t *self, const char *group, const char *cid, const void *body,
+                           size_t len, char *cid_out)
 {
     return s_send (self, true, group, cid, body, len, cid_out);
 }
@@ -773,18 +559,25 @@ int zim_client_send_text (zim_client_t *self, const char *to, const char *cid, c
     return rc;
 }
 
+//  Queues the request the scratch writer holds and remembers its rid until
+//  the answer (or the connection's end). Returns 0 or -1 (queue full).
+static int s_request (zim_client_t *self, uint64_t rid, uint64_t *rid_out)
+{
+    if (zim_sdk_client_queue (self, false))
+        return -1;
+    zim_sdk_reqs_add (self->reqs, rid);
+    if (rid_out)
+        *rid_out = rid;
+    return 0;
+}
+
 int zim_client_sync (zim_client_t *self, int64_t since, uint32_t limit, uint64_t *rid_out)
 {
     if (self->dead)
         return -1;
     uint64_t rid = zim_sdk_reqs_rid (self->reqs);
     zim_sdk_frame_sync (&self->wr, since < 0 ? -1 : since, limit, rid);
-    if (s_queue_wr (self, false))
-        return -1;
-    zim_sdk_reqs_add (self->reqs, rid);
-    if (rid_out)
-        *rid_out = rid;
-    return 0;
+    return s_request (self, rid, rid_out);
 }
 
 int zim_client_cursor (zim_client_t *self, uint64_t seq)
@@ -805,12 +598,7 @@ int zim_client_history (zim_client_t *self, const char *peer, uint64_t before, u
         return -1;
     uint64_t rid = zim_sdk_reqs_rid (self->reqs);
     zim_sdk_frame_history (&self->wr, peer, before, limit, rid);
-    if (s_queue_wr (self, false))
-        return -1;
-    zim_sdk_reqs_add (self->reqs, rid);
-    if (rid_out)
-        *rid_out = rid;
-    return 0;
+    return s_request (self, rid, rid_out);
 }
 
 int zim_client_ping (zim_client_t *self, uint64_t t)
@@ -818,7 +606,7 @@ int zim_client_ping (zim_client_t *self, uint64_t t)
     if (self->dead)
         return -1;
     zim_sdk_frame_ping (&self->wr, t);
-    return s_queue_wr (self, false);
+    return zim_sdk_client_queue (self, false);
 }
 
 int zim_client_join (zim_client_t *self, const char *room, bool counts)
@@ -829,7 +617,7 @@ int zim_client_join (zim_client_t *self, const char *room, bool counts)
         return 0; //  joined at auth_ok
     uint64_t rid = zim_sdk_reqs_rid (self->reqs);
     zim_sdk_frame_join (&self->wr, room, rid, counts);
-    if (s_queue_wr (self, false))
+    if (zim_sdk_client_queue (self, false))
         return -1;
     zim_sdk_reqs_add (self->reqs, rid);
     return 0;
@@ -843,7 +631,7 @@ int zim_client_leave (zim_client_t *self, const char *room)
         return 0;
     uint64_t rid = zim_sdk_reqs_rid (self->reqs);
     zim_sdk_frame_leave (&self->wr, room, rid);
-    if (s_queue_wr (self, false))
+    if (zim_sdk_client_queue (self, false))
         return -1;
     zim_sdk_reqs_add (self->reqs, rid);
     return 0;
@@ -859,12 +647,7 @@ int zim_client_publish (zim_client_t *self, const char *room, const void *body, 
         return -1;
     uint64_t rid = zim_sdk_reqs_rid (self->reqs);
     zim_sdk_frame_publish (&self->wr, room, body, len, rid);
-    if (s_queue_wr (self, false))
-        return -1;
-    zim_sdk_reqs_add (self->reqs, rid);
-    if (rid_out)
-        *rid_out = rid;
-    return 0;
+    return s_request (self, rid, rid_out);
 }
 
 int zim_client_signal (zim_client_t *self, const char *to, const void *body, size_t len)
@@ -875,7 +658,64 @@ int zim_client_signal (zim_client_t *self, const char *to, const void *body, siz
         !body || zim_rd_skip (&rd, NULL) || zim_rd_left (&rd))
         return -1;
     zim_sdk_frame_signal (&self->wr, to, body, len);
-    return s_queue_wr (self, false);
+    return zim_sdk_client_queue (self, false);
+}
+
+//  Queues a read or delivered frame (op) for conv up to seq.
+static int s_mark (zim_client_t *self, const char *op, const char *conv, uint64_t seq)
+{
+    zim_conv_t parsed;
+    if (self->dead || seq == 0 || !conv || zim_conv_parse (zim_str (conv), &parsed))
+        return -1;
+    zim_sdk_frame_read (&self->wr, op, conv, seq);
+    return zim_sdk_client_queue (self, false);
+}
+
+int zim_client_read (zim_client_t *self, const char *conv, uint64_t seq)
+{
+    return s_mark (self, "read", conv, seq);
+}
+
+int zim_client_delivered (zim_client_t *self, const char *conv, uint64_t seq)
+{
+    return s_mark (self, "delivered", conv, seq);
+}
+
+int zim_client_convs (zim_client_t *self, uint32_t limit, uint64_t before, uint64_t *rid_out)
+{
+    if (self->dead)
+        return -1;
+    uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+    zim_sdk_frame_convs (&self->wr, limit, before, rid);
+    return s_request (self, rid, rid_out);
+}
+
+int zim_client_groups (zim_client_t *self, uint64_t *rid_out)
+{
+    if (self->dead)
+        return -1;
+    uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+    zim_sdk_frame_groups (&self->wr, rid);
+    return s_request (self, rid, rid_out);
+}
+
+int zim_client_csync (zim_client_t *self, const char *group, int64_t since, uint32_t limit,
+                      uint64_t *rid_out)
+{
+    if (self->dead || !group || !zim_uid_valid (zim_str (group)))
+        return -1;
+    uint64_t from = since < 0 ? zim_sdk_chans_pos (self->chans, group) : (uint64_t)since;
+    uint64_t rid = zim_sdk_reqs_rid (self->reqs);
+    zim_sdk_frame_csync (&self->wr, group, from, limit, rid);
+    if (s_request (self, rid, rid_out))
+        return -1;
+    zim_sdk_chans_ask (self->chans, rid, group);
+    return 0;
+}
+
+uint64_t zim_client_channel_pos (zim_client_t *self, const char *group)
+{
+    return zim_sdk_chans_pos (self->chans, group);
 }
 
 size_t zim_client_unacked (zim_client_t *self)
@@ -900,9 +740,11 @@ void zim_client_test (bool verbose)
     zim_sdk_reqs_test (verbose);
     zim_sdk_frame_test (verbose);
     zim_sdk_rooms_test (verbose);
+    zim_sdk_chans_test (verbose);
     zim_sdk_inbox_test (verbose);
     zim_sdk_json_test (verbose);
     zim_sdk_client_test (verbose);
+    zim_sdk_recv_test (verbose);
 }
 
 #include <assert.h>
@@ -971,32 +813,8 @@ static void s_t_state (zim_client_t *c, zim_client_state_t state, int code, void
 //  Feeds what the writer holds to the client, as if it had arrived.
 static void s_t_feed (zim_client_t *c, zim_wr_t *wr)
 {
-    s_on_message (c, (const unsigned char *)wr->data, wr->size);
+    zim_sdk_recv_message (c, (const unsigned char *)wr->data, wr->size);
     zim_wr_reset (wr);
-}
-
-//  The since of the last sync in c's output queue (-2: none), its rid in
-//  *rid; empties the queue.
-static int64_t s_t_queued_sync (zim_client_t *c, uint64_t *rid)
-{
-    int64_t since = -2;
-    size_t len;
-    unsigned char *chunk;
-    while ((chunk = zim_sdk_outq_front (c->outq, &len))) {
-        zim_rd_t rd;
-        zim_rd_init (&rd, chunk, len);
-        while (zim_rd_left (&rd)) {
-            zim_cframe_t f;
-            const char *why;
-            assert (zim_cframe_decode (&rd, &f, &why) == 0);
-            if (f.op == ZIM_OP_SYNC) {
-                since = f.since;
-                *rid = f.rid;
-            }
-        }
-        zim_sdk_outq_pop (c->outq);
-    }
-    return since;
 }
 
 void zim_sdk_client_test (bool verbose)
@@ -1053,7 +871,7 @@ void zim_sdk_client_test (bool verbose)
     assert (seen.acks == 1 && streq (seen.last_cid, "c1") && seen.ack_seq == 1);
     assert (seen.ack_id == 250772402995204096ull && zim_client_unacked (c) == 2);
     assert (seen.msgs == 1 && seen.last_msg_seq == 1 && streq (seen.last_body, "\"hi\""));
-    s_on_message (c, vec, vlen);
+    zim_sdk_recv_message (c, vec, vlen);
     assert (seen.acks == 1 && zim_client_last_seq (c) == 1);
 
     //  An error for a pending send fails it; a truncated message stops at
@@ -1063,13 +881,13 @@ void zim_sdk_client_test (bool verbose)
     assert (seen.errors == 1 && seen.last_error == ZIM_ERR_BAD_RECIPIENT &&
             streq (seen.last_cid, cid));
     assert (zim_client_unacked (c) == 1);
-    s_on_message (c, vec, 20);
+    zim_sdk_recv_message (c, vec, 20);
     assert (seen.errors == 2 && seen.last_error == ZIM_CLIENT_ERR_PROTOCOL);
 
     //  Losing the connection fails the sends in flight (retry off), and the
     //  requests waiting for an answer.
     c->state = ZIM_CLIENT_AUTHED;
-    s_queue_waiting (c);
+    zim_sdk_client_queue_waiting (c);
     assert (zim_sdk_outq_size (c->outq) > 0);
     uint64_t rid = 0;
     assert (zim_client_history (c, "alice", 0, 10, &rid) == 0 && rid);
@@ -1078,58 +896,6 @@ void zim_sdk_client_test (bool verbose)
     assert (seen.errors == errors + 2 && seen.last_error == ZIM_CLIENT_ERR_LOST);
     assert (zim_client_unacked (c) == 0 && seen.state == ZIM_CLIENT_CLOSED);
     assert (zim_sdk_outq_size (c->outq) == 0);
-    zim_client_destroy (&c);
-
-    //  auto_sync: auth_ok sends the inbox's sync before the waiting sends;
-    //  its pages go to on_msg, a user sync's to on_page; errors for either
-    //  go where they belong.
-    memset (&seen, 0, sizeof seen);
-    cfg.auto_sync = true;
-    cfg.has_since = true;
-    cfg.since = 0;
-    c = zim_client_new (loop, &cfg);
-    assert (zim_sdk_conn_cancel (c->conn)); //  the loop runs below: no real attempt
-    assert (zim_client_send_text (c, "alice", "own2", "mine", NULL) == 0);
-    c->state = ZIM_CLIENT_OPEN;
-    zim_cframe_auth_ok (&wr, zim_str ("demo"), zim_str ("bob"), zim_str ("default"));
-    s_t_feed (c, &wr);
-    assert (seen.state == ZIM_CLIENT_AUTHED && streq (zim_client_uid (c), "bob"));
-    assert (s_t_queued_sync (c, &rid) == 0);
-    zim_cframe_page_begin (&wr, rid, false, 1);
-    zim_cframe_page_item (&wr, &item);
-    s_t_feed (c, &wr);
-    assert (seen.msgs == 1 && seen.pages == 0 && zim_client_last_seq (c) == 1);
-    zim_cframe_ack (&wr, zim_str ("own2"), 99, 2, 1);
-    s_t_feed (c, &wr);
-    assert (seen.acks == 1 && zim_client_last_seq (c) == 2);
-    uint64_t urid = 0;
-    assert (zim_client_sync (c, 0, 10, &urid) == 0 && urid != rid);
-    zim_cframe_page_begin (&wr, urid, false, 1);
-    zim_cframe_page_item (&wr, &item);
-    s_t_feed (c, &wr);
-    assert (seen.pages == 1 && seen.page_rid == urid && seen.msgs == 1);
-    //  a gap (4 without 3): after the grace, the inbox syncs from 2; a
-    //  5030 for it is not the application's business
-    item.seq = 4;
-    zim_cframe_msg (&wr, &item);
-    s_t_feed (c, &wr);
-    for (int i = 0; i < 100 && s_t_queued_sync (c, &rid) != 2; i++)
-        zim_loop_run (loop, 20);
-    zim_cframe_error (&wr, ZIM_ERR_UNAVAILABLE, "busy", zim_str (NULL), true, rid);
-    s_t_feed (c, &wr);
-    assert (seen.errors == 0);
-    assert (zim_client_history (c, "alice", 0, 10, &urid) == 0);
-    zim_cframe_error (&wr, ZIM_ERR_BAD_FIELD, "no", zim_str (NULL), true, urid);
-    s_t_feed (c, &wr);
-    assert (seen.errors == 1 && seen.error_rid == urid);
-    //  an unknown op and unknown keys are ignored
-    zim_wr_map (&wr, 2);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "future");
-    zim_wr_cstr (&wr, "x");
-    zim_wr_array (&wr, 0);
-    s_t_feed (c, &wr);
-    assert (seen.errors == 1);
     zim_client_destroy (&c);
 
     //  A refused connection reports CLOSED, failing the send with ERR_LOST;

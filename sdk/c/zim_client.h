@@ -1,6 +1,8 @@
 /*  zim_client.h: the C client SDK for zim. Connects to a zim gateway over
     WebSocket (ws://HOST:7700/ws), authenticates with a token, sends messages
-    and receives acks, live messages and sync/history pages (docs/PROTOCOL.md).
+    and receives acks, live messages and sync/history pages; marks
+    conversations read or delivered and gets receipts; lists conversations,
+    groups and channels and reads channels (docs/PROTOCOL.md).
 
     Many clients share one event loop (zim_loop_t), which one thread drives
     with zim_loop_run (). Nothing here is thread-safe: create, use and destroy
@@ -103,14 +105,81 @@ typedef struct {
     uint64_t gseq;                      //  a channel's (csync): its place in the log
 } zim_client_msg_t;
 
-//  A page answering zim_client_sync or zim_client_history.
+//  A page answering zim_client_sync, zim_client_history or zim_client_csync.
 typedef struct {
     uint64_t rid;                 //  the request id
     bool more;                    //  true if more messages follow (ask again)
-    const zim_client_msg_t *msgs; //  the messages: oldest first for sync,
-                                  //  newest first for history
+    const zim_client_msg_t *msgs; //  the messages: oldest first for sync and
+                                  //  csync, newest first for history
     size_t count;                 //  how many
+    //  csync only (NULL and false otherwise):
+    const char *group; //  the channel the page is of
+    bool reset;        //  the reader was too far behind (docs/PROTOCOL.md,
+                       //  store/csync_max_behind): these are the newest
+                       //  messages, not those after since. Drop what you had
+                       //  of the channel and read on from the page's last gseq.
 } zim_client_page_t;
+
+//  A receipt (docs/PROTOCOL.md, "Receipts and the conversation list"):
+//  user's cursors in conv, as seqs of THIS user's inbox. user is this user
+//  (the answer to zim_client_read/_delivered, or another device of ours
+//  moved them) or the other side of a "p:" conversation ("user has read my
+//  messages up to my seq read"). Values only grow: keep the largest seen.
+typedef struct {
+    const char *conv;   //  the conversation ("p:A:B" or "g:GROUP")
+    const char *user;   //  whose cursors
+    bool has_read;      //  read is present
+    uint64_t read;      //  read up to this seq
+    bool has_delivered; //  delivered is present
+    uint64_t delivered; //  delivered up to this seq
+} zim_client_receipt_t;
+
+//  One conversation of the list. Strings are NUL-terminated copies valid
+//  during the callback; body points at the raw msgpack value.
+typedef struct {
+    char conv[ZIM_CLIENT_CONV_MAX + 1]; //  the conversation
+    uint64_t id;                        //  its last message: server id,
+    char from[ZIM_CLIENT_ID_MAX + 1];   //  sender,
+    uint64_t ts;                        //  time (ms since the epoch),
+    const void *body;                   //  body (one msgpack value),
+    size_t body_len;                    //  its length,
+    uint64_t seq;                       //  and seq in this user's inbox
+    uint64_t unread;                    //  messages of others after the read cursor
+    uint64_t read;                      //  this user's read cursor (a seq of its inbox; 0: none)
+    uint64_t delivered;                 //  this user's delivered cursor
+    uint64_t peer_read;                 //  "p:": the other side's read cursor, in this user's
+                                        //  seqs (0: none)
+    uint64_t peer_delivered;            //  "p:": the other side's delivered cursor
+    uint64_t muted;                     //  push muted until (ms since the epoch; 0: not muted)
+} zim_client_conv_t;
+
+//  A page of the conversation list, most recent first (zim_client_convs).
+typedef struct {
+    uint64_t rid;                   //  the request id
+    bool more;                      //  more follow: ask again with before = the last id
+    const zim_client_conv_t *convs; //  the conversations
+    size_t count;                   //  how many
+} zim_client_convs_t;
+
+//  One group or channel of the user (zim_client_groups).
+typedef struct {
+    char group[ZIM_CLIENT_ID_MAX + 1]; //  the group id (its conversation is "g:" + group)
+    bool channel;                      //  a channel (read with zim_client_csync), not a group
+                                       //  (whose messages come through the inbox)
+    uint64_t head;                     //  the gseq of its newest message
+    uint64_t joined;                   //  the user reads the messages after this gseq
+    uint64_t members;                  //  how many members
+    uint64_t pos;                      //  channel: this client's position, the highest gseq
+                                       //  it read by csync (at least joined); head - pos
+                                       //  messages are waiting. Group: 0
+} zim_client_group_t;
+
+//  The answer to zim_client_groups.
+typedef struct {
+    uint64_t rid;                     //  the request id
+    const zim_client_group_t *groups; //  the groups and channels
+    size_t count;                     //  how many
+} zim_client_groups_t;
 
 //  Callbacks; any may be NULL. arg is the config's arg.
 typedef void (zim_client_state_fn) (zim_client_t *client, zim_client_state_t state, int code,
@@ -121,6 +190,13 @@ typedef void (zim_client_error_fn) (zim_client_t *client, const zim_client_error
 typedef void (zim_client_msg_fn) (zim_client_t *client, const zim_client_msg_t *msg, void *arg);
 typedef void (zim_client_page_fn) (zim_client_t *client, const zim_client_page_t *page, void *arg);
 typedef void (zim_client_pong_fn) (zim_client_t *client, uint64_t t, void *arg);
+
+typedef void (zim_client_receipt_fn) (zim_client_t *client, const zim_client_receipt_t *receipt,
+                                      void *arg);
+typedef void (zim_client_convs_fn) (zim_client_t *client, const zim_client_convs_t *convs,
+                                    void *arg);
+typedef void (zim_client_groups_fn) (zim_client_t *client, const zim_client_groups_t *groups,
+                                     void *arg);
 
 //  Rooms, pushes and signals (docs/PROTOCOL.md, "Rooms and live signals").
 //  Views are valid during the callback; bodies are one msgpack value.
@@ -178,7 +254,7 @@ typedef struct {
     zim_client_ack_fn *on_ack;     //  a send was stored
     zim_client_error_fn *on_error; //  a request failed, or the server reported an error
     zim_client_msg_fn *on_msg;     //  a live message (and with auto_sync, synced ones)
-    zim_client_page_fn *on_page;   //  a page for zim_client_sync or zim_client_history
+    zim_client_page_fn *on_page;   //  a page for zim_client_sync, _history or _csync
     zim_client_pong_fn *on_pong;   //  the answer to zim_client_ping
     void *arg;                     //  passed to every callback
     //  Rooms, pushes and signals (may be NULL).
@@ -191,6 +267,10 @@ typedef struct {
     const char *tls_ca_file; //  wss://: trust the certificate authorities of this PEM file
                              //  (e.g. a self-signed server certificate) instead of the
                              //  system's (NULL)
+    //  Receipts, the conversation list, groups (may be NULL).
+    zim_client_receipt_fn *on_receipt; //  a receipt
+    zim_client_convs_fn *on_convs;     //  a page of the conversation list
+    zim_client_groups_fn *on_groups;   //  the user's groups and channels
 } zim_client_config_t;
 
 //  ---------------------------------------------------------------------
@@ -251,8 +331,8 @@ int zim_client_send (zim_client_t *self, const char *to, const char *cid, const 
 //  Queues a send to a group or channel (docs/PROTOCOL.md, "Groups and
 //  channels"); its ack carries gseq. As zim_client_send, with the group id
 //  instead of the recipient.
-int zim_client_send_group (zim_client_t *self, const char *group, const char *cid,
-                           const void *body, size_t len, char *cid_out);
+int zim_client_send_group (zim_client_t *self, const char *group, const char *cid, const void *body,
+                           size_t len, char *cid_out);
 
 //  Queues a send whose body is the msgpack string text. As zim_client_send.
 int zim_client_send_text (zim_client_t *self, const char *to, const char *cid, const char *text,
@@ -295,6 +375,49 @@ int zim_client_publish (zim_client_t *self, const char *room, const void *body, 
 //  Sends a live signal (typing...) to every connection of user to. Not
 //  stored, not acknowledged. @return 0, or -1 (not connected, bad user id)
 int zim_client_signal (zim_client_t *self, const char *to, const void *body, size_t len);
+
+//  Receipts, the conversation list, groups and channels (docs/PROTOCOL.md,
+//  "Receipts and the conversation list", "Groups and channels"). Each is
+//  queued like zim_client_sync: written once authenticated, and not sent
+//  again after a lost connection (requests with a rid then fail with
+//  ZIM_CLIENT_ERR_LOST).
+
+//  Marks conv ("p:A:B" with this user as A or B, or "g:GROUP") read up to
+//  seq, a seq of this user's inbox (e.g. the newest message on screen).
+//  The server answers with on_receipt (this user's cursors now); the
+//  other side's devices get a receipt too. A refusal (4001 bad conv, 4030
+//  not this user's, 4029) comes to on_error without cid or rid.
+//  @return 0, or -1 (bad conv, seq 0, queue full)
+int zim_client_read (zim_client_t *self, const char *conv, uint64_t seq);
+
+//  As zim_client_read, for "arrived on a device".
+int zim_client_delivered (zim_client_t *self, const char *conv, uint64_t seq);
+
+//  Asks for the conversation list, most recent first, at most limit
+//  entries (0: the server's default, 20; at most 100), those whose last
+//  message id is below before (0: from the newest). The answer is on_convs.
+//  @return 0 and *rid_out (if not NULL) set, or -1 (queue full)
+int zim_client_convs (zim_client_t *self, uint32_t limit, uint64_t before, uint64_t *rid_out);
+
+//  Asks for this user's groups and channels, each with its head and, for
+//  channels, this client's position. The answer is on_groups.
+//  @return 0 and *rid_out set, or -1 (queue full)
+int zim_client_groups (zim_client_t *self, uint64_t *rid_out);
+
+//  Asks for a channel's messages after gseq since (-1: after this client's
+//  position in it, see zim_client_group_t.pos), at most limit (0: the
+//  server's default, 100). The answer is on_page with group set, each
+//  message with group and gseq (no seq), oldest first; page->reset says
+//  the reader was too far behind and got the newest messages instead.
+//  Refusals (4040 not a member, 4041 no such group, 4044 not a channel)
+//  come to on_error with the rid.
+//  @return 0 and *rid_out set, or -1 (bad group id, queue full)
+int zim_client_csync (zim_client_t *self, const char *group, int64_t since, uint32_t limit,
+                      uint64_t *rid_out);
+
+//  This client's position in a channel: the highest gseq a csync page
+//  brought (or the joined of a groups answer), 0 if none.
+uint64_t zim_client_channel_pos (zim_client_t *self, const char *group);
 
 //  Sends awaiting an ack (queued, written, or waiting for a retry).
 size_t zim_client_unacked (zim_client_t *self);

@@ -21,6 +21,12 @@ typedef struct {
     uint32_t nmsgs;                            //  page: how many items
     zim_str_t room, from, body;                //  rooms, pushes, signals (body: raw msgpack)
     uint64_t online;                           //  joined, count
+    zim_str_t conv, user;                      //  receipt
+    bool has_read, has_delivered;              //  receipt: presence of read, delivered
+    uint64_t read, delivered;                  //  receipt: the cursors
+    bool reset;                                //  a csync page: the reader was too far behind
+    zim_rd_t list;                             //  convs, groups: reader at the first entry
+    uint32_t nlist;                            //  convs, groups: how many entries
 } zim_sdk_frame_t;
 
 //  {"op":"auth","token":T[,"device":D]}
@@ -47,6 +53,29 @@ void zim_sdk_frame_cursor (zim_wr_t *wr, uint64_t seq);
 //  {"op":"history","peer":P,"before":B[,"limit":L],"rid":R}
 void zim_sdk_frame_history (zim_wr_t *wr, const char *peer, uint64_t before, uint32_t limit,
                             uint64_t rid);
+
+//  {"op":OP,"conv":C,"seq":S}: OP "read" or "delivered".
+void zim_sdk_frame_read (zim_wr_t *wr, const char *op, const char *conv, uint64_t seq);
+
+//  {"op":"convs"[,"limit":L][,"before":B],"rid":R}; limit 0 and before 0
+//  are left out (the server's default, the newest).
+void zim_sdk_frame_convs (zim_wr_t *wr, uint32_t limit, uint64_t before, uint64_t rid);
+
+//  {"op":"groups","rid":R}
+void zim_sdk_frame_groups (zim_wr_t *wr, uint64_t rid);
+
+//  {"op":"csync","group":G,"since":S[,"limit":L],"rid":R}
+void zim_sdk_frame_csync (zim_wr_t *wr, const char *group, uint64_t since, uint32_t limit,
+                          uint64_t rid);
+
+//  Decodes the entries of a convs frame into *convs (grown as needed;
+//  *alloc is its size in entries); strings are copied, bodies are views.
+//  @return the count, or -1 if an entry is malformed
+int zim_sdk_frame_conv_list (const zim_sdk_frame_t *f, zim_client_conv_t **convs, size_t *alloc);
+
+//  Decodes the entries of a groups frame into *groups (as above; pos is 0).
+//  @return the count, or -1 if an entry is malformed
+int zim_sdk_frame_group_list (const zim_sdk_frame_t *f, zim_client_group_t **groups, size_t *alloc);
 
 //  Decodes one server frame from rd.
 //  @return 0, or -1 if malformed (rd is then somewhere inside the frame and
