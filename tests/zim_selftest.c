@@ -61,6 +61,8 @@
 #include "gateway/zim_rooms.h"
 #include "router/zim_roomtab.h"
 #include "tools/zim_apisrv.h"
+#include "tools/zim_apibody.h"
+#include "tools/zim_apigroups.h"
 #include "sdk/c/zim_sdk_client.h"
 #include "sdk/c/zim_sdk_conn.h"
 #include "sdk/c/zim_sdk_frame.h"
@@ -159,6 +161,8 @@ static const s_test_t s_tests[] = {
     {"rooms", zim_rooms_test},
     {"roomtab", zim_roomtab_test},
     {"apisrv", zim_apisrv_test},
+    {"apibody", zim_apibody_test},
+    {"apigroups", zim_apigroups_test},
 };
 
 int main (int argc, char **argv)

@@ -5,6 +5,8 @@
     in its buffer until the answer went out).
 */
 #include "tools/zim_apisrv.h"
+#include "tools/zim_apibody.h"
+#include "tools/zim_apigroups.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
 #include "msg/zim_util.h"
@@ -31,7 +33,6 @@
 #define S_IDLE_MS 60000           //  an idle kept-alive connection is closed
 #define S_MAX_TARGETS 10000       //  users, rooms or connections per request
 #define S_MAX_APPS 64             //  apps with a key
-#define S_JSON_DEPTH 32           //  nesting of data
 
 //  One open connection.
 typedef struct {
@@ -68,6 +69,8 @@ struct _zim_apisrv_t {
     zim_ratelog_t ratelog;   //  refusals
     zim_wr_t wr;             //  API_Q
     zim_wr_t body;           //  the push body as msgpack
+    zim_adminsrv_verb_fn *store_fn; //  the store's admin verbs (groups), or NULL
+    void *store_arg;         //  its argument
 };
 
 static void s_conn_destroy (void **item)
@@ -191,6 +194,12 @@ int zim_apisrv_key_file (zim_apisrv_t *self, const char *app, const char *path)
         close (fd);
     }
     return zim_apisrv_add_key (self, app, key);
+}
+
+void zim_apisrv_use_store (zim_apisrv_t *self, zim_adminsrv_verb_fn *fn, void *arg)
+{
+    self->store_fn = fn;
+    self->store_arg = arg;
 }
 
 zsock_t *zim_apisrv_sock (zim_apisrv_t *self)
@@ -318,64 +327,6 @@ static void s_refuse (zim_apisrv_t *self, s_conn_t *c, int status, const char *c
 
 //  -------------------------------------------------------------------------
 //  Requests
-
-//  Writes a JSON value as msgpack; -1 if nested deeper than S_JSON_DEPTH.
-static int s_json_to_mp (zim_wr_t *wr, json_t *v, int depth)
-{
-    if (depth > S_JSON_DEPTH)
-        return -1;
-    switch (json_typeof (v)) {
-    case JSON_OBJECT: {
-        zim_wr_map (wr, (uint32_t)json_object_size (v));
-        const char *k;
-        json_t *x;
-        json_object_foreach (v, k, x)
-        {
-            zim_wr_cstr (wr, k);
-            if (s_json_to_mp (wr, x, depth + 1))
-                return -1;
-        }
-        return 0;
-    }
-    case JSON_ARRAY: {
-        zim_wr_array (wr, (uint32_t)json_array_size (v));
-        size_t i;
-        json_t *x;
-        json_array_foreach (v, i, x)
-        if (s_json_to_mp (wr, x, depth + 1))
-            return -1;
-        return 0;
-    }
-    case JSON_STRING:
-        zim_wr_str (wr, (zim_str_t){json_string_value (v), json_string_length (v)});
-        return 0;
-    case JSON_INTEGER:
-        if (json_integer_value (v) >= 0)
-            zim_wr_uint (wr, (uint64_t)json_integer_value (v));
-        else
-            zim_wr_int (wr, (int64_t)json_integer_value (v));
-        return 0;
-    case JSON_REAL: {
-        double d = json_real_value (v);
-        uint64_t bits;
-        memcpy (&bits, &d, sizeof bits);
-        uint8_t b[9] = {0xcb};
-        for (int i = 0; i < 8; i++)
-            b[1 + i] = (uint8_t)(bits >> (56 - 8 * i));
-        zim_wr_raw (wr, b, sizeof b);
-        return 0;
-    }
-    case JSON_TRUE:
-        zim_wr_bool (wr, true);
-        return 0;
-    case JSON_FALSE:
-        zim_wr_bool (wr, false);
-        return 0;
-    default:
-        zim_wr_nil (wr);
-        return 0;
-    }
-}
 
 //  The app whose key is key, or NULL (every key compared in full).
 static const char *s_app_of (zim_apisrv_t *self, const char *key, size_t len)
@@ -557,17 +508,28 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
         s_refuse (self, c, 405, "method_not_allowed", is_push || is_order ? "use POST" : "use GET");
         return;
     }
-    if (is_order) {
-        //  {"users": [...]} for a room, {"user": U, "device"?: D} to cut.
-        json_t *order = json_loadb (body, blen, 0, NULL);
-        if (!json_is_object (order)) {
-            s_refuse (self, c, 400, "bad_json", "the body must be a JSON object");
-            json_decref (order);
+    //  The raw form: a msgpack body that is the push's data, the targets
+    //  in the query (for push/all: a body that is no map with "data").
+    char text[8192];
+    zim_str_t raw;
+    bool msgpack = zim_apibody_is_msgpack (type);
+    bool raw_form = is_push && msgpack &&
+                    (list_key ? s_param (query, list_key, text, sizeof text)
+                              : zim_apibody_raw (body, blen, "data", &raw) != 0);
+    json_t *doc = NULL, *targets = NULL;
+    if ((is_order || is_push) && !raw_form) {
+        //  The whole request, as JSON or msgpack (zim_apibody.h).
+        const char *why = NULL;
+        doc = zim_apibody_load (type, body, blen, &why);
+        if (!doc) {
+            s_refuse (self, c, 400, msgpack ? "bad_body" : "bad_json", why);
             return;
         }
-        json_t *targets = NULL;
+    }
+    if (is_order) {
+        //  {"users": [...]} for a room, {"user": U, "device"?: D} to cut.
         if (op == ZIM_API_DISCONNECT) {
-            json_t *user = json_object_get (order, "user"), *device = json_object_get (order, "device");
+            json_t *user = json_object_get (doc, "user"), *device = json_object_get (doc, "device");
             targets = json_array ();
             json_t *t = json_object ();
             if (user)
@@ -576,15 +538,15 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
                 json_object_set (t, "device", device);
             json_array_append_new (targets, t);
         } else {
-            targets = json_incref (json_object_get (order, "users"));
+            targets = json_incref (json_object_get (doc, "users"));
             if (!s_room_ok (room)) {
                 s_refuse (self, c, 400, "bad_room", "room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -");
                 json_decref (targets);
-                json_decref (order);
+                json_decref (doc);
                 return;
             }
         }
-        json_decref (order);
+        json_decref (doc);
         const char *bad = json_is_array (targets) ? NULL : "users must be an array";
         uint64_t req = bad ? 0 : s_build (self, op, app, targets, 0, room, &bad);
         json_decref (targets);
@@ -596,12 +558,10 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
         s_forward (self, c);
         return;
     }
-    //  The targets and the body, as JSON or (msgpack) from the query.
-    json_t *doc = NULL, *targets = NULL;
+    //  The targets and the body.
     zim_wr_reset (&self->body);
     uint64_t top = 10;
-    char text[8192];
-    if (is_push && type && strncmp (type, "application/msgpack", 19) == 0) {
+    if (raw_form) {
         zim_rd_t rd;
         zim_rd_init (&rd, body, blen);
         if (blen == 0 || zim_rd_skip (&rd, NULL) || zim_rd_left (&rd) != 0) {
@@ -610,7 +570,7 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
         }
         zim_wr_raw (&self->body, body, blen);
         if (list_key) {
-            if (!s_param (query, list_key, text, sizeof text) || !*text) {
+            if (!*text) {
                 s_refuse (self, c, 400, "bad_field",
                           "with a msgpack body, name the targets in the query (users=a,b)");
                 return;
@@ -620,14 +580,7 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
                 json_array_append_new (targets, json_string (tok));
         }
     } else if (is_push) {
-        json_error_t err;
-        doc = json_loadb (body, blen, 0, &err);
         json_t *data = json_object_get (doc, "data");
-        if (!json_is_object (doc)) {
-            s_refuse (self, c, 400, "bad_json", "the body must be a JSON object");
-            json_decref (doc);
-            return;
-        }
         if (!data) {
             s_refuse (self, c, 400, "bad_field", "data is required (any JSON value)");
             json_decref (doc);
@@ -638,7 +591,9 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
             json_decref (doc);
             return;
         }
-        if (s_json_to_mp (&self->body, data, 0)) {
+        if (msgpack && zim_apibody_raw (body, blen, "data", &raw) == 0)
+            zim_wr_raw (&self->body, raw.ptr, raw.len); //  byte for byte
+        else if (zim_apibody_to_mp (&self->body, data)) {
             s_refuse (self, c, 400, "bad_field", "data is nested too deep");
             json_decref (doc);
             return;
@@ -686,6 +641,33 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
     }
     c->req = req;
     s_forward (self, c);
+}
+
+//  A groups request (zim_apigroups.h), answered at once: the store's admin
+//  verb blocks this loop up to its timeout, as zimctl groups does.
+static void s_groups (zim_apisrv_t *self, s_conn_t *c, const char *method, const char *path,
+                      const char *app, const char *type, const char *body, size_t blen)
+{
+    json_t *doc = NULL;
+    char *json = NULL;
+    if (streq (method, "POST")) {
+        const char *why = NULL;
+        doc = zim_apibody_load (type, body, blen, &why);
+        if (!doc) {
+            s_refuse (self, c, 400, why && strstr (why, "msgpack") ? "bad_body" : "bad_json",
+                      why ? why : "the body must be a JSON object");
+            return;
+        }
+    }
+    int status = zim_apigroups_handle (self->store_fn, self->store_arg, method, path, app, doc, &json);
+    json_decref (doc);
+    if (status != 200) {
+        self->refused++;
+        zim_ratelog_warn (&self->ratelog, self->program, "API: request from %s refused (%d): %s",
+                          *c->peer ? c->peer : "?", status, json);
+    }
+    s_answer (self, c, status, json);
+    free (json);
 }
 
 //  Looks at what c has received: answers or forwards a complete request.
@@ -761,6 +743,8 @@ static void s_parse (zim_apisrv_t *self, s_conn_t *c)
         s_refuse (self, c, 401, "unauthorized", "Authorization: Bearer KEY is required");
     else if (!(app = s_app_of (self, value + 7, strlen (value + 7))))
         s_refuse (self, c, 403, "forbidden", "no app has this API key");
+    else if (zim_apigroups_path (target))
+        s_groups (self, c, method, target, app, has_type ? type : NULL, body, clen);
     else
         s_route (self, c, method, target, query ? query : "", app, has_type ? type : NULL, body,
                  clen);
@@ -917,7 +901,7 @@ char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *
     if (push) {
         json_error_t err;
         json_t *data = json_loadb (req->args[3].ptr, req->args[3].len, JSON_DECODE_ANY, &err);
-        if (!data || s_json_to_mp (&self->body, data, 0)) {
+        if (!data || zim_apibody_to_mp (&self->body, data)) {
             json_decref (data);
             json_decref (targets);
             snprintf (text, size, "data must be JSON (at most 32 levels deep)");

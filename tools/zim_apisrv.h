@@ -22,6 +22,7 @@
 
 #include "msg/zim_admin.h"
 #include "msg/zim_curve.h"
+#include "tools/zim_adminsrv.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,11 @@ int zim_apisrv_add_key (zim_apisrv_t *self, const char *app, const char *key);
 //  The dev defaults' key of app: read from path, or made (64 hex
 //  characters, mode 0600) if the file does not exist. Returns 0 or -1.
 int zim_apisrv_key_file (zim_apisrv_t *self, const char *app, const char *path);
+
+//  The groups endpoints (/v1/groups..., zim_apigroups.h) go through the
+//  store's admin verbs fn with arg (zim_storeadmin_verb); without them
+//  (a node with no store) they answer 503.
+void zim_apisrv_use_store (zim_apisrv_t *self, zim_adminsrv_verb_fn *fn, void *arg);
 
 //  The sockets, to poll: the HTTP side, and the routers'.
 zsock_t *zim_apisrv_sock (zim_apisrv_t *self);

@@ -291,6 +291,8 @@ static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curv
     self->storeadmin = zim_storeadmin_new (endpoint, curve);
     if (!self->storeadmin)
         return -1;
+    if (self->api)
+        zim_apisrv_use_store (self->api, zim_storeadmin_verb, self->storeadmin);
     zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
     return 0;
 }
