@@ -437,6 +437,206 @@ START_TEST (test_api)
 }
 END_TEST
 
+//  Expects a refusal of the groups endpoints: status, code and the store's
+//  wire code (0: none).
+static void s_group_refused (long status, json_t **doc_p, long want, const char *code, int zim)
+{
+    json_t *err = json_object_get (*doc_p, "error");
+    ck_assert_int_eq (json_integer_value (json_object_get (err, "zim_code")), zim);
+    s_refused (status, doc_p, want, code);
+}
+
+static int s_strcmp (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *)a, *(const char *const *)b);
+}
+
+//  The members of group id as a comma-separated list ("" if none), or
+//  NULL with the status of a refusal in *status.
+static char *s_members (const char *id, long *status)
+{
+    char path[128];
+    snprintf (path, sizeof path, "/v1/groups/%s", id);
+    json_t *doc;
+    *status = s_call ("GET", path, NULL, &doc);
+    if (*status != 200) {
+        json_decref (doc);
+        return NULL;
+    }
+    //  Sorted, whatever order the store keeps.
+    json_t *members = json_object_get (doc, "members");
+    size_t n = json_array_size (members);
+    const char **names = calloc (n + 1, sizeof (char *));
+    for (size_t i = 0; i < n; i++)
+        names[i] = json_string_value (json_array_get (members, i));
+    qsort (names, n, sizeof (char *), s_strcmp);
+    char *list = calloc (1, 8192);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat (list, ",");
+        strcat (list, names[i]);
+    }
+    free (names);
+    json_decref (doc);
+    return list;
+}
+
+//  Groups over HTTP: each endpoint, each refusal, nothing half-applied;
+//  a member gets the group's messages. Msgpack bodies on every POST.
+START_TEST (test_api_groups)
+{
+    json_t *doc;
+    long st = s_call ("POST", "/v1/groups",
+                      "{\"group\":\"crew\",\"kind\":\"group\",\"members\":[\"alice\",\"bob\"]}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_str_eq (json_string_value (json_object_get (doc, "kind")), "group");
+    json_decref (doc);
+    char *list = s_members ("crew", &st);
+    ck_assert_str_eq (list, "alice,bob");
+    free (list);
+    //  It exists: 409 with the store's 4043, the members unchanged.
+    s_group_refused (s_call ("POST", "/v1/groups", "{\"group\":\"crew\",\"members\":[\"carol\"]}",
+                             &doc),
+                     &doc, 409, "exists", ZIM_ERR_GROUP_EXISTS);
+    //  Members: one add and one remove in one go.
+    st = s_call ("POST", "/v1/groups/crew/members", "{\"add\":[\"carol\"],\"remove\":[\"bob\"]}",
+                 &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    list = s_members ("crew", &st);
+    ck_assert_str_eq (list, "alice,carol");
+    free (list);
+    //  Refused whole: one bad uid among good ones changes nothing.
+    s_group_refused (s_call ("POST", "/v1/groups/crew/members",
+                             "{\"add\":[\"dave\",\"no one\"],\"remove\":[\"alice\"]}", &doc),
+                     &doc, 400, "bad_field", 0);
+    s_group_refused (s_call ("POST", "/v1/groups/crew/members", "{}", &doc), &doc, 400,
+                     "bad_field", 0);
+    s_group_refused (s_call ("POST", "/v1/groups", "{\"group\":\"x\",\"kind\":\"room\"}", &doc),
+                     &doc, 400, "bad_field", 0);
+    s_group_refused (s_call ("POST", "/v1/groups", "[1]", &doc), &doc, 400, "bad_json", 0);
+    s_group_refused (s_call ("PUT", "/v1/groups/crew", "{}", &doc), &doc, 405,
+                     "method_not_allowed", 0);
+    s_group_refused (s_call ("GET", "/v1/groups/crew/nothing", NULL, &doc), &doc, 404,
+                     "not_found", 0);
+    list = s_members ("crew", &st);
+    ck_assert_str_eq (list, "alice,carol");
+    free (list);
+    //  Over the group size limit (500): 4042, nothing made.
+    size_t size = 600 * 12 + 64;
+    char *big = malloc (size);
+    size_t len = (size_t)snprintf (big, size, "{\"group\":\"huge\",\"members\":[");
+    for (int i = 0; i < 501; i++)
+        len += (size_t)snprintf (big + len, size - len, "%s\"m%d\"", i ? "," : "", i);
+    snprintf (big + len, size - len, "]}");
+    s_group_refused (s_call ("POST", "/v1/groups", big, &doc), &doc, 400, "group_full",
+                     ZIM_ERR_GROUP_FULL);
+    free (big);
+    ck_assert_ptr_null (s_members ("huge", &st));
+    ck_assert_int_eq (st, 404);
+    s_group_refused (s_call ("POST", "/v1/groups/nobody/members", "{\"add\":[\"alice\"]}", &doc),
+                     &doc, 404, "no_group", ZIM_ERR_NO_GROUP);
+
+    //  A member posts; another member gets it live.
+    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *carol = s_login ("carol", "phone");
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 4);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "send");
+    zim_wr_cstr (&wr, "group");
+    zim_wr_cstr (&wr, "crew");
+    zim_wr_cstr (&wr, "cid");
+    zim_wr_cstr (&wr, "g-1");
+    zim_wr_cstr (&wr, "body");
+    zim_wr_cstr (&wr, "yo");
+    ck_assert_int_eq (tk_send_wr (alice, &wr), 0);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (alice, "ack", 10000, &f), 0);
+    ck_assert_int_eq (tk_expect (carol, "msg", 10000, &f), 0);
+
+    //  Upgrade to a channel, then delete: 404 afterwards.
+    st = s_call ("POST", "/v1/groups/crew/upgrade", "{}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_str_eq (json_string_value (json_object_get (doc, "kind")), "channel");
+    json_decref (doc);
+    st = s_call ("DELETE", "/v1/groups/crew", NULL, &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    ck_assert_ptr_null (s_members ("crew", &st));
+    ck_assert_int_eq (st, 404);
+    s_group_refused (s_call ("DELETE", "/v1/groups/crew", NULL, &doc), &doc, 404, "no_group",
+                     ZIM_ERR_NO_GROUP);
+
+    //  Msgpack bodies: the same fields as the JSON, on every POST.
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 3);
+    zim_wr_cstr (&wr, "group");
+    zim_wr_cstr (&wr, "mp");
+    zim_wr_cstr (&wr, "kind");
+    zim_wr_cstr (&wr, "channel");
+    zim_wr_cstr (&wr, "members");
+    zim_wr_array (&wr, 1);
+    zim_wr_cstr (&wr, "carol");
+    st = s_call_typed ("POST", "/v1/groups", (const char *)wr.data, wr.size, "application/msgpack",
+                       srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_str_eq (json_string_value (json_object_get (doc, "kind")), "channel");
+    json_decref (doc);
+    list = s_members ("mp", &st);
+    ck_assert_str_eq (list, "carol");
+    free (list);
+    //  A push: data forwarded byte for byte (a bin inside is kept).
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 2);
+    zim_wr_cstr (&wr, "users");
+    zim_wr_array (&wr, 1);
+    zim_wr_cstr (&wr, "carol");
+    zim_wr_cstr (&wr, "data");
+    const char data[] = "\x92\xa1x\x7f";
+    zim_wr_raw (&wr, data, sizeof data - 1);
+    st = s_call_typed ("POST", "/v1/push/users", (const char *)wr.data, wr.size,
+                       "application/msgpack", srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 1);
+    json_decref (doc);
+    s_expect_body (carol, "push", data, sizeof data - 1);
+    //  A room join and a push to all, as msgpack.
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "users");
+    zim_wr_array (&wr, 1);
+    zim_wr_cstr (&wr, "carol");
+    st = s_call_typed ("POST", "/v1/rooms/deck/join", (const char *)wr.data, wr.size,
+                       "application/msgpack", srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (doc, "users"), "carol")), 1);
+    json_decref (doc);
+    ck_assert_int_eq (tk_expect (carol, "joined", 10000, &f), 0);
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "data");
+    zim_wr_cstr (&wr, "all");
+    st = s_call_typed ("POST", "/v1/push/all", (const char *)wr.data, wr.size,
+                       "application/msgpack", srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    s_expect_body (carol, "push", "\xa3" "all", 4);
+    //  Not one msgpack map: 400 bad_body, nothing done.
+    s_refused (s_call_typed ("POST", "/v1/groups", "\x81\xa5group", 7, "application/msgpack",
+                             srv.apikey, &doc),
+               &doc, 400, "bad_body");
+    s_refused (s_call_typed ("POST", "/v1/rooms/deck/leave", "\x91\xa1x", 3, "application/msgpack",
+                             srv.apikey, &doc),
+               &doc, 400, "bad_body");
+    s_nothing (carol, "left");
+    zim_wr_free (&wr);
+    tk_close (&alice);
+    tk_close (&carol);
+}
+END_TEST
+
 //  In a cluster: the API of gw-1 pushes to a user and a room on gw-2.
 START_TEST (test_api_cluster)
 {
@@ -497,6 +697,7 @@ int main (void)
     tcase_add_checked_fixture (tc, s_setup, s_teardown);
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_api);
+    tcase_add_test (tc, test_api_groups);
     suite_add_tcase (s, tc);
     ct_add_with (s, test_api_cluster, s_cluster_setup);
     SRunner *sr = srunner_create (s);
