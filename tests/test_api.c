@@ -3,7 +3,7 @@
     WebSocket clients receiving: push to users (every device), to rooms
     (one copy per connection in several of them), to one device, to all;
     online devices, a room's count, the top rooms, the app's totals; a raw
-    msgpack body; every refusal (400, 401, 403, 404, 405, 413, 501) with
+    msgpack body; every refusal (400, 401, 403, 404, 405, 413) with
     its JSON error and nothing delivered.
 */
 #include "msg/zim_admin.h"
@@ -293,9 +293,6 @@ START_TEST (test_api)
     s_refused (s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"lobby\",\"bad room\"],\"data\":1}",
                        &doc),
                &doc, 400, "bad_field");
-    s_refused (s_call ("POST", "/v1/push/users",
-                       "{\"users\":[\"alice\"],\"data\":1,\"persist\":true}", &doc),
-               &doc, 501, "not_implemented");
     s_refused (s_call_typed ("POST", "/v1/push/users?users=bob", "\xa2hi\x01", 4,
                              "application/msgpack", srv.apikey, &doc),
                &doc, 400, "bad_body");
@@ -637,6 +634,120 @@ START_TEST (test_api_groups)
 }
 END_TEST
 
+//  A sync of c from 0: its page (every message in the inbox).
+static void s_sync_all (tk_client_t *c, tk_frame_t *f)
+{
+    ck_assert_int_eq (tk_sync (c, 0, 100, 77), 0);
+    ck_assert_int_eq (tk_expect (c, "page", 10000, f), 0);
+}
+
+//  The seq of uid in a persisted push's answer doc (0: none); frees doc.
+static json_int_t s_seq_of (json_t *doc, const char *uid)
+{
+    json_int_t seq = json_integer_value (json_object_get (json_object_get (doc, "users"), uid));
+    json_decref (doc);
+    return seq;
+}
+
+//  Persisted pushes: live with the user's seq from the system sender,
+//  synced by a device offline at the time, a retry with the same id
+//  stored once, and still there after kill -9 and a restart.
+START_TEST (test_api_persist)
+{
+    tk_client_t *alice = s_login ("alice", "phone");
+    json_t *doc;
+    tk_frame_t f;
+    //  One message of alice's own first: the push takes the next seq.
+    ck_assert_int_eq (tk_send_text (alice, "bob", "a-1", "hello"), 0);
+    ck_assert_int_eq (tk_expect (alice, "ack", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 1);
+    const char *push = "{\"users\":[\"alice\",\"carol\"],\"data\":\"p1\",\"persist\":true,"
+                       "\"id\":\"order-1\"}";
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users", push, &doc), 200);
+    json_t *copy = json_deep_copy (doc);
+    ck_assert_int_eq (s_seq_of (doc, "alice"), 2);
+    ck_assert_int_eq (s_seq_of (json_incref (copy), "carol"), 1);
+    //  Live: a msg frame with alice's seq, from the system sender.
+    ck_assert_int_eq (tk_expect (alice, "msg", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 2);
+    ck_assert_str_eq (f.from, "_system");
+    ck_assert_str_eq (f.to, "alice");
+    ck_assert_str_eq (f.body, "p1");
+    //  A retry with the same id: the same seqs, nothing stored twice.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users", push, &doc), 200);
+    ck_assert (json_equal (doc, copy));
+    json_decref (doc);
+    json_decref (copy);
+    //  The same id with other data stores nothing: 409.
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"carol\"],\"data\":\"other\",\"persist\":true,\"id\":\"order-1\"}",
+                       &doc),
+               &doc, 409, "conflict");
+    //  carol was offline: she finds it by sync, once.
+    tk_client_t *carol = s_login ("carol", "laptop");
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_uint_eq (f.seqs[0], 1);
+    ck_assert_str_eq (f.bodies[0], "p1");
+    //  A push without an id is stored too.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"carol\"],\"data\":\"p2\",\"persist\":true}", &doc),
+                      200);
+    ck_assert_int_eq (s_seq_of (doc, "carol"), 2);
+    ck_assert_int_eq (tk_expect (carol, "msg", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 2);
+    //  Refusals: nothing stored.
+    s_refused (s_call ("POST", "/v1/push/rooms",
+                       "{\"rooms\":[\"lobby\"],\"data\":1,\"persist\":true}", &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"carol\"],\"data\":1,\"persist\":\"yes\"}", &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"carol\"],\"data\":1,\"persist\":true,\"id\":\"\"}", &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"_system\"],\"data\":1,\"persist\":true}", &doc),
+               &doc, 400, "bad_field");
+    s_nothing (carol, "msg");
+    //  Nobody logs in as the system sender.
+    tk_client_t *sys = tk_login (&srv, "_system", "phone");
+    if (sys) {
+        ck_assert_int_ne (tk_expect (sys, "auth_ok", 3000, &f), 0);
+        tk_close (&sys);
+    }
+
+    //  Acked means durable: kill -9 right after the answer, restart.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
+                              "\"id\":\"order-3\"}",
+                              &doc),
+                      200);
+    ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
+    tk_server_stop (&srv, SIGKILL);
+    tk_close (&alice);
+    tk_close (&carol);
+    char data[256];
+    snprintf (data, sizeof data, "%s", srv.data);
+    ck_assert_int_eq (tk_server_start (&srv, data, NULL), 0);
+    carol = s_login ("carol", "laptop");
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 3);
+    ck_assert_uint_eq (f.seqs[2], 3);
+    ck_assert_str_eq (f.bodies[2], "p3");
+    //  The idempotency key survived too.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
+                              "\"id\":\"order-3\"}",
+                              &doc),
+                      200);
+    ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 3);
+    tk_close (&carol);
+}
+END_TEST
+
 //  In a cluster: the API of gw-1 pushes to a user and a room on gw-2.
 START_TEST (test_api_cluster)
 {
@@ -698,6 +809,7 @@ int main (void)
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_api);
     tcase_add_test (tc, test_api_groups);
+    tcase_add_test (tc, test_api_persist);
     suite_add_tcase (s, tc);
     ct_add_with (s, test_api_cluster, s_cluster_setup);
     SRunner *sr = srunner_create (s);

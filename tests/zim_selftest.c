@@ -63,6 +63,7 @@
 #include "tools/zim_apisrv.h"
 #include "tools/zim_apibody.h"
 #include "tools/zim_apigroups.h"
+#include "tools/zim_apipersist.h"
 #include "sdk/c/zim_sdk_client.h"
 #include "sdk/c/zim_sdk_conn.h"
 #include "sdk/c/zim_sdk_frame.h"
@@ -163,6 +164,7 @@ static const s_test_t s_tests[] = {
     {"apisrv", zim_apisrv_test},
     {"apibody", zim_apibody_test},
     {"apigroups", zim_apigroups_test},
+    {"apipersist", zim_apipersist_test},
 };
 
 int main (int argc, char **argv)

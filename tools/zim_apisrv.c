@@ -7,6 +7,7 @@
 #include "tools/zim_apisrv.h"
 #include "tools/zim_apibody.h"
 #include "tools/zim_apigroups.h"
+#include "tools/zim_apipersist.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
 #include "msg/zim_util.h"
@@ -45,6 +46,7 @@ typedef struct {
     uint64_t req;         //  the request in flight (0: none)
     int64_t since_ms;     //  when it was sent to a router, or the last activity
     bool close;           //  close once the answer went out (Connection: close, an error)
+    bool persist;         //  req is a persisted push (its own deadline)
 } s_conn_t;
 
 //  An app and its key.
@@ -71,6 +73,7 @@ struct _zim_apisrv_t {
     zim_wr_t body;           //  the push body as msgpack
     zim_adminsrv_verb_fn *store_fn; //  the store's admin verbs (groups), or NULL
     void *store_arg;         //  its argument
+    zim_apipersist_t *persist; //  persisted pushes, through a broker
 };
 
 static void s_conn_destroy (void **item)
@@ -123,6 +126,11 @@ zim_apisrv_t *zim_apisrv_new (const char *program, const char *address, const ch
         zim_apisrv_destroy (&self);
         return NULL;
     }
+    self->persist = zim_apipersist_new (program, curve);
+    if (!self->persist) {
+        zim_apisrv_destroy (&self);
+        return NULL;
+    }
     char identity[64];
     snprintf (identity, sizeof identity, "api:%d:%u", (int)getpid (), (unsigned)randof (1 << 30));
     zsock_set_identity (self->routers, identity);
@@ -142,6 +150,7 @@ void zim_apisrv_destroy (zim_apisrv_t **self_p)
         return;
     zsock_destroy (&self->sock);
     zsock_destroy (&self->routers);
+    zim_apipersist_destroy (&self->persist);
     zhashx_destroy (&self->inflight);
     zhashx_destroy (&self->conns);
     for (size_t i = 0; i < self->nkeys; i++) {
@@ -200,6 +209,21 @@ void zim_apisrv_use_store (zim_apisrv_t *self, zim_adminsrv_verb_fn *fn, void *a
 {
     self->store_fn = fn;
     self->store_arg = arg;
+}
+
+void zim_apisrv_use_broker (zim_apisrv_t *self, const char *endpoint)
+{
+    zim_apipersist_use_broker (self->persist, endpoint);
+}
+
+void zim_apisrv_map (zim_apisrv_t *self, zframe_t *map)
+{
+    zim_apipersist_map (self->persist, map);
+}
+
+zsock_t *zim_apisrv_brokers (zim_apisrv_t *self)
+{
+    return zim_apipersist_sock (self->persist);
 }
 
 zsock_t *zim_apisrv_sock (zim_apisrv_t *self)
@@ -586,11 +610,6 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
             json_decref (doc);
             return;
         }
-        if (json_is_true (json_object_get (doc, "persist"))) {
-            s_refuse (self, c, 501, "not_implemented", "persist is not implemented yet");
-            json_decref (doc);
-            return;
-        }
         if (msgpack && zim_apibody_raw (body, blen, "data", &raw) == 0)
             zim_wr_raw (&self->body, raw.ptr, raw.len); //  byte for byte
         else if (zim_apibody_to_mp (&self->body, data)) {
@@ -632,7 +651,34 @@ static void s_route (zim_apisrv_t *self, s_conn_t *c, const char *method, const 
         }
     }
     const char *bad = NULL;
-    uint64_t req = s_build (self, op, app, targets, top, NULL, &bad);
+    json_t *persist = json_object_get (doc, "persist");
+    if (persist && !json_is_boolean (persist))
+        bad = "persist must be true or false";
+    else if (json_is_true (persist) && op != ZIM_API_PUSH_USERS)
+        bad = "persist is for /v1/push/users";
+    else if (json_is_true (persist))
+        bad = zim_apipersist_check (targets, json_object_get (doc, "id"));
+    uint64_t req = bad ? 0 : s_build (self, op, app, targets, top, NULL, &bad);
+    if (req && json_is_true (persist)) {
+        //  Stored in each user's inbox through a broker (zim_apipersist.h).
+        const char *id = json_string_value (json_object_get (doc, "id"));
+        zim_str_t mpbody = {(const char *)self->body.data, self->body.size};
+        if (zim_apipersist_start (self->persist, req, app, id, targets, mpbody, &bad)) {
+            json_decref (targets);
+            json_decref (doc);
+            s_refuse (self, c, 503, "unavailable", bad);
+            return;
+        }
+        json_decref (targets);
+        json_decref (doc);
+        c->req = req;
+        c->persist = true;
+        c->since_ms = zclock_mono ();
+        char key[24];
+        snprintf (key, sizeof key, "%" PRIx64, req);
+        zhashx_insert (self->inflight, key, c);
+        return;
+    }
     json_decref (targets);
     json_decref (doc);
     if (!req) {
@@ -826,6 +872,34 @@ static int s_router_answer (zim_apisrv_t *self, zframe_t *frame, zim_api_r_t *r)
     return -1;
 }
 
+//  Answers the HTTP request req (if its connection is still there).
+static void s_deliver_json (zim_apisrv_t *self, uint64_t req, int status, const char *json)
+{
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIx64, req);
+    s_conn_t *c = (s_conn_t *)zhashx_lookup (self->inflight, key);
+    if (!c)
+        return;
+    zhashx_delete (self->inflight, key);
+    c->persist = false;
+    if (status != 200) {
+        self->refused++;
+        zim_ratelog_warn (&self->ratelog, self->program, "API: request from %s failed (%d): %s",
+                          *c->peer ? c->peer : "?", status, json);
+    }
+    s_answer (self, c, status, json);
+}
+
+void zim_apisrv_handle_broker (zim_apisrv_t *self)
+{
+    int status = 0;
+    char *json = NULL;
+    uint64_t req = zim_apipersist_handle (self->persist, &status, &json);
+    if (req)
+        s_deliver_json (self, req, status, json);
+    free (json);
+}
+
 //  Answers the HTTP request a router's answer is for.
 static void s_deliver_answer (zim_apisrv_t *self, const zim_api_r_t *r)
 {
@@ -950,9 +1024,16 @@ char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *
 void zim_apisrv_sweep (zim_apisrv_t *self)
 {
     int64_t now = zclock_mono ();
+    int status;
+    char *json = NULL;
+    uint64_t done;
+    while ((done = zim_apipersist_late (self->persist, now, &status, &json))) {
+        s_deliver_json (self, done, status, json);
+        free (json);
+    }
     zlist_t *late = zlist_new ();
     for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns))
-        if ((c->req && now - c->since_ms > S_ROUTER_MS) ||
+        if ((c->req && !c->persist && now - c->since_ms > S_ROUTER_MS) ||
             (!c->req && now - c->since_ms > (c->close ? 5000 : S_IDLE_MS)))
             zlist_append (late, c);
     for (s_conn_t *c = zlist_first (late); c; c = zlist_next (late))

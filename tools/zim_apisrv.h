@@ -52,9 +52,15 @@ int zim_apisrv_key_file (zim_apisrv_t *self, const char *app, const char *path);
 //  (a node with no store) they answer 503.
 void zim_apisrv_use_store (zim_apisrv_t *self, zim_adminsrv_verb_fn *fn, void *arg);
 
-//  The sockets, to poll: the HTTP side, and the routers'.
+//  Persisted pushes (zim_apipersist.h) go to the broker at endpoint
+//  (zim-server), or to the first live broker of each cluster MAP taken.
+void zim_apisrv_use_broker (zim_apisrv_t *self, const char *endpoint);
+void zim_apisrv_map (zim_apisrv_t *self, zframe_t *map);
+
+//  The sockets, to poll: the HTTP side, the routers' and the broker's.
 zsock_t *zim_apisrv_sock (zim_apisrv_t *self);
 zsock_t *zim_apisrv_routers (zim_apisrv_t *self);
+zsock_t *zim_apisrv_brokers (zim_apisrv_t *self);
 //  The bound port, and the base URL (http://HOST:PORT).
 int zim_apisrv_port (zim_apisrv_t *self);
 const char *zim_apisrv_url (zim_apisrv_t *self);
@@ -63,6 +69,8 @@ const char *zim_apisrv_url (zim_apisrv_t *self);
 void zim_apisrv_handle (zim_apisrv_t *self);
 //  Reads one answer of a router (call when readable).
 void zim_apisrv_handle_router (zim_apisrv_t *self);
+//  Reads one answer of the broker (call when readable).
+void zim_apisrv_handle_broker (zim_apisrv_t *self);
 //  The same operations for the admin endpoint (a zim_adminsrv_verb_fn;
 //  arg is the zim_apisrv_t): push APP users|rooms|all TARGETS DATA (targets
 //  comma-separated, "" for all; data JSON), online APP USERS, rooms APP
