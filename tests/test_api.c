@@ -787,6 +787,24 @@ START_TEST (test_api_cluster)
                       200);
     json_decref (doc);
     s_expect_body (bob, "room", "\xa1r", 2);
+    //  A persisted push through gw-1's API goes to the map's first live
+    //  broker (503 until gw-1 has a map): stored, and live on gw-2.
+    json_int_t seq = 0;
+    for (int tries = 0; tries < 50 && seq == 0; tries++) {
+        long st = s_call ("POST", "/v1/push/users",
+                          "{\"users\":[\"bob\"],\"data\":\"c\",\"persist\":true,\"id\":\"c-1\"}",
+                          &doc);
+        ck_assert (st == 200 || st == 503);
+        seq = json_integer_value (json_object_get (json_object_get (doc, "users"), "bob"));
+        json_decref (doc);
+        if (seq == 0)
+            usleep (200000);
+    }
+    ck_assert_int_eq (seq, 1);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (bob, "msg", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 1);
+    ck_assert_str_eq (f.from, "_system");
     tk_close (&bob);
     curl_easy_cleanup (curl);
     curl = NULL;
