@@ -744,6 +744,24 @@ START_TEST (test_api_persist)
     ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
     s_sync_all (carol, &f);
     ck_assert_uint_eq (f.nmsgs, 3);
+    //  The same through the admin endpoint: zimctl push users --persist,
+    //  twice with one id: one message.
+    char cmd[1024], out[4096];
+    const char *bin = getenv ("ZIMCTL") ? getenv ("ZIMCTL") : "./zimctl";
+    snprintf (cmd, sizeof cmd,
+              "%s -e %s -k %s push users carol --app demo --data '\"p4\"' --persist --id z-1 "
+              "2>&1 && %s -e %s -k %s push users carol --app demo --data '\"p4\"' --persist "
+              "--id z-1 2>&1",
+              bin, srv.admin, srv.key, bin, srv.admin, srv.key);
+    FILE *p = popen (cmd, "r");
+    size_t n = fread (out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_msg (strstr (out, "{\"users\":{\"carol\":4}}\n{\"users\":{\"carol\":4}}"), "%s",
+                   out);
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 4);
+    ck_assert_str_eq (f.bodies[3], "p4");
     tk_close (&carol);
 }
 END_TEST

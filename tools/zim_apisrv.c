@@ -923,13 +923,57 @@ void zim_apisrv_handle_router (zim_apisrv_t *self)
     zframe_destroy (&frame);
 }
 
+//  The admin verb's persisted push req: sent, then waited for (other
+//  answers meanwhile go to their HTTP requests). Returns the JSON answer
+//  (caller owns) or NULL with *code and text set.
+static char *s_admin_persist (zim_apisrv_t *self, uint64_t req, const char *app, const char *id,
+                              json_t *targets, int *code, char *text, size_t size)
+{
+    const char *why = NULL;
+    zim_str_t body = {(const char *)self->body.data, self->body.size};
+    *code = ZIM_ERR_UNAVAILABLE;
+    if (zim_apipersist_start (self->persist, req, app, id, targets, body, &why)) {
+        snprintf (text, size, "%s", why);
+        return NULL;
+    }
+    zsock_t *sock = zim_apisrv_brokers (self);
+    while (true) {
+        int status = 0;
+        char *json = NULL;
+        uint64_t done = 0;
+        if (zsock_events (sock) & ZMQ_POLLIN)
+            done = zim_apipersist_handle (self->persist, &status, &json);
+        else {
+            zmq_pollitem_t item = {zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
+            zmq_poll (&item, 1, 100);
+            done = zim_apipersist_late (self->persist, zclock_mono (), &status, &json);
+        }
+        if (done == req) {
+            if (status == 200) {
+                *code = 0;
+                return json;
+            }
+            *code = status == 409 ? ZIM_ERR_CID_CONFLICT : ZIM_ERR_UNAVAILABLE;
+            snprintf (text, size, "%s", json);
+            free (json);
+            return NULL;
+        }
+        if (done)
+            s_deliver_json (self, done, status, json);
+        free (json);
+    }
+}
+
 char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *text, size_t size)
 {
     zim_apisrv_t *self = (zim_apisrv_t *)arg;
     *code = ZIM_ERR_BAD_FIELD;
     int op = 0;
     bool push = zim_str_eq (req->verb, "push");
-    if (push && req->nargs == 4) {
+    //  push APP users TARGETS DATA persist [ID]: stored (zim_apipersist.h).
+    bool persist = push && req->nargs >= 5 && req->nargs <= 6 &&
+                   zim_str_eq (req->args[4], "persist") && zim_str_eq (req->args[1], "users");
+    if (push && (req->nargs == 4 || persist)) {
         op = zim_str_eq (req->args[1], "users")   ? ZIM_API_PUSH_USERS
              : zim_str_eq (req->args[1], "rooms") ? ZIM_API_PUSH_ROOMS
              : zim_str_eq (req->args[1], "all")   ? ZIM_API_PUSH_ALL
@@ -984,7 +1028,19 @@ char *zim_apisrv_admin (void *arg, const zim_admin_req_t *req, int *code, char *
         json_decref (data);
     }
     const char *bad = NULL;
-    uint64_t id = s_build (self, op, app, targets, top, NULL, &bad);
+    json_t *push_id = persist && req->nargs == 6 ? json_stringn (req->args[5].ptr, req->args[5].len)
+                                                 : NULL;
+    if (persist)
+        bad = zim_apipersist_check (targets, push_id);
+    uint64_t id = bad ? 0 : s_build (self, op, app, targets, top, NULL, &bad);
+    if (id && persist) {
+        char *answer = s_admin_persist (self, id, app, json_string_value (push_id), targets, code,
+                                        text, size);
+        json_decref (push_id);
+        json_decref (targets);
+        return answer;
+    }
+    json_decref (push_id);
     json_decref (targets);
     if (!id) {
         snprintf (text, size, "%s", bad);
