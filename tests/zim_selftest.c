@@ -62,6 +62,7 @@
 #include "router/zim_roomtab.h"
 #include "tools/zim_apisrv.h"
 #include "tools/zim_apibody.h"
+#include "tools/zim_apihttp.h"
 #include "tools/zim_apigroups.h"
 #include "tools/zim_apipersist.h"
 #include "sdk/c/zim_sdk_client.h"
@@ -162,6 +163,7 @@ static const s_test_t s_tests[] = {
     {"rooms", zim_rooms_test},
     {"roomtab", zim_roomtab_test},
     {"apisrv", zim_apisrv_test},
+    {"apihttp", zim_apihttp_test},
     {"apibody", zim_apibody_test},
     {"apigroups", zim_apigroups_test},
     {"apipersist", zim_apipersist_test},

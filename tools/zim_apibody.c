@@ -148,9 +148,7 @@ static int s_to_mp (zim_wr_t *wr, json_t *v, int depth)
         zim_wr_array (wr, (uint32_t)json_array_size (v));
         size_t i;
         json_t *x;
-        json_array_foreach (v, i, x)
-        if (s_to_mp (wr, x, depth + 1))
-            return -1;
+        json_array_foreach (v, i, x) if (s_to_mp (wr, x, depth + 1)) return -1;
         return 0;
     }
     case JSON_STRING:
@@ -194,8 +192,8 @@ void zim_apibody_test (bool verbose)
     (void)verbose;
     const char *why = NULL;
     //  The same fields either way; a float survives the round trip.
-    json_t *in = json_loads ("{\"users\":[\"a\",\"b\"],\"data\":{\"x\":-1,\"y\":1.5,\"z\":[true,null]}}",
-                             0, NULL);
+    json_t *in = json_loads (
+        "{\"users\":[\"a\",\"b\"],\"data\":{\"x\":-1,\"y\":1.5,\"z\":[true,null]}}", 0, NULL);
     zim_wr_t wr;
     zim_wr_init (&wr);
     assert (zim_apibody_to_mp (&wr, in) == 0);

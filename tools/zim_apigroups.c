@@ -81,8 +81,8 @@ static int s_status (int code, const char **name)
     }
 }
 
-int zim_apigroups_handle (zim_adminsrv_verb_fn *fn, void *arg, const char *method,
-                          const char *path, const char *app, json_t *doc, char **json)
+int zim_apigroups_handle (zim_adminsrv_verb_fn *fn, void *arg, const char *method, const char *path,
+                          const char *app, json_t *doc, char **json)
 {
     //  /v1/groups, /v1/groups/ID, /v1/groups/ID/members, /v1/groups/ID/upgrade
     char group[128] = "", what[32] = "";
@@ -125,7 +125,8 @@ int zim_apigroups_handle (zim_adminsrv_verb_fn *fn, void *arg, const char *metho
     const char *bad = NULL;
     if (streq (op, "create")) {
         const char *id = json_string_value (json_object_get (doc, "group"));
-        json_t *kind = json_object_get (doc, "kind"), *hist = json_object_get (doc, "history_for_new");
+        json_t *kind = json_object_get (doc, "kind"),
+               *hist = json_object_get (doc, "history_for_new");
         if (!id || !zim_uid_valid (zim_str (id)) || strlen (id) >= sizeof group)
             bad = "group must be a group id (1..64 of A-Z a-z 0-9 _ . @ -)";
         else if (kind && (!json_is_string (kind) || (!streq (json_string_value (kind), "group") &&
@@ -192,8 +193,7 @@ int zim_apigroups_handle (zim_adminsrv_verb_fn *fn, void *arg, const char *metho
 
 static char s_test_asked[512];
 
-static char *s_test_verb (void *arg, const zim_admin_req_t *req, int *code, char *text,
-                          size_t size)
+static char *s_test_verb (void *arg, const zim_admin_req_t *req, int *code, char *text, size_t size)
 {
     (void)arg;
     size_t len = 0;
@@ -213,10 +213,9 @@ void zim_apigroups_test (bool verbose)
 {
     (void)verbose;
     char *json = NULL;
-    json_t *doc =
-        json_loads ("{\"group\":\"g1\",\"kind\":\"channel\",\"members\":[\"a\",\"b\"],"
-                    "\"history_for_new\":true}",
-                    0, NULL);
+    json_t *doc = json_loads ("{\"group\":\"g1\",\"kind\":\"channel\",\"members\":[\"a\",\"b\"],"
+                              "\"history_for_new\":true}",
+                              0, NULL);
     assert (zim_apigroups_path ("/v1/groups") && zim_apigroups_path ("/v1/groups/x") &&
             !zim_apigroups_path ("/v1/groupsx"));
     assert (zim_apigroups_handle (s_test_verb, NULL, "POST", "/v1/groups", "demo", doc, &json) ==
@@ -230,8 +229,8 @@ void zim_apigroups_test (bool verbose)
     assert (streq (s_test_asked, "members demo g1 c -"));
     free (json);
     json_decref (doc);
-    assert (zim_apigroups_handle (s_test_verb, NULL, "GET", "/v1/groups/g1", "demo", NULL,
-                                  &json) == 200 &&
+    assert (zim_apigroups_handle (s_test_verb, NULL, "GET", "/v1/groups/g1", "demo", NULL, &json) ==
+                200 &&
             streq (s_test_asked, "get demo g1"));
     free (json);
     assert (zim_apigroups_handle (s_test_verb, NULL, "DELETE", "/v1/groups/g1", "demo", NULL,

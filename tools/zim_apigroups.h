@@ -28,8 +28,8 @@ bool zim_apigroups_path (const char *path);
 //  (arg its argument; fn NULL: this node has no store, 503). Returns the
 //  HTTP status; *json (caller owns) is the answer, or the error document
 //  {"error":{"code","text"[,"zim_code"]}} when the status is not 200.
-int zim_apigroups_handle (zim_adminsrv_verb_fn *fn, void *arg, const char *method,
-                          const char *path, const char *app, json_t *doc, char **json);
+int zim_apigroups_handle (zim_adminsrv_verb_fn *fn, void *arg, const char *method, const char *path,
+                          const char *app, json_t *doc, char **json);
 
 //  Self test of this class.
 void zim_apigroups_test (bool verbose);

@@ -31,12 +31,12 @@ typedef struct {
 } s_push_t;
 
 struct _zim_apipersist_t {
-    char *program;    //  for log lines
-    zsock_t *sock;    //  DEALER to one broker
-    char *broker;     //  its endpoint, or NULL
-    zlistx_t *pushes; //  s_push_t in flight, oldest first
-    uint64_t next_conn; //  conn ids of the SENDs
-    zim_wr_t wr;      //  SEND being encoded
+    char *program;         //  for log lines
+    zsock_t *sock;         //  DEALER to one broker
+    char *broker;          //  its endpoint, or NULL
+    zlistx_t *pushes;      //  s_push_t in flight, oldest first
+    uint64_t next_conn;    //  conn ids of the SENDs
+    zim_wr_t wr;           //  SEND being encoded
     zim_ratelog_t ratelog; //  undecodable answers
 };
 
@@ -141,9 +141,11 @@ const char *zim_apipersist_check (json_t *users, json_t *id)
         return "at most 1000 users with persist";
     size_t i;
     json_t *u;
-    json_array_foreach (users, i, u)
-    if (json_is_string (u) && streq (json_string_value (u), ZIM_SYSTEM_UID))
-        return "the system sender " ZIM_SYSTEM_UID " gets no pushes";
+    json_array_foreach (users, i,
+                        u) if (json_is_string (u) &&
+                               streq (json_string_value (u),
+                                      ZIM_SYSTEM_UID)) return "the system sender " ZIM_SYSTEM_UID
+                                                              " gets no pushes";
     return NULL;
 }
 
@@ -234,8 +236,8 @@ static int s_answer (s_push_t *push, char **json)
     else {
         status = worst == ZIM_ERR_CID_CONFLICT ? 409 : 503;
         doc = json_pack (
-            "{s:{s:s, s:s, s:i}, s:o}", "error", "code",
-            status == 409 ? "conflict" : "unavailable", "text",
+            "{s:{s:s, s:s, s:i}, s:o}", "error", "code", status == 409 ? "conflict" : "unavailable",
+            "text",
             status == 409 ? "this id named a push with other data to these users: nothing stored "
                             "for them"
                           : "not every user's message was stored: retry with the same id",
@@ -278,7 +280,8 @@ uint64_t zim_apipersist_handle (zim_apipersist_t *self, int *status, char **json
     zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
     if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_OUT ||
         zim_out_unpack (&rd, fields, &out) || out.nconns != 1) {
-        zim_ratelog_warn (&self->ratelog, self->program, "API: dropped an undecodable broker answer");
+        zim_ratelog_warn (&self->ratelog, self->program,
+                          "API: dropped an undecodable broker answer");
         zframe_destroy (&frame);
         return 0;
     }
@@ -346,7 +349,8 @@ void zim_apipersist_test (bool verbose)
             zim_rd_init (&rd, zframe_data (body), zframe_size (body));
             assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_SEND);
             assert (zim_send_unpack (&rd, fields, &m) == 0);
-            assert (zim_str_eq (m.who.uid, ZIM_SYSTEM_UID) && zim_str_eq (m.to, i ? "bob" : "alice"));
+            assert (zim_str_eq (m.who.uid, ZIM_SYSTEM_UID) &&
+                    zim_str_eq (m.to, i ? "bob" : "alice"));
             assert (m.cid.len == 44);
             zim_str_copy (m.cid, cids[2 * round + i], 64);
             //  The broker's answer: an ack (seq 5 + i), or for bob in the

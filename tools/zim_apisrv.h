@@ -6,10 +6,13 @@
     acts within (apps/NAME/api_key, or with the dev defaults the key in
     DATA/app-demo.apikey). A request becomes one API_Q to a router, which
     pushes or answers (router/zim_roomtab.h); its API_R becomes the HTTP
-    answer. docs/API.md describes every endpoint.
+    answer. docs/API.md describes every endpoint. The parts: the HTTP side
+    (zim_apihttp.h), bodies (zim_apibody.h), groups (zim_apigroups.h),
+    persisted pushes (zim_apipersist.h); this class routes the requests
+    and holds the push, online, room and stats handlers.
 
     Refusals are JSON {"error":{"code":"...","text":"..."}} with 400, 401,
-    403, 404, 405, 413 (or 503 when no router answered within 5 s),
+    403, 404, 405, 409, 413 (or 503 when no router answered within 5 s),
     logged through a rate limiter and counted; a request refused changes
     nothing.
 */
