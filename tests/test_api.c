@@ -37,7 +37,20 @@ static void s_teardown (void)
 {
     curl_easy_cleanup (curl);
     tk_server_stop (&srv, SIGTERM);
+    //  The server's log: what ASan, LSan and UBSan found (sanitizer builds).
+    FILE *f = fopen (srv.log, "r");
+    char line[1024];
+    int found = 0;
+    while (f && fgets (line, sizeof line, f))
+        if (strstr (line, "AddressSanitizer") || strstr (line, "LeakSanitizer") ||
+            strstr (line, "runtime error:")) {
+            fprintf (stderr, "%s: %s", srv.log, line);
+            found++;
+        }
+    if (f)
+        fclose (f);
     tk_server_cleanup (&srv);
+    ck_assert_int_eq (found, 0);
 }
 
 //  What an answer held.
