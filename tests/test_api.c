@@ -254,18 +254,29 @@ START_TEST (test_api)
                       "phone");
     ck_assert_int_eq (json_array_size (json_object_get (online, "carol")), 0);
     json_decref (doc);
-    //  A room's connections (counted once a second: wait for 2), the top
-    //  rooms, the app's totals.
-    json_int_t lobby = 0;
-    for (int tries = 0; tries < 50 && lobby != 2; tries++) {
+    //  A room's connections and distinct users (counted once a second:
+    //  wait for them): lobby has alice's phone and bob, news both of
+    //  alice's devices (one user); the top rooms, the app's totals.
+    s_join (laptop, "news");
+    json_int_t lobby = 0, lobby_users = 0, news = 0, news_users = 0;
+    for (int tries = 0; tries < 50 && (lobby != 2 || lobby_users != 2 || news != 2); tries++) {
         st = s_call ("GET", "/v1/rooms/lobby", NULL, &doc);
         ck_assert_int_eq (st, 200);
         lobby = json_integer_value (json_object_get (doc, "online"));
+        lobby_users = json_integer_value (json_object_get (doc, "users"));
         json_decref (doc);
-        if (lobby != 2)
+        st = s_call ("GET", "/v1/rooms/news", NULL, &doc);
+        ck_assert_int_eq (st, 200);
+        news = json_integer_value (json_object_get (doc, "online"));
+        news_users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 2 || lobby_users != 2 || news != 2)
             usleep (200000);
     }
     ck_assert_int_eq (lobby, 2);
+    ck_assert_int_eq (lobby_users, 2);
+    ck_assert_int_eq (news, 2);
+    ck_assert_int_eq (news_users, 1);
     st = s_call ("GET", "/v1/rooms?top=1", NULL, &doc);
     ck_assert_int_eq (st, 200);
     json_t *top = json_object_get (doc, "rooms");
@@ -818,6 +829,47 @@ START_TEST (test_api_cluster)
                       200);
     json_decref (doc);
     s_expect_body (bob, "room", "\xa1r", 2);
+    //  Distinct users across gateways: alice on gw-1 and on gw-2, bob on
+    //  gw-2, all in lobby: three connections, two users.
+    tk_client_t *a1 = ct_login ("gw-1", "alice", "phone");
+    tk_client_t *a2 = ct_login ("gw-2", "alice", "laptop");
+    s_join (a1, "lobby");
+    s_join (a2, "lobby");
+    json_int_t users = 0;
+    lobby = 0;
+    for (int tries = 0; tries < 50 && (lobby != 3 || users != 2); tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 3 || users != 2)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 3);
+    ck_assert_int_eq (users, 2);
+    //  alice leaves on gw-1: still in on gw-2; then there too: bob alone.
+    tk_close (&a1);
+    for (int tries = 0; tries < 50 && lobby != 2; tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 2)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 2);
+    ck_assert_int_eq (users, 2);
+    tk_close (&a2);
+    for (int tries = 0; tries < 50 && (lobby != 1 || users != 1); tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 1 || users != 1)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 1);
+    ck_assert_int_eq (users, 1);
     //  A persisted push through gw-1's API goes to the map's first live
     //  broker (503 until gw-1 has a map): stored, and live on gw-2.
     json_int_t seq = 0;

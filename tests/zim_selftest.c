@@ -59,7 +59,11 @@
 #include "gateway/zim_http.h"
 #include "gateway/zim_gateway.h"
 #include "gateway/zim_rooms.h"
+#include "gateway/zim_roomcast.h"
+#include "gateway/zim_roompolicy.h"
+#include "gateway/zim_roomusers.h"
 #include "router/zim_roomtab.h"
+#include "router/zim_usertab.h"
 #include "tools/zim_apisrv.h"
 #include "tools/zim_apibody.h"
 #include "tools/zim_apihttp.h"
@@ -161,7 +165,11 @@ static const s_test_t s_tests[] = {
     {"workers", zim_workers_test},
     //  rooms and live signals (issue 13)
     {"rooms", zim_rooms_test},
+    {"roomcast", zim_roomcast_test},
+    {"roompolicy", zim_roompolicy_test},
+    {"roomusers", zim_roomusers_test},
     {"roomtab", zim_roomtab_test},
+    {"usertab", zim_usertab_test},
     {"apisrv", zim_apisrv_test},
     {"apihttp", zim_apihttp_test},
     {"apibody", zim_apibody_test},
