@@ -28,11 +28,11 @@ typedef struct {
 } s_rate_t;
 
 struct _zim_roomcast_t {
-    zim_edge_t *edge;              //  sessions, settings, counters
-    s_cast_t casts[S_MAX_CASTS];   //  pushes being paced
-    size_t ncasts;                 //  how many
-    s_rate_t rates[S_MAX_APPS];    //  apps' own rates
-    size_t nrates;                 //  how many
+    zim_edge_t *edge;            //  sessions, settings, counters
+    s_cast_t casts[S_MAX_CASTS]; //  pushes being paced
+    size_t ncasts;               //  how many
+    s_rate_t rates[S_MAX_APPS];  //  apps' own rates
+    size_t nrates;               //  how many
 };
 
 zim_roomcast_t *zim_roomcast_new (zim_edge_t *edge)
@@ -102,8 +102,7 @@ void zim_roomcast_start (zim_roomcast_t *self, zim_str_t app, zim_str_t frame)
     zim_edge_t *edge = self->edge;
     if (self->ncasts == S_MAX_CASTS) {
         edge->broadcasts_dropped++;
-        zim_shell_warn (edge->shell, "%d broadcasts being paced already: one dropped",
-                        S_MAX_CASTS);
+        zim_shell_warn (edge->shell, "%d broadcasts being paced already: one dropped", S_MAX_CASTS);
         return;
     }
     s_cast_t *cast = &self->casts[self->ncasts];

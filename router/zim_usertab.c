@@ -66,8 +66,8 @@ void zim_usertab_set (zim_usertab_t *self, zim_str_t gateway, zim_str_t app, zim
 {
     char gw[ZIM_ID_MAX + 1], key[3 * ZIM_ID_MAX + 140];
     zim_str_copy (gateway, gw, sizeof gw);
-    int rlen = snprintf (key, sizeof key, "%.*s %.*s", (int)app.len, app.ptr, (int)room.len,
-                         room.ptr);
+    int rlen =
+        snprintf (key, sizeof key, "%.*s %.*s", (int)app.len, app.ptr, (int)room.len, room.ptr);
     snprintf (key + rlen, sizeof key - (size_t)rlen, " %.*s", (int)uid.len, uid.ptr);
     zhashx_t *mine = (zhashx_t *)zhashx_lookup (self->gateways, gw);
     if (!mine) {
