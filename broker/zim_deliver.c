@@ -288,7 +288,10 @@ int zim_deliver_sent (zim_deliver_t *self, zframe_t *gw, const zim_send_t *m,
                       const zim_appended_item_t *res, zim_rd_t *lists)
 {
     zim_wr_reset (&self->fr);
-    zim_cframe_ack (&self->fr, m->cid, res->id, res->from_seq, res->ts);
+    //  The backend's persisted push (tools/zim_apipersist.h) learns the
+    //  recipient's seq; the system sender's own is of no use to anyone.
+    bool system = zim_str_eq (m->who.uid, ZIM_SYSTEM_UID);
+    zim_cframe_ack (&self->fr, m->cid, res->id, system ? res->to_seq : res->from_seq, res->ts);
     zim_deliver_out (self, zframe_data (gw), zframe_size (gw), &m->who.conn, 1);
     self->stats->acks++;
     if (!lists)

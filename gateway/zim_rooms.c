@@ -3,24 +3,17 @@
 #include "gateway/zim_rooms.h"
 #include "gateway/zim_frames.h"
 #include "gateway/zim_links.h"
+#include "gateway/zim_roomcast.h"
+#include "gateway/zim_roompolicy.h"
+#include "gateway/zim_roomusers.h"
 #include "gateway/zim_sessions.h"
 #include "msg/zim_util.h"
 
 #include <inttypes.h>
 #include <jansson.h>
 
-//  Apps with their own room policy.
-#define S_MAX_APPS 64
-//  Patterns kept from one token's "rooms" claim.
-#define S_MAX_CLAIMS 64
 //  Rooms per ROOMS message.
 #define S_CHUNK 1000
-//  Users whose tokens issued until a disconnect are refused (POST
-//  /v1/disconnect), at most.
-#define S_MAX_REVOKED 100000
-//  Broadcasts (push to all) being paced at once; more are dropped.
-#define S_MAX_BROADCASTS 16
-
 typedef struct s_room s_room_t;
 typedef struct s_conn s_conn_t;
 
@@ -64,34 +57,16 @@ struct s_conn {
     uint64_t stamp;         //  the last ROOM_OUT written to it (one copy per connection)
 };
 
-//  Room policy of one app.
-typedef struct {
-    char app[ZIM_ID_MAX + 1];
-    bool join_token;    //  join only rooms the token names
-    bool publish_none;  //  clients may not publish
-    uint64_t broadcast_rate; //  push to all: connections per second (0: the gateway's)
-} s_app_t;
-
-//  A push to every connection of an app, paced at broadcast_rate.
-typedef struct {
-    uint64_t *ids;   //  the app's connections when it came
-    size_t n, next;  //  how many, the next to write to
-    uint64_t rate;   //  connections per second
-    zim_wr_t frame;  //  the frame
-} s_cast_t;
-
 struct _zim_rooms_t {
     zim_edge_t *edge;            //  settings, counters, sessions, links
     zhashx_t *rooms;             //  "app room" -> s_room_t
     zhashx_t *conns;             //  connection id -> s_conn_t
-    s_app_t apps[S_MAX_APPS];    //  apps with a policy of their own
-    size_t napps;                //  how many
+    zim_roompolicy_t *policy;    //  who may join and publish, revoked tokens
     uint64_t members;            //  memberships
     uint64_t stamp;              //  ROOM_OUTs handled
     zim_wr_t fr;                 //  scratch: client frames
-    s_cast_t casts[S_MAX_BROADCASTS]; //  broadcasts being paced
-    size_t ncasts;               //  how many
-    zhashx_t *revoked;           //  "app/uid" -> time (s) until which its tokens are refused
+    zim_roomcast_t *cast;        //  pushes to all being paced
+    zim_roomusers_t *users;      //  users per room, for the routers' distinct counts
 };
 
 static const zim_str_t s_nocid = {NULL, 0};
@@ -133,9 +108,10 @@ zim_rooms_t *zim_rooms_new (zim_edge_t *edge)
     self->edge = edge;
     self->rooms = zhashx_new ();
     self->conns = zhashx_new ();
-    self->revoked = zhashx_new ();
-    zhashx_set_destructor (self->revoked, (zhashx_destructor_fn *)zstr_free);
+    self->policy = zim_roompolicy_new ();
     zim_wr_init (&self->fr);
+    self->cast = zim_roomcast_new (edge);
+    self->users = zim_roomusers_new ();
     return self;
 }
 
@@ -150,12 +126,10 @@ void zim_rooms_destroy (zim_rooms_t **self_p)
         s_conn_free (&c);
     zhashx_destroy (&self->rooms);
     zhashx_destroy (&self->conns);
-    zhashx_destroy (&self->revoked);
+    zim_roompolicy_destroy (&self->policy);
     zim_wr_free (&self->fr);
-    for (size_t i = 0; i < self->ncasts; i++) {
-        free (self->casts[i].ids);
-        zim_wr_free (&self->casts[i].frame);
-    }
+    zim_roomcast_destroy (&self->cast);
+    zim_roomusers_destroy (&self->users);
     free (self);
     *self_p = NULL;
 }
@@ -176,65 +150,21 @@ bool zim_room_valid (zim_str_t room)
 //  -------------------------------------------------------------------------
 //  Per-app policy
 
-static s_app_t *s_app (zim_rooms_t *self, const char *app, bool make)
-{
-    for (size_t i = 0; i < self->napps; i++)
-        if (streq (self->apps[i].app, app))
-            return &self->apps[i];
-    if (!make || self->napps == S_MAX_APPS || !zim_uid_valid (zim_str (app)))
-        return NULL;
-    s_app_t *a = &self->apps[self->napps++];
-    memset (a, 0, sizeof *a);
-    snprintf (a->app, sizeof a->app, "%s", app);
-    return a;
-}
-
 int zim_rooms_set_join (zim_rooms_t *self, const char *app, const char *value, const char **why)
 {
-    if (!value || (!streq (value, "open") && !streq (value, "token"))) {
-        *why = "join must be open or token";
-        return -1;
-    }
-    s_app_t *a = s_app (self, app, true);
-    if (!a) {
-        *why = "not a valid app name, or too many apps";
-        return -1;
-    }
-    a->join_token = streq (value, "token");
-    return 0;
+    return zim_roompolicy_set_join (self->policy, app, value, why);
 }
 
 int zim_rooms_set_publish (zim_rooms_t *self, const char *app, const char *value,
                            const char **why)
 {
-    if (!value || (!streq (value, "none") && !streq (value, "members"))) {
-        *why = "client_publish must be none or members";
-        return -1;
-    }
-    s_app_t *a = s_app (self, app, true);
-    if (!a) {
-        *why = "not a valid app name, or too many apps";
-        return -1;
-    }
-    a->publish_none = streq (value, "none");
-    return 0;
+    return zim_roompolicy_set_publish (self->policy, app, value, why);
 }
 
 int zim_rooms_set_broadcast_rate (zim_rooms_t *self, const char *app, const char *value,
                                   const char **why)
 {
-    uint64_t rate;
-    if (!value || zim_parse_u64 (value, &rate) || rate == 0) {
-        *why = "broadcast_rate must be a number of connections per second, 1 or more";
-        return -1;
-    }
-    s_app_t *a = s_app (self, app, true);
-    if (!a) {
-        *why = "not a valid app name, or too many apps";
-        return -1;
-    }
-    a->broadcast_rate = rate;
-    return 0;
+    return zim_roomcast_set_rate (self->cast, app, value, why);
 }
 
 //  -------------------------------------------------------------------------
@@ -253,21 +183,6 @@ static s_conn_t *s_conn (zim_rooms_t *self, zim_session_t *session, bool make)
     conn->refill_ms = zim_edge_now_ms ();
     zhashx_insert (self->conns, key, conn);
     return conn;
-}
-
-//  Whether the token's claim lets conn into room.
-static bool s_claimed (const s_conn_t *conn, zim_str_t room)
-{
-    for (uint32_t i = 0; conn && i < conn->nclaims; i++) {
-        const char *p = conn->claims[i];
-        size_t len = strlen (p);
-        if (len > 0 && p[len - 1] == '*') {
-            if (room.len >= len - 1 && memcmp (room.ptr, p, len - 1) == 0)
-                return true;
-        } else if (zim_str_eq (room, p))
-            return true;
-    }
-    return false;
 }
 
 //  The room's count as this gateway knows it: its own members now, the
@@ -291,6 +206,15 @@ static void s_report_one (zim_rooms_t *self, s_room_t *room)
     zim_links_to_router (edge->links, -1);
     room->reported = room->n;
     room->dirty = false;
+}
+
+//  Sends the users who came into or left rooms since the last time, in
+//  order, to every router (after the counts: a room is known there first).
+static void s_report_users (zim_rooms_t *self)
+{
+    zim_edge_t *edge = self->edge;
+    if (zim_roomusers_take (self->users, &edge->wr, zim_shell_name (edge->shell)))
+        zim_links_to_router (edge->links, -1);
 }
 
 //  Adds conn to the room (app, name), made if new.
@@ -324,6 +248,9 @@ static s_room_t *s_join (zim_rooms_t *self, s_conn_t *conn, const char *app, zim
         s_report_one (self, room);
     else
         room->dirty = true;
+    zim_roomusers_join (self->users, app, name, zim_session_uid (conn->session));
+    if (zim_roomusers_pending (self->users) >= ZIM_ROOMUSERS_CHUNK)
+        s_report_users (self);
     return room;
 }
 
@@ -346,6 +273,10 @@ static void s_leave (zim_rooms_t *self, s_conn_t *conn, uint32_t slot)
         moved.room->members[moved.idx].slot = slot;
     }
     self->members--;
+    zim_roomusers_leave (self->users, room->app, zim_str (room->name),
+                         zim_session_uid (conn->session));
+    if (zim_roomusers_pending (self->users) >= ZIM_ROOMUSERS_CHUNK)
+        s_report_users (self);
     if (room->n == 0) {
         s_report_one (self, room);
         zhashx_delete (self->rooms, room->key);
@@ -413,8 +344,8 @@ static void s_join_op (zim_rooms_t *self, zim_session_t *session, const zim_cfra
                       "in max_rooms_per_conn rooms already: leave one first");
             return;
         }
-        s_app_t *policy = s_app (self, app, false);
-        if (policy && policy->join_token && !s_claimed (conn, f->room)) {
+        if (zim_roompolicy_join_by_token (self->policy, app) &&
+            !(conn && zim_roompolicy_claimed (conn->claims, conn->nclaims, f->room))) {
             s_refuse (edge, session, f, ZIM_ERR_ROOM_DENIED,
                       "the token's rooms claim does not name this room");
             return;
@@ -474,8 +405,7 @@ static void s_publish_op (zim_rooms_t *self, zim_session_t *session, const zim_c
                   "room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -");
         return;
     }
-    s_app_t *policy = s_app (self, app, false);
-    if (policy && policy->publish_none) {
+    if (zim_roompolicy_publish_none (self->policy, app)) {
         s_refuse (edge, session, f, ZIM_ERR_PUBLISH_DENIED,
                   "this app does not let clients publish (client_publish none)");
         return;
@@ -575,52 +505,17 @@ bool zim_rooms_frame (zim_edge_t *edge, zim_session_t *session, const zim_cframe
     }
 }
 
-//  Strict enough base64url decode of a token part (it was verified before).
-static size_t s_b64url (const char *in, size_t len, char *out, size_t size)
-{
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-                : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                : c >= '0' && c <= '9' ? c - '0' + 52
-                : c == '-'             ? 62
-                : c == '_'             ? 63
-                                       : -1;
-        if (v < 0)
-            return 0;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == size)
-                return 0;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    return n;
-}
-
 void zim_rooms_on_auth (zim_edge_t *edge, zim_session_t *session, const char *token, size_t len)
 {
-    const char *dot1 = memchr (token, '.', len);
-    const char *dot2 = dot1 ? memchr (dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
-    if (!dot2)
-        return;
-    char text[4096];
-    size_t n = s_b64url (dot1 + 1, (size_t)(dot2 - dot1 - 1), text, sizeof text);
-    json_t *claims = n ? json_loadb (text, n, 0, NULL) : NULL;
+    zim_rooms_t *self = edge->rooms;
+    json_t *claims = zim_roompolicy_claims (token, len); //  NULL: none
     //  A token of a user the backend disconnected, issued (iat) until then,
     //  is refused.
-    char who[2 * ZIM_ID_MAX + 2];
-    snprintf (who, sizeof who, "%s/%s", zim_session_app (session), zim_session_uid (session));
-    const char *until = (const char *)zhashx_lookup (edge->rooms->revoked, who);
-    json_t *iat = json_object_get (claims, "iat");
-    if (until && (!json_is_number (iat) || json_number_value (iat) <= atof (until))) {
+    if (zim_roompolicy_revoked (self->policy, zim_session_app (session), zim_session_uid (session),
+                                claims)) {
         edge->room_refused++;
-        zim_shell_warn (edge->shell, "%s: a token issued before its disconnect: closed (4056)", who);
+        zim_shell_warn (edge->shell, "%s/%s: a token issued before its disconnect: closed (4056)",
+                        zim_session_app (session), zim_session_uid (session));
         zim_session_fail (session, ZIM_ERR_DISCONNECTED, "this token was revoked by the app",
                           ZIM_ERR_DISCONNECTED);
         json_decref (claims);
@@ -628,11 +523,10 @@ void zim_rooms_on_auth (zim_edge_t *edge, zim_session_t *session, const char *to
     }
     json_t *rooms = json_object_get (claims, "rooms");
     if (json_is_array (rooms) && json_array_size (rooms) > 0) {
-        s_conn_t *conn = s_conn (edge->rooms, session, true);
-        size_t count = json_array_size (rooms);
-        conn->claims = (char **)zim_calloc (count < S_MAX_CLAIMS ? count : S_MAX_CLAIMS,
-                                            sizeof (char *));
-        for (size_t i = 0; i < count && conn->nclaims < S_MAX_CLAIMS; i++) {
+        s_conn_t *conn = s_conn (self, session, true);
+        size_t count = json_array_size (rooms), max = ZIM_ROOMPOLICY_MAX_CLAIMS;
+        conn->claims = (char **)zim_calloc (count < max ? count : max, sizeof (char *));
+        for (size_t i = 0; i < count && conn->nclaims < max; i++) {
             const char *p = json_string_value (json_array_get (rooms, i));
             if (p && *p && strlen (p) <= ZIM_ROOM_MAX + 1)
                 conn->claims[conn->nclaims++] = zim_strdup (p);
@@ -668,59 +562,6 @@ static void s_deliver (zim_rooms_t *self, s_room_t *room, zim_str_t frame)
     }
 }
 
-//  Writes the next rate connections of cast; true when it is done.
-static bool s_cast_step (zim_rooms_t *self, s_cast_t *cast)
-{
-    zim_edge_t *edge = self->edge;
-    uint64_t budget = edge->max_pending / 2;
-    for (uint64_t k = 0; k < cast->rate && cast->next < cast->n; k++) {
-        zim_session_t *s = zim_sessions_lookup (edge->sessions, cast->ids[cast->next++]);
-        if (!s || zim_session_closing (s))
-            continue;
-        size_t live = zim_session_pending (s) - zim_session_pending_replies (s);
-        if (live + cast->frame.size > budget) {
-            edge->room_dropped++;
-            continue;
-        }
-        zim_session_write (s, cast->frame.data, cast->frame.size, false);
-        edge->broadcast_deliveries++;
-    }
-    return cast->next >= cast->n;
-}
-
-//  A push to every connection of app here: the first broadcast_rate at
-//  once, the rest a second's worth at each tick.
-static void s_broadcast (zim_rooms_t *self, zim_str_t app, zim_str_t frame)
-{
-    zim_edge_t *edge = self->edge;
-    if (self->ncasts == S_MAX_BROADCASTS) {
-        edge->broadcasts_dropped++;
-        zim_shell_warn (edge->shell, "%d broadcasts being paced already: one dropped",
-                        S_MAX_BROADCASTS);
-        return;
-    }
-    char name[ZIM_ID_MAX + 1];
-    zim_str_copy (app, name, sizeof name);
-    s_app_t *policy = s_app (self, name, false);
-    s_cast_t *cast = &self->casts[self->ncasts];
-    memset (cast, 0, sizeof *cast);
-    cast->rate = policy && policy->broadcast_rate ? policy->broadcast_rate : edge->broadcast_rate;
-    size_t alloc = zim_sessions_size (edge->sessions);
-    cast->ids = (uint64_t *)zim_malloc ((alloc ? alloc : 1) * sizeof (uint64_t));
-    zim_sessions_t *sessions = edge->sessions;
-    for (zim_session_t *s = zim_sessions_first (sessions); s; s = zim_sessions_next (sessions))
-        if (zim_session_authed (s) && zim_str_eq (app, zim_session_app (s)))
-            cast->ids[cast->n++] = zim_session_id (s);
-    zim_wr_init (&cast->frame);
-    zim_wr_raw (&cast->frame, frame.ptr, frame.len);
-    edge->broadcasts++;
-    if (s_cast_step (self, cast)) {
-        free (cast->ids);
-        zim_wr_free (&cast->frame);
-    } else
-        self->ncasts++;
-}
-
 static void s_room_out (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
 {
     zim_room_out_t m;
@@ -733,7 +574,7 @@ static void s_room_out (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
         if (zim_room_frame_unpack (&m.items, &item))
             goto malformed;
         if (item.room.len == 0) { //  push to all (the backend's /v1/push/all)
-            s_broadcast (self, m.app, item.frame);
+            zim_roomcast_start (self->cast, m.app, item.frame);
             continue;
         }
         snprintf (key, sizeof key, "%.*s %.*s", (int)m.app.len, m.app.ptr, (int)item.room.len,
@@ -803,14 +644,8 @@ static void s_conn_ctl (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
         zim_shell_warn (edge->shell, "dropped an undecodable CONN_CTL");
         return;
     }
-    if (m.what == ZIM_CTL_CLOSE && m.uid.len) {
-        char who[2 * ZIM_ID_MAX + 2], until[32];
-        snprintf (who, sizeof who, "%.*s/%.*s", (int)m.app.len, m.app.ptr, (int)m.uid.len,
-                  m.uid.ptr);
-        snprintf (until, sizeof until, "%" PRIu64, zim_now_ms () / 1000);
-        if (zhashx_size (self->revoked) < S_MAX_REVOKED || zhashx_lookup (self->revoked, who))
-            zhashx_update (self->revoked, who, zim_strdup (until));
-    }
+    if (m.what == ZIM_CTL_CLOSE && m.uid.len)
+        zim_roompolicy_revoke (self->policy, m.app, m.uid, zim_now_ms () / 1000);
     for (uint32_t i = 0; i < m.nconns; i++) {
         uint64_t id;
         if (zim_rd_uint (&m.conns, &id))
@@ -914,18 +749,16 @@ void zim_rooms_tick (zim_edge_t *edge)
 {
     zim_rooms_t *self = edge->rooms;
     s_report (self, -1, false, false);
-    for (size_t i = 0; i < self->ncasts;)
-        if (s_cast_step (self, &self->casts[i])) {
-            free (self->casts[i].ids);
-            zim_wr_free (&self->casts[i].frame);
-            self->casts[i] = self->casts[--self->ncasts];
-        } else
-            i++;
+    s_report_users (self);
+    zim_roomcast_tick (self->cast);
 }
 
 void zim_rooms_announce (zim_edge_t *edge, int index)
 {
     s_report (edge->rooms, index, true, true);
+    //  Every user present, after the counts (the reset forgot them too).
+    if (zim_roomusers_all (edge->rooms->users, &edge->wr, zim_shell_name (edge->shell)))
+        zim_links_to_router (edge->links, index);
 }
 
 size_t zim_rooms_size (zim_rooms_t *self)

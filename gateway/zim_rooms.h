@@ -14,7 +14,9 @@
     "Rooms"). Per app: who may join (app_join NAME open|token: token means
     only the rooms the token's "rooms" claim names, exactly or by a prefix
     ending in "*") and who may publish (app_client_publish NAME
-    none|members).
+    none|members): zim_roompolicy.h. Pushes to all, paced:
+    zim_roomcast.h. The users in each room, reported to the routers for
+    their distinct count (ROOM_USERS): zim_roomusers.h.
 */
 #ifndef ZIM_ROOMS_H_INCLUDED
 #define ZIM_ROOMS_H_INCLUDED

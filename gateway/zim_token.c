@@ -187,6 +187,10 @@ static zim_token_reason_t s_claims (const zim_app_t *app, json_t *claims, uint64
         *why = "sub is missing or not a valid user id";
         return ZIM_TOKEN_MALFORMED;
     }
+    if (zim_str_eq (s_id_claim (claims, "sub"), ZIM_SYSTEM_UID)) {
+        *why = "sub is the reserved system sender " ZIM_SYSTEM_UID;
+        return ZIM_TOKEN_MALFORMED;
+    }
     if (has_exp != 1 || has_nbf < 0 || s_time_claim (claims, "iat", &iat) < 0) {
         *why = "exp missing, or exp/nbf/iat not a number";
         return ZIM_TOKEN_MALFORMED;

@@ -12,6 +12,10 @@
 extern "C" {
 #endif
 
+//  The reserved sender of the backend's persisted pushes (docs/API.md):
+//  no token may name it (gateway/zim_token.c).
+#define ZIM_SYSTEM_UID "_system"
+
 //  True if s is a valid user id or app name.
 bool zim_uid_valid (zim_str_t s);
 //  True if s is a valid client message id or device name.

@@ -2,6 +2,7 @@
     the router (see zim_roomtab.h).
 */
 #include "router/zim_roomtab.h"
+#include "router/zim_usertab.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
@@ -37,6 +38,7 @@ typedef struct {
 
 struct _zim_roomtab_t {
     zhashx_t *rooms;     //  "app room" -> s_room_t
+    zim_usertab_t *users; //  distinct users per room (ROOM_USERS)
     zim_wr_t wr;         //  encode buffer: backbone messages
     zim_wr_t fr;         //  encode buffer: client frames
     zim_wr_t scratch;    //  routes of a signal's recipient
@@ -70,6 +72,7 @@ zim_roomtab_t *zim_roomtab_new (void)
     zim_roomtab_t *self = (zim_roomtab_t *)zim_calloc (1, sizeof *self);
     self->rooms = zhashx_new ();
     zhashx_set_destructor (self->rooms, s_room_destroy);
+    self->users = zim_usertab_new ();
     zim_wr_init (&self->wr);
     zim_wr_init (&self->fr);
     zim_wr_init (&self->scratch);
@@ -82,6 +85,7 @@ void zim_roomtab_destroy (zim_roomtab_t **self_p)
     if (!self)
         return;
     zhashx_destroy (&self->rooms);
+    zim_usertab_destroy (&self->users);
     zim_wr_free (&self->wr);
     zim_wr_free (&self->fr);
     zim_wr_free (&self->scratch);
@@ -135,6 +139,7 @@ static void s_apply (zim_roomtab_t *self, zim_str_t gateway, zim_str_t app, zim_
 
 void zim_roomtab_reset (zim_roomtab_t *self, zim_str_t gateway)
 {
+    zim_usertab_reset (self->users, gateway);
     zlist_t *gone = zlist_new ();
     for (s_room_t *room = zhashx_first (self->rooms); room; room = zhashx_next (self->rooms))
         for (size_t i = 0; i < room->n; i++)
@@ -372,8 +377,11 @@ static json_t *s_top (zim_roomtab_t *self, zim_str_t app, uint64_t n)
     qsort (all, count, sizeof *all, s_top_cmp);
     json_t *list = json_array ();
     for (size_t i = 0; i < count && i < n; i++)
-        json_array_append_new (list, json_pack ("{s:s, s:I}", "room", all[i]->name, "online",
-                                                (json_int_t)all[i]->total));
+        json_array_append_new (
+            list, json_pack ("{s:s, s:I, s:I}", "room", all[i]->name, "online",
+                             (json_int_t)all[i]->total, "users",
+                             (json_int_t)zim_usertab_count (self->users, app,
+                                                            zim_str (all[i]->name))));
     free (all);
     return list;
 }
@@ -547,6 +555,9 @@ static bool s_api (zim_roomtab_t *self, zim_routes_t *routes, void *sock, zframe
         json_object_set_new (doc, "online",
                              json_integer ((json_int_t)zim_roomtab_total (self, q.app,
                                                                           targets[0].name)));
+        json_object_set_new (doc, "users",
+                             json_integer ((json_int_t)zim_usertab_count (self->users, q.app,
+                                                                          targets[0].name)));
     } else if (q.op == ZIM_API_TOP) {
         json_object_set_new (doc, "rooms", s_top (self, q.app, q.n));
     } else if (q.op == ZIM_API_STATS) {
@@ -573,6 +584,8 @@ bool zim_roomtab_handle (zim_roomtab_t *self, zim_routes_t *routes, void *sock, 
     bool ok;
     if (kind == ZIM_MSG_ROOMS)
         ok = s_report (self, rd, fields);
+    else if (kind == ZIM_MSG_ROOM_USERS)
+        ok = zim_usertab_handle (self->users, rd, fields);
     else if (kind == ZIM_MSG_ROOM_PUB)
         ok = s_publish (self, sock, rd, fields);
     else if (kind == ZIM_MSG_SIGNAL)

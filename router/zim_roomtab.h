@@ -35,8 +35,9 @@ typedef struct _zim_roomtab_t zim_roomtab_t;
 zim_roomtab_t *zim_roomtab_new (void);
 void zim_roomtab_destroy (zim_roomtab_t **self_p);
 
-//  Handles a ROOMS, ROOM_PUB or SIGNAL message from a gateway, or an API_Q
-//  from a node's API endpoint (answered to peer with API_R); kind already
+//  Handles a ROOMS, ROOM_USERS (zim_usertab.h), ROOM_PUB or SIGNAL message
+//  from a gateway, or an API_Q from a node's API endpoint (answered to
+//  peer with API_R); kind already
 //  read from rd. Sends what it makes on sock (the router's ROUTER,
 //  resolved) by routing id. Returns false if kind is none of those.
 //  A malformed message changes nothing and is counted (STATS).

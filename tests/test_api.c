@@ -2,12 +2,17 @@
     driven by libcurl over one kept-alive HTTP connection, with real
     WebSocket clients receiving: push to users (every device), to rooms
     (one copy per connection in several of them), to one device, to all;
-    online devices, a room's count, the top rooms, the app's totals; a raw
-    msgpack body; every refusal (400, 401, 403, 404, 405, 413, 501) with
-    its JSON error and nothing delivered.
+    online devices, a room's count and distinct users, the top rooms, the
+    app's totals; a raw msgpack body; every refusal (400, 401, 403, 404,
+    405, 413) with its JSON error and nothing delivered. Groups over HTTP;
+    msgpack request bodies; persisted pushes (live, synced, idempotent,
+    durable across kill -9, through zimctl, with the C SDK); in a
+    cluster, pushes across gateways, distinct users over two gateways and a
+    persisted push.
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
+#include "sdk/c/zim_client.h"
 #include "tests/zim_clustertest.h"
 #include "tests/zim_testkit.h"
 
@@ -37,7 +42,20 @@ static void s_teardown (void)
 {
     curl_easy_cleanup (curl);
     tk_server_stop (&srv, SIGTERM);
+    //  The server's log: what ASan, LSan and UBSan found (sanitizer builds).
+    FILE *f = fopen (srv.log, "r");
+    char line[1024];
+    int found = 0;
+    while (f && fgets (line, sizeof line, f))
+        if (strstr (line, "AddressSanitizer") || strstr (line, "LeakSanitizer") ||
+            strstr (line, "runtime error:")) {
+            fprintf (stderr, "%s: %s", srv.log, line);
+            found++;
+        }
+    if (f)
+        fclose (f);
     tk_server_cleanup (&srv);
+    ck_assert_int_eq (found, 0);
 }
 
 //  What an answer held.
@@ -241,18 +259,29 @@ START_TEST (test_api)
                       "phone");
     ck_assert_int_eq (json_array_size (json_object_get (online, "carol")), 0);
     json_decref (doc);
-    //  A room's connections (counted once a second: wait for 2), the top
-    //  rooms, the app's totals.
-    json_int_t lobby = 0;
-    for (int tries = 0; tries < 50 && lobby != 2; tries++) {
+    //  A room's connections and distinct users (counted once a second:
+    //  wait for them): lobby has alice's phone and bob, news both of
+    //  alice's devices (one user); the top rooms, the app's totals.
+    s_join (laptop, "news");
+    json_int_t lobby = 0, lobby_users = 0, news = 0, news_users = 0;
+    for (int tries = 0; tries < 50 && (lobby != 2 || lobby_users != 2 || news != 2); tries++) {
         st = s_call ("GET", "/v1/rooms/lobby", NULL, &doc);
         ck_assert_int_eq (st, 200);
         lobby = json_integer_value (json_object_get (doc, "online"));
+        lobby_users = json_integer_value (json_object_get (doc, "users"));
         json_decref (doc);
-        if (lobby != 2)
+        st = s_call ("GET", "/v1/rooms/news", NULL, &doc);
+        ck_assert_int_eq (st, 200);
+        news = json_integer_value (json_object_get (doc, "online"));
+        news_users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 2 || lobby_users != 2 || news != 2)
             usleep (200000);
     }
     ck_assert_int_eq (lobby, 2);
+    ck_assert_int_eq (lobby_users, 2);
+    ck_assert_int_eq (news, 2);
+    ck_assert_int_eq (news_users, 1);
     st = s_call ("GET", "/v1/rooms?top=1", NULL, &doc);
     ck_assert_int_eq (st, 200);
     json_t *top = json_object_get (doc, "rooms");
@@ -293,9 +322,6 @@ START_TEST (test_api)
     s_refused (s_call ("POST", "/v1/push/rooms", "{\"rooms\":[\"lobby\",\"bad room\"],\"data\":1}",
                        &doc),
                &doc, 400, "bad_field");
-    s_refused (s_call ("POST", "/v1/push/users",
-                       "{\"users\":[\"alice\"],\"data\":1,\"persist\":true}", &doc),
-               &doc, 501, "not_implemented");
     s_refused (s_call_typed ("POST", "/v1/push/users?users=bob", "\xa2hi\x01", 4,
                              "application/msgpack", srv.apikey, &doc),
                &doc, 400, "bad_body");
@@ -437,6 +463,438 @@ START_TEST (test_api)
 }
 END_TEST
 
+//  Expects a refusal of the groups endpoints: status, code and the store's
+//  wire code (0: none).
+static void s_group_refused (long status, json_t **doc_p, long want, const char *code, int zim)
+{
+    json_t *err = json_object_get (*doc_p, "error");
+    ck_assert_int_eq (json_integer_value (json_object_get (err, "zim_code")), zim);
+    s_refused (status, doc_p, want, code);
+}
+
+static int s_strcmp (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *)a, *(const char *const *)b);
+}
+
+//  The members of group id as a comma-separated list ("" if none), or
+//  NULL with the status of a refusal in *status.
+static char *s_members (const char *id, long *status)
+{
+    char path[128];
+    snprintf (path, sizeof path, "/v1/groups/%s", id);
+    json_t *doc;
+    *status = s_call ("GET", path, NULL, &doc);
+    if (*status != 200) {
+        json_decref (doc);
+        return NULL;
+    }
+    //  Sorted, whatever order the store keeps.
+    json_t *members = json_object_get (doc, "members");
+    size_t n = json_array_size (members);
+    const char **names = calloc (n + 1, sizeof (char *));
+    for (size_t i = 0; i < n; i++)
+        names[i] = json_string_value (json_array_get (members, i));
+    qsort (names, n, sizeof (char *), s_strcmp);
+    char *list = calloc (1, 8192);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat (list, ",");
+        strcat (list, names[i]);
+    }
+    free (names);
+    json_decref (doc);
+    return list;
+}
+
+//  Groups over HTTP: each endpoint, each refusal, nothing half-applied;
+//  a member gets the group's messages. Msgpack bodies on every POST.
+START_TEST (test_api_groups)
+{
+    json_t *doc;
+    long st = s_call ("POST", "/v1/groups",
+                      "{\"group\":\"crew\",\"kind\":\"group\",\"members\":[\"alice\",\"bob\"]}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_str_eq (json_string_value (json_object_get (doc, "kind")), "group");
+    json_decref (doc);
+    char *list = s_members ("crew", &st);
+    ck_assert_str_eq (list, "alice,bob");
+    free (list);
+    //  It exists: 409 with the store's 4043, the members unchanged.
+    s_group_refused (s_call ("POST", "/v1/groups", "{\"group\":\"crew\",\"members\":[\"carol\"]}",
+                             &doc),
+                     &doc, 409, "exists", ZIM_ERR_GROUP_EXISTS);
+    //  Members: one add and one remove in one go.
+    st = s_call ("POST", "/v1/groups/crew/members", "{\"add\":[\"carol\"],\"remove\":[\"bob\"]}",
+                 &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    list = s_members ("crew", &st);
+    ck_assert_str_eq (list, "alice,carol");
+    free (list);
+    //  Refused whole: one bad uid among good ones changes nothing.
+    s_group_refused (s_call ("POST", "/v1/groups/crew/members",
+                             "{\"add\":[\"dave\",\"no one\"],\"remove\":[\"alice\"]}", &doc),
+                     &doc, 400, "bad_field", 0);
+    s_group_refused (s_call ("POST", "/v1/groups/crew/members", "{}", &doc), &doc, 400,
+                     "bad_field", 0);
+    s_group_refused (s_call ("POST", "/v1/groups", "{\"group\":\"x\",\"kind\":\"room\"}", &doc),
+                     &doc, 400, "bad_field", 0);
+    s_group_refused (s_call ("POST", "/v1/groups", "[1]", &doc), &doc, 400, "bad_json", 0);
+    s_group_refused (s_call ("PUT", "/v1/groups/crew", "{}", &doc), &doc, 405,
+                     "method_not_allowed", 0);
+    s_group_refused (s_call ("GET", "/v1/groups/crew/nothing", NULL, &doc), &doc, 404,
+                     "not_found", 0);
+    list = s_members ("crew", &st);
+    ck_assert_str_eq (list, "alice,carol");
+    free (list);
+    //  Over the group size limit (500): 4042, nothing made.
+    size_t size = 600 * 12 + 64;
+    char *big = malloc (size);
+    size_t len = (size_t)snprintf (big, size, "{\"group\":\"huge\",\"members\":[");
+    for (int i = 0; i < 501; i++)
+        len += (size_t)snprintf (big + len, size - len, "%s\"m%d\"", i ? "," : "", i);
+    snprintf (big + len, size - len, "]}");
+    s_group_refused (s_call ("POST", "/v1/groups", big, &doc), &doc, 400, "group_full",
+                     ZIM_ERR_GROUP_FULL);
+    free (big);
+    ck_assert_ptr_null (s_members ("huge", &st));
+    ck_assert_int_eq (st, 404);
+    s_group_refused (s_call ("POST", "/v1/groups/nobody/members", "{\"add\":[\"alice\"]}", &doc),
+                     &doc, 404, "no_group", ZIM_ERR_NO_GROUP);
+
+    //  A member posts; another member gets it live.
+    tk_client_t *alice = s_login ("alice", "phone");
+    tk_client_t *carol = s_login ("carol", "phone");
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 4);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "send");
+    zim_wr_cstr (&wr, "group");
+    zim_wr_cstr (&wr, "crew");
+    zim_wr_cstr (&wr, "cid");
+    zim_wr_cstr (&wr, "g-1");
+    zim_wr_cstr (&wr, "body");
+    zim_wr_cstr (&wr, "yo");
+    ck_assert_int_eq (tk_send_wr (alice, &wr), 0);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (alice, "ack", 10000, &f), 0);
+    ck_assert_int_eq (tk_expect (carol, "msg", 10000, &f), 0);
+
+    //  Upgrade to a channel, then delete: 404 afterwards.
+    st = s_call ("POST", "/v1/groups/crew/upgrade", "{}", &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_str_eq (json_string_value (json_object_get (doc, "kind")), "channel");
+    json_decref (doc);
+    st = s_call ("DELETE", "/v1/groups/crew", NULL, &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    ck_assert_ptr_null (s_members ("crew", &st));
+    ck_assert_int_eq (st, 404);
+    s_group_refused (s_call ("DELETE", "/v1/groups/crew", NULL, &doc), &doc, 404, "no_group",
+                     ZIM_ERR_NO_GROUP);
+
+    //  Msgpack bodies: the same fields as the JSON, on every POST.
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 3);
+    zim_wr_cstr (&wr, "group");
+    zim_wr_cstr (&wr, "mp");
+    zim_wr_cstr (&wr, "kind");
+    zim_wr_cstr (&wr, "channel");
+    zim_wr_cstr (&wr, "members");
+    zim_wr_array (&wr, 1);
+    zim_wr_cstr (&wr, "carol");
+    st = s_call_typed ("POST", "/v1/groups", (const char *)wr.data, wr.size, "application/msgpack",
+                       srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_str_eq (json_string_value (json_object_get (doc, "kind")), "channel");
+    json_decref (doc);
+    list = s_members ("mp", &st);
+    ck_assert_str_eq (list, "carol");
+    free (list);
+    //  A push: data forwarded byte for byte (a bin inside is kept).
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 2);
+    zim_wr_cstr (&wr, "users");
+    zim_wr_array (&wr, 1);
+    zim_wr_cstr (&wr, "carol");
+    zim_wr_cstr (&wr, "data");
+    const char data[] = "\x92\xa1x\x7f";
+    zim_wr_raw (&wr, data, sizeof data - 1);
+    st = s_call_typed ("POST", "/v1/push/users", (const char *)wr.data, wr.size,
+                       "application/msgpack", srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 1);
+    json_decref (doc);
+    s_expect_body (carol, "push", data, sizeof data - 1);
+    //  A room join and a push to all, as msgpack.
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "users");
+    zim_wr_array (&wr, 1);
+    zim_wr_cstr (&wr, "carol");
+    st = s_call_typed ("POST", "/v1/rooms/deck/join", (const char *)wr.data, wr.size,
+                       "application/msgpack", srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (doc, "users"), "carol")), 1);
+    json_decref (doc);
+    ck_assert_int_eq (tk_expect (carol, "joined", 10000, &f), 0);
+    zim_wr_reset (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "data");
+    zim_wr_cstr (&wr, "all");
+    st = s_call_typed ("POST", "/v1/push/all", (const char *)wr.data, wr.size,
+                       "application/msgpack", srv.apikey, &doc);
+    ck_assert_int_eq (st, 200);
+    json_decref (doc);
+    s_expect_body (carol, "push", "\xa3" "all", 4);
+    //  Not one msgpack map: 400 bad_body, nothing done.
+    s_refused (s_call_typed ("POST", "/v1/groups", "\x81\xa5group", 7, "application/msgpack",
+                             srv.apikey, &doc),
+               &doc, 400, "bad_body");
+    s_refused (s_call_typed ("POST", "/v1/rooms/deck/leave", "\x91\xa1x", 3, "application/msgpack",
+                             srv.apikey, &doc),
+               &doc, 400, "bad_body");
+    s_nothing (carol, "left");
+    zim_wr_free (&wr);
+    tk_close (&alice);
+    tk_close (&carol);
+}
+END_TEST
+
+//  A sync of c from 0: its page (every message in the inbox).
+static void s_sync_all (tk_client_t *c, tk_frame_t *f)
+{
+    ck_assert_int_eq (tk_sync (c, 0, 100, 77), 0);
+    ck_assert_int_eq (tk_expect (c, "page", 10000, f), 0);
+}
+
+//  The seq of uid in a persisted push's answer doc (0: none); frees doc.
+static json_int_t s_seq_of (json_t *doc, const char *uid)
+{
+    json_int_t seq = json_integer_value (json_object_get (json_object_get (doc, "users"), uid));
+    json_decref (doc);
+    return seq;
+}
+
+//  Persisted pushes: live with the user's seq from the system sender,
+//  synced by a device offline at the time, a retry with the same id
+//  stored once, and still there after kill -9 and a restart.
+START_TEST (test_api_persist)
+{
+    tk_client_t *alice = s_login ("alice", "phone");
+    json_t *doc;
+    tk_frame_t f;
+    //  One message of alice's own first: the push takes the next seq.
+    ck_assert_int_eq (tk_send_text (alice, "bob", "a-1", "hello"), 0);
+    ck_assert_int_eq (tk_expect (alice, "ack", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 1);
+    const char *push = "{\"users\":[\"alice\",\"carol\"],\"data\":\"p1\",\"persist\":true,"
+                       "\"id\":\"order-1\"}";
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users", push, &doc), 200);
+    json_t *copy = json_deep_copy (doc);
+    ck_assert_int_eq (s_seq_of (doc, "alice"), 2);
+    ck_assert_int_eq (s_seq_of (json_incref (copy), "carol"), 1);
+    //  Live: a msg frame with alice's seq, from the system sender.
+    ck_assert_int_eq (tk_expect (alice, "msg", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 2);
+    ck_assert_str_eq (f.from, "_system");
+    ck_assert_str_eq (f.to, "alice");
+    ck_assert_str_eq (f.body, "p1");
+    //  A retry with the same id: the same seqs, nothing stored twice.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users", push, &doc), 200);
+    ck_assert (json_equal (doc, copy));
+    json_decref (doc);
+    json_decref (copy);
+    //  The same id with other data stores nothing: 409.
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"carol\"],\"data\":\"other\",\"persist\":true,\"id\":\"order-1\"}",
+                       &doc),
+               &doc, 409, "conflict");
+    //  carol was offline: she finds it by sync, once.
+    tk_client_t *carol = s_login ("carol", "laptop");
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_uint_eq (f.seqs[0], 1);
+    ck_assert_str_eq (f.bodies[0], "p1");
+    //  A push without an id is stored too.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"carol\"],\"data\":\"p2\",\"persist\":true}", &doc),
+                      200);
+    ck_assert_int_eq (s_seq_of (doc, "carol"), 2);
+    ck_assert_int_eq (tk_expect (carol, "msg", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 2);
+    //  Refusals: nothing stored.
+    s_refused (s_call ("POST", "/v1/push/rooms",
+                       "{\"rooms\":[\"lobby\"],\"data\":1,\"persist\":true}", &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"carol\"],\"data\":1,\"persist\":\"yes\"}", &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"carol\"],\"data\":1,\"persist\":true,\"id\":\"\"}", &doc),
+               &doc, 400, "bad_field");
+    s_refused (s_call ("POST", "/v1/push/users",
+                       "{\"users\":[\"_system\"],\"data\":1,\"persist\":true}", &doc),
+               &doc, 400, "bad_field");
+    s_nothing (carol, "msg");
+    //  Nobody logs in as the system sender.
+    tk_client_t *sys = tk_login (&srv, "_system", "phone");
+    if (sys) {
+        ck_assert_int_ne (tk_expect (sys, "auth_ok", 3000, &f), 0);
+        tk_close (&sys);
+    }
+
+    //  Acked means durable: kill -9 right after the answer, restart.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
+                              "\"id\":\"order-3\"}",
+                              &doc),
+                      200);
+    ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
+    tk_server_stop (&srv, SIGKILL);
+    tk_close (&alice);
+    tk_close (&carol);
+    char data[256];
+    snprintf (data, sizeof data, "%s", srv.data);
+    ck_assert_int_eq (tk_server_start (&srv, data, NULL), 0);
+    carol = s_login ("carol", "laptop");
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 3);
+    ck_assert_uint_eq (f.seqs[2], 3);
+    ck_assert_str_eq (f.bodies[2], "p3");
+    //  The idempotency key survived too.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
+                              "\"id\":\"order-3\"}",
+                              &doc),
+                      200);
+    ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 3);
+    //  The same through the admin endpoint: zimctl push users --persist,
+    //  twice with one id: one message.
+    char cmd[1024], out[4096];
+    const char *bin = getenv ("ZIMCTL") ? getenv ("ZIMCTL") : "./zimctl";
+    snprintf (cmd, sizeof cmd,
+              "%s -e %s -k %s push users carol --app demo --data '\"p4\"' --persist --id z-1 "
+              "2>&1 && %s -e %s -k %s push users carol --app demo --data '\"p4\"' --persist "
+              "--id z-1 2>&1",
+              bin, srv.admin, srv.key, bin, srv.admin, srv.key);
+    FILE *p = popen (cmd, "r");
+    size_t n = fread (out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_msg (strstr (out, "{\"users\":{\"carol\":4}}\n{\"users\":{\"carol\":4}}"), "%s",
+                   out);
+    s_sync_all (carol, &f);
+    ck_assert_uint_eq (f.nmsgs, 4);
+    ck_assert_str_eq (f.bodies[3], "p4");
+    tk_close (&carol);
+}
+END_TEST
+
+//  What the C SDK client got.
+typedef struct {
+    int msgs;           //  messages handed over (in seq order)
+    uint64_t last_seq;  //  the last one's seq
+    char last_from[72]; //  its sender
+    int pages;          //  pages
+    size_t page_count;  //  the last page's messages
+    char page_from[72]; //  its first message's sender
+} s_sdk_t;
+
+static void s_sdk_msg (zim_client_t *c, const zim_client_msg_t *m, void *arg)
+{
+    (void)c;
+    s_sdk_t *t = (s_sdk_t *)arg;
+    t->msgs++;
+    t->last_seq = m->seq;
+    snprintf (t->last_from, sizeof t->last_from, "%s", m->from);
+}
+
+static void s_sdk_page (zim_client_t *c, const zim_client_page_t *p, void *arg)
+{
+    (void)c;
+    s_sdk_t *t = (s_sdk_t *)arg;
+    t->pages++;
+    t->page_count = p->count;
+    snprintf (t->page_from, sizeof t->page_from, "%s", p->count ? p->msgs[0].from : "");
+}
+
+//  Runs the loop until *flag reaches want (or 15 s).
+static void s_sdk_until (zim_loop_t *loop, int *flag, int want)
+{
+    int64_t deadline = zclock_mono () + 15000;
+    while (*flag < want && zclock_mono () < deadline)
+        zim_loop_run (loop, 50);
+    ck_assert_int_ge (*flag, want);
+}
+
+//  The C SDK, unchanged, with persisted pushes: live in order, synced
+//  after a reconnect (auto_sync), paged by history of peer _system.
+START_TEST (test_api_persist_sdk)
+{
+    char *token = tk_token (&srv, "dora", 3600);
+    ck_assert_ptr_nonnull (token);
+    char url[128];
+    snprintf (url, sizeof url, "ws://127.0.0.1:%d/ws", srv.ws_port);
+    s_sdk_t t = {0};
+    zim_client_config_t cfg = {0};
+    cfg.url = url;
+    cfg.token = token;
+    cfg.device = "tablet";
+    cfg.auto_sync = true;
+    cfg.has_since = true;
+    cfg.on_msg = s_sdk_msg;
+    cfg.on_page = s_sdk_page;
+    cfg.arg = &t;
+    zim_loop_t *loop = zim_loop_new ();
+    zim_client_t *c = zim_client_new (loop, &cfg);
+    ck_assert_int_eq (zim_client_connect (c), 0);
+    int64_t deadline = zclock_mono () + 10000;
+    while (zim_client_state (c) != ZIM_CLIENT_AUTHED && zclock_mono () < deadline)
+        zim_loop_run (loop, 50);
+    ck_assert_int_eq (zim_client_state (c), ZIM_CLIENT_AUTHED);
+    json_t *doc;
+    //  Routes reach the router a moment after auth_ok: the live copy may
+    //  miss a device that just came; the seq gap makes the SDK sync.
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"dora\"],\"data\":\"s1\",\"persist\":true,\"id\":\"s-1\"}",
+                              &doc),
+                      200);
+    json_decref (doc);
+    s_sdk_until (loop, &t.msgs, 1);
+    ck_assert_uint_eq (t.last_seq, 1);
+    ck_assert_str_eq (t.last_from, "_system");
+    //  Offline: stored; the SDK finds it when it is back.
+    zim_client_close (c);
+    deadline = zclock_mono () + 10000;
+    while (zim_client_state (c) != ZIM_CLIENT_CLOSED && zclock_mono () < deadline)
+        zim_loop_run (loop, 50);
+    ck_assert_int_eq (zim_client_state (c), ZIM_CLIENT_CLOSED);
+    ck_assert_int_eq (s_call ("POST", "/v1/push/users",
+                              "{\"users\":[\"dora\"],\"data\":\"s2\",\"persist\":true,\"id\":\"s-2\"}",
+                              &doc),
+                      200);
+    json_decref (doc);
+    ck_assert_int_eq (zim_client_connect (c), 0);
+    s_sdk_until (loop, &t.msgs, 2);
+    ck_assert_uint_eq (t.last_seq, 2);
+    ck_assert_int_eq (t.msgs, 2);
+    //  History with the system sender: both.
+    uint64_t rid = 0;
+    ck_assert_int_eq (zim_client_history (c, "_system", 0, 10, &rid), 0);
+    s_sdk_until (loop, &t.pages, 1);
+    ck_assert_uint_eq (t.page_count, 2);
+    ck_assert_str_eq (t.page_from, "_system");
+    zim_client_destroy (&c);
+    zim_loop_destroy (&loop);
+    free (token);
+}
+END_TEST
+
 //  In a cluster: the API of gw-1 pushes to a user and a room on gw-2.
 START_TEST (test_api_cluster)
 {
@@ -476,6 +934,65 @@ START_TEST (test_api_cluster)
                       200);
     json_decref (doc);
     s_expect_body (bob, "room", "\xa1r", 2);
+    //  Distinct users across gateways: alice on gw-1 and on gw-2, bob on
+    //  gw-2, all in lobby: three connections, two users.
+    tk_client_t *a1 = ct_login ("gw-1", "alice", "phone");
+    tk_client_t *a2 = ct_login ("gw-2", "alice", "laptop");
+    s_join (a1, "lobby");
+    s_join (a2, "lobby");
+    json_int_t users = 0;
+    lobby = 0;
+    for (int tries = 0; tries < 50 && (lobby != 3 || users != 2); tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 3 || users != 2)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 3);
+    ck_assert_int_eq (users, 2);
+    //  alice leaves on gw-1: still in on gw-2; then there too: bob alone.
+    tk_close (&a1);
+    for (int tries = 0; tries < 50 && lobby != 2; tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 2)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 2);
+    ck_assert_int_eq (users, 2);
+    tk_close (&a2);
+    for (int tries = 0; tries < 50 && (lobby != 1 || users != 1); tries++) {
+        ck_assert_int_eq (s_call ("GET", "/v1/rooms/lobby", NULL, &doc), 200);
+        lobby = json_integer_value (json_object_get (doc, "online"));
+        users = json_integer_value (json_object_get (doc, "users"));
+        json_decref (doc);
+        if (lobby != 1 || users != 1)
+            usleep (200000);
+    }
+    ck_assert_int_eq (lobby, 1);
+    ck_assert_int_eq (users, 1);
+    //  A persisted push through gw-1's API goes to the map's first live
+    //  broker (503 until gw-1 has a map): stored, and live on gw-2.
+    json_int_t seq = 0;
+    for (int tries = 0; tries < 50 && seq == 0; tries++) {
+        long st = s_call ("POST", "/v1/push/users",
+                          "{\"users\":[\"bob\"],\"data\":\"c\",\"persist\":true,\"id\":\"c-1\"}",
+                          &doc);
+        ck_assert (st == 200 || st == 503);
+        seq = json_integer_value (json_object_get (json_object_get (doc, "users"), "bob"));
+        json_decref (doc);
+        if (seq == 0)
+            usleep (200000);
+    }
+    ck_assert_int_eq (seq, 1);
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (bob, "msg", 10000, &f), 0);
+    ck_assert_uint_eq (f.seq, 1);
+    ck_assert_str_eq (f.from, "_system");
     tk_close (&bob);
     curl_easy_cleanup (curl);
     curl = NULL;
@@ -497,6 +1014,9 @@ int main (void)
     tcase_add_checked_fixture (tc, s_setup, s_teardown);
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_api);
+    tcase_add_test (tc, test_api_groups);
+    tcase_add_test (tc, test_api_persist);
+    tcase_add_test (tc, test_api_persist_sdk);
     suite_add_tcase (s, tc);
     ct_add_with (s, test_api_cluster, s_cluster_setup);
     SRunner *sr = srunner_create (s);

@@ -59,8 +59,16 @@
 #include "gateway/zim_http.h"
 #include "gateway/zim_gateway.h"
 #include "gateway/zim_rooms.h"
+#include "gateway/zim_roomcast.h"
+#include "gateway/zim_roompolicy.h"
+#include "gateway/zim_roomusers.h"
 #include "router/zim_roomtab.h"
+#include "router/zim_usertab.h"
 #include "tools/zim_apisrv.h"
+#include "tools/zim_apibody.h"
+#include "tools/zim_apihttp.h"
+#include "tools/zim_apigroups.h"
+#include "tools/zim_apipersist.h"
 #include "sdk/c/zim_sdk_client.h"
 #include "sdk/c/zim_sdk_conn.h"
 #include "sdk/c/zim_sdk_frame.h"
@@ -161,8 +169,16 @@ static const s_test_t s_tests[] = {
     {"workers", zim_workers_test},
     //  rooms and live signals (issue 13)
     {"rooms", zim_rooms_test},
+    {"roomcast", zim_roomcast_test},
+    {"roompolicy", zim_roompolicy_test},
+    {"roomusers", zim_roomusers_test},
     {"roomtab", zim_roomtab_test},
+    {"usertab", zim_usertab_test},
     {"apisrv", zim_apisrv_test},
+    {"apihttp", zim_apihttp_test},
+    {"apibody", zim_apibody_test},
+    {"apigroups", zim_apigroups_test},
+    {"apipersist", zim_apipersist_test},
 };
 
 int main (int argc, char **argv)

@@ -6,10 +6,13 @@
     acts within (apps/NAME/api_key, or with the dev defaults the key in
     DATA/app-demo.apikey). A request becomes one API_Q to a router, which
     pushes or answers (router/zim_roomtab.h); its API_R becomes the HTTP
-    answer. docs/API.md describes every endpoint.
+    answer. docs/API.md describes every endpoint. The parts: the HTTP side
+    (zim_apihttp.h), bodies (zim_apibody.h), groups (zim_apigroups.h),
+    persisted pushes (zim_apipersist.h); this class routes the requests
+    and holds the push, online, room and stats handlers.
 
     Refusals are JSON {"error":{"code":"...","text":"..."}} with 400, 401,
-    403, 404, 405, 413 (or 503 when no router answered within 5 s),
+    403, 404, 405, 409, 413 (or 503 when no router answered within 5 s),
     logged through a rate limiter and counted; a request refused changes
     nothing.
 */
@@ -22,6 +25,7 @@
 
 #include "msg/zim_admin.h"
 #include "msg/zim_curve.h"
+#include "tools/zim_adminsrv.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,9 +50,20 @@ int zim_apisrv_add_key (zim_apisrv_t *self, const char *app, const char *key);
 //  characters, mode 0600) if the file does not exist. Returns 0 or -1.
 int zim_apisrv_key_file (zim_apisrv_t *self, const char *app, const char *path);
 
-//  The sockets, to poll: the HTTP side, and the routers'.
+//  The groups endpoints (/v1/groups..., zim_apigroups.h) go through the
+//  store's admin verbs fn with arg (zim_storeadmin_verb); without them
+//  (a node with no store) they answer 503.
+void zim_apisrv_use_store (zim_apisrv_t *self, zim_adminsrv_verb_fn *fn, void *arg);
+
+//  Persisted pushes (zim_apipersist.h) go to the broker at endpoint
+//  (zim-server), or to the first live broker of each cluster MAP taken.
+void zim_apisrv_use_broker (zim_apisrv_t *self, const char *endpoint);
+void zim_apisrv_map (zim_apisrv_t *self, zframe_t *map);
+
+//  The sockets, to poll: the HTTP side, the routers' and the broker's.
 zsock_t *zim_apisrv_sock (zim_apisrv_t *self);
 zsock_t *zim_apisrv_routers (zim_apisrv_t *self);
+zsock_t *zim_apisrv_brokers (zim_apisrv_t *self);
 //  The bound port, and the base URL (http://HOST:PORT).
 int zim_apisrv_port (zim_apisrv_t *self);
 const char *zim_apisrv_url (zim_apisrv_t *self);
@@ -57,6 +72,8 @@ const char *zim_apisrv_url (zim_apisrv_t *self);
 void zim_apisrv_handle (zim_apisrv_t *self);
 //  Reads one answer of a router (call when readable).
 void zim_apisrv_handle_router (zim_apisrv_t *self);
+//  Reads one answer of the broker (call when readable).
+void zim_apisrv_handle_broker (zim_apisrv_t *self);
 //  The same operations for the admin endpoint (a zim_adminsrv_verb_fn;
 //  arg is the zim_apisrv_t): push APP users|rooms|all TARGETS DATA (targets
 //  comma-separated, "" for all; data JSON), online APP USERS, rooms APP

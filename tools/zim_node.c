@@ -291,6 +291,8 @@ static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curv
     self->storeadmin = zim_storeadmin_new (endpoint, curve);
     if (!self->storeadmin)
         return -1;
+    if (self->api)
+        zim_apisrv_use_store (self->api, zim_storeadmin_verb, self->storeadmin);
     zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
     return 0;
 }
@@ -545,6 +547,8 @@ static int s_api_open (zim_node_t *self, bool cluster)
                       address);
         return 0;
     }
+    if (!cluster)
+        zim_apisrv_use_broker (self->api, "inproc://zim-broker-1");
     if (self->admin)
         zim_adminsrv_set_verbs (self->admin, s_node_verbs, self);
     if (zim_datadir_dev_defaults (self->datadir)) {
@@ -582,6 +586,7 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
     if (self->api) {
         zpoller_add (poller, zim_apisrv_sock (self->api));
         zpoller_add (poller, zim_apisrv_routers (self->api));
+        zpoller_add (poller, zim_apisrv_brokers (self->api));
     }
     size_t njoined = self->membership ? zim_membership_size (self->membership) : 0;
     for (size_t i = 0; i < njoined; i++)
@@ -606,10 +611,14 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
             zim_apisrv_handle (self->api);
         else if (which && self->api && which == zim_apisrv_routers (self->api))
             zim_apisrv_handle_router (self->api);
+        else if (which && self->api && which == zim_apisrv_brokers (self->api))
+            zim_apisrv_handle_broker (self->api);
         else if (which && self->metrics && which == zim_metricsrv_sock (self->metrics))
             zim_metricsrv_handle (self->metrics);
         else if (which) {
             zframe_t *map = zim_membership_recv (self->membership, (zsock_t *)which);
+            if (map && self->api)
+                zim_apisrv_map (self->api, map);
             if (map && (zim_nodeconf_roles (self->conf) & (ZIM_ROLE_GATEWAY | ZIM_ROLE_BROKER))) {
                 zmsg_t *msg = zmsg_new ();
                 zmsg_addstr (msg, "MAP");

@@ -35,7 +35,9 @@ static void s_usage (FILE *out)
              "  push users|rooms|all [TARGETS] --app APP --data JSON\n"
              "        push data (any JSON) live: to every connection of the users\n"
              "        (TARGETS: alice,bob), to every connection in the rooms (once\n"
-             "        per connection), or to every connection of APP (docs/API.md)\n"
+             "        per connection), or to every connection of APP (docs/API.md);\n"
+             "        users with --persist [--id ID]: stored in each user's inbox, the\n"
+             "        answer gives each user's seq, a retry with the same ID stores once\n"
              "  online --app APP USERS\n"
              "        the devices online of each user (USERS: alice,bob)\n"
              "  rooms --app APP [NAME] [--top N]\n"
@@ -174,12 +176,15 @@ int main (int argc, char **argv)
                                             {"channel", no_argument, NULL, 'H'},
                                             {"history", no_argument, NULL, 'Y'},
                                             {"gseq", required_argument, NULL, 'Q'},
+                                            {"persist", no_argument, NULL, 'R'},
+                                            {"id", required_argument, NULL, 'I'},
                                             {NULL, 0, NULL, 0}};
     const char *endpoint = ZIM_ADMIN_ENDPOINT, *key = NULL, *app = NULL, *uid = NULL, *ttl = "3600",
                *keys = NULL, *client = NULL, *conv = NULL, *until = "18446744073709551615";
     const char *data = NULL, *top = "10";
     const char *group = NULL, *members = "-", *gseq = NULL;
-    bool channel = false, history = false;
+    bool channel = false, history = false, persist = false;
+    const char *push_id = NULL;
     uint64_t timeout = 5000;
     bool json = false;
     int c;
@@ -283,6 +288,12 @@ int main (int argc, char **argv)
         case 'Q':
             gseq = optarg;
             break;
+        case 'R':
+            persist = true;
+            break;
+        case 'I':
+            push_id = optarg;
+            break;
         case 'h':
             s_usage (stdout);
             return 0;
@@ -343,6 +354,11 @@ int main (int argc, char **argv)
         args[1] = pos[0];
         args[2] = all ? "" : pos[1];
         args[3] = data;
+        //  Stored in each user's inbox (docs/API.md, "Persisted pushes").
+        if (persist) {
+            args[4] = "persist";
+            args[5] = push_id;
+        }
     } else if (streq (command, "online")) {
         if (!app || !pos[0]) {
             fprintf (stderr, "zimctl: online needs --app and USERS (alice,bob)\n");
