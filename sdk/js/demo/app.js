@@ -318,66 +318,70 @@ function time(ts) {
     return ts ? new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
 }
 
-function item(c, label) {
-    const li = document.createElement('li');
-    li.className = c.key === active ? 'active' : '';
-    const name = document.createElement('span');
-    name.className = 'name';
-    name.textContent = label;
-    li.append(name);
-    if (c.unread) {
+// The list entry of a chat, made once and then updated in place: a list
+// rebuilt while the user clicks (a count or a receipt came between the
+// mouse's down and up) would lose the click.
+function item(c, label, extra) {
+    if (!c.li) {
+        const li = document.createElement('li');
+        const name = document.createElement('span');
+        name.className = 'name';
+        const count = document.createElement('span');
+        count.className = 'count';
         const badge = document.createElement('span');
         badge.className = 'unread';
-        badge.textContent = String(c.unread);
-        li.append(badge);
+        li.append(name, count, badge);
+        li.onclick = () => open(c.key);
+        c.li = { li, name, count, badge };
     }
-    li.onclick = () => open(c.key);
+    const { li, name, count, badge } = c.li;
+    li.className = c.key === active ? 'active' : '';
+    name.textContent = label;
+    count.hidden = !extra;
+    count.textContent = extra ?? '';
+    badge.hidden = !c.unread;
+    badge.textContent = c.unread ? String(c.unread) : '';
+    // the badge is in the DOM only while there is something unread
+    if (!c.unread) badge.remove();
+    else if (!badge.isConnected) li.append(badge);
     return li;
 }
 
+// Puts ul's entries in this order, moving only what is out of place.
+function place(ul, lis) {
+    lis.forEach((li, i) => {
+        if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] ?? null);
+    });
+    while (ul.children.length > lis.length) ul.lastChild.remove();
+}
+
 function renderLists() {
-    const rooms = $('rooms');
-    rooms.replaceChildren();
-    for (const c of chats.values()) {
-        if (c.kind !== 'room') continue;
-        const li = item(c, `#${c.name}`);
+    const rooms = [...chats.values()].filter((c) => c.kind === 'room');
+    place($('rooms'), rooms.map((c) => {
+        const li = item(c, `#${c.name}`, `${c.online} online`);
         li.dataset.room = c.name;
         li.dataset.onlineCount = String(c.online);
-        const count = document.createElement('span');
-        count.className = 'count';
-        count.textContent = `${c.online} online`;
-        li.insertBefore(count, li.children[1] ?? null);
-        rooms.append(li);
-    }
-    const groups = $('groups');
-    groups.replaceChildren();
+        return li;
+    }));
     const gs = [...chats.values()].filter((c) => c.kind === 'group' || c.kind === 'channel').sort((a, b) => a.name.localeCompare(b.name));
-    for (const c of gs) {
-        const li = item(c, c.name);
+    place($('groups'), gs.map((c) => {
+        const li = item(c, c.name, c.kind === 'channel' ? 'channel' : undefined);
         li.dataset.group = c.name;
         li.dataset.kind = c.kind;
-        if (c.kind === 'channel') {
-            const kind = document.createElement('span');
-            kind.className = 'count';
-            kind.textContent = 'channel';
-            li.insertBefore(kind, li.children[1] ?? null);
-        }
-        groups.append(li);
-    }
+        return li;
+    }));
     $('groups-title').hidden = gs.length === 0;
-    const ul = $('contacts');
-    ul.replaceChildren();
     const peers = [...chats.values()].filter((c) => c.kind === 'peer').sort((a, b) => b.last - a.last);
-    for (const c of peers) {
+    place($('contacts'), peers.map((c) => {
         const li = item(c, c.name);
         li.dataset.peer = c.name;
         const on = online.get(c.name);
         li.dataset.online = on === true ? 'yes' : on === false ? 'no' : 'unknown';
         li.dataset.typing = c.typing ? 'yes' : 'no';
-        li.firstChild.classList.add('peer');
-        li.firstChild.title = on === true ? 'online' : on === false ? 'offline' : 'not seen since you signed in';
-        ul.append(li);
-    }
+        c.li.name.classList.add('peer');
+        c.li.name.title = on === true ? 'online' : on === false ? 'offline' : 'not seen since you signed in';
+        return li;
+    }));
 }
 
 function renderTyping() {
