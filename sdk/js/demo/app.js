@@ -397,7 +397,7 @@ function renderTitle() {
     if (!c) return;
     const t = $('conv-title');
     t.textContent =
-        c.kind === 'room' ? `# ${c.name} · ${c.online} online` : c.kind === 'peer' ? c.name : `${c.name} (${c.kind}${c.members ? `, ${c.members} members` : ''})`;
+        c.kind === 'room' ? `#${c.name} · ${c.online} online` : c.kind === 'peer' ? c.name : `${c.name} (${c.kind}${c.members ? `, ${c.members} members` : ''})`;
 }
 
 function renderMessages() {

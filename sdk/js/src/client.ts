@@ -1011,12 +1011,15 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     }
 
     /** Mutes pushes of `conv` until `until` (ms since the epoch; omitted:
-        for ever; 0: unmute). No answer; `muted` shows in convs(). */
-    mute(conv: string, until?: number): void {
+        for ever; 0: unmute). No answer (`muted` shows in convs()); false if
+        not connected. Throws a ZimError 4001/4030 for a key that is not a
+        conversation of this user. */
+    mute(conv: string, until?: number): boolean {
         const err = this.info ? convError(conv, this.info.uid) : null;
         if (err) throw err;
-        if (this.authed) this.enqueue(encodeFrame(frames.mute(conv, until)));
-        else throw new ZimError('disconnected', 'zim: not connected');
+        if (!this.authed) return false;
+        this.enqueue(encodeFrame(frames.mute(conv, until)));
+        return true;
     }
 
     /** Tells the server the app went to the background (true) or came
