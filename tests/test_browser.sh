@@ -53,6 +53,14 @@ ZIM_NODE_MODULES=$modules ZIM_CHROMIUM=$chromium ZIM_SHOTS=$shots \
     ZIM_NODE_MODULES=$modules ZIM_CHROMIUM=$chromium ZIM_SHOTS=$shots \
         node "$sdk/test/browser/chat.mjs" "http://127.0.0.1:$port/"
 rc=$?
+# A server built with ASan+UBSan says so in its log (LeakSanitizer at the
+# clean exit): stop it and look.
+kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+pid=
+if grep -E "AddressSanitizer|LeakSanitizer|runtime error:" "$log"; then
+    echo "FAIL: zim-server logged a sanitizer report"
+    rc=1
+fi
 if [ $rc -ne 0 ]; then
     echo "--- zim-server log (tail)"; tail -n 40 "$log"
     cp "$log" browser-server.log

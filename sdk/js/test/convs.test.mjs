@@ -247,16 +247,25 @@ describe('receipts, convs, groups and channels against zim-server', { skip: skip
         await closeAll();
     });
 
-    test('marks waiting while disconnected are written after the reconnect', async () => {
+    test('a mark made before connecting is written once authenticated', async () => {
         const [nia, oz] = await users(['nia'], ['oz']);
         await oz.c.send('nia', 'one');
         await waitFor(() => nia.r.messages.length === 1, { what: 'nia gets it' });
-        // a mark made before connecting is queued and answered once authenticated
+        // queued, written after auth_ok, answered
         const late = client('nia', { device: 'tablet' });
         const pending = late.read(peerConv('nia', 'oz'), 1);
         await late.connect();
         assert.equal((await pending).read, 1);
         await waitFor(() => oz.r.receipts.some((x) => x.user === 'nia' && x.read === 1), { what: 'oz sees the read' });
         await closeAll();
+    });
+
+    // Last: a server built with ASan+UBSan says so in its log (LeakSanitizer
+    // at the clean exit); none of that is allowed.
+    test('the server logged no sanitizer report', async () => {
+        await closeAll();
+        await server.kill('SIGTERM');
+        const reports = server.log.split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(l));
+        assert.deepEqual(reports, []);
     });
 });
