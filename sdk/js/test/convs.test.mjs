@@ -260,6 +260,19 @@ describe('receipts, convs, groups and channels against zim-server', { skip: skip
         await closeAll();
     });
 
+    test('a signal to a user with no connection is dropped; the next one reaches its user', async () => {
+        // (the router once passed NULL to qsort for it: zim-server halted under UBSan)
+        const [pat, quin] = await users(['pat'], ['quin']);
+        const got = [];
+        quin.c.on('signal', (x) => got.push(x));
+        assert.ok(pat.c.signal('nobody_here', { zim: 'typing' }));
+        assert.ok(pat.c.signal('quin', { zim: 'typing' }));
+        await waitFor(() => got.length === 1, { what: 'the signal to quin' });
+        assert.deepEqual(got[0], { from: 'pat', body: { zim: 'typing' } });
+        assert.deepEqual((await pat.c.convs()).convs, []);
+        await closeAll();
+    });
+
     // Last: a server built with ASan+UBSan says so in its log (LeakSanitizer
     // at the clean exit); none of that is allowed.
     test('the server logged no sanitizer report', async () => {
