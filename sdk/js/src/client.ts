@@ -916,7 +916,15 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         for (const p of this.pending.values()) if (p.sentGen !== this.gen && !p.retryTimer) this.transmit(p);
         //  Then marks not answered on the last connection, and the app's
         //  background state (a new connection starts in the foreground).
-        for (const list of this.marks.values()) for (const m of list) if (m.sentGen !== this.gen) this.writeMark(m);
+        for (const list of [...this.marks.values()])
+            for (const m of [...list]) {
+                //  made before the first auth_ok: checked now
+                const err = convError(m.conv, this.info.uid);
+                if (err) {
+                    this.dropMark(m);
+                    m.reject(err);
+                } else if (m.sentGen !== this.gen) this.writeMark(m);
+            }
         if (this.background) this.enqueue(encodeFrame(frames.state(true)));
         if (this.o.pingInterval > 0) {
             this.pingTimer = setInterval(() => this.ping(), this.o.pingInterval);

@@ -601,4 +601,10 @@ test('a mark answered 4029 (no cid, no rid) is written again shortly, without an
     await assert.rejects(a.read('p:bob:carol', 1), (e) => e instanceof ZimError && e.code === 4030);
     await assert.rejects(a.read('bob', 1), (e) => e instanceof ZimError && e.code === 4001);
     await assert.rejects(a.read('p:alice:bob', -1), (e) => e instanceof ZimError && e.code === 4001);
+    // made before the first auth_ok: checked then, never written
+    const b = client('bob');
+    const early = b.read('p:alice:carol', 1);
+    await b.connect();
+    await assert.rejects(early, (e) => e instanceof ZimError && e.code === 4030);
+    assert.equal(server.received.filter((x) => x.uid === 'bob' && x.frame.op === 'read').length, 0);
 });
