@@ -322,7 +322,8 @@ static size_t s_routes_of (zim_roomtab_t *self, zim_routes_t *routes, zim_str_t 
 //  Sends frame (self->fr) as one OUT per gateway to dests (sorted here).
 static void s_send_dests (zim_roomtab_t *self, void *sock, s_dest_t *dests, size_t n)
 {
-    qsort (dests, n, sizeof *dests, s_dest_cmp);
+    if (n > 1) //  dests is NULL when nobody is there (a signal to an offline user)
+        qsort (dests, n, sizeof *dests, s_dest_cmp);
     uint64_t *conns = (uint64_t *)zim_malloc ((n ? n : 1) * sizeof (uint64_t));
     zim_str_t frame = {(const char *)self->fr.data, self->fr.size};
     for (size_t i = 0; i < n;) {

@@ -1,10 +1,12 @@
 #!/bin/sh
 # test_browser.sh: the demo chat page end to end in a real browser. Starts
 # zim-server (loopback, dev defaults, --www $srcdir/sdk/js/demo) on an
-# ephemeral port, then sdk/js/test/browser/chat.mjs drives Debian's
-# Chromium headless with playwright-core: alice and bob chat, bob goes
-# offline and comes back, both see the right messages.
-# On failure: browser-alice.png, browser-bob.png (screenshots),
+# ephemeral port, then two scripts drive Debian's Chromium headless with
+# playwright-core: sdk/js/test/browser/live.mjs (carl and dora: the lobby
+# and its online count, unread badges, read ticks, typing, a group chat the
+# test makes with zimctl through the admin endpoint), then chat.mjs (alice
+# and bob chat, bob goes offline and comes back, both see the right messages).
+# On failure: live-*.png or browser-*.png (screenshots), live-console.log or
 # browser-console.log (the pages' console) and browser-server.log in ./
 #
 # Skipped (77) only when node is missing. Missing chromium or npm packages
@@ -13,11 +15,13 @@
 # tree, e.g. make distcheck, an `npm ci` into $TMPDIR).
 srcdir=${srcdir:-.}
 ZIM_SERVER=${ZIM_SERVER:-${ZIM_BIN:-.}/zim-server}
+ZIM_ZIMCTL=${ZIM_ZIMCTL:-$(dirname "$ZIM_SERVER")/zimctl}
 chromium=${ZIM_CHROMIUM:-/usr/bin/chromium}
 shots=$(pwd)
 [ -f "$srcdir/sdk/js/test/env.sh" ] || { echo "FAIL: no sdk/js/test/env.sh in $srcdir"; exit 1; }
 . "$srcdir/sdk/js/test/env.sh"      # $sdk, $modules; exit 77 without node
 [ -x "$chromium" ] || { echo "FAIL: $chromium not found: apt-get install chromium (tools/dev test does)"; exit 1; }
+[ -x "$ZIM_ZIMCTL" ] || { echo "FAIL: no $ZIM_ZIMCTL"; exit 1; }
 [ -f "$sdk/demo/zim-client.js" ] || { echo "FAIL: $sdk/demo/zim-client.js missing (cd sdk/js && npm run build)"; exit 1; }
 
 data=$(mktemp -d "${TMPDIR:-/tmp}/zim-browser-test.XXXXXX")
@@ -38,11 +42,25 @@ while ! grep -q " ready: " "$log" 2>/dev/null; do
     sleep 0.1
 done
 port=$(sed -n 's/.* ready: ws=ws:\/\/[^:]*:\([0-9]*\)\/ws.*/\1/p' "$log")
+admin=$(sed -n 's/.* ready: .* admin=\([^ ]*\) .*/\1/p' "$log")
 
 rm -f browser-alice.png browser-bob.png browser-console.log browser-server.log
+rm -f live-carl.png live-dora.png live-console.log
+# live.mjs first: its lobby count must not meet alice's and bob's connections.
 ZIM_NODE_MODULES=$modules ZIM_CHROMIUM=$chromium ZIM_SHOTS=$shots \
-    node "$sdk/test/browser/chat.mjs" "http://127.0.0.1:$port/"
+    ZIM_ZIMCTL=$ZIM_ZIMCTL ZIM_ADMIN=$admin ZIM_ADMIN_KEY=$(cat "$data/admin.key") \
+    node "$sdk/test/browser/live.mjs" "http://127.0.0.1:$port/" &&
+    ZIM_NODE_MODULES=$modules ZIM_CHROMIUM=$chromium ZIM_SHOTS=$shots \
+        node "$sdk/test/browser/chat.mjs" "http://127.0.0.1:$port/"
 rc=$?
+# A server built with ASan+UBSan says so in its log (LeakSanitizer at the
+# clean exit): stop it and look.
+kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+pid=
+if grep -E "AddressSanitizer|LeakSanitizer|runtime error:" "$log"; then
+    echo "FAIL: zim-server logged a sanitizer report"
+    rc=1
+fi
 if [ $rc -ne 0 ]; then
     echo "--- zim-server log (tail)"; tail -n 40 "$log"
     cp "$log" browser-server.log

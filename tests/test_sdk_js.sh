@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_sdk_js.sh: the JavaScript SDK's own tests (sdk/js, node --test):
 # byte-exact vectors, the client against a mock gateway, and against a real
-# zim-server ($ZIM_BIN/zim-server) that the tests start themselves. Builds
+# zim-server ($ZIM_BIN/zim-server) that the tests start themselves (with
+# $ZIM_BIN/zimctl for groups: convs.test.mjs). Builds
 # the SDK (tsc, esbuild) in a copy under the build tree, so a read-only
 # source tree works, and checks that the checked-in demo bundle
 # sdk/js/demo/zim-client.js is what the sources build to.
@@ -11,6 +12,7 @@ ZIM_BIN=${ZIM_BIN:-$(pwd)}
 [ -f "$srcdir/sdk/js/test/env.sh" ] || { echo "FAIL: no sdk/js/test/env.sh in $srcdir"; exit 1; }
 . "$srcdir/sdk/js/test/env.sh"      # $sdk, $modules; exit 77 without node
 [ -x "$ZIM_BIN/zim-server" ] || { echo "FAIL: no $ZIM_BIN/zim-server"; exit 1; }
+[ -x "$ZIM_BIN/zimctl" ] || { echo "FAIL: no $ZIM_BIN/zimctl"; exit 1; }
 ZIM_BIN=$(cd "$ZIM_BIN" && pwd)
 vectors=$(cd "$srcdir/tests/vectors" && pwd)/ || { echo "FAIL: no tests/vectors in $srcdir"; exit 1; }
 
@@ -26,8 +28,11 @@ fi
 ZIM_BIN=$ZIM_BIN ZIM_VECTORS=$vectors ZIM_JS_SERVER_LOG=$work/zim-server.log \
     node --test --test-reporter=tap test/*.test.mjs
 rc=$?
-if [ $rc -ne 0 ] && [ -f "$work/zim-server.log" ]; then
-    echo "--- the integration tests' zim-server log:"
-    cat "$work/zim-server.log"
+if [ $rc -ne 0 ]; then
+    for f in "$work"/zim-server.log*; do
+        [ -f "$f" ] || continue
+        echo "--- the integration tests' zim-server log ($(basename "$f")):"
+        cat "$f"
+    done
 fi
 exit $rc

@@ -10,6 +10,10 @@
 import { concat, decodeFramesLenient, encodeFrame, frames, type Frame } from './codec.js';
 import { Emitter } from './emitter.js';
 import { ErrorCode, RETRYABLE_SEND_CODES, TOKEN_REFUSED, ZimError } from './errors.js';
+import {
+    convError, toConversation, toGroup, toReceipt,
+    type ChannelMessage, type ChannelPage, type ConvPage, type Group, type Receipt,
+} from './convs.js';
 import { isWsPackage, openTransport, resolveWebSocket, type Transport, type WebSocketCtor } from './transport.js';
 
 /** Connection state. `disconnected` means a reconnect is scheduled; `closed`
@@ -24,12 +28,15 @@ export interface Message {
     id: bigint;
     from: string;
     to: string;
-    /** Conversation: `p:` + the two user ids sorted, joined by `:`. */
+    /** Conversation: `p:` + the two user ids sorted, joined by `:`; for a
+        group's message `g:` + the group id. */
     conv: string;
     /** Any msgpack value, as the sender sent it. */
     body: unknown;
     /** Server time, ms since the Unix epoch. */
     ts: number;
+    /** A group's message: the group id (`to` is the group id too). */
+    group?: string;
     [key: string]: unknown;
 }
 
@@ -112,9 +119,14 @@ export interface ZimClientOptions {
         reconnect). Covers a server node that died holding it (a broker of a
         cluster) while the connection stayed up; the server stores it once. */
     ackTimeout?: number;
-    /** ms before sync()/history() reject with code `timeout` (default 15000);
-        a connection lost meanwhile is waited out within this time. */
+    /** ms before sync()/history()/convs()/groups()/csync() and
+        read()/delivered() reject with code `timeout` (default 15000); a
+        connection lost meanwhile is waited out within this time. */
     requestTimeout?: number;
+    /** Reads (sync, history, convs, groups, csync) in flight at a time on
+        one connection; more wait their turn (the server's
+        max_reads_inflight, default 4: one more would be refused 4028). */
+    maxReadsInflight?: number;
     /** At most this many messages per sync page (default and max 1000). The
         server also bounds each page in bytes; `more` brings the rest. */
     syncLimit?: number;
@@ -172,6 +184,10 @@ export interface ZimClientEvents {
     push: [push: Push];
     signal: [signal: Signal];
     count: [count: RoomCount];
+    /** Cursors moved (docs/PROTOCOL.md, "Receipts"): this user's own (the
+        answer to a read()/delivered(), or another device's), or the other
+        side's of a 1:1 conversation in this user's seqs. */
+    receipt: [receipt: Receipt];
     /** A room could not be joined again after a reconnect. */
     rejoinFailed: [room: string, err: ZimError];
 }
@@ -193,6 +209,20 @@ interface PendingRequest {
     resolve(frame: Frame): void;
     reject(err: ZimError): void;
     timer: ReturnType<typeof setTimeout>;
+    bytes: Uint8Array; //  the encoded request
+    read: boolean; //  counts against maxReadsInflight
+    sent: boolean; //  written (a read may wait its turn first)
+}
+
+//  A read or delivered mark waiting for its `receipt` (the answer carries
+//  no rid: the oldest mark of the conversation takes it).
+interface PendingMark {
+    conv: string;
+    bytes: Uint8Array;
+    resolve(r: Receipt): void;
+    reject(err: ZimError): void;
+    timer: ReturnType<typeof setTimeout>;
+    sentGen: number; //  connection generation it was last written on
 }
 
 interface Waiter {
@@ -202,6 +232,13 @@ interface Waiter {
 }
 
 const MAX_ACKED_SEQS = 10000;
+
+/** Server codes after which a read (history, convs, groups, csync) is
+    asked again after a short backoff, within requestTimeout. */
+const RETRYABLE_READ_CODES: ReadonlySet<number> = new Set([
+    ErrorCode.TOO_MANY_READS,
+    ...RETRYABLE_SEND_CODES,
+]);
 
 let cidCounter = 0;
 const cidPrefix = (() => {
@@ -250,6 +287,11 @@ export class ZimClient extends Emitter<ZimClientEvents> {
 
     private readonly pending = new Map<string, PendingSend>(); //  unacked sends, in send order
     private readonly requests = new Map<number, PendingRequest>(); //  sync/history/rooms by rid
+    private readQueue: number[] = []; //  rids of reads waiting for a turn
+    private readsInflight = 0; //  reads written and not answered
+    private readonly marks = new Map<string, PendingMark[]>(); //  read/delivered by conv, oldest first
+    private markRetryTimer?: ReturnType<typeof setTimeout>; //  marks again after a busy error
+    private background = false; //  state {background} to repeat on each connection
     private readonly rooms = new Map<string, { counts: boolean }>(); //  joined, rejoined on reconnect
     private nextRid = 1;
     private waiters: Waiter[] = []; //  waiting for authentication
@@ -283,6 +325,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             sendTimeout: 30000,
             ackTimeout: 5000,
             requestTimeout: 15000,
+            maxReadsInflight: 4,
             syncLimit: 1000,
             autoSync: true,
             autoCursor: true,
@@ -424,7 +467,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     async history(peer: string, options: { before?: bigint | number | string; limit?: number } = {}): Promise<Page> {
         const before = options.before === undefined ? undefined : toBigInt(options.before);
         const limit = options.limit ?? 50;
-        const page = await this.untilAnswered((ms) => this.request((rid) => frames.history(peer, before, limit, rid), ms));
+        const page = await this.untilAnswered((ms) => this.request((rid) => frames.history(peer, before, limit, rid), ms, true), true);
         const msgs = Array.isArray(page.msgs) ? page.msgs.map((m) => this.normMsg(m as Record<string, unknown>)) : [];
         return { msgs: msgs as HistoryMessage[], more: page.more === true };
     }
@@ -454,8 +497,11 @@ export class ZimClient extends Emitter<ZimClientEvents> {
     //  Runs attempt once authenticated, with the time left of requestTimeout;
     //  a connection lost meanwhile ('disconnected') is waited out and the
     //  attempt made again, until it succeeds, fails otherwise, or time is up.
-    private async untilAnswered<T>(attempt: (ms: number) => Promise<T>): Promise<T> {
+    //  With retryBusy, a server answer with a code of RETRYABLE_READ_CODES
+    //  (4028, 4029, 5000, 5030, 5040) is asked again after a short backoff.
+    private async untilAnswered<T>(attempt: (ms: number) => Promise<T>, retryBusy = false): Promise<T> {
         const deadline = Date.now() + this.o.requestTimeout;
+        let busy = 0;
         for (;;) {
             const left = deadline - Date.now();
             if (left <= 0) throw new ZimError('timeout', `zim: no answer within ${this.o.requestTimeout} ms`);
@@ -463,7 +509,15 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             try {
                 return await attempt(Math.max(1, deadline - Date.now()));
             } catch (err) {
-                if (!(err instanceof ZimError) || err.code !== 'disconnected' || !this.running) throw err;
+                if (!(err instanceof ZimError) || !this.running) throw err;
+                if (retryBusy && typeof err.code === 'number' && RETRYABLE_READ_CODES.has(err.code)) {
+                    const base = Math.min(2000, 100 * 2 ** Math.min(busy++, 5));
+                    const wait = Math.min(base / 2 + (Math.random() * base) / 2, deadline - Date.now());
+                    if (wait <= 0) throw err;
+                    await new Promise((r) => setTimeout(r, wait));
+                    continue;
+                }
+                if (err.code !== 'disconnected') throw err;
             }
         }
     }
@@ -629,6 +683,10 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             r.reject(new ZimError('disconnected', err.message, { rid }));
         }
         this.requests.clear();
+        this.readQueue = [];
+        this.readsInflight = 0;
+        clearTimeout(this.markRetryTimer);
+        this.markRetryTimer = undefined;
     }
 
     private reconnectLater(detail: StateDetail): void {
@@ -659,6 +717,12 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             p.reject(new ZimError(err.code, err.message, { cid: p.cid, status: err.status }));
         }
         this.pending.clear();
+        for (const list of this.marks.values())
+            for (const m of list) {
+                clearTimeout(m.timer);
+                m.reject(new ZimError(err.code, err.message, { status: err.status }));
+            }
+        this.marks.clear();
         for (const w of this.waiters) {
             clearTimeout(w.timer);
             w.reject(err);
@@ -726,18 +790,50 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         this.pending.delete(p.cid);
     }
 
-    private request(build: (rid: number) => Record<string, unknown>, timeoutMs = this.o.requestTimeout): Promise<Frame> {
+    //  A request answered by a frame with its rid. A read (sync, history,
+    //  convs, groups, csync) waits its turn while maxReadsInflight are
+    //  unanswered, so the server never has to refuse one with 4028.
+    private request(build: (rid: number) => Record<string, unknown>, timeoutMs = this.o.requestTimeout,
+                    read = false): Promise<Frame> {
         if (!this.authed) return Promise.reject(new ZimError('disconnected', 'zim: not connected'));
         const rid = this.nextRid++;
         const bytes = encodeFrame(build(rid));
         return new Promise<Frame>((resolve, reject) => {
             const timer = setTimeout(() => {
-                this.requests.delete(rid);
-                reject(new ZimError('timeout', `zim: no answer within ${this.o.requestTimeout} ms`, { rid }));
+                if (this.finishRequest(rid))
+                    reject(new ZimError('timeout', `zim: no answer within ${this.o.requestTimeout} ms`, { rid }));
             }, timeoutMs);
-            this.requests.set(rid, { resolve, reject, timer });
-            this.enqueue(bytes);
+            const r: PendingRequest = { resolve, reject, timer, bytes, read, sent: false };
+            this.requests.set(rid, r);
+            if (read && this.readsInflight >= Math.max(1, this.o.maxReadsInflight)) this.readQueue.push(rid);
+            else this.sendRequest(r);
         });
+    }
+
+    private sendRequest(r: PendingRequest): void {
+        r.sent = true;
+        if (r.read) this.readsInflight++;
+        this.enqueue(r.bytes);
+    }
+
+    //  Forgets request rid (answered, refused or timed out) and lets the
+    //  next waiting read go; returns it, or undefined if it was not pending.
+    private finishRequest(rid: number): PendingRequest | undefined {
+        const r = this.requests.get(rid);
+        if (!r) return undefined;
+        clearTimeout(r.timer);
+        this.requests.delete(rid);
+        if (!r.read) return r;
+        if (!r.sent) {
+            this.readQueue = this.readQueue.filter((x) => x !== rid);
+            return r;
+        }
+        this.readsInflight--;
+        while (this.readQueue.length && this.readsInflight < Math.max(1, this.o.maxReadsInflight)) {
+            const next = this.requests.get(this.readQueue.shift() as number);
+            if (next) this.sendRequest(next);
+        }
+        return r;
     }
 
     // ----------------------------------------------------------------------
@@ -759,15 +855,17 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         switch (f.op) {
             case 'joined':
             case 'left':
-            case 'published': {
-                const r = typeof f.rid === 'number' ? this.requests.get(f.rid) : undefined;
-                if (r) {
-                    clearTimeout(r.timer);
-                    this.requests.delete(f.rid as number);
-                    r.resolve(f);
-                }
+            case 'published':
+            case 'page':
+            case 'convs':
+            case 'groups': {
+                const r = typeof f.rid === 'number' ? this.finishRequest(f.rid) : undefined;
+                if (r) r.resolve(f);
                 break;
             }
+            case 'receipt':
+                this.onReceipt(f);
+                break;
             case 'room': {
                 const m: RoomMessage = { room: String(f.room ?? ''), body: f.body, ts: Number(f.ts) };
                 if (typeof f.from === 'string') m.from = f.from;
@@ -792,15 +890,6 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             case 'msg':
                 this.processMsg(f, false);
                 break;
-            case 'page': {
-                const r = typeof f.rid === 'number' ? this.requests.get(f.rid) : undefined;
-                if (r) {
-                    clearTimeout(r.timer);
-                    this.requests.delete(f.rid as number);
-                    r.resolve(f);
-                }
-                break;
-            }
             case 'error':
                 this.onServerError(f);
                 break;
@@ -825,6 +914,18 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         this.info = { app: String(f.app ?? ''), uid: String(f.uid ?? ''), device: String(f.device ?? '') };
         //  Unacked sends first, in their original order, with their cids.
         for (const p of this.pending.values()) if (p.sentGen !== this.gen && !p.retryTimer) this.transmit(p);
+        //  Then marks not answered on the last connection, and the app's
+        //  background state (a new connection starts in the foreground).
+        for (const list of [...this.marks.values()])
+            for (const m of [...list]) {
+                //  made before the first auth_ok: checked now
+                const err = convError(m.conv, this.info.uid);
+                if (err) {
+                    this.dropMark(m);
+                    m.reject(err);
+                } else if (m.sentGen !== this.gen) this.writeMark(m);
+            }
+        if (this.background) this.enqueue(encodeFrame(frames.state(true)));
         if (this.o.pingInterval > 0) {
             this.pingTimer = setInterval(() => this.ping(), this.o.pingInterval);
         }
@@ -894,6 +995,153 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         return [...this.rooms.keys()];
     }
 
+    // ----------------------------------------------------------------------
+    //  Receipts, the conversation list, groups and channels
+    //  (docs/PROTOCOL.md, "Receipts and the conversation list", "Groups and
+    //  channels")
+
+    /** Marks `conv` read up to `seq`, a seq of this user's inbox (e.g. the
+        last message on screen; the server moves the cursor to the newest
+        message of the other side at or below it, and only forward). The
+        other side of a 1:1 conversation gets a `receipt` in its own seqs,
+        this user's other devices one with the cursors. Resolves with this
+        user's cursors in `conv` as the server answered (a `receipt` also
+        comes as an event). Rejects at once with 4001 (not a conversation
+        key) or 4030 (not this user's); written again after a reconnect
+        or a busy answer (4029, 5030...), within requestTimeout. */
+    read(conv: string, seq: number): Promise<Receipt> {
+        return this.mark(conv, frames.read(conv, seq));
+    }
+
+    /** Marks `conv` delivered (arrived on a device) up to `seq`: as read(). */
+    delivered(conv: string, seq: number): Promise<Receipt> {
+        return this.mark(conv, frames.delivered(conv, seq));
+    }
+
+    /** Mutes pushes of `conv` until `until` (ms since the epoch; omitted:
+        for ever; 0: unmute). No answer (`muted` shows in convs()); false if
+        not connected. Throws a ZimError 4001/4030 for a key that is not a
+        conversation of this user. */
+    mute(conv: string, until?: number): boolean {
+        const err = this.info ? convError(conv, this.info.uid) : null;
+        if (err) throw err;
+        if (!this.authed) return false;
+        this.enqueue(encodeFrame(frames.mute(conv, until)));
+        return true;
+    }
+
+    /** Tells the server the app went to the background (true) or came
+        back (false): in the background this user's messages are pushed as
+        well as delivered. Kept and said again after a reconnect. */
+    setBackground(background: boolean): void {
+        if (background === this.background) return;
+        this.background = background;
+        if (this.authed) this.enqueue(encodeFrame(frames.state(background)));
+    }
+
+    /** A page of the conversation list, most recent first: each entry's
+        last message, unread count and cursors (Conversation). For the
+        next page pass the last entry's `id` as `before` while `more`. */
+    async convs(options: { limit?: number; before?: bigint | number | string } = {}): Promise<ConvPage> {
+        const before = options.before === undefined ? undefined : toBigInt(options.before);
+        const limit = options.limit ?? 20;
+        const f = await this.untilAnswered((ms) => this.request((rid) => frames.convs(limit, before, rid), ms, true), true);
+        const me = this.info?.uid ?? '';
+        const list = Array.isArray(f.convs) ? (f.convs as Record<string, unknown>[]) : [];
+        return { convs: list.map((e) => toConversation(e, me, toBigInt)), more: f.more === true };
+    }
+
+    /** This user's groups and channels, with each one's head (`gseq`),
+        where the member's reading starts (`joined`) and member count. */
+    async groups(): Promise<Group[]> {
+        const f = await this.untilAnswered((ms) => this.request((rid) => frames.groups(rid), ms, true), true);
+        const list = Array.isArray(f.groups) ? (f.groups as Record<string, unknown>[]) : [];
+        return list.map(toGroup);
+    }
+
+    /** Reads channel `group`'s log after gseq `from` (default 0: from
+        where this member's reading starts), oldest first, at most `limit`
+        (default 100, max 1000). `reset` is true when `from` was too far
+        behind: the page holds the newest messages instead. Rejects with
+        4040 (not a member), 4041 (no such group), 4044 (not a channel:
+        its messages come into the inbox). */
+    async csync(group: string, options: { from?: number; limit?: number } = {}): Promise<ChannelPage> {
+        const since = options.from ?? 0;
+        const limit = options.limit ?? 100;
+        const f = await this.untilAnswered((ms) => this.request((rid) => frames.csync(group, since, limit, rid), ms, true), true);
+        const list = Array.isArray(f.msgs) ? (f.msgs as Record<string, unknown>[]) : [];
+        return {
+            msgs: list.map((m) => this.normMsg(m) as ChannelMessage),
+            more: f.more === true,
+            reset: f.reset === true,
+        };
+    }
+
+    private mark(conv: string, frame: Record<string, unknown>): Promise<Receipt> {
+        if (this.closedByUser) return Promise.reject(new ZimError('closed', 'zim: client closed'));
+        if (this.stopped) return Promise.reject(new ZimError(this.stopped.code, this.stopped.message));
+        const err = this.info ? convError(conv, this.info.uid) : null;
+        if (err) return Promise.reject(err);
+        const seq = frame.seq;
+        if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
+            return Promise.reject(new ZimError(ErrorCode.BAD_FIELD, `zim: seq must be a seq (an integer >= 0): ${String(seq)}`));
+        return new Promise<Receipt>((resolve, reject) => {
+            const m: PendingMark = {
+                conv,
+                bytes: encodeFrame(frame),
+                resolve,
+                reject,
+                sentGen: -1,
+                timer: setTimeout(() => {
+                    this.dropMark(m);
+                    reject(new ZimError('timeout', `zim: no receipt for ${conv} within ${this.o.requestTimeout} ms`));
+                }, this.o.requestTimeout),
+            };
+            const list = this.marks.get(conv);
+            if (list) list.push(m);
+            else this.marks.set(conv, [m]);
+            if (this.authed) this.writeMark(m);
+        });
+    }
+
+    private writeMark(m: PendingMark): void {
+        m.sentGen = this.gen;
+        this.enqueue(m.bytes);
+    }
+
+    private dropMark(m: PendingMark): void {
+        clearTimeout(m.timer);
+        const list = this.marks.get(m.conv);
+        if (!list) return;
+        const i = list.indexOf(m);
+        if (i >= 0) list.splice(i, 1);
+        if (!list.length) this.marks.delete(m.conv);
+    }
+
+    //  Every mark waiting is written again after a jittered 200-400 ms.
+    private retryMarksLater(): void {
+        if (this.markRetryTimer) return;
+        this.markRetryTimer = setTimeout(() => {
+            this.markRetryTimer = undefined;
+            if (this.authed) for (const list of this.marks.values()) for (const m of list) this.writeMark(m);
+        }, 200 + Math.random() * 200);
+    }
+
+    private onReceipt(f: Frame): void {
+        const r = toReceipt(f);
+        //  This user's cursors: the answer to the oldest mark of the
+        //  conversation (or another device's move, which says as much).
+        if (this.info && r.user === this.info.uid) {
+            const list = this.marks.get(r.conv);
+            const m = list?.[0];
+            if (m) {
+                this.dropMark(m);
+                m.resolve(r);
+            }
+        }
+        this.emit('receipt', r);
+    }
+
     private ping(): void {
         if (!this.authed) return;
         this.enqueue(encodeFrame(frames.ping(++this.pingCount)));
@@ -945,13 +1193,18 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             return;
         }
         if (typeof f.rid === 'number') {
-            const r = this.requests.get(f.rid);
+            const r = this.finishRequest(f.rid);
             if (r) {
-                clearTimeout(r.timer);
-                this.requests.delete(f.rid);
                 r.reject(new ZimError(code, text, { rid: f.rid }));
                 return;
             }
+        }
+        if (this.authed && this.marks.size && RETRYABLE_SEND_CODES.has(code)) {
+            //  An error without cid or rid while marks wait: most likely a
+            //  mark refused for the moment (4029, 5030...). Marks only move
+            //  cursors forward, so all of them are written again shortly.
+            this.retryMarksLater();
+            return;
         }
         const err = new ZimError(code, text);
         if (!this.authed && TOKEN_REFUSED.has(code)) {
@@ -1098,7 +1351,7 @@ export class ZimClient extends Emitter<ZimClientEvents> {
             while (more) {
                 const since = this._lastSeq ?? undefined;
                 const epoch = this.syncEpoch;
-                const page = await this.request((rid) => frames.sync(since, Math.min(this.o.syncLimit, 1000), rid));
+                const page = await this.request((rid) => frames.sync(since, Math.min(this.o.syncLimit, 1000), rid), undefined, true);
                 if (epoch !== this.syncEpoch) break; //  sync(since) rewound meanwhile: ask again
                 const msgs = Array.isArray(page.msgs) ? (page.msgs as Record<string, unknown>[]) : [];
                 for (const m of msgs) {

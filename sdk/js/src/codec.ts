@@ -178,4 +178,25 @@ export const frames = {
     signal(to: string, body: unknown): Record<string, unknown> {
         return { op: 'signal', to, body };
     },
+    read(conv: string, seq: number): Record<string, unknown> {
+        return { op: 'read', conv, seq };
+    },
+    delivered(conv: string, seq: number): Record<string, unknown> {
+        return { op: 'delivered', conv, seq };
+    },
+    convs(limit: number, before: bigint | number | undefined, rid: number): Record<string, unknown> {
+        return { op: 'convs', limit, before, rid };
+    },
+    mute(conv: string, until?: number): Record<string, unknown> {
+        return { op: 'mute', conv, until };
+    },
+    state(background: boolean): Record<string, unknown> {
+        return { op: 'state', background };
+    },
+    groups(rid?: number): Record<string, unknown> {
+        return { op: 'groups', rid };
+    },
+    csync(group: string, since: number, limit: number, rid: number): Record<string, unknown> {
+        return { op: 'csync', group, since, limit, rid };
+    },
 };

@@ -20,6 +20,17 @@ export {
     type ZimClientEvents,
     type ZimClientOptions,
 } from './client.js';
+export {
+    peerConv,
+    groupConv,
+    parseConv,
+    type ChannelMessage,
+    type ChannelPage,
+    type Conversation,
+    type ConvPage,
+    type Group,
+    type Receipt,
+} from './convs.js';
 export { ZimError, ErrorCode, RETRYABLE_SEND_CODES, TOKEN_REFUSED, type LocalErrorCode } from './errors.js';
 export { Emitter, type Listener } from './emitter.js';
 export { encodeFrame, encodeFrames, decodeFrames, decodeFramesLenient, concat, frames, type Frame } from './codec.js';

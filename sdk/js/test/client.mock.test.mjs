@@ -554,3 +554,57 @@ test('group send: the ack has the gseq, members get it with their own seq and th
     await assert.rejects(c.sendGroup('team', 'let me in'), (e) => e instanceof ZimError && e.code === 4040);
     await assert.rejects(a.sendGroup('nope', 'anyone?'), (e) => e instanceof ZimError && e.code === 4041);
 });
+
+test('reads wait their turn: at most maxReadsInflight (4) unanswered at a time', async () => {
+    const a = client('alice');
+    await a.connect();
+    await waitFor(() => server.received.some((x) => x.frame.op === 'sync')); // the auto-sync, answered
+    server.holdConvs = true;
+    const asked = () => server.received.filter((x) => x.frame.op === 'convs').length;
+    const all = Promise.all(Array.from({ length: 10 }, () => a.convs()));
+    await waitFor(() => asked() === 4, { what: '4 convs written' });
+    await sleep(100);
+    assert.equal(asked(), 4, 'the fifth waits for an answer');
+    server.releaseConvs(); // answers the 4; the next 4 go out, and are answered at once
+    const pages = await all;
+    assert.equal(pages.length, 10);
+    assert.equal(asked(), 10);
+    assert.ok(pages.every((p) => p.more === false && p.convs.length === 0));
+});
+
+test('a read mark cut off by a lost connection is written again after the reconnect', async () => {
+    const a = client('alice');
+    const ra = record(a);
+    const receipts = [];
+    a.on('receipt', (r) => receipts.push(r));
+    await a.connect();
+    server.cutOnMark = 1;
+    const r = await a.read('p:alice:bob', 5);
+    assert.deepEqual(r, { conv: 'p:alice:bob', user: 'alice', read: 5, delivered: 5 });
+    assert.equal(server.received.filter((x) => x.frame.op === 'read').length, 2);
+    assert.ok(ra.states.filter((s) => s === 'authenticated').length >= 2, 'reconnected');
+    assert.deepEqual(receipts, [r]);
+});
+
+test('a mark answered 4029 (no cid, no rid) is written again shortly, without an error event', async () => {
+    const a = client('alice');
+    const ra = record(a);
+    await a.connect();
+    server.busyMarks = 1;
+    const [d, r] = await Promise.all([a.delivered('p:alice:bob', 3), a.read('g:team', 2)]);
+    assert.deepEqual([d.delivered, d.read], [3, 0]);
+    assert.deepEqual([r.conv, r.read], ['g:team', 2]);
+    assert.deepEqual(ra.errors, []);
+    const marks = server.received.filter((x) => x.frame.op === 'read' || x.frame.op === 'delivered');
+    assert.deepEqual(marks.map((x) => x.frame.op), ['delivered', 'read', 'delivered'], 'the refused one again');
+    // a conversation that is not the user's is refused locally with the server's codes
+    await assert.rejects(a.read('p:bob:carol', 1), (e) => e instanceof ZimError && e.code === 4030);
+    await assert.rejects(a.read('bob', 1), (e) => e instanceof ZimError && e.code === 4001);
+    await assert.rejects(a.read('p:alice:bob', -1), (e) => e instanceof ZimError && e.code === 4001);
+    // made before the first auth_ok: checked then, never written
+    const b = client('bob');
+    const early = b.read('p:alice:carol', 1);
+    await b.connect();
+    await assert.rejects(early, (e) => e instanceof ZimError && e.code === 4030);
+    assert.equal(server.received.filter((x) => x.uid === 'bob' && x.frame.op === 'read').length, 0);
+});

@@ -141,3 +141,47 @@ test('decode the rooms server frames', () => {
     assert.deepEqual(decodeFrames(vector('rooms/s2c-signal')), [{ op: 'signal', from: 'alice', body: 'typing' }]);
     assert.deepEqual(decodeFrames(vector('rooms/s2c-error')), [{ op: 'error', code: 4050, text: 'not in this room', rid: 3 }]);
 });
+
+// Receipts, the conversation list, mute and the background
+// (tests/vectors/receipts/), groups and channels (tests/vectors/groups/).
+const more = {
+    'receipts/c2s-read': frames.read('p:alice:bob', 5),
+    'receipts/c2s-delivered': frames.delivered('p:alice:bob', 6),
+    'receipts/c2s-convs': frames.convs(20, undefined, 3),
+    'receipts/c2s-mute': frames.mute('p:alice:bob', 0),
+    'receipts/c2s-state': frames.state(true),
+    'groups/c2s-send-group': frames.sendGroup('team', 'g1', 'hi'),
+    'groups/c2s-groups': frames.groups(4),
+    'groups/c2s-csync': frames.csync('news', 0, 1, 5),
+};
+
+test('every receipts and groups c2s vector has an encoder case', () => {
+    const files = ['receipts', 'groups'].flatMap((d) =>
+        readdirSync(join(dir, d)).filter((f) => f.startsWith('c2s-')).map((f) => `${d}/${f.replace(/\.hex$/, '')}`));
+    assert.deepEqual(files.sort(), Object.keys(more).sort());
+});
+
+for (const [name, frame] of Object.entries(more)) {
+    test(`encode ${name}`, () => {
+        assert.deepEqual(Buffer.from(encodeFrame(frame)).toString('hex'), Buffer.from(vector(name)).toString('hex'));
+    });
+}
+
+test('decode the receipts and groups server frames', () => {
+    assert.deepEqual(decodeFrames(vector('receipts/s2c-receipt')), [{ op: 'receipt', conv: 'p:alice:bob', user: 'bob', read: 1, delivered: 1 }]);
+    assert.deepEqual(decodeFrames(vector('receipts/s2c-convs')), [{
+        op: 'convs', rid: 3, more: false,
+        convs: [{ conv: 'p:alice:bob', id: ID, from: 'alice', ts: TS, body: 'hi', seq: 1, unread: 1, read: 0, delivered: 0 }],
+    }]);
+    assert.deepEqual(decodeFrames(vector('groups/s2c-ack-group')), [{ op: 'ack', cid: 'g1', id: ID, seq: 3, ts: TS, gseq: 7 }]);
+    assert.deepEqual(decodeFrames(vector('groups/s2c-msg-group')), [
+        { op: 'msg', seq: 3, id: ID, from: 'alice', to: 'team', conv: 'g:team', body: 'hi', ts: TS, group: 'team' },
+    ]);
+    assert.deepEqual(decodeFrames(vector('groups/s2c-page-csync')), [{
+        op: 'page', rid: 5, more: false, reset: true,
+        msgs: [{ id: ID, from: 'alice', to: 'news', conv: 'g:news', body: 'hi', ts: TS, group: 'news', gseq: 30 }],
+    }]);
+    assert.deepEqual(decodeFrames(vector('groups/s2c-groups')), [
+        { op: 'groups', rid: 4, groups: [{ group: 'news', kind: 'channel', gseq: 30, joined: 0, members: 2 }] },
+    ]);
+});

@@ -46,6 +46,17 @@ export class MockServer {
         this.pageBytes = 0; // bound sync/history pages by their messages' encoded bytes (0: by count only)
         this.closeAfterPages = 0; // close the connection right after the Nth page from now (0: never)
         this.closeOnHistory = 0; // close the connection instead of answering the next N histories
+        this.marks = new Map(); // uid + '\0' + conv -> { read, delivered }
+        this.cutOnMark = 0; // close the connection instead of answering the next N read/delivered
+        this.busyMarks = 0; // answer the next N read/delivered with 4029 (no cid, no rid: as the gateway does)
+        this.holdConvs = false; // keep convs requests unanswered until releaseConvs()
+        this.held = []; // the held convs answers
+    }
+
+    // Answers every held convs request.
+    releaseConvs() {
+        this.holdConvs = false;
+        for (const answer of this.held.splice(0)) answer();
     }
 
     async start(port = 0) {
@@ -185,6 +196,29 @@ export class MockServer {
                 const limit = f.limit ?? 100;
                 const page = this.bound(msgs.slice(0, limit)).map(({ seq, ...m }) => m);
                 return this.page(c, { op: 'page', rid: f.rid, more: msgs.length > page.length, msgs: page });
+            }
+            case 'read':
+            case 'delivered': {
+                if (this.cutOnMark > 0) {
+                    this.cutOnMark--;
+                    return c.ws.terminate();
+                }
+                if (this.busyMarks > 0) {
+                    this.busyMarks--;
+                    return this.write(c, { op: 'error', code: 4029, text: 'rate limited' });
+                }
+                const key = `${c.uid}\0${f.conv}`;
+                const m = this.marks.get(key) ?? { read: 0, delivered: 0 };
+                if (f.op === 'read') m.read = Math.max(m.read, f.seq);
+                m.delivered = Math.max(m.delivered, m.read, f.op === 'delivered' ? f.seq : 0);
+                this.marks.set(key, m);
+                return this.write(c, { op: 'receipt', conv: f.conv, user: c.uid, read: m.read, delivered: m.delivered });
+            }
+            case 'convs': {
+                const answer = () => this.write(c, { op: 'convs', rid: f.rid, more: false, convs: [] });
+                if (this.holdConvs) this.held.push(answer);
+                else answer();
+                return;
             }
             default:
                 return this.write(c, { op: 'error', code: 4003, text: 'unknown op' });

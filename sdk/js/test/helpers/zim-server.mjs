@@ -1,10 +1,10 @@
 // Starts and kills a real zim-server for the integration tests.
 // Binary: $ZIM_SERVER, else $ZIM_BIN/zim-server, else ../../_build/zim-server
 // relative to sdk/js.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { signToken } from '../../dist/node.js';
 
@@ -33,8 +33,9 @@ const READY = / ready: ws=ws:\/\/[^\s/]*:(\d+)\/ws admin=(\S+) /;
 
 /** Starts zim-server on dataDir (port 0: any free port; extraArgs: more
     options). Resolves when it logs its ready line, with { proc, port, url,
-    wssPort (with --tls-port: the WSS port from the listening line), secret,
-    log, kill(signal), exited }. */
+    wssPort (with --tls-port: the WSS port from the listening line), admin,
+    api (with --api in extraArgs: its http:// URL), dataDir, secret, log,
+    kill(signal), exited }. */
 export function startServer(dataDir, port = 0, { timeout = 20000, extraArgs = [] } = {}) {
     return new Promise((resolvePromise, reject) => {
         const args = ['--port', String(port), '--admin', 'tcp://127.0.0.1:*', '--data', dataDir, '--sync', 'none', '--api', 'none', ...extraArgs];
@@ -65,6 +66,8 @@ export function startServer(dataDir, port = 0, { timeout = 20000, extraArgs = []
                     url: `ws://127.0.0.1:${p}/ws`,
                     wssPort: Number((/, WSS on (\d+)/.exec(log) ?? [])[1]) || undefined,
                     admin: m[2],
+                    api: (/ ready: .* api=(http:\/\/\S+)/.exec(log) ?? [])[1], // with extraArgs --api ADDR:PORT
+                    dataDir,
                     secret,
                     get log() {
                         return log;
@@ -119,6 +122,25 @@ export async function restartServer(dataDir, port, tries = 20) {
         }
     }
     throw last;
+}
+
+/** Runs zimctl (beside the zim-server binary) against a server from
+    startServer, with its admin key; resolves with the parsed JSON answer,
+    rejects with zimctl's output when it fails. E.g.
+    zimctl(server, 'groups', 'create', '--app', 'demo', '--group', 'team', '--members', 'a,b'). */
+export function zimctl(server, ...args) {
+    const bin = join(dirname(serverBinary), 'zimctl');
+    const key = readFileSync(join(server.dataDir, 'admin.key'), 'utf8').trim();
+    return new Promise((resolvePromise, reject) => {
+        execFile(bin, ['-e', server.admin, '-k', key, ...args], { timeout: 20000 }, (err, stdout, stderr) => {
+            if (err) return reject(new Error(`zimctl ${args.join(' ')} failed (${err.code ?? err.signal}): ${stdout}${stderr}`));
+            try {
+                resolvePromise(JSON.parse(stdout));
+            } catch {
+                resolvePromise(stdout);
+            }
+        });
+    });
 }
 
 /** ZimClient options for user `uid` on a server from startServer: a token
