@@ -106,6 +106,9 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
     //  Members on other shards (a cluster): a job, in this transaction,
     //  for the broker to finish; the local ones first in the list.
     zim_ring_t *ring = zim_groups_ring (self, m->shards);
+    //  Kept for membership events (a GADMIN does not name the shards).
+    if (m->shard.len && m->shard.len < sizeof self->shard)
+        zim_str_copy (m->shard, self->shard, sizeof self->shard);
     size_t nlocal = 0;
     zim_wr_reset (&self->list);
     for (size_t i = 0; i < n; i++) {

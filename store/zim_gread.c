@@ -26,8 +26,8 @@ void zim_groups_read_r (zim_wr_t *out, uint64_t req, int64_t status, bool more, 
     zim_gread_r_pack (out, &(zim_gread_r_t){req, status, more, reset, bin, count});
 }
 
-//  The channel's log after since (from the member's join on), as sitem
-//  maps in self->items.
+//  The group's or channel's log after since (from the member's join on),
+//  as sitem maps in self->items.
 static int s_log (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64_t max_bytes,
                   zim_wr_t *out)
 {
@@ -44,10 +44,9 @@ static int s_log (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64
     }
     if (rc)
         return rc;
-    if (g.kind != ZIM_GROUP_CHANNEL) {
-        zim_groups_read_r (out, m->req, ZIM_ENOTCHANNEL, false, false, NULL, 0);
-        return 0;
-    }
+    //  A group's log too: its messages are in the inboxes, but the log is
+    //  how a member reads what came before its join (history_for_new),
+    //  or a page of the group's own order.
     uint64_t limit = m->limit ? m->limit : ZIM_GROUPS_READ_LIMIT;
     limit = limit > ZIM_GROUPS_READ_LIMIT_MAX ? ZIM_GROUPS_READ_LIMIT_MAX : limit;
     uint64_t from = m->since > joined ? m->since : joined;
@@ -89,7 +88,8 @@ static int s_log (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64
             return rc;
         size_t before = self->items.size;
         zim_sitem_pack (&self->items, &(zim_sitem_t){0, zim_be64_get (idb), rec.from, m->group,
-                                                     conv, rec.body, rec.ts, m->group, gseq});
+                                                     conv, rec.body, rec.ts, m->group, gseq,
+                                                     zim_group_event (m->group, rec.from)});
         if (self->items.size > room && count > 0) {
             self->items.size = before;
             break;

@@ -29,6 +29,8 @@ zim_groups_t *zim_groups_new (zim_db_t *db, zim_inbox_t *inbox, zim_shell_t *she
     self->limits = (zim_groups_limits_t){&self->def_group, &self->def_channel, &self->def_behind};
     zim_wr_init (&self->items);
     zim_wr_init (&self->list);
+    zim_wr_init (&self->joins);
+    zim_wr_init (&self->leaves);
     return self;
 }
 
@@ -42,6 +44,8 @@ void zim_groups_destroy (zim_groups_t **self_p)
     free (self->seqs);
     zim_wr_free (&self->items);
     zim_wr_free (&self->list);
+    zim_wr_free (&self->joins);
+    zim_wr_free (&self->leaves);
     zim_ring_destroy (&self->ring);
     for (size_t i = 0; i < self->nshards; i++)
         free (self->shard_names[i]);
@@ -297,10 +301,25 @@ void zim_groups_stats (zim_groups_t *self, json_t *stats)
     json_object_set_new (stats, "group_refused", json_integer ((json_int_t)self->refused));
     json_object_set_new (stats, "group_jobs", json_integer ((json_int_t)self->jobs));
     json_object_set_new (stats, "group_jobs_done", json_integer ((json_int_t)self->jobs_done));
+    json_object_set_new (stats, "group_events", json_integer ((json_int_t)self->events));
 }
 
 //  -------------------------------------------------------------------------
 //  Selftest
+
+static bool s_test_history; //  the next create's history_for_new
+
+//  The last seq of uid's inbox.
+static uint64_t s_test_seq (zim_db_t *db, zim_inbox_t *inbox, const char *uid)
+{
+    MDB_txn *txn;
+    uint64_t seq = 0;
+    assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
+    zim_inbox_begin (inbox, txn);
+    assert (zim_inbox_last_seq (inbox, zim_str ("demo"), zim_str (uid), &seq) == 0 || seq == 0);
+    mdb_txn_abort (txn);
+    return seq;
+}
 
 //  Applies one admin op in its own transaction; returns its status.
 static int64_t s_test_admin (zim_groups_t *g, zim_db_t *db, zim_inbox_t *inbox, int op,
@@ -312,8 +331,8 @@ static int64_t s_test_admin (zim_groups_t *g, zim_db_t *db, zim_inbox_t *inbox, 
     zim_wr_init (&out);
     assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
     zim_inbox_begin (inbox, txn);
-    zim_gadmin_t m = {7,    (uint64_t)op, zim_str ("demo"), zim_str (group),
-                      kind, false,        zim_str (add),    zim_str (remove),
+    zim_gadmin_t m = {7,    (uint64_t)op,   zim_str ("demo"), zim_str (group),
+                      kind, s_test_history, zim_str (add),    zim_str (remove),
                       0};
     bool wrote;
     assert (zim_groups_apply (g, txn, ZIM_MSG_GADMIN, &m, &out, &wrote) == 0);
@@ -437,42 +456,67 @@ void zim_groups_test (bool verbose)
     //  A non-member, a missing group.
     assert (s_test_post (g, db, inbox, 103, "zed", "z1", "team", NULL).status == ZIM_ENOTMEMBER);
     assert (s_test_post (g, db, inbox, 104, "alice", "c9", "none", NULL).status == ZIM_ENOGROUP);
-    //  Remove bob, add dan: dan's first group message is the next one.
+    //  Remove bob, add dan: two events in the log (the leave at gseq 3,
+    //  reaching bob too; the join at 4, reaching dan first), then dan's
+    //  first group message.
     assert (s_test_admin (g, db, inbox, ZIM_GADMIN_MEMBERS, "team", 0, "dan", "bob", json,
                           sizeof json) == 0);
-    assert (strstr (json, "\"members\":3"));
+    assert (strstr (json, "\"members\":3") && strstr (json, "\"gseq\":4"));
     r = s_test_post (g, db, inbox, 105, "carol", "k1", "team", seqs);
-    assert (r.status == ZIM_APPEND_STORED && r.gseq == 3 && r.nmembers == 3);
+    assert (r.status == ZIM_APPEND_STORED && r.gseq == 5 && r.nmembers == 3);
+    assert (seqs[0] == 2 && seqs[1] == 5 && seqs[2] == 5); //  dan, alice, carol (by key)
     assert (s_test_post (g, db, inbox, 106, "bob", "b2", "team", NULL).status == ZIM_ENOTMEMBER);
+    assert (s_test_seq (db, inbox, "bob") == 3 && s_test_seq (db, inbox, "dan") == 2);
+    //  A group's log is read from the join on: dan sees his join and one.
+    zim_gread_r_t rr = s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 0, 0);
+    assert (rr.status == 0 && rr.count == 5);
+    rr = s_test_read (g, db, ZIM_GREAD_LOG, "dan", "team", 0, 0);
+    assert (rr.status == 0 && rr.count == 2);
+    //  With history_for_new, a newcomer reads the whole log.
+    s_test_history = true;
+    assert (s_test_admin (g, db, inbox, ZIM_GADMIN_CREATE, "hist", ZIM_GROUP_GROUP, "alice", "",
+                          NULL, 0) == 0);
+    s_test_history = false;
+    s_test_post (g, db, inbox, 110, "alice", "h1", "hist", NULL);
+    s_test_post (g, db, inbox, 111, "alice", "h2", "hist", NULL);
+    assert (s_test_admin (g, db, inbox, ZIM_GADMIN_MEMBERS, "hist", 0, "eve", "", NULL, 0) == 0);
+    rr = s_test_read (g, db, ZIM_GREAD_LOG, "eve", "hist", 0, 0);
+    assert (rr.status == 0 && rr.count == 3);
+    assert (s_test_seq (db, inbox, "eve") == 1); //  the join event only
 
     //  Channels: upgrade, log reads from the join on, too far behind.
-    assert (s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 0, 0).status == ZIM_ENOTCHANNEL);
     assert (s_test_admin (g, db, inbox, ZIM_GADMIN_UPGRADE, "team", 0, "", "", json, sizeof json) ==
             0);
     for (uint64_t i = 0; i < 8; i++) {
         char cid[16];
         snprintf (cid, sizeof cid, "ch-%d", (int)i);
         r = s_test_post (g, db, inbox, 200 + i, "alice", cid, "team", NULL);
-        assert (r.status == ZIM_APPEND_STORED && r.gseq == 4 + i && r.nmembers == 0 && r.seq == 0);
+        assert (r.status == ZIM_APPEND_STORED && r.gseq == 6 + i && r.nmembers == 0 && r.seq == 0);
     }
-    zim_gread_r_t rr = s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 8, 0);
+    rr = s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 10, 0);
     assert (rr.status == 0 && rr.count == 3 && !rr.reset && !rr.more);
     rr = s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 0, 2);
     assert (rr.status == 0 && rr.count == 2 && rr.reset && !rr.more);
     rr = s_test_read (g, db, ZIM_GREAD_LOG, "dan", "team", 0, 100);
-    assert (rr.status == 0 && rr.count == 9 && !rr.reset); //  joined after gseq 2: all of it
+    assert (rr.status == 0 && rr.count == 10 && !rr.reset); //  joined after gseq 3: all of it
+    //  A channel's events are in its log only (no inbox write).
+    assert (s_test_admin (g, db, inbox, ZIM_GADMIN_MEMBERS, "team", 0, "", "dan", NULL, 0) == 0);
+    assert (s_test_seq (db, inbox, "dan") == 2);
+    rr = s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 13, 0);
+    assert (rr.status == 0 && rr.count == 1);
     assert (s_test_read (g, db, ZIM_GREAD_LOG, "bob", "team", 0, 0).status == ZIM_ENOTMEMBER);
     rr = s_test_read (g, db, ZIM_GREAD_LIST, "alice", "", 0, 0);
-    assert (rr.status == 0 && rr.count == 1);
+    assert (rr.status == 0 && rr.count == 2);
     assert (s_test_read (g, db, ZIM_GREAD_LIST, "bob", "", 0, 0).count == 0);
     //  Delete: the members go with it.
     assert (s_test_admin (g, db, inbox, ZIM_GADMIN_DELETE, "team", 0, "", "", NULL, 0) == 0);
-    assert (s_test_read (g, db, ZIM_GREAD_LIST, "alice", "", 0, 0).count == 0);
+    assert (s_test_read (g, db, ZIM_GREAD_LIST, "alice", "", 0, 0).count == 1); //  hist
     assert (s_test_post (g, db, inbox, 300, "alice", "d1", "team", NULL).status == ZIM_ENOGROUP);
 
     zim_groups_destroy (&g);
     zim_inbox_destroy (&inbox);
     zim_db_test_destroy (&db, &dir);
     if (verbose)
-        zsys_info ("groups: membership, fan-out seqs, duplicates, channels, reset");
+        zsys_info ("groups: membership, events, history_for_new, fan-out seqs, duplicates, "
+                   "channels, reset");
 }

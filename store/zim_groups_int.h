@@ -44,6 +44,12 @@ struct _zim_groups_t {
     char **shard_names;         //  the ring's names, in its order
     size_t nshards;             //  how many
     size_t nshards_tmp;         //  uids collected by s_collect
+    char shard[ZIM_ID_MAX + 1]; //  this shard's name, as the last GPOST said ("": none yet)
+    zim_wr_t joins;             //  uids a MEMBERS op added, comma-separated (its event)
+    zim_wr_t leaves;            //  uids it removed
+    uint64_t event_ms;          //  event id generator: millisecond of the last id
+    uint64_t event_seq;         //  and the counter within it
+    uint64_t events;            //  membership events written
     uint64_t jobs;              //  fan-out jobs recorded (members on other shards)
     uint64_t jobs_done;         //  jobs finished
     uint64_t posts;             //  group messages stored
@@ -97,6 +103,10 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
 int zim_groups_fan (zim_groups_t *self, MDB_txn *txn, const zim_gfanout_t *m, zim_wr_t *out,
                     bool *wrote);
 int zim_groups_done (zim_groups_t *self, MDB_txn *txn, const zim_gdone_t *m, bool *wrote);
+//  Writes the membership events of the MEMBERS op m (self->joins,
+//  self->leaves) in txn, after the op's nested transaction committed;
+//  *gseq gets the group's head. 0 or an LMDB error.
+int zim_groups_events (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, uint64_t *gseq);
 int zim_groups_admin (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, zim_wr_t *out,
                       bool *wrote);
 
