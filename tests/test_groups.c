@@ -7,7 +7,9 @@
     kill -9 of zim-server during fan-outs into a 500-member group (every
     member has each acked message exactly once, in one order, no gap),
     channels (csync from the join on, the too-far-behind answer with
-    reset, 4044 for a group) and the groups list, and zimctl groups.
+    reset) and the groups list, joins and leaves as events in the log and
+    the inboxes with history_for_new off and on for both kinds, and zimctl
+    groups.
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
@@ -388,7 +390,7 @@ START_TEST (test_group_refusals_and_retry)
     ck_assert_msg (strstr (out, "\"added\":1") && strstr (out, "\"removed\":1"), "%s", out);
     s_gsend_refused (fay, "ops", "f1", "still here?", ZIM_ERR_NOT_MEMBER);
     s_gsend_ack (erin, "ops", "e2", "welcome gus", &f);
-    s_expect_msg (gus, "erin", "ops", 1, "welcome gus");
+    s_expect_msg (gus, "erin", "ops", 2, "welcome gus"); //  1: his join event
     ck_assert_int_eq (s_admin (out, sizeof out, "get", "demo", "ops", NULL, NULL, NULL), 0);
     ck_assert_msg (strstr (out, "\"count\":2") && strstr (out, "\"erin\"") &&
                        strstr (out, "\"gus\"") && !strstr (out, "\"fay\""),
@@ -556,17 +558,19 @@ START_TEST (test_channel_sync_and_reset)
     ck_assert (g.reset);
     ck_assert_uint_eq (f.nmsgs, 5);
     ck_assert_str_eq (f.bodies[0], "news 25");
-    //  A newcomer reads from its join on.
+    //  A newcomer reads from its join on: its join event, then what follows.
     ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", "news", "jon", "-", NULL), 0);
     tk_client_t *jon = s_login ("jon", "phone");
     s_csync (jon, "news", 0, 100, 5);
     ck_assert_int_eq (tk_expect (jon, "page", 10000, &f), 0);
-    ck_assert_uint_eq (f.nmsgs, 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
     s_gsend_ack (hana, "news", "n30", "news 30", &f);
+    s_fields (&f, &g);
+    ck_assert_uint_eq (g.gseq, 32); //  31: jon's join
     s_csync (jon, "news", 0, 100, 6);
     ck_assert_int_eq (tk_expect (jon, "page", 10000, &f), 0);
-    ck_assert_uint_eq (f.nmsgs, 1);
-    ck_assert_str_eq (f.bodies[0], "news 30");
+    ck_assert_uint_eq (f.nmsgs, 2);
+    ck_assert_str_eq (f.bodies[1], "news 30");
     //  A non-member, a missing channel, a group: errors naming the rid.
     tk_client_t *kai = s_login ("kai", "phone");
     s_csync (kai, "news", 0, 100, 7);
@@ -576,9 +580,9 @@ START_TEST (test_channel_sync_and_reset)
     ck_assert_int_eq (tk_expect (kai, "error", 10000, &f), 0);
     ck_assert (f.code == ZIM_ERR_NO_GROUP && f.rid == 8);
     ck_assert_int_eq (s_admin (out, sizeof out, "create", "demo", "chat", "group", "kai", NULL), 0);
-    s_csync (kai, "chat", 0, 100, 9);
-    ck_assert_int_eq (tk_expect (kai, "error", 10000, &f), 0);
-    ck_assert (f.code == ZIM_ERR_NOT_CHANNEL && f.rid == 9);
+    s_csync (kai, "chat", 0, 100, 9); //  a group's log reads too (empty yet)
+    ck_assert_int_eq (tk_expect (kai, "page", 10000, &f), 0);
+    ck_assert (f.nmsgs == 0 && f.rid == 9);
     //  A group upgraded to a channel: its messages from then on are read
     //  with csync; never back.
     ck_assert_int_eq (s_admin (out, sizeof out, "upgrade", "demo", "chat", NULL, NULL, NULL), 0);
@@ -592,6 +596,99 @@ START_TEST (test_channel_sync_and_reset)
     tk_close (&ivan);
     tk_close (&jon);
     tk_close (&kai);
+}
+END_TEST
+
+//  The entries of a page: how many have event ev (NULL: none), and the
+//  users of the last such event's body into users.
+static int s_events (const tk_frame_t *f, const char *ev, char *users, size_t size)
+{
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f->raw, f->raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    int n = 0;
+    for (uint32_t i = 0; i < m.nmsgs; i++) {
+        zim_sitem_t it;
+        ck_assert_int_eq (zim_sitem_unpack (&m.msgs, &it), 0);
+        bool match = ev ? zim_str_eq (it.event, ev) : it.event.ptr == NULL;
+        if (match && ev) {
+            //  {"users": [...]}: the from is "$" + the event.
+            ck_assert (it.from.len == strlen (ev) + 1 && it.from.ptr[0] == '$');
+            snprintf (users, size, "%.*s", (int)it.body.len, it.body.ptr);
+        }
+        n += match;
+    }
+    return n;
+}
+
+START_TEST (test_group_events_and_history)
+{
+    char out[4096], users[256];
+    tk_frame_t f;
+    //  A group without history_for_new: amy and ben talk, then ben leaves
+    //  and cat joins (one admin op: the leave, then the join).
+    ck_assert_int_eq (s_admin (out, sizeof out, "create", "demo", "club", "group", "amy,ben", NULL),
+                      0);
+    tk_client_t *amy = s_login ("amy", "phone");
+    s_gsend_ack (amy, "club", "a1", "one", &f);
+    s_gsend_ack (amy, "club", "a2", "two", &f);
+    ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", "club", "cat", "ben", NULL), 0);
+    ck_assert_msg (strstr (out, "\"gseq\":4"), "%s", out);
+    //  amy's inbox: the two messages, the leave (3) and the join (4).
+    ck_assert_int_eq (tk_sync (amy, 0, 100, 1), 0);
+    ck_assert_int_eq (tk_expect (amy, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 4);
+    ck_assert_int_eq (s_events (&f, NULL, users, sizeof users), 2);
+    ck_assert_int_eq (s_events (&f, "leave", users, sizeof users), 1);
+    ck_assert (strstr (users, "ben"));
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    ck_assert (strstr (users, "cat"));
+    ck_assert_uint_eq (f.seqs[3], 4);
+    //  ben learns he left: his inbox ends with the leave.
+    tk_client_t *ben = s_login ("ben", "phone");
+    ck_assert_int_eq (tk_sync (ben, 0, 100, 2), 0);
+    ck_assert_int_eq (tk_expect (ben, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 3);
+    ck_assert_int_eq (s_events (&f, "leave", users, sizeof users), 1);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 0);
+    //  cat: its join, nothing from before, in the inbox and in the log.
+    tk_client_t *cat = s_login ("cat", "phone");
+    ck_assert_int_eq (tk_sync (cat, 0, 100, 3), 0);
+    ck_assert_int_eq (tk_expect (cat, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    s_csync (cat, "club", 0, 100, 4);
+    ck_assert_int_eq (tk_expect (cat, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    //  The next message reaches cat live with seq 2, gseq 5.
+    s_gsend_ack (amy, "club", "a3", "three", &f);
+    s_expect_msg (cat, "amy", "club", 2, "three");
+
+    //  With history_for_new: the newcomer reads the log from the start
+    //  (a group and a channel alike).
+    const char *kinds[] = {"group", "channel"};
+    for (int k = 0; k < 2; k++) {
+        char name[16], cid[16];
+        snprintf (name, sizeof name, "open%d", k);
+        snprintf (cid, sizeof cid, "h%d", k);
+        ck_assert_int_eq (
+            s_admin (out, sizeof out, "create", "demo", name, kinds[k], "amy", "history"), 0);
+        s_gsend_ack (amy, name, cid, "before", &f);
+        ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", name, "dov", "-", NULL), 0);
+        tk_client_t *dov = s_login ("dov", "phone");
+        s_csync (dov, name, 0, 100, 5);
+        ck_assert_int_eq (tk_expect (dov, "page", 10000, &f), 0);
+        ck_assert_uint_eq (f.nmsgs, 2);
+        ck_assert_str_eq (f.bodies[0], "before");
+        ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+        tk_close (&dov);
+    }
+    tk_close (&amy);
+    tk_close (&ben);
+    tk_close (&cat);
 }
 END_TEST
 
@@ -777,6 +874,7 @@ int main (void)
     tcase_add_test (tc, test_group_refusals_and_retry);
     tcase_add_test (tc, test_group_kill9_during_fanout);
     tcase_add_test (tc, test_channel_sync_and_reset);
+    tcase_add_test (tc, test_group_events_and_history);
     tcase_add_test (tc, test_zimctl_groups);
     suite_add_tcase (s, tc);
     TCase *tcc = tcase_create ("cluster");
