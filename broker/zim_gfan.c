@@ -278,6 +278,12 @@ static void s_get (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
     }
     slot->rid = m.rid;
     slot->mode = (int)m.mode;
+    if (m.mode == ZIM_GREAD_LOG) {
+        //  Kept for the live room a channel's reader joins (s_read_r).
+        zim_wr_str (&slot->acc, m.who.app);
+        zim_wr_str (&slot->acc, m.who.uid);
+        zim_wr_str (&slot->acc, m.group);
+    }
     zim_gread_t q = {slot->req, m.mode,  m.who.app, m.who.uid,
                      m.group,   m.since, m.limit};
     zim_wr_reset (&self->wr);
@@ -304,6 +310,85 @@ void zim_gfan_request (zim_gfan_t *self, zframe_t *gw, zframe_t *frame, int kind
         s_post (self, gw, frame);
     else
         s_get (self, gw, frame);
+}
+
+//  -------------------------------------------------------------------------
+//  Channels' live rooms: a channel G's online readers are in the room
+//  "g:G" (clients cannot join or publish there: the gateway keeps "g:"
+//  rooms for this). A reader's connections join it through the routers
+//  when a csync of the channel succeeds (the store checked the member);
+//  a message is published there once (the routers and gateways write it
+//  to each connection in the room: no store write, no per-member
+//  routing); those who left since the last message are taken out first.
+
+//  Orders every connection of users (gmembers, n of them) to join or
+//  leave (op ZIM_API_ROOM_JOIN or _LEAVE) the live room of group.
+static void s_room_order (zim_gfan_t *self, zim_str_t app, zim_str_t group, uint64_t op,
+                          zim_rd_t *users, uint32_t n)
+{
+    char roomb[2 + ZIM_ID_MAX];
+    zim_wr_reset (&self->wr);
+    zim_api_q_pack (&self->wr, &(zim_api_q_t){.req = ZIM_GFAN_REQ,
+                                              .app = app,
+                                              .op = op,
+                                              .room = s_conv (group, roomb),
+                                              .body = {"\xc0", 1},
+                                              .ntargets = n});
+    for (uint32_t i = 0; i < n; i++) {
+        zim_gmember_t gm;
+        if (zim_gmember_unpack (users, &gm))
+            return;
+        zim_api_target_pack (&self->wr, &(zim_api_target_t){gm.uid, zim_str ("")});
+    }
+    if (!self->router ||
+        zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
+        self->stats->unroutable++; //  no router took it: readers csync
+}
+
+//  A channel's new message to its live room: a `room` frame whose body is
+//  the message as a csync page has it (with its gseq).
+static void s_channel_live (zim_gfan_t *self, s_slot_t *slot, zim_rd_t *left, uint32_t nleft)
+{
+    zim_gsend_t m;
+    s_gsend (slot, &m);
+    if (nleft)
+        s_room_order (self, m.who.app, m.group, ZIM_API_ROOM_LEAVE, left, nleft);
+    char convb[2 + ZIM_ID_MAX];
+    zim_str_t conv = s_conv (m.group, convb);
+    zim_wr_t body;
+    zim_wr_init (&body);
+    zim_sitem_pack (&body, &(zim_sitem_t){0, slot->id, m.who.uid, m.group, conv, m.body, slot->ts,
+                                          m.group, slot->gseq, {NULL, 0}});
+    zim_wr_reset (&self->wr);
+    zim_room_pub_pack (&self->wr, &(zim_room_pub_t){m.who.app, m.who.uid,
+                                                    {(const char *)body.data, body.size},
+                                                    {NULL, NULL}, 1});
+    zim_room_name_pack (&self->wr, &(zim_room_name_t){conv});
+    zim_wr_free (&body);
+    if (!self->router ||
+        zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
+        self->stats->unroutable++; //  no router took it: readers csync
+}
+
+//  A reader's csync of a channel succeeded: the asking connection joins
+//  the channel's live room (a CONN_CTL to its gateway, behind the page;
+//  the slot's acc holds app, uid and group).
+static void s_channel_join (zim_gfan_t *self, s_slot_t *slot)
+{
+    zim_rd_t rd;
+    zim_str_t app, uid, group;
+    zim_rd_init (&rd, slot->acc.data, slot->acc.size);
+    if (zim_rd_str (&rd, &app) || zim_rd_str (&rd, &uid) || zim_rd_str (&rd, &group))
+        return;
+    char roomb[2 + ZIM_ID_MAX];
+    zim_wr_reset (&self->wr);
+    zim_conn_ctl_pack (&self->wr, &(zim_conn_ctl_t){.app = app,
+                                                    .what = ZIM_CTL_JOIN,
+                                                    .room = s_conv (group, roomb),
+                                                    .uid = zim_str (""),
+                                                    .nconns = 1});
+    zim_wr_uint (&self->wr, slot->conn);
+    zim_deliver_ctl (self->deliver, slot->gw, slot->gw_len, self->wr.data, self->wr.size);
 }
 
 //  -------------------------------------------------------------------------
@@ -473,6 +558,20 @@ static int s_posted (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
     slot->ts = r.ts;
     slot->gseq = r.gseq;
     slot->seq = r.seq;
+    if (r.kind == ZIM_GROUP_CHANNEL) {
+        //  The ack first (it leaves before the deliveries), then the live
+        //  room; a duplicate was published the first time.
+        zim_gsend_t m;
+        s_gsend (slot, &m);
+        zim_cframe_gack (zim_deliver_frame (self->deliver), m.cid, slot->id, slot->seq, slot->ts,
+                         slot->gseq);
+        zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1);
+        self->stats->acks++;
+        if (!slot->duplicate)
+            s_channel_live (self, slot, &r.members, r.nmembers);
+        s_free (self, slot);
+        return 0;
+    }
     s_members_known (self, slot, &r.members, r.nmembers);
     return 0;
 }
@@ -590,8 +689,11 @@ static int s_read_r (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
     if (slot->mode == ZIM_GREAD_LOG) {
         if (r.status)
             s_read_error (self, slot, zim_group_wire (r.status));
-        else
+        else {
             s_read_answer (self, slot, r.reset, r.items, (uint32_t)r.count);
+            if (r.kind == ZIM_GROUP_CHANNEL)
+                s_channel_join (self, slot);
+        }
         s_free (self, slot);
         return 0;
     }

@@ -16,6 +16,8 @@
 #include <jansson.h>
 #include <string.h>
 
+#define S_EVENTS_BACK 64 //  log entries a channel post looks back at for leaves
+
 //  -------------------------------------------------------------------------
 //  GPOST
 
@@ -53,6 +55,52 @@ static int s_job_get (const zim_dbs_t *dbs, MDB_txn *txn, uint64_t id, zim_str_t
     int rc = mdb_get (txn, dbs->gjobs, &k, &v);
     *list = rc == 0 ? (zim_str_t){v.mv_data, v.mv_size} : (zim_str_t){NULL, 0};
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  The users of the leave events right before gseq in the group's log
+//  (back to its previous message, at most S_EVENTS_BACK entries), as
+//  gmembers with seq 0 into self->list; *n gets how many.
+static int s_left_since (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, uint64_t gseq,
+                         uint32_t *n)
+{
+    for (uint64_t back = 1; back <= S_EVENTS_BACK && back < gseq; back++) {
+        zim_key_t lk;
+        zim_groups_gkey (&lk, m->app, m->group);
+        zim_key_u64 (&lk, gseq - back);
+        MDB_val lkv = zim_key_val (&lk), v, rv;
+        int rc = mdb_get (txn, self->dbs->glog, &lkv, &v);
+        if (rc == MDB_NOTFOUND)
+            return 0; //  purged: older than any live room
+        if (rc)
+            return rc;
+        uint8_t idb[8];
+        memcpy (idb, v.mv_data, 8);
+        MDB_val rk = {8, idb};
+        zim_msgrec_t rec;
+        rc = mdb_get (txn, self->dbs->msgs, &rk, &rv);
+        if (rc == MDB_NOTFOUND || (rc == 0 && zim_msgrec_parse (&rv, &rec)))
+            return 0;
+        if (rc)
+            return rc;
+        if (!zim_str_eq (rec.from, "$leave")) {
+            if (rec.from.len && rec.from.ptr[0] == '$')
+                continue; //  a join
+            return 0;     //  the previous message
+        }
+        //  {"users": [uid, ...]} (zim_gadmin.c wrote it).
+        zim_rd_t rd;
+        uint32_t count, users;
+        zim_str_t key, uid;
+        zim_rd_init (&rd, rec.body.ptr, rec.body.len);
+        if (zim_rd_map (&rd, &count) || count != 1 || zim_rd_str (&rd, &key) ||
+            zim_rd_array (&rd, &users))
+            continue;
+        for (uint32_t i = 0; i < users && zim_rd_str (&rd, &uid) == 0; i++) {
+            zim_gmember_pack (&self->list, &(zim_gmember_t){uid, 0});
+            (*n)++;
+        }
+    }
+    return 0;
 }
 
 int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_wr_t *out,
@@ -155,6 +203,18 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
     *wrote = true;
     self->posts++;
     self->fanout += n;
+    if (g.kind == ZIM_GROUP_CHANNEL) {
+        //  Those who left since the channel's last message: the broker
+        //  takes them out of its live room before this message goes there.
+        uint32_t left = 0;
+        zim_wr_reset (&self->list);
+        if ((rc = s_left_since (self, txn, m, gseq, &left)))
+            return rc;
+        zim_groups_posted (out, m->req, ZIM_APPEND_STORED, m->id, m->ts, from_seq, gseq, g.kind,
+                           left);
+        zim_wr_raw (out, self->list.data, self->list.size);
+        return 0;
+    }
     zim_groups_posted (out, m->req, ZIM_APPEND_STORED, m->id, m->ts, from_seq, gseq, g.kind,
                        (uint32_t)n);
     for (size_t i = 0; i < n; i++)

@@ -19,11 +19,11 @@
 //  GREAD
 
 void zim_groups_read_r (zim_wr_t *out, uint64_t req, int64_t status, bool more, bool reset,
-                        const zim_wr_t *items, uint64_t count)
+                        const zim_wr_t *items, uint64_t count, uint64_t kind)
 {
     zim_wr_reset (out);
     zim_str_t bin = {items ? (const char *)items->data : "", items ? items->size : 0};
-    zim_gread_r_pack (out, &(zim_gread_r_t){req, status, more, reset, bin, count});
+    zim_gread_r_pack (out, &(zim_gread_r_t){req, status, more, reset, bin, count, kind});
 }
 
 //  The group's or channel's log after since (from the member's join on),
@@ -39,7 +39,7 @@ static int s_log (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64
     if (rc == MDB_NOTFOUND) {
         bool nogroup = zim_groups_rec_get (self->dbs, txn, m->app, m->group, &g) != 0;
         zim_groups_read_r (out, m->req, nogroup ? ZIM_ENOGROUP : ZIM_ENOTMEMBER, false, false, NULL,
-                           0);
+                           0, 0);
         return 0;
     }
     if (rc)
@@ -96,7 +96,7 @@ static int s_log (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64
         }
         count++;
     }
-    zim_groups_read_r (out, m->req, 0, gseq <= g.gseq, reset, &self->items, count);
+    zim_groups_read_r (out, m->req, 0, gseq <= g.gseq, reset, &self->items, count, g.kind);
     return 0;
 }
 
@@ -143,7 +143,7 @@ static int s_list (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, zim_w
     mdb_cursor_close (cur);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
-    zim_groups_read_r (out, m->req, 0, more, false, &self->items, count);
+    zim_groups_read_r (out, m->req, 0, more, false, &self->items, count, 0);
     return 0;
 }
 
@@ -191,7 +191,7 @@ static int s_jobs (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint6
     mdb_cursor_close (cur);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
-    zim_groups_read_r (out, m->req, 0, more, false, &self->items, count);
+    zim_groups_read_r (out, m->req, 0, more, false, &self->items, count, 0);
     return 0;
 }
 
@@ -203,6 +203,6 @@ int zim_groups_read (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uin
                                                 : s_list (self, txn, m, out))
                  : ZIM_ESTORE;
     if (rc)
-        zim_groups_read_r (out, m->req, ZIM_ESTORE, false, false, NULL, 0);
+        zim_groups_read_r (out, m->req, ZIM_ESTORE, false, false, NULL, 0, 0);
     return rc == ZIM_ESTORE ? 0 : rc;
 }

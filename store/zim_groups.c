@@ -504,6 +504,11 @@ void zim_groups_test (bool verbose)
     assert (s_test_seq (db, inbox, "dan") == 2);
     rr = s_test_read (g, db, ZIM_GREAD_LOG, "alice", "team", 13, 0);
     assert (rr.status == 0 && rr.count == 1);
+    //  The next post names dan (left since the last one), once.
+    r = s_test_post (g, db, inbox, 220, "alice", "ch-x", "team", seqs);
+    assert (r.status == ZIM_APPEND_STORED && r.gseq == 15 && r.nmembers == 1 && seqs[0] == 0);
+    r = s_test_post (g, db, inbox, 221, "alice", "ch-y", "team", NULL);
+    assert (r.status == ZIM_APPEND_STORED && r.nmembers == 0);
     assert (s_test_read (g, db, ZIM_GREAD_LOG, "bob", "team", 0, 0).status == ZIM_ENOTMEMBER);
     rr = s_test_read (g, db, ZIM_GREAD_LIST, "alice", "", 0, 0);
     assert (rr.status == 0 && rr.count == 2);

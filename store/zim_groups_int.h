@@ -95,7 +95,7 @@ void zim_groups_posted (zim_wr_t *out, uint64_t req, int64_t status, uint64_t id
                         uint64_t seq, uint64_t gseq, uint64_t kind, uint32_t n);
 void zim_groups_fanned (zim_wr_t *out, uint64_t req, int64_t status, uint32_t n);
 void zim_groups_read_r (zim_wr_t *out, uint64_t req, int64_t status, bool more, bool reset,
-                        const zim_wr_t *items, uint64_t count);
+                        const zim_wr_t *items, uint64_t count, uint64_t kind);
 
 //  The ops, in txn (see zim_groups.h); 0 or an LMDB error.
 int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim_wr_t *out,

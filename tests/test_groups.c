@@ -8,8 +8,10 @@
     member has each acked message exactly once, in one order, no gap),
     channels (csync from the join on, the too-far-behind answer with
     reset) and the groups list, joins and leaves as events in the log and
-    the inboxes with history_for_new off and on for both kinds, and zimctl
-    groups.
+    the inboxes with history_for_new off and on for both kinds, a
+    channel's live messages (an online member gets them in the channel's
+    room after its csync, an offline one by csync, a removed one no more),
+    and zimctl groups.
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
@@ -692,6 +694,105 @@ START_TEST (test_group_events_and_history)
 }
 END_TEST
 
+//  Expects a channel's live message on c: a `room` frame of room
+//  "g:GROUP" whose body is the message map (gseq and a string body).
+static void s_expect_live (tk_client_t *c, const char *group, uint64_t gseq, const char *body)
+{
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "room", 10000, &f), 0);
+    zim_rd_t rd, brd;
+    zim_sframe_t m;
+    zim_sitem_t it;
+    const char *why;
+    char room[80];
+    zim_rd_init (&rd, f.raw, f.raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    snprintf (room, sizeof room, "g:%s", group);
+    ck_assert (zim_str_eq (m.room, room));
+    zim_rd_init (&brd, m.body.ptr, m.body.len);
+    ck_assert_int_eq (zim_sitem_unpack (&brd, &it), 0);
+    ck_assert (zim_str_eq (it.group, group) && zim_str_eq (it.conv, room) && it.gseq == gseq);
+    zim_str_t text;
+    zim_rd_init (&brd, it.body.ptr, it.body.len);
+    ck_assert (zim_rd_str (&brd, &text) == 0 && zim_str_eq (text, body));
+}
+
+//  1 if frame f names room.
+static int s_room_is (const tk_frame_t *f, const char *room)
+{
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f->raw, f->raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    return zim_str_eq (m.room, room) ? 1 : 0;
+}
+
+//  Sends {"op":"join","room":room,"rid":rid}.
+static void s_join (tk_client_t *c, const char *room, uint64_t rid)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 3);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "join");
+    zim_wr_cstr (&wr, "room");
+    zim_wr_cstr (&wr, room);
+    zim_wr_cstr (&wr, "rid");
+    zim_wr_uint (&wr, rid);
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+}
+
+START_TEST (test_channel_live)
+{
+    char out[4096];
+    tk_frame_t f;
+    ck_assert_int_eq (s_admin (out, sizeof out, "create", "demo", "live", "channel",
+                               "lia,max,ned", NULL),
+                      0);
+    tk_client_t *lia = s_login ("lia", "phone");
+    tk_client_t *max = s_login ("max", "phone");
+    //  max reads the channel: his connections join its live room.
+    s_csync (max, "live", 0, 100, 1);
+    ck_assert_int_eq (tk_expect (max, "page", 10000, &f), 0);
+    ck_assert_int_eq (tk_expect (max, "joined", 10000, &f), 0);
+    ck_assert_int_eq (s_room_is (&f, "g:live"), 1);
+    //  lia sends: max (online) gets it live, with its gseq; ned (offline)
+    //  finds it with csync.
+    s_gsend_ack (lia, "live", "l1", "hello", &f);
+    s_expect_live (max, "live", 1, "hello");
+    tk_client_t *ned = s_login ("ned", "phone");
+    s_csync (ned, "live", 0, 100, 2);
+    ck_assert_int_eq (tk_expect (ned, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_str_eq (f.bodies[0], "hello");
+    ck_assert_int_eq (tk_expect (ned, "joined", 10000, &f), 0);
+    //  Nobody joins or publishes in a channel's room by hand.
+    tk_client_t *oz = s_login ("oz", "phone");
+    s_join (oz, "g:live", 3);
+    ck_assert_int_eq (tk_expect (oz, "error", 10000, &f), 0);
+    ck_assert (f.code == ZIM_ERR_ROOM_DENIED && f.rid == 3);
+    //  A non-member's csync is refused and joins nothing.
+    s_csync (oz, "live", 0, 100, 4);
+    ck_assert_int_eq (tk_expect (oz, "error", 10000, &f), 0);
+    ck_assert (f.code == ZIM_ERR_NOT_MEMBER && f.rid == 4);
+    //  max is removed: his connections leave the room before the next
+    //  message goes there; ned gets it, max does not.
+    ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", "live", "-", "max", NULL), 0);
+    s_gsend_ack (lia, "live", "l2", "after", &f);
+    ck_assert_int_eq (tk_expect (max, "left", 10000, &f), 0);
+    ck_assert_int_eq (s_room_is (&f, "g:live"), 1);
+    s_expect_live (ned, "live", 3, "after"); //  2: max's leave
+    ck_assert_int_eq (tk_expect (max, "room", 300, &f), -1);
+    ck_assert_int_eq (tk_expect (oz, "room", 300, &f), -1);
+    tk_close (&lia);
+    tk_close (&max);
+    tk_close (&ned);
+    tk_close (&oz);
+}
+END_TEST
+
 START_TEST (test_zimctl_groups)
 {
     char cmd[1024], out[4096];
@@ -875,6 +976,7 @@ int main (void)
     tcase_add_test (tc, test_group_kill9_during_fanout);
     tcase_add_test (tc, test_channel_sync_and_reset);
     tcase_add_test (tc, test_group_events_and_history);
+    tcase_add_test (tc, test_channel_live);
     tcase_add_test (tc, test_zimctl_groups);
     suite_add_tcase (s, tc);
     TCase *tcc = tcase_create ("cluster");
