@@ -146,6 +146,8 @@ static int s_event (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, zim
     zim_wr_free (&body);
     if (rc)
         return rc == ZIM_EVALUE ? MDB_KEYEXIST : rc;
+    if ((rc = zim_groups_entries_put (self, txn, id, self->members, self->seqs, nlocal)))
+        return rc;
     uint8_t idb[8];
     zim_be64_put (idb, id);
     if (nlocal < n) {

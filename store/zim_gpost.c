@@ -181,6 +181,8 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
     }
     if (rc)
         return rc;
+    if ((rc = zim_groups_entries_put (self, txn, m->id, self->members, self->seqs, nlocal)))
+        return rc;
     if (nlocal < n) {
         uint8_t jb[8];
         zim_be64_put (jb, m->id);

@@ -31,6 +31,7 @@ zim_groups_t *zim_groups_new (zim_db_t *db, zim_inbox_t *inbox, zim_shell_t *she
     zim_wr_init (&self->list);
     zim_wr_init (&self->joins);
     zim_wr_init (&self->leaves);
+    zim_wr_init (&self->entries);
     return self;
 }
 
@@ -46,6 +47,7 @@ void zim_groups_destroy (zim_groups_t **self_p)
     zim_wr_free (&self->list);
     zim_wr_free (&self->joins);
     zim_wr_free (&self->leaves);
+    zim_wr_free (&self->entries);
     zim_ring_destroy (&self->ring);
     for (size_t i = 0; i < self->nshards; i++)
         free (self->shard_names[i]);
@@ -243,6 +245,20 @@ bool zim_groups_local (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_
 
 //  -------------------------------------------------------------------------
 //  Lists
+
+int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id,
+                            const zim_str_t *members, const uint64_t *seqs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    zim_wr_reset (&self->entries);
+    for (size_t i = 0; i < n; i++)
+        zim_gmember_pack (&self->entries, &(zim_gmember_t){members[i], seqs[i]});
+    uint8_t idb[8];
+    zim_be64_put (idb, id);
+    MDB_val k = {8, idb}, v = {self->entries.size, self->entries.data};
+    return mdb_put (txn, self->dbs->gfan, &k, &v, 0);
+}
 
 //  Calls fn for each uid of a comma-separated list; stops at the first
 //  error. Returns 0, ZIM_EVALUE for an entry that is not a uid, or fn's.

@@ -47,6 +47,7 @@ struct _zim_groups_t {
     char shard[ZIM_ID_MAX + 1]; //  this shard's name, as the last GPOST said ("": none yet)
     zim_wr_t joins;             //  uids a MEMBERS op added, comma-separated (its event)
     zim_wr_t leaves;            //  uids it removed
+    zim_wr_t entries;           //  a post's inbox entries (gmembers), for gfan
     uint64_t event_ms;          //  event id generator: millisecond of the last id
     uint64_t event_seq;         //  and the counter within it
     uint64_t events;            //  membership events written
@@ -86,6 +87,11 @@ zim_ring_t *zim_groups_ring (zim_groups_t *self, zim_str_t names);
 //  no ring: one shard).
 bool zim_groups_local (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_str_t uid,
                        zim_str_t shard);
+//  Keeps the inbox entries a group message (id) took on this shard:
+//  members[0..n) with seqs, as gmembers in gfan (retention finds them
+//  there, zim_retention.c). 0 or an LMDB error.
+int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id,
+                            const zim_str_t *members, const uint64_t *seqs, size_t n);
 //  Calls fn for each uid of a comma-separated list; stops at the first
 //  error. Returns 0, ZIM_EVALUE for an entry that is not a uid, or fn's.
 int zim_groups_each (zim_str_t list, int (*fn) (void *, zim_str_t), void *arg);
