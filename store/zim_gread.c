@@ -171,7 +171,10 @@ static int s_jobs (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint6
         memcpy (idb, k.mv_data, 8);
         MDB_val rk = {8, idb};
         int r = k.mv_size == 8 ? mdb_get (txn, self->dbs->msgs, &rk, &rv) : MDB_NOTFOUND;
-        if (r == 0 && zim_msgrec_parse (&rv, &rec) == 0 && rec.ts < m->since && rec.to.len > 2) {
+        //  A membership event's job is due at once: no broker carries it
+        //  (the admin endpoint wrote it), the poll does.
+        if (r == 0 && zim_msgrec_parse (&rv, &rec) == 0 && rec.to.len > 2 &&
+            (rec.ts < m->since || (rec.from.len && rec.from.ptr[0] == '$'))) {
             zim_gjob_pack (&self->items, &(zim_gjob_t){zim_be64_get (idb),
                                                        rec.ts,
                                                        rec.app,
