@@ -960,6 +960,37 @@ START_TEST (test_group_across_shards)
     s_cluster_sync (b, &f);
     ck_assert_uint_eq (f.nmsgs, 7);
     ck_assert_uint_eq (f.ids[6], id);
+    //  e (store-2) joins through store-1's admin endpoint: the join event
+    //  reaches e's inbox on store-2 by the brokers' job poll (no broker
+    //  wrote it), and b's (store-2, a member) too.
+    char e[32];
+    s_pick ("", "e", 1, e, sizeof e);
+    const char *add[] = {"members", "demo", group, e, "-", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (s1->admin, cl.keys, cl.key, 5000, "groups", add, &text),
+                      0);
+    free (text);
+    done = false;
+    for (int i = 0; i < 300 && !done; i++) {
+        s_cluster_sync (e, &f);
+        done = f.nmsgs == 1;
+        if (!done)
+            usleep (100000);
+    }
+    ck_assert_msg (done, "the join event did not reach %s on store-2", e);
+    ck_assert_uint_eq (f.seqs[0], 1);
+    char users[128];
+    tk_client_t *ce = s_cluster_login (e);
+    ck_assert_int_eq (tk_sync (ce, 0, 100, 1), 0);
+    ck_assert_int_eq (tk_expect (ce, "page", 10000, &f), 0);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    ck_assert (strstr (users, e));
+    tk_close (&ce);
+    ce = s_cluster_login (b);
+    ck_assert_int_eq (tk_sync (ce, 0, 100, 2), 0);
+    ck_assert_int_eq (tk_expect (ce, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 8);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    tk_close (&ce);
     (void)out;
     tk_close (&ca);
 }
