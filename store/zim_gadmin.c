@@ -53,18 +53,6 @@ static bool s_listed (const zim_wr_t *list, zim_str_t uid)
     return false;
 }
 
-//  Appends uid to the recipients in self->names (views fixed later).
-static int s_add_name (void *arg, zim_str_t uid)
-{
-    zim_groups_t *self = (zim_groups_t *)arg;
-    size_t n = self->nshards_tmp;
-    zim_groups_room (self, n + 1);
-    memcpy (self->names[n], uid.ptr, uid.len);
-    self->members[n] = (zim_str_t){NULL, uid.len};
-    self->nshards_tmp = n + 1;
-    return 0;
-}
-
 //  Writes one event ("$join" or "$leave" with body {"users": [...]}) at
 //  the head of the group's log, and for a group into the inboxes of its
 //  members (and of those who left, for a leave), those on other shards
@@ -87,7 +75,8 @@ static int s_event (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, zim
             }
         self->nshards_tmp = kept;
         if (!join)
-            zim_groups_each ((zim_str_t){(const char *)users->data, users->size}, s_add_name, self);
+            zim_groups_each ((zim_str_t){(const char *)users->data, users->size},
+                             zim_groups_collect, self);
         n = self->nshards_tmp;
         for (size_t i = 0; i < n; i++)
             self->members[i].ptr = self->names[i];

@@ -64,22 +64,11 @@ static int s_left_since (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m,
                          uint32_t *n)
 {
     for (uint64_t back = 1; back <= S_EVENTS_BACK && back < gseq; back++) {
-        zim_key_t lk;
-        zim_groups_gkey (&lk, m->app, m->group);
-        zim_key_u64 (&lk, gseq - back);
-        MDB_val lkv = zim_key_val (&lk), v, rv;
-        int rc = mdb_get (txn, self->dbs->glog, &lkv, &v);
+        uint64_t id;
+        zim_msgrec_t rec;
+        int rc = zim_groups_log_get (self, txn, m->app, m->group, gseq - back, &id, &rec);
         if (rc == MDB_NOTFOUND)
             return 0; //  purged: older than any live room
-        if (rc)
-            return rc;
-        uint8_t idb[8];
-        memcpy (idb, v.mv_data, 8);
-        MDB_val rk = {8, idb};
-        zim_msgrec_t rec;
-        rc = mdb_get (txn, self->dbs->msgs, &rk, &rv);
-        if (rc == MDB_NOTFOUND || (rc == 0 && zim_msgrec_parse (&rv, &rec)))
-            return 0;
         if (rc)
             return rc;
         if (!zim_str_eq (rec.from, "$leave")) {
@@ -227,18 +216,6 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
 //  -------------------------------------------------------------------------
 //  GFAN and GDONE: a job's part on a member's shard, and its end
 
-//  Collects the uids of a comma-separated list into self->members.
-static int s_collect (void *arg, zim_str_t uid)
-{
-    zim_groups_t *self = (zim_groups_t *)arg;
-    size_t n = self->nshards_tmp;
-    zim_groups_room (self, n + 1);
-    memcpy (self->names[n], uid.ptr, uid.len);
-    self->members[n] = (zim_str_t){NULL, uid.len};
-    self->nshards_tmp = n + 1;
-    return 0;
-}
-
 void zim_groups_fanned (zim_wr_t *out, uint64_t req, int64_t status, uint32_t n)
 {
     zim_wr_reset (out);
@@ -267,7 +244,7 @@ int zim_groups_fan (zim_groups_t *self, MDB_txn *txn, const zim_gfanout_t *m, zi
     if (rc != MDB_NOTFOUND)
         return rc;
     self->nshards_tmp = 0;
-    if (zim_groups_each (m->members, s_collect, self)) {
+    if (zim_groups_each (m->members, zim_groups_collect, self)) {
         zim_groups_fanned (out, m->req, ZIM_EVALUE, 0);
         return 0;
     }

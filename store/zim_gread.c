@@ -68,28 +68,17 @@ static int s_log (zim_groups_t *self, MDB_txn *txn, const zim_gread_t *m, uint64
     size_t room = max_bytes > 128 ? max_bytes - 128 : max_bytes;
     uint64_t gseq = from + 1;
     for (; gseq <= g.gseq && count < limit; gseq++) {
-        zim_key_t lk;
-        zim_groups_gkey (&lk, m->app, m->group);
-        zim_key_u64 (&lk, gseq);
-        MDB_val lkv = zim_key_val (&lk), v, rv;
-        rc = mdb_get (txn, self->dbs->glog, &lkv, &v);
+        uint64_t id;
+        zim_msgrec_t rec;
+        rc = zim_groups_log_get (self, txn, m->app, m->group, gseq, &id, &rec);
         if (rc == MDB_NOTFOUND)
             continue; //  purged by retention
         if (rc)
             return rc;
-        uint8_t idb[8];
-        memcpy (idb, v.mv_data, 8);
-        MDB_val rk = {8, idb};
-        zim_msgrec_t rec;
-        rc = mdb_get (txn, self->dbs->msgs, &rk, &rv);
-        if (rc == MDB_NOTFOUND || (rc == 0 && zim_msgrec_parse (&rv, &rec)))
-            continue;
-        if (rc)
-            return rc;
         size_t before = self->items.size;
-        zim_sitem_pack (&self->items, &(zim_sitem_t){0, zim_be64_get (idb), rec.from, m->group,
-                                                     conv, rec.body, rec.ts, m->group, gseq,
-                                                     zim_group_event (m->group, rec.from)});
+        zim_sitem_pack (&self->items,
+                        &(zim_sitem_t){0, id, rec.from, m->group, conv, rec.body, rec.ts, m->group,
+                                       gseq, zim_group_event (m->group, rec.from)});
         if (self->items.size > room && count > 0) {
             self->items.size = before;
             break;

@@ -246,8 +246,39 @@ bool zim_groups_local (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_
 //  -------------------------------------------------------------------------
 //  Lists
 
-int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id,
-                            const zim_str_t *members, const uint64_t *seqs, size_t n)
+int zim_groups_collect (void *arg, zim_str_t uid)
+{
+    zim_groups_t *self = (zim_groups_t *)arg;
+    size_t n = self->nshards_tmp;
+    zim_groups_room (self, n + 1);
+    memcpy (self->names[n], uid.ptr, uid.len);
+    self->members[n] = (zim_str_t){NULL, uid.len};
+    self->nshards_tmp = n + 1;
+    return 0;
+}
+
+int zim_groups_log_get (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str_t group,
+                        uint64_t gseq, uint64_t *id, zim_msgrec_t *rec)
+{
+    zim_key_t lk;
+    zim_groups_gkey (&lk, app, group);
+    zim_key_u64 (&lk, gseq);
+    MDB_val lkv = zim_key_val (&lk), v, rv;
+    int rc = mdb_get (txn, self->dbs->glog, &lkv, &v);
+    if (rc)
+        return rc;
+    uint8_t idb[8];
+    memcpy (idb, v.mv_data, 8);
+    *id = zim_be64_get (idb);
+    MDB_val rk = {8, idb};
+    rc = mdb_get (txn, self->dbs->msgs, &rk, &rv);
+    if (rc == 0 && zim_msgrec_parse (&rv, rec))
+        rc = MDB_NOTFOUND; //  a corrupt record reads as gone
+    return rc;
+}
+
+int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id, const zim_str_t *members,
+                            const uint64_t *seqs, size_t n)
 {
     if (n == 0)
         return 0;

@@ -8,6 +8,7 @@
 
 #include "store/zim_groups.h"
 #include "store/zim_key.h"
+#include "store/zim_msgrec.h"
 #include "msg/zim_ring.h"
 
 #define ZIM_GROUPS_READ_LIMIT 100      //  csync messages per page by default
@@ -87,11 +88,20 @@ zim_ring_t *zim_groups_ring (zim_groups_t *self, zim_str_t names);
 //  no ring: one shard).
 bool zim_groups_local (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_str_t uid,
                        zim_str_t shard);
+//  A zim_groups_each callback: appends uid to self->names and
+//  self->members[self->nshards_tmp++] (views fixed by the caller, once
+//  the names stopped moving). Returns 0.
+int zim_groups_collect (void *arg, zim_str_t uid);
+//  The message at gseq of the group's log: its id and record (views valid
+//  until the next write in txn). 0, MDB_NOTFOUND (no entry, or its record
+//  is gone or corrupt: purged by retention) or an LMDB error.
+int zim_groups_log_get (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str_t group,
+                        uint64_t gseq, uint64_t *id, zim_msgrec_t *rec);
 //  Keeps the inbox entries a group message (id) took on this shard:
 //  members[0..n) with seqs, as gmembers in gfan (retention finds them
 //  there, zim_retention.c). 0 or an LMDB error.
-int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id,
-                            const zim_str_t *members, const uint64_t *seqs, size_t n);
+int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id, const zim_str_t *members,
+                            const uint64_t *seqs, size_t n);
 //  Calls fn for each uid of a comma-separated list; stops at the first
 //  error. Returns 0, ZIM_EVALUE for an entry that is not a uid, or fn's.
 int zim_groups_each (zim_str_t list, int (*fn) (void *, zim_str_t), void *arg);
