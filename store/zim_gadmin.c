@@ -84,19 +84,7 @@ static int s_event (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, zim
     //  Placement as the last GPOST told it (one shard before any).
     zim_ring_t *ring = self->shard[0] ? self->ring : NULL;
     zim_str_t shard = zim_str (self->shard);
-    size_t nlocal = 0;
-    zim_wr_reset (&self->list);
-    for (size_t i = 0; i < n; i++) {
-        zim_str_t uid = self->members[i];
-        if (zim_groups_local (self, ring, m->app, uid, shard)) {
-            self->members[i] = self->members[nlocal];
-            self->members[nlocal++] = uid;
-        } else {
-            if (self->list.size)
-                zim_wr_raw (&self->list, ",", 1);
-            zim_wr_raw (&self->list, uid.ptr, uid.len);
-        }
-    }
+    size_t nlocal = zim_groups_place (self, ring, m->app, shard, n);
     //  The body: {"users": [uid, ...]}.
     zim_wr_t body;
     zim_wr_init (&body);
@@ -135,26 +123,8 @@ static int s_event (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, zim
     zim_wr_free (&body);
     if (rc)
         return rc == ZIM_EVALUE ? MDB_KEYEXIST : rc;
-    if ((rc = zim_groups_entries_put (self, txn, id, self->members, self->seqs, nlocal)))
-        return rc;
-    uint8_t idb[8];
-    zim_be64_put (idb, id);
-    if (nlocal < n) {
-        MDB_val jk = {8, idb}, jv = {self->list.size, self->list.data};
-        if ((rc = mdb_put (txn, self->dbs->gjobs, &jk, &jv, 0)))
-            return rc;
-        self->jobs++;
-    }
-    zim_key_t lk;
-    zim_groups_gkey (&lk, m->app, m->group);
-    zim_key_u64 (&lk, gseq);
-    MDB_val lkv = zim_key_val (&lk), idv = {8, idb};
-    if ((rc = mdb_put (txn, self->dbs->glog, &lkv, &idv, 0)))
-        return rc;
-    g->gseq = gseq;
     self->events++;
-    self->fanout += n;
-    return zim_groups_rec_put (self->dbs, txn, m->app, m->group, g);
+    return zim_groups_logged (self, txn, m->app, m->group, g, gseq, id, nlocal, n);
 }
 
 int zim_groups_events (zim_groups_t *self, MDB_txn *txn, const zim_gadmin_t *m, uint64_t *gseq)

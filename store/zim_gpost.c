@@ -146,20 +146,7 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
     //  Kept for membership events (a GADMIN does not name the shards).
     if (m->shard.len && m->shard.len < sizeof self->shard)
         zim_str_copy (m->shard, self->shard, sizeof self->shard);
-    size_t nlocal = 0;
-    zim_wr_reset (&self->list);
-    for (size_t i = 0; i < n; i++) {
-        zim_str_t uid = self->members[i];
-        if (zim_groups_local (self, ring, m->app, uid, m->shard)) {
-            //  Swap into the local prefix (views into names stay valid).
-            self->members[i] = self->members[nlocal];
-            self->members[nlocal++] = uid;
-        } else {
-            if (self->list.size)
-                zim_wr_raw (&self->list, ",", 1);
-            zim_wr_raw (&self->list, uid.ptr, uid.len);
-        }
-    }
+    size_t nlocal = zim_groups_place (self, ring, m->app, m->shard, n);
     uint64_t gseq = g.gseq + 1, from_seq;
     rc = zim_inbox_group (self->inbox, &it, gseq, self->members, nlocal, self->seqs, &from_seq,
                           true);
@@ -170,30 +157,10 @@ int zim_groups_post (zim_groups_t *self, MDB_txn *txn, const zim_gpost_t *m, zim
     }
     if (rc)
         return rc;
-    if ((rc = zim_groups_entries_put (self, txn, m->id, self->members, self->seqs, nlocal)))
-        return rc;
-    if (nlocal < n) {
-        uint8_t jb[8];
-        zim_be64_put (jb, m->id);
-        MDB_val jk = {8, jb}, jv = {self->list.size, self->list.data};
-        if ((rc = mdb_put (txn, self->dbs->gjobs, &jk, &jv, 0)))
-            return rc;
-        self->jobs++;
-    }
-    zim_key_t lk;
-    zim_groups_gkey (&lk, m->app, m->group);
-    zim_key_u64 (&lk, gseq);
-    uint8_t idb[8];
-    zim_be64_put (idb, m->id);
-    MDB_val lkv = zim_key_val (&lk), idv = {8, idb};
-    if ((rc = mdb_put (txn, self->dbs->glog, &lkv, &idv, 0)))
-        return rc;
-    g.gseq = gseq;
-    if ((rc = zim_groups_rec_put (self->dbs, txn, m->app, m->group, &g)))
+    if ((rc = zim_groups_logged (self, txn, m->app, m->group, &g, gseq, m->id, nlocal, n)))
         return rc;
     *wrote = true;
     self->posts++;
-    self->fanout += n;
     if (g.kind == ZIM_GROUP_CHANNEL) {
         //  Those who left since the channel's last message: the broker
         //  takes them out of its live room before this message goes there.

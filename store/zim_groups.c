@@ -277,6 +277,51 @@ int zim_groups_log_get (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str
     return rc;
 }
 
+size_t zim_groups_place (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_str_t shard,
+                         size_t n)
+{
+    size_t nlocal = 0;
+    zim_wr_reset (&self->list);
+    for (size_t i = 0; i < n; i++) {
+        zim_str_t uid = self->members[i];
+        if (zim_groups_local (self, ring, app, uid, shard)) {
+            //  Swap into the local prefix (views into names stay valid).
+            self->members[i] = self->members[nlocal];
+            self->members[nlocal++] = uid;
+        } else {
+            if (self->list.size)
+                zim_wr_raw (&self->list, ",", 1);
+            zim_wr_raw (&self->list, uid.ptr, uid.len);
+        }
+    }
+    return nlocal;
+}
+
+int zim_groups_logged (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str_t group,
+                       zim_grec_t *g, uint64_t gseq, uint64_t id, size_t nlocal, size_t n)
+{
+    int rc = zim_groups_entries_put (self, txn, id, self->members, self->seqs, nlocal);
+    if (rc)
+        return rc;
+    uint8_t idb[8];
+    zim_be64_put (idb, id);
+    if (nlocal < n) {
+        MDB_val jk = {8, idb}, jv = {self->list.size, self->list.data};
+        if ((rc = mdb_put (txn, self->dbs->gjobs, &jk, &jv, 0)))
+            return rc;
+        self->jobs++;
+    }
+    zim_key_t lk;
+    zim_groups_gkey (&lk, app, group);
+    zim_key_u64 (&lk, gseq);
+    MDB_val lkv = zim_key_val (&lk), idv = {8, idb};
+    if ((rc = mdb_put (txn, self->dbs->glog, &lkv, &idv, 0)))
+        return rc;
+    g->gseq = gseq;
+    self->fanout += n;
+    return zim_groups_rec_put (self->dbs, txn, app, group, g);
+}
+
 int zim_groups_entries_put (zim_groups_t *self, MDB_txn *txn, uint64_t id, const zim_str_t *members,
                             const uint64_t *seqs, size_t n)
 {

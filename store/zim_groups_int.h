@@ -97,6 +97,17 @@ int zim_groups_collect (void *arg, zim_str_t uid);
 //  is gone or corrupt: purged by retention) or an LMDB error.
 int zim_groups_log_get (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str_t group,
                         uint64_t gseq, uint64_t *id, zim_msgrec_t *rec);
+//  Places self->members[0..n) on shards: those of this shard (shard, by
+//  ring; all without one) moved first, the others' uids comma-separated
+//  into self->list. Returns how many are local.
+size_t zim_groups_place (zim_groups_t *self, zim_ring_t *ring, zim_str_t app, zim_str_t shard,
+                         size_t n);
+//  After a message (id) took gseq and its local members' inbox entries
+//  (self->members and seqs [0..nlocal), placed by zim_groups_place): the
+//  list of those entries, the job for the other n - nlocal, the log entry,
+//  and the group's record g with its new head. 0 or an LMDB error.
+int zim_groups_logged (zim_groups_t *self, MDB_txn *txn, zim_str_t app, zim_str_t group,
+                       zim_grec_t *g, uint64_t gseq, uint64_t id, size_t nlocal, size_t n);
 //  Keeps the inbox entries a group message (id) took on this shard:
 //  members[0..n) with seqs, as gmembers in gfan (retention finds them
 //  there, zim_retention.c). 0 or an LMDB error.
