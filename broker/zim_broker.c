@@ -319,8 +319,10 @@ static void s_handle_router (s_broker_t *self)
         uint32_t fields;
         uint64_t req;
         zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-        if (zim_msg_kind (&rd, &kind, &fields) || kind != ZIM_MSG_ROUTE_R || fields < 1 ||
-            zim_rd_uint (&rd, &req)) {
+        int undecodable = zim_msg_kind (&rd, &kind, &fields);
+        if (!undecodable && kind == ZIM_MSG_API_R)
+            ; //  the answer to a channel's room order (zim_gfan): nothing to do
+        else if (undecodable || kind != ZIM_MSG_ROUTE_R || fields < 1 || zim_rd_uint (&rd, &req)) {
             self->stats.bad++;
             zim_shell_warn (self->shell, "dropped an undecodable router answer");
         } else if (req & ZIM_NOTIFY_REQ)

@@ -214,6 +214,15 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
     return 0;
 }
 
+int zim_deliver_ctl (zim_deliver_t *self, const void *gw, size_t gw_len, const void *msg,
+                     size_t size)
+{
+    if (!self->front || zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
+        zmq_send (self->front, msg, size, ZMQ_DONTWAIT) == -1)
+        return s_unroutable (self, gw, gw_len, 1, self->front ? zmq_errno () : 0);
+    return 0;
+}
+
 void zim_deliver_error (zim_deliver_t *self, const void *gw, size_t gw_len, uint64_t conn, int code,
                         zim_str_t cid, bool has_rid, uint64_t rid)
 {

@@ -54,6 +54,13 @@ zim_wr_t *zim_deliver_frame (zim_deliver_t *self);
 int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const uint64_t *conns,
                      uint32_t n);
 
+//  Sends one backbone message other than an OUT (a CONN_CTL: connections
+//  of gw join or leave a room) to gateway gw, in order with its OUTs.
+//  Returns 0, or -1 when the gateway is gone or its queue is full
+//  (counted unroutable).
+int zim_deliver_ctl (zim_deliver_t *self, const void *gw, size_t gw_len, const void *msg,
+                     size_t size);
+
 //  Sends an error frame to one connection; cid (ptr NULL: none) and rid
 //  (has_rid false: none) name the request it answers.
 void zim_deliver_error (zim_deliver_t *self, const void *gw, size_t gw_len, uint64_t conn, int code,

@@ -1,9 +1,9 @@
 /*  zim_gfan.c: a broker's groups and channels (see zim_gfan.h). Requests
-    in flight live in a table of slots indexed by their request id, as in
-    zim_notify.c: an answer finds its request at once and the table bounds
-    them.
+    in flight live in a table of slots indexed by their request id
+    (zim_slots.h), as in zim_notify.c.
 */
 #include "broker/zim_gfan.h"
+#include "broker/zim_slots.h"
 #include "msg/zim_conv.h"
 #include "msg/zim_util.h"
 
@@ -27,12 +27,7 @@ typedef enum {
 
 //  One request in flight.
 typedef struct {
-    s_stage_t stage;     //  where it is
-    uint64_t req;        //  its request id
-    uint64_t since_us;   //  when the stage began (monotonic)
-    uint8_t gw[256];     //  routing id of its gateway
-    size_t gw_len;       //  its length
-    uint64_t conn;       //  the asking connection
+    zim_slot_t head;     //  stage (s_stage_t), request id, gateway, connection
     zframe_t *send;      //  POST/FAN/ROUTE: the GSEND (made up for a job found by a poll)
     bool headless;       //  a job found by a poll: nobody to answer
     int gshard;          //  the group's shard
@@ -62,9 +57,7 @@ struct _zim_gfan_t {
     const zim_broker_limits_t *limits; //  the actor's settings
     zim_broker_stats_t *stats;         //  the actor's counters
     void *router;                      //  DEALER to the routers, or NULL
-    s_slot_t *slots;                   //  ZIM_GFAN_SLOTS
-    size_t busy;                       //  slots in use
-    uint64_t next_req;                 //  request id counter (without the tag bit)
+    zim_slots_t *slots;                //  requests in flight (ZIM_GFAN_SLOTS)
     uint64_t next_scan_us;             //  the next deadline scan
     zim_wr_t wr;                       //  backbone messages being encoded
     zim_wr_t lists[ZIM_SHARDS_MAX];    //  a job's members, per shard, comma-separated
@@ -84,7 +77,8 @@ zim_gfan_t *zim_gfan_new (zim_shell_t *shell, zim_shards_t *shards, zim_deliver_
     self->notify = notify;
     self->limits = limits;
     self->stats = stats;
-    self->slots = zim_calloc (ZIM_GFAN_SLOTS, sizeof *self->slots);
+    self->slots = zim_slots_new (ZIM_GFAN_SLOTS, sizeof (s_slot_t), ZIM_GFAN_REQ,
+                                 ZIM_NOTIFY_REQ | S_POLL_REQ);
     zim_wr_init (&self->wr);
     return self;
 }
@@ -95,13 +89,14 @@ void zim_gfan_destroy (zim_gfan_t **self_p)
     if (!self)
         return;
     for (size_t i = 0; i < ZIM_GFAN_SLOTS; i++) {
-        zframe_destroy (&self->slots[i].send);
-        zim_wr_free (&self->slots[i].acc);
+        s_slot_t *slot = (s_slot_t *)zim_slots_at (self->slots, i);
+        zframe_destroy (&slot->send);
+        zim_wr_free (&slot->acc);
     }
     for (size_t i = 0; i < ZIM_SHARDS_MAX; i++)
         zim_wr_free (&self->lists[i]);
     zim_wr_free (&self->wr);
-    free (self->slots);
+    zim_slots_destroy (&self->slots);
     free (self);
     *self_p = NULL;
 }
@@ -117,37 +112,26 @@ void zim_gfan_use_router (zim_gfan_t *self, zsock_t *router)
 //  A free slot for a new request from gw, or NULL when all are busy.
 static s_slot_t *s_take (zim_gfan_t *self, zframe_t *gw, uint64_t conn)
 {
-    uint64_t req = ++self->next_req & ~(ZIM_GFAN_REQ | ZIM_NOTIFY_REQ | S_POLL_REQ);
-    s_slot_t *slot = &self->slots[req % ZIM_GFAN_SLOTS];
-    if (slot->stage != S_FREE || zframe_size (gw) > sizeof slot->gw)
+    s_slot_t *slot = (s_slot_t *)zim_slots_take (self->slots, gw, conn);
+    if (!slot)
         return NULL;
     zim_wr_t acc = slot->acc; //  kept: its buffer is reused
-    memset (slot, 0, sizeof *slot);
+    memset ((char *)slot + sizeof slot->head, 0, sizeof *slot - sizeof slot->head);
     slot->acc = acc;
     zim_wr_reset (&slot->acc);
-    slot->req = req | ZIM_GFAN_REQ;
-    slot->since_us = zim_mono_us ();
-    slot->gw_len = zframe_size (gw);
-    memcpy (slot->gw, zframe_data (gw), slot->gw_len);
-    slot->conn = conn;
-    self->busy++;
     return slot;
 }
 
 static void s_free (zim_gfan_t *self, s_slot_t *slot)
 {
     zframe_destroy (&slot->send);
-    slot->stage = S_FREE;
-    self->busy--;
+    zim_slots_free (self->slots, &slot->head);
 }
 
 //  The slot of request req at stage, or NULL.
 static s_slot_t *s_find (zim_gfan_t *self, uint64_t req, s_stage_t stage)
 {
-    s_slot_t *slot = &self->slots[(req & ~ZIM_GFAN_REQ) % ZIM_GFAN_SLOTS];
-    if (slot->stage != stage || slot->req != req)
-        return NULL;
-    return slot;
+    return (s_slot_t *)zim_slots_find (self->slots, req, (int)stage);
 }
 
 //  The GSEND of a slot, decoded (views into slot->send).
@@ -169,13 +153,13 @@ static void s_send_error (zim_gfan_t *self, s_slot_t *slot, int code)
     zim_gsend_t m;
     s_gsend (slot, &m);
     self->stats->send_errors++;
-    zim_deliver_error (self->deliver, slot->gw, slot->gw_len, slot->conn, code, m.cid, false, 0);
+    zim_deliver_error (self->deliver, slot->head.gw, slot->head.gw_len, slot->head.conn, code, m.cid, false, 0);
 }
 
 //  Answers a GGET's reader with an error naming its rid.
 static void s_read_error (zim_gfan_t *self, s_slot_t *slot, int code)
 {
-    zim_deliver_error (self->deliver, slot->gw, slot->gw_len, slot->conn, code,
+    zim_deliver_error (self->deliver, slot->head.gw, slot->head.gw_len, slot->head.conn, code,
                        (zim_str_t){NULL, 0}, true, slot->rid);
 }
 
@@ -226,7 +210,7 @@ static void s_post (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
     slot->id = zim_sendq_next_id (self->sendq);
     slot->ts = zim_now_ms ();
     slot->gshard = shard;
-    zim_gpost_t p = {slot->req, slot->id,  slot->ts, m.who.app,   m.who.uid,
+    zim_gpost_t p = {slot->head.req, slot->id,  slot->ts, m.who.app,   m.who.uid,
                      m.cid,     m.group,   m.body,   {NULL, 0},   {NULL, 0}};
     //  A cluster: the store places members with the same ring.
     char names[4096];
@@ -250,7 +234,7 @@ static void s_post (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
         s_free (self, slot);
         return;
     }
-    slot->stage = S_POST;
+    slot->head.stage = S_POST;
 }
 
 static void s_get (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
@@ -278,7 +262,13 @@ static void s_get (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
     }
     slot->rid = m.rid;
     slot->mode = (int)m.mode;
-    zim_gread_t q = {slot->req, m.mode,  m.who.app, m.who.uid,
+    if (m.mode == ZIM_GREAD_LOG) {
+        //  Kept for the live room a channel's reader joins (s_read_r).
+        zim_wr_str (&slot->acc, m.who.app);
+        zim_wr_str (&slot->acc, m.who.uid);
+        zim_wr_str (&slot->acc, m.group);
+    }
+    zim_gread_t q = {slot->head.req, m.mode,  m.who.app, m.who.uid,
                      m.group,   m.since, m.limit};
     zim_wr_reset (&self->wr);
     zim_gread_pack (&self->wr, &q);
@@ -295,7 +285,7 @@ static void s_get (zim_gfan_t *self, zframe_t *gw, zframe_t *frame)
         s_free (self, slot);
         return;
     }
-    slot->stage = S_READ;
+    slot->head.stage = S_READ;
 }
 
 void zim_gfan_request (zim_gfan_t *self, zframe_t *gw, zframe_t *frame, int kind)
@@ -307,6 +297,85 @@ void zim_gfan_request (zim_gfan_t *self, zframe_t *gw, zframe_t *frame, int kind
 }
 
 //  -------------------------------------------------------------------------
+//  Channels' live rooms: a channel G's online readers are in the room
+//  "g:G" (clients cannot join or publish there: the gateway keeps "g:"
+//  rooms for this). A reader's connections join it through the routers
+//  when a csync of the channel succeeds (the store checked the member);
+//  a message is published there once (the routers and gateways write it
+//  to each connection in the room: no store write, no per-member
+//  routing); those who left since the last message are taken out first.
+
+//  Orders every connection of users (gmembers, n of them) to join or
+//  leave (op ZIM_API_ROOM_JOIN or _LEAVE) the live room of group.
+static void s_room_order (zim_gfan_t *self, zim_str_t app, zim_str_t group, uint64_t op,
+                          zim_rd_t *users, uint32_t n)
+{
+    char roomb[2 + ZIM_ID_MAX];
+    zim_wr_reset (&self->wr);
+    zim_api_q_pack (&self->wr, &(zim_api_q_t){.req = ZIM_GFAN_REQ,
+                                              .app = app,
+                                              .op = op,
+                                              .room = s_conv (group, roomb),
+                                              .body = {"\xc0", 1},
+                                              .ntargets = n});
+    for (uint32_t i = 0; i < n; i++) {
+        zim_gmember_t gm;
+        if (zim_gmember_unpack (users, &gm))
+            return;
+        zim_api_target_pack (&self->wr, &(zim_api_target_t){gm.uid, zim_str ("")});
+    }
+    if (!self->router ||
+        zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
+        self->stats->unroutable++; //  no router took it: readers csync
+}
+
+//  A channel's new message to its live room: a `room` frame whose body is
+//  the message as a csync page has it (with its gseq).
+static void s_channel_live (zim_gfan_t *self, s_slot_t *slot, zim_rd_t *left, uint32_t nleft)
+{
+    zim_gsend_t m;
+    s_gsend (slot, &m);
+    if (nleft)
+        s_room_order (self, m.who.app, m.group, ZIM_API_ROOM_LEAVE, left, nleft);
+    char convb[2 + ZIM_ID_MAX];
+    zim_str_t conv = s_conv (m.group, convb);
+    zim_wr_t body;
+    zim_wr_init (&body);
+    zim_sitem_pack (&body, &(zim_sitem_t){0, slot->id, m.who.uid, m.group, conv, m.body, slot->ts,
+                                          m.group, slot->gseq, {NULL, 0}});
+    zim_wr_reset (&self->wr);
+    zim_room_pub_pack (&self->wr, &(zim_room_pub_t){m.who.app, m.who.uid,
+                                                    {(const char *)body.data, body.size},
+                                                    {NULL, NULL}, 1});
+    zim_room_name_pack (&self->wr, &(zim_room_name_t){conv});
+    zim_wr_free (&body);
+    if (!self->router ||
+        zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
+        self->stats->unroutable++; //  no router took it: readers csync
+}
+
+//  A reader's csync of a channel succeeded: the asking connection joins
+//  the channel's live room (a CONN_CTL to its gateway, behind the page;
+//  the slot's acc holds app, uid and group).
+static void s_channel_join (zim_gfan_t *self, s_slot_t *slot)
+{
+    zim_rd_t rd;
+    zim_str_t app, uid, group;
+    zim_rd_init (&rd, slot->acc.data, slot->acc.size);
+    if (zim_rd_str (&rd, &app) || zim_rd_str (&rd, &uid) || zim_rd_str (&rd, &group))
+        return;
+    char roomb[2 + ZIM_ID_MAX];
+    zim_wr_reset (&self->wr);
+    zim_conn_ctl_pack (&self->wr, &(zim_conn_ctl_t){.app = app,
+                                                    .what = ZIM_CTL_JOIN,
+                                                    .room = s_conv (group, roomb),
+                                                    .uid = zim_str (""),
+                                                    .nconns = 1});
+    zim_wr_uint (&self->wr, slot->head.conn);
+    zim_deliver_ctl (self->deliver, slot->head.gw, slot->head.gw_len, self->wr.data, self->wr.size);
+}
+
+//  -------------------------------------------------------------------------
 //  Store answers
 
 //  Asks the routers where the members are; without one, done.
@@ -315,7 +384,7 @@ static void s_route (zim_gfan_t *self, s_slot_t *slot)
     zim_gsend_t m;
     s_gsend (slot, &m);
     zim_wr_reset (&self->wr);
-    zim_route_q_begin (&self->wr, slot->req, slot->nmembers);
+    zim_route_q_begin (&self->wr, slot->head.req, slot->nmembers);
     zim_rd_t list;
     zim_rd_init (&list, slot->acc.data, slot->acc.size);
     for (uint32_t i = 0; i < slot->nmembers; i++) {
@@ -329,8 +398,8 @@ static void s_route (zim_gfan_t *self, s_slot_t *slot)
         s_free (self, slot);
         return;
     }
-    slot->stage = S_ROUTE;
-    slot->since_us = zim_mono_us ();
+    slot->head.stage = S_ROUTE;
+    slot->head.since_us = zim_mono_us ();
 }
 
 //  The members' fan-out is complete: the job is done (GDONE to the
@@ -351,7 +420,7 @@ static void s_finish (zim_gfan_t *self, s_slot_t *slot)
     }
     zim_wr_t *fr = zim_deliver_frame (self->deliver);
     zim_cframe_gack (fr, m.cid, slot->id, slot->seq, slot->ts, slot->gseq);
-    zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1);
+    zim_deliver_out (self->deliver, slot->head.gw, slot->head.gw_len, &slot->head.conn, 1);
     self->stats->acks++;
     if (slot->nmembers == 0 || (slot->duplicate && !slot->ran_job)) {
         s_free (self, slot);
@@ -403,7 +472,7 @@ static int s_fan (zim_gfan_t *self, s_slot_t *slot)
         zim_wr_t *l = &self->lists[sh];
         if (!l->size)
             continue;
-        zim_gfanout_t g = {slot->req, slot->id,   slot->ts, m.who.app,
+        zim_gfanout_t g = {slot->head.req, slot->id,   slot->ts, m.who.app,
                            m.who.uid, m.cid,      m.group,  slot->gseq,
                            m.body,    {l->data, l->size}};
         zim_wr_reset (&self->wr);
@@ -415,8 +484,8 @@ static int s_fan (zim_gfan_t *self, s_slot_t *slot)
         zim_wr_reset (l);
     }
     slot->ran_job = true;
-    slot->stage = S_FAN;
-    slot->since_us = zim_mono_us ();
+    slot->head.stage = S_FAN;
+    slot->head.since_us = zim_mono_us ();
     return rc;
 }
 
@@ -473,6 +542,20 @@ static int s_posted (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
     slot->ts = r.ts;
     slot->gseq = r.gseq;
     slot->seq = r.seq;
+    if (r.kind == ZIM_GROUP_CHANNEL) {
+        //  The ack first (it leaves before the deliveries), then the live
+        //  room; a duplicate was published the first time.
+        zim_gsend_t m;
+        s_gsend (slot, &m);
+        zim_cframe_gack (zim_deliver_frame (self->deliver), m.cid, slot->id, slot->seq, slot->ts,
+                         slot->gseq);
+        zim_deliver_out (self->deliver, slot->head.gw, slot->head.gw_len, &slot->head.conn, 1);
+        self->stats->acks++;
+        if (!slot->duplicate)
+            s_channel_live (self, slot, &r.members, r.nmembers);
+        s_free (self, slot);
+        return 0;
+    }
     s_members_known (self, slot, &r.members, r.nmembers);
     return 0;
 }
@@ -567,7 +650,7 @@ static void s_read_answer (zim_gfan_t *self, s_slot_t *slot, bool reset, zim_str
                                              .has_rid = true,
                                              .ngroups = count});
     zim_wr_raw (fr, items.ptr, items.len);
-    if (zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1) == ZIM_EFULL)
+    if (zim_deliver_out (self->deliver, slot->head.gw, slot->head.gw_len, &slot->head.conn, 1) == ZIM_EFULL)
         s_read_error (self, slot, ZIM_ERR_UNAVAILABLE);
 }
 
@@ -590,8 +673,11 @@ static int s_read_r (zim_gfan_t *self, zim_rd_t *rd, uint32_t fields)
     if (slot->mode == ZIM_GREAD_LOG) {
         if (r.status)
             s_read_error (self, slot, zim_group_wire (r.status));
-        else
+        else {
             s_read_answer (self, slot, r.reset, r.items, (uint32_t)r.count);
+            if (r.kind == ZIM_GROUP_CHANNEL)
+                s_channel_join (self, slot);
+        }
         s_free (self, slot);
         return 0;
     }
@@ -650,8 +736,8 @@ void zim_gfan_routed (zim_gfan_t *self, uint64_t req, zframe_t *frame)
         zim_item_t item = {gm.seq, slot->id, slot->ts, m.who.uid, conv, m.body};
         zim_cframe_msg (zim_deliver_frame (self->deliver), &item);
         bool mine = gm.uid.len == m.who.uid.len && memcmp (gm.uid.ptr, m.who.uid.ptr, gm.uid.len) == 0;
-        if (zim_deliver_fan (self->deliver, &rr.lists, mine ? slot->gw : NULL,
-                             mine ? slot->gw_len : 0, slot->conn)) {
+        if (zim_deliver_fan (self->deliver, &rr.lists, mine ? slot->head.gw : NULL,
+                             mine ? slot->head.gw_len : 0, slot->head.conn)) {
             self->stats->bad++;
             break;
         }
@@ -693,20 +779,20 @@ static void s_poll (zim_gfan_t *self, uint64_t now_us)
 void zim_gfan_expire (zim_gfan_t *self, uint64_t now_us)
 {
     s_poll (self, now_us);
-    if (!self->busy || now_us < self->next_scan_us)
+    if (!zim_slots_busy (self->slots) || now_us < self->next_scan_us)
         return;
     self->next_scan_us = now_us + S_EXPIRE_EVERY;
     for (size_t i = 0; i < ZIM_GFAN_SLOTS; i++) {
-        s_slot_t *slot = &self->slots[i];
-        if (slot->stage == S_FREE)
+        s_slot_t *slot = (s_slot_t *)zim_slots_at (self->slots, i);
+        if (slot->head.stage == S_FREE)
             continue;
-        uint64_t age = now_us - slot->since_us;
-        if (slot->stage == S_ROUTE && age > self->limits->route_timeout_us) {
+        uint64_t age = now_us - slot->head.since_us;
+        if (slot->head.stage == S_ROUTE && age > self->limits->route_timeout_us) {
             self->stats->route_timeouts++;
             s_free (self, slot); //  acked; members sync
-        } else if (slot->stage != S_ROUTE && age > self->limits->store_timeout_us) {
+        } else if (slot->head.stage != S_ROUTE && age > self->limits->store_timeout_us) {
             self->stats->store_timeouts++;
-            if (slot->stage == S_POST || slot->stage == S_FAN)
+            if (slot->head.stage == S_POST || slot->head.stage == S_FAN)
                 s_send_error (self, slot, ZIM_ERR_TIMEOUT);
             else
                 s_read_error (self, slot, ZIM_ERR_TIMEOUT);
@@ -718,7 +804,7 @@ void zim_gfan_expire (zim_gfan_t *self, uint64_t now_us)
 bool zim_gfan_waiting (zim_gfan_t *self)
 {
     //  A cluster's broker polls for unfinished jobs: it wakes up.
-    return self->busy > 0 || (self->shards && zim_shards_size (self->shards) > 1);
+    return zim_slots_busy (self->slots) > 0 || (self->shards && zim_shards_size (self->shards) > 1);
 }
 
 //  -------------------------------------------------------------------------
@@ -733,11 +819,11 @@ void zim_gfan_test (bool verbose)
     //  Request ids carry the tag and never the notify part's bit; slots
     //  are found by id and stage only.
     s_slot_t *slot = s_take (self, gw, 7);
-    assert (slot && (slot->req & ZIM_GFAN_REQ) && !(slot->req & ZIM_NOTIFY_REQ));
-    slot->stage = S_READ;
-    assert (s_find (self, slot->req, S_READ) == slot);
-    assert (s_find (self, slot->req, S_POST) == NULL);
-    assert (s_find (self, slot->req + 1, S_READ) == NULL);
+    assert (slot && (slot->head.req & ZIM_GFAN_REQ) && !(slot->head.req & ZIM_NOTIFY_REQ));
+    slot->head.stage = S_READ;
+    assert (s_find (self, slot->head.req, S_READ) == slot);
+    assert (s_find (self, slot->head.req, S_POST) == NULL);
+    assert (s_find (self, slot->head.req + 1, S_READ) == NULL);
     assert (zim_gfan_waiting (self));
     s_free (self, slot);
     assert (!zim_gfan_waiting (self));

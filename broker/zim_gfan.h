@@ -17,7 +17,11 @@
            gateway, the sender's asking connection excepted; members with
            no foreground connection get a push record (zim_notify).
         A channel's message is stored once (its log); members read it with
-        csync (no live copy per member).
+        csync, and those online get it live in the channel's room
+        "g:GROUP": a successful csync puts the asking connection there (a
+        CONN_CTL to its gateway), the message is published there once
+        (ROOM_PUB, after the ack), and those who left since the previous
+        message are taken out first (an API_Q room leave to a router).
 
     Group reads (GGET: csync or groups): a GREAD to the group's shard
     (csync) or to every shard (groups, the answers merged), answered as a

@@ -1,9 +1,9 @@
 /*  zim_notify.c: a broker's receipts, conversation lists and offline push
     (see zim_notify.h). Requests in flight live in a table of slots indexed
-    by their request id, so an answer finds its request at once and the
-    table bounds them.
+    by their request id (zim_slots.h).
 */
 #include "broker/zim_notify.h"
+#include "broker/zim_slots.h"
 #include "msg/zim_conv.h"
 #include "msg/zim_util.h"
 
@@ -25,12 +25,7 @@ typedef enum {
 
 //  One request in flight.
 typedef struct {
-    s_stage_t stage;             //  where it is
-    uint64_t req;                //  its request id
-    uint64_t since_us;           //  when the stage began (monotonic)
-    uint8_t gw[256];             //  routing id of its gateway
-    size_t gw_len;               //  its length
-    uint64_t conn;               //  the asking connection
+    zim_slot_t head;             //  stage (s_stage_t), request id, gateway, connection
     uint64_t rid;                //  CONVS: the client's rid
     char app[ZIM_ID_MAX + 1];    //  the reader
     char uid[ZIM_ID_MAX + 1];    //
@@ -55,9 +50,7 @@ struct _zim_notify_t {
     const zim_broker_limits_t *limits; //  the actor's settings
     zim_broker_stats_t *stats;         //  the actor's counters
     void *router;                      //  DEALER to the routers, or NULL
-    s_slot_t *slots;                   //  ZIM_NOTIFY_SLOTS
-    size_t busy;                       //  slots in use
-    uint64_t next_req;                 //  request id counter (without the top bit)
+    zim_slots_t *slots;                //  requests in flight (ZIM_NOTIFY_SLOTS)
     uint64_t next_scan_us;             //  the next deadline scan
     s_batch_t push[ZIM_SHARDS_MAX];    //  push records per shard
     bool pushing;                      //  some batch holds records
@@ -73,7 +66,7 @@ zim_notify_t *zim_notify_new (zim_shell_t *shell, zim_shards_t *shards, zim_deli
     self->deliver = deliver;
     self->limits = limits;
     self->stats = stats;
-    self->slots = zim_calloc (ZIM_NOTIFY_SLOTS, sizeof *self->slots);
+    self->slots = zim_slots_new (ZIM_NOTIFY_SLOTS, sizeof (s_slot_t), ZIM_NOTIFY_REQ, 0);
     zim_wr_init (&self->wr);
     return self;
 }
@@ -86,7 +79,7 @@ void zim_notify_destroy (zim_notify_t **self_p)
     for (size_t i = 0; i < ZIM_SHARDS_MAX; i++)
         zim_wr_free (&self->push[i].items);
     zim_wr_free (&self->wr);
-    free (self->slots);
+    zim_slots_destroy (&self->slots);
     free (self);
     *self_p = NULL;
 }
@@ -108,40 +101,28 @@ static bool s_same (zim_str_t a, zim_str_t b)
 //  A free slot for a new request from gw, or NULL when all are busy.
 static s_slot_t *s_take (zim_notify_t *self, zframe_t *gw, uint64_t conn)
 {
-    uint64_t req = ++self->next_req & ~ZIM_NOTIFY_REQ;
-    s_slot_t *slot = &self->slots[req % ZIM_NOTIFY_SLOTS];
-    if (slot->stage != S_FREE || zframe_size (gw) > sizeof slot->gw)
-        return NULL;
-    memset (slot, 0, sizeof *slot);
-    slot->req = req | ZIM_NOTIFY_REQ;
-    slot->since_us = zim_mono_us ();
-    slot->gw_len = zframe_size (gw);
-    memcpy (slot->gw, zframe_data (gw), slot->gw_len);
-    slot->conn = conn;
-    self->busy++;
+    s_slot_t *slot = (s_slot_t *)zim_slots_take (self->slots, gw, conn);
+    if (slot) //  all but the head, as new
+        memset ((char *)slot + sizeof slot->head, 0, sizeof *slot - sizeof slot->head);
     return slot;
 }
 
 static void s_free (zim_notify_t *self, s_slot_t *slot)
 {
-    slot->stage = S_FREE;
-    self->busy--;
+    zim_slots_free (self->slots, &slot->head);
 }
 
 //  The slot of request req at stage (any stage but S_FREE when 0), or NULL.
 static s_slot_t *s_find (zim_notify_t *self, uint64_t req, s_stage_t stage)
 {
-    s_slot_t *slot = &self->slots[(req & ~ZIM_NOTIFY_REQ) % ZIM_NOTIFY_SLOTS];
-    if (slot->stage == S_FREE || slot->req != req || (stage && slot->stage != stage))
-        return NULL;
-    return slot;
+    return (s_slot_t *)zim_slots_find (self->slots, req, (int)stage);
 }
 
 //  Answers the asking connection with an error (a CONVS's names its rid).
 static void s_error (zim_notify_t *self, s_slot_t *slot, int code)
 {
-    zim_deliver_error (self->deliver, slot->gw, slot->gw_len, slot->conn, code,
-                       (zim_str_t){NULL, 0}, slot->stage == S_CONVS, slot->rid);
+    zim_deliver_error (self->deliver, slot->head.gw, slot->head.gw_len, slot->head.conn, code,
+                       (zim_str_t){NULL, 0}, slot->head.stage == S_CONVS, slot->rid);
 }
 
 //  The reader's receipt (both cursors) into the frame buffer.
@@ -155,7 +136,7 @@ static void s_own_receipt (zim_notify_t *self, s_slot_t *slot)
 static void s_answer (zim_notify_t *self, s_slot_t *slot)
 {
     s_own_receipt (self, slot);
-    zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1);
+    zim_deliver_out (self->deliver, slot->head.gw, slot->head.gw_len, &slot->head.conn, 1);
     s_free (self, slot);
 }
 
@@ -168,7 +149,7 @@ static void s_route (zim_notify_t *self, s_slot_t *slot)
 {
     bool peer = slot->peer_seq && *slot->peer;
     zim_wr_reset (&self->wr);
-    zim_route_q_begin (&self->wr, slot->req, peer ? 2 : 1);
+    zim_route_q_begin (&self->wr, slot->head.req, peer ? 2 : 1);
     zim_route_key (&self->wr, zim_str (slot->app), zim_str (slot->uid));
     if (peer)
         zim_route_key (&self->wr, zim_str (slot->app), zim_str (slot->peer));
@@ -177,8 +158,8 @@ static void s_route (zim_notify_t *self, s_slot_t *slot)
         s_answer (self, slot);
         return;
     }
-    slot->stage = S_ROUTE;
-    slot->since_us = zim_mono_us ();
+    slot->head.stage = S_ROUTE;
+    slot->head.since_us = zim_mono_us ();
 }
 
 //  Sends a MARK for slot to shard; returns 0 or -1 (the shard cannot take it).
@@ -186,7 +167,7 @@ static int s_mark (zim_notify_t *self, s_slot_t *slot, int shard, const char *ui
                    uint64_t value, const char *reader)
 {
     zim_mark_t m = {
-        slot->req, zim_str (slot->app), zim_str (uid), zim_str (slot->conv), (uint64_t)what,
+        slot->head.req, zim_str (slot->app), zim_str (uid), zim_str (slot->conv), (uint64_t)what,
         value,     zim_str (reader)};
     zim_wr_reset (&self->wr);
     zim_mark_pack (&self->wr, &m);
@@ -219,8 +200,8 @@ static void s_marked (zim_notify_t *self, s_slot_t *slot, const zim_marked_t *m)
         int what = slot->what == ZIM_MARK_READ ? ZIM_MARK_PEER_READ : ZIM_MARK_PEER_DELIVERED;
         if (shard >= 0 &&
             s_mark (self, slot, shard, slot->peer, what, slot->peer_id, slot->uid) == 0) {
-            slot->stage = S_PEER;
-            slot->since_us = zim_mono_us ();
+            slot->head.stage = S_PEER;
+            slot->head.since_us = zim_mono_us ();
             return;
         }
     }
@@ -240,13 +221,13 @@ static void s_routed (zim_notify_t *self, s_slot_t *slot, zframe_t *frame)
         rr.nlists != (peer ? 2u : 1u)) {
         self->stats->bad++;
         zim_shell_warn (self->shell, "router answered receipt %" PRIu64 " with a bad ROUTE_R",
-                        slot->req & ~ZIM_NOTIFY_REQ);
+                        slot->head.req & ~ZIM_NOTIFY_REQ);
         s_answer (self, slot);
         return;
     }
     s_own_receipt (self, slot);
-    zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1);
-    bool bad = zim_deliver_fan (self->deliver, &rr.lists, slot->gw, slot->gw_len, slot->conn);
+    zim_deliver_out (self->deliver, slot->head.gw, slot->head.gw_len, &slot->head.conn, 1);
+    bool bad = zim_deliver_fan (self->deliver, &rr.lists, slot->head.gw, slot->head.gw_len, slot->head.conn);
     if (!bad && peer) {
         //  The other side sees the reader's cursor in its own seqs.
         bool read = slot->what == ZIM_MARK_READ;
@@ -257,7 +238,7 @@ static void s_routed (zim_notify_t *self, s_slot_t *slot, zframe_t *frame)
     if (bad) {
         self->stats->bad++;
         zim_shell_warn (self->shell, "router answered receipt %" PRIu64 " with a bad ROUTE_R",
-                        slot->req & ~ZIM_NOTIFY_REQ);
+                        slot->head.req & ~ZIM_NOTIFY_REQ);
     }
     s_free (self, slot);
 }
@@ -309,7 +290,7 @@ static void s_receipt (zim_notify_t *self, zframe_t *gw, zim_rd_t *rd, uint32_t 
     if (!s_same (peer, m.who.uid))
         zim_str_copy (peer, slot->peer, sizeof slot->peer);
     slot->what = (int)m.what;
-    slot->stage = S_MARK;
+    slot->head.stage = S_MARK;
     if (s_mark (self, slot, shard, slot->uid, slot->what, m.value, "")) {
         s_error (self, slot, ZIM_ERR_UNAVAILABLE);
         s_free (self, slot);
@@ -327,9 +308,9 @@ static void s_convs (zim_notify_t *self, zframe_t *gw, zim_rd_t *rd, uint32_t fi
     int shard = zim_shards_of (self->shards, m.who.app, m.who.uid);
     s_slot_t *slot = shard < 0 ? NULL : s_take (self, gw, m.who.conn);
     if (slot) {
-        slot->stage = S_CONVS;
+        slot->head.stage = S_CONVS;
         slot->rid = m.rid;
-        zim_convs_q_t q = {slot->req, m.who.app, m.who.uid, m.limit, m.before};
+        zim_convs_q_t q = {slot->head.req, m.who.app, m.who.uid, m.limit, m.before};
         zim_wr_reset (&self->wr);
         zim_convs_q_pack (&self->wr, &q);
         if (zim_shards_send (self->shards, shard, self->wr.data, self->wr.size) == 0)
@@ -374,7 +355,7 @@ static int s_convs_r (zim_notify_t *self, zim_rd_t *rd, uint32_t fields)
         zim_wr_t *fr = zim_deliver_frame (self->deliver);
         zim_cframe_convs_begin (fr, slot->rid, m.more, m.nitems);
         zim_wr_raw (fr, m.items.pos, (size_t)(m.items.end - m.items.pos));
-        if (zim_deliver_out (self->deliver, slot->gw, slot->gw_len, &slot->conn, 1) == ZIM_EFULL)
+        if (zim_deliver_out (self->deliver, slot->head.gw, slot->head.gw_len, &slot->head.conn, 1) == ZIM_EFULL)
             s_error (self, slot, ZIM_ERR_UNAVAILABLE);
     }
     s_free (self, slot);
@@ -389,9 +370,9 @@ int zim_notify_store (zim_notify_t *self, int kind, zim_rd_t *rd, uint32_t field
     if (zim_marked_unpack (rd, fields, &m) || zim_rd_left (rd))
         return -1;
     s_slot_t *slot = s_find (self, m.req, 0);
-    if (slot && slot->stage == S_MARK)
+    if (slot && slot->head.stage == S_MARK)
         s_marked (self, slot, &m);
-    else if (slot && slot->stage == S_PEER) {
+    else if (slot && slot->head.stage == S_PEER) {
         if (m.status == 0)
             slot->peer_seq = m.peer_seq;
         s_route (self, slot);
@@ -504,19 +485,19 @@ void zim_notify_flush (zim_notify_t *self)
 
 void zim_notify_expire (zim_notify_t *self, uint64_t now_us)
 {
-    if (!self->busy || now_us < self->next_scan_us)
+    if (!zim_slots_busy (self->slots) || now_us < self->next_scan_us)
         return;
     self->next_scan_us = now_us + S_EXPIRE_EVERY;
     for (size_t i = 0; i < ZIM_NOTIFY_SLOTS; i++) {
-        s_slot_t *slot = &self->slots[i];
-        if (slot->stage == S_FREE)
+        s_slot_t *slot = (s_slot_t *)zim_slots_at (self->slots, i);
+        if (slot->head.stage == S_FREE)
             continue;
-        uint64_t age = now_us - slot->since_us;
-        if (slot->stage == S_ROUTE && age > self->limits->route_timeout_us)
+        uint64_t age = now_us - slot->head.since_us;
+        if (slot->head.stage == S_ROUTE && age > self->limits->route_timeout_us)
             s_answer (self, slot); //  the asker at least
-        else if (slot->stage == S_PEER && age > self->limits->store_timeout_us)
+        else if (slot->head.stage == S_PEER && age > self->limits->store_timeout_us)
             s_route (self, slot); //  the reader's devices at least
-        else if (age > self->limits->store_timeout_us && slot->stage != S_ROUTE) {
+        else if (age > self->limits->store_timeout_us && slot->head.stage != S_ROUTE) {
             self->stats->store_timeouts++;
             s_error (self, slot, ZIM_ERR_TIMEOUT);
             s_free (self, slot);
@@ -526,7 +507,7 @@ void zim_notify_expire (zim_notify_t *self, uint64_t now_us)
 
 bool zim_notify_waiting (zim_notify_t *self)
 {
-    return self->busy > 0;
+    return zim_slots_busy (self->slots) > 0;
 }
 
 //  -------------------------------------------------------------------------

@@ -125,9 +125,10 @@ static void s_read (void *arg, zsock_t *sock)
                 zmq_msg_close (&msg);
                 break;
             }
-            if (from_broker)
+            if (from_broker && !zim_rooms_is_ctl (zmq_msg_data (&msg), zmq_msg_size (&msg)))
                 zim_frames_out (edge, zmq_msg_data (&msg), zmq_msg_size (&msg));
-            else //  room messages, counts and signals (zim_rooms)
+            else //  room messages, counts and signals (zim_rooms); a broker's
+                 //  CONN_CTL: a channel reader's connection joins its room
                 zim_rooms_backbone (edge, zmq_msg_data (&msg), zmq_msg_size (&msg));
             zmq_msg_close (&msg);
         }

@@ -311,6 +311,15 @@ void zim_rooms_forget (zim_edge_t *edge, zim_session_t *session)
 //  -------------------------------------------------------------------------
 //  Client ops
 
+//  Rooms "g:GROUP" are channels' live rooms (broker/zim_gfan.c): the
+//  server joins a member's connections after a csync; clients may leave
+//  them, never join or publish.
+#define S_CHANNEL_ROOM "g: rooms are channels' live rooms: a member's csync joins them"
+static bool s_channel_room (zim_str_t room)
+{
+    return room.len > 2 && room.ptr[0] == 'g' && room.ptr[1] == ':';
+}
+
 //  A refusal: counted, logged, answered with its code (naming the rid).
 static void s_refuse (zim_edge_t *edge, zim_session_t *session, const zim_cframe_t *f, int code,
                       const char *text)
@@ -328,6 +337,10 @@ static void s_join_op (zim_rooms_t *self, zim_session_t *session, const zim_cfra
     if (!zim_room_valid (f->room)) {
         s_refuse (edge, session, f, ZIM_ERR_BAD_ROOM,
                   "room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -");
+        return;
+    }
+    if (s_channel_room (f->room)) {
+        s_refuse (edge, session, f, ZIM_ERR_ROOM_DENIED, S_CHANNEL_ROOM);
         return;
     }
     s_conn_t *conn = s_conn (self, session, false);
@@ -403,6 +416,10 @@ static void s_publish_op (zim_rooms_t *self, zim_session_t *session, const zim_c
     if (!zim_room_valid (f->room)) {
         s_refuse (edge, session, f, ZIM_ERR_BAD_ROOM,
                   "room must be 1..128 bytes of A-Z a-z 0-9 _ . : @ / -");
+        return;
+    }
+    if (s_channel_room (f->room)) {
+        s_refuse (edge, session, f, ZIM_ERR_ROOM_DENIED, S_CHANNEL_ROOM);
         return;
     }
     if (zim_roompolicy_publish_none (self->policy, app)) {
@@ -679,6 +696,15 @@ static void s_conn_ctl (zim_rooms_t *self, zim_rd_t *rd, uint32_t fields)
         if (edge->fr.size)
             zim_session_write (s, edge->fr.data, edge->fr.size, false);
     }
+}
+
+bool zim_rooms_is_ctl (const void *data, size_t size)
+{
+    zim_rd_t rd;
+    int kind;
+    uint32_t fields;
+    zim_rd_init (&rd, data, size);
+    return zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_CONN_CTL;
 }
 
 void zim_rooms_backbone (zim_edge_t *edge, const void *data, size_t size)

@@ -43,6 +43,9 @@ void zim_rooms_destroy (zim_rooms_t **self_p);
 
 //  True if room is 1..128 bytes of A-Z a-z 0-9 _ . : @ / -.
 bool zim_room_valid (zim_str_t room);
+//  True if the backbone message data is a CONN_CTL (a broker sends them
+//  too: a channel reader's connection joins the channel's live room).
+bool zim_rooms_is_ctl (const void *data, size_t size);
 
 //  SET app_join NAME open|token, SET app_client_publish NAME none|members.
 //  Return 0, or -1 with *why set.

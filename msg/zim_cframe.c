@@ -192,6 +192,14 @@ static zim_str_t s_group (const zim_item_t *item)
     return (zim_str_t){item->to.ptr + 2, item->to.len - 2};
 }
 
+zim_str_t zim_group_event (zim_str_t group, zim_str_t from)
+{
+    //  "$join" and "$leave" are no user's id ('$' is not in a uid).
+    if (!group.ptr || from.len < 2 || from.ptr[0] != '$')
+        return (zim_str_t){NULL, 0};
+    return (zim_str_t){from.ptr + 1, from.len - 1};
+}
+
 void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item)
 {
     char conv[2 * ZIM_ID_MAX + 8];
@@ -204,7 +212,8 @@ void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item)
                                          .conv = s_conv (item, conv, sizeof conv),
                                          .body = item->body,
                                          .ts = item->ts,
-                                         .group = group});
+                                         .group = group,
+                                         .event = zim_group_event (group, item->from)});
 }
 
 int zim_group_wire (int64_t status)
@@ -248,7 +257,8 @@ void zim_cframe_page_item (zim_wr_t *wr, const zim_item_t *item)
                      item->body,
                      item->ts,
                      group,
-                     0};
+                     0,
+                     zim_group_event (group, item->from)};
     zim_sitem_pack (wr, &m);
 }
 

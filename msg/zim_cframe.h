@@ -48,6 +48,9 @@ void zim_cframe_error (zim_wr_t *wr, int code, const char *text, zim_str_t cid, 
 //  "g:GROUP") has to and group GROUP and conv "g:GROUP"; its seq is the
 //  reader's inbox seq (a channel's messages come as csync pages instead).
 void zim_cframe_msg (zim_wr_t *wr, const zim_item_t *item);
+//  The event of a group message from "$join" or "$leave" ("join",
+//  "leave"), or a NULL view for a message of a member (or not of a group).
+zim_str_t zim_group_event (zim_str_t group, zim_str_t from);
 //  {"op":"page","rid":R,"more":M,"msgs":[...]}; write count items after it
 //  with zim_cframe_page_item.
 void zim_cframe_page_begin (zim_wr_t *wr, uint64_t rid, bool more, uint32_t count);

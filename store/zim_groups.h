@@ -14,8 +14,9 @@
         gjobs     id -> the uids (comma-separated) of members on other
                   shards a message must still reach: a fan-out job, written
                   with the message, removed by GDONE
-        gfan      id -> the gmember list (uid, seq) a GFAN wrote on this
-                  shard: a repeated GFAN is answered from it
+        gfan      id -> the gmember list (uid, seq) of the inbox entries a
+                  GPOST, an event or a GFAN wrote on this shard: a repeated
+                  GFAN is answered from it, retention deletes them with it
 
     A group message's record (msgs) has to = "g:GROUP" (its conversation
     key), from_seq the sender's inbox seq and to_seq its gseq; its
@@ -26,7 +27,9 @@
                    inbox entry with its own seq (zim_inbox_group), all in
                    this transaction; a channel: the log entry and the
                    record only (members read the log). GPOSTED lists the
-                   members and their seqs, for live delivery. A duplicate
+                   members and their seqs, for live delivery; a channel's
+                   those who left since its previous message (seq 0), for
+                   its live room. A duplicate
                    (same cid, recipient and body) answers the original ids
                    and lists nobody.
         GFAN       a job's part on a member's shard: the record and these
@@ -34,9 +37,14 @@
         GDONE      the job is finished: forget it; the sender's seq goes
                    into the record (a later retry's ack names it)
         GADMIN     create, members (add/remove), get, delete, upgrade:
-                   GADMIN_R with a JSON document
-        GREAD      LOG: a channel's log after a gseq (a member only, from
-                   its join on; too far behind: the newest page and reset);
+                   GADMIN_R with a JSON document. A members change is
+                   also one event per direction at the head of the log:
+                   a record from "$leave" or "$join" with body
+                   {"users": [...]}, for a group in the inbox of every
+                   member (and of those who left)
+        GREAD      LOG: a group's or channel's log after a gseq (a member
+                   only, from its join on; too far behind: the newest page
+                   and reset; GREAD_R says the kind);
                    LIST: the reader's groups; JOBS: unfinished jobs of
                    messages older than a time (brokers poll for them)
     In a cluster a GPOST names the shards: members placed on another shard

@@ -2,10 +2,12 @@
  */
 #include "store/zim_retention.h"
 #include "store/zim_convs.h"
+#include "store/zim_groups.h"
 #include "store/zim_idem.h"
 #include "store/zim_inbox.h"
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
+#include "msg/zim_util.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -17,6 +19,52 @@ static int s_del (MDB_txn *txn, MDB_dbi dbi, const zim_key_t *key)
     MDB_val k = zim_key_val (key);
     int rc = mdb_del (txn, dbi, &k, NULL);
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  A group message's entries on this shard (message id, of group in app,
+//  at gseq): every member's inbox entry gfan lists (its conversation
+//  list follows), the list, the log entry and a job left over. Returns 0
+//  or an LMDB error; *found: whether the list was there (a message stored
+//  before the lists were kept has none: its members' entries stay).
+static int s_purge_group (const zim_dbs_t *dbs, MDB_txn *txn, uint64_t id, zim_str_t app,
+                          zim_str_t conv, uint64_t gseq, bool *found)
+{
+    uint8_t idb[8];
+    zim_be64_put (idb, id);
+    MDB_val k = {8, idb}, v;
+    int rc = mdb_get (txn, dbs->gfan, &k, &v);
+    *found = rc == 0;
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    if (rc == 0) {
+        //  A copy: the writes below may move the page.
+        char *list = zim_malloc (v.mv_size);
+        memcpy (list, v.mv_data, v.mv_size);
+        zim_rd_t rd;
+        zim_rd_init (&rd, list, v.mv_size);
+        zim_gmember_t gm;
+        rc = 0;
+        while (rc == 0 && zim_rd_left (&rd) && zim_gmember_unpack (&rd, &gm) == 0) {
+            zim_key_t uk;
+            zim_key_user (&uk, app, gm.uid);
+            zim_key_u64 (&uk, gm.seq);
+            rc = zim_convs_forget (dbs, txn, app, gm.uid, conv, gm.seq, id);
+            if (rc == 0)
+                rc = s_del (txn, dbs->inbox, &uk);
+        }
+        free (list);
+        if (rc == 0)
+            rc = mdb_del (txn, dbs->gfan, &k, NULL);
+        if (rc)
+            return rc;
+    }
+    rc = mdb_del (txn, dbs->gjobs, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    zim_key_t lk;
+    zim_key_user (&lk, app, (zim_str_t){conv.ptr + 2, conv.len - 2});
+    zim_key_u64 (&lk, gseq);
+    return s_del (txn, dbs->glog, &lk);
 }
 
 //  Deletes the entries that point at the record under the cursor, then the
@@ -34,9 +82,9 @@ static int s_purge_one (const zim_dbs_t *dbs, MDB_txn *txn, MDB_cursor *cur, uin
     zim_key_u64 (&hk, id);
     zim_key_idem (&ik, rec->app, rec->from, rec->cid);
     bool from_entry = rec->from_seq != 0, to_entry = rec->to_seq != 0;
-    //  A group message (to "g:GROUP", to_seq its gseq): the sender's entry
-    //  is found from the record, the other members' are not (their inbox
-    //  entries stay, skipped by readers as dangling; docs/OPERATIONS.md).
+    //  A group message (to "g:GROUP", to_seq its gseq): its members'
+    //  entries on this shard are listed in gfan (s_purge_group); the
+    //  sender's is found from the record when the list is not there.
     bool group = rec->to.len > 2 && rec->to.ptr[0] == 'g' && rec->to.ptr[1] == ':';
     if (group)
         to_entry = false;
@@ -51,6 +99,11 @@ static int s_purge_one (const zim_dbs_t *dbs, MDB_txn *txn, MDB_cursor *cur, uin
     if (group)
         conv = tov;
     int rc = mdb_cursor_del (cur, 0);
+    if (rc == 0 && group) {
+        bool listed;
+        rc = s_purge_group (dbs, txn, id, appv, conv, to_seq, &listed);
+        from_entry = from_entry && !listed;
+    }
     if (rc == 0 && from_entry)
         rc = zim_convs_forget (dbs, txn, appv, fromv, conv, from_seq, id);
     if (rc == 0 && to_entry)
@@ -135,8 +188,67 @@ static void s_test_counts (zim_db_t *db, size_t *n)
     mdb_txn_abort (txn);
 }
 
+//  Entries in a database.
+static size_t s_test_entries (zim_db_t *db, MDB_dbi dbi)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    assert (mdb_txn_begin (zim_db_env (db), NULL, MDB_RDONLY, &txn) == 0);
+    assert (mdb_stat (txn, dbi, &st) == 0);
+    mdb_txn_abort (txn);
+    return st.ms_entries;
+}
+
+//  Applies one GPOST or GADMIN in its own transaction.
+static void s_test_group_op (zim_db_t *db, zim_inbox_t *inbox, zim_groups_t *g, int kind,
+                             const void *m)
+{
+    MDB_txn *txn;
+    zim_wr_t out;
+    bool wrote;
+    zim_wr_init (&out);
+    assert (mdb_txn_begin (zim_db_env (db), NULL, 0, &txn) == 0);
+    zim_inbox_begin (inbox, txn);
+    assert (zim_groups_apply (g, txn, kind, m, &out, &wrote) == 0 && wrote);
+    assert (zim_inbox_finish (inbox) == 0 && mdb_txn_commit (txn) == 0);
+    zim_inbox_committed (inbox);
+    zim_wr_free (&out);
+}
+
+//  A group's old messages go with every member's inbox entry, their
+//  conversation lists and their log entries; the new one stays.
+static void s_test_groups (void)
+{
+    char *dir;
+    zim_db_t *db = zim_db_test_new (&dir, 1 << 22);
+    zim_inbox_t *inbox = zim_inbox_new (db, NULL);
+    zim_groups_t *g = zim_groups_new (db, inbox, NULL);
+    const zim_dbs_t *dbs = zim_db_dbs (db);
+    zim_gadmin_t create = {1,     ZIM_GADMIN_CREATE, zim_str ("demo"),  zim_str ("crew"),
+                           ZIM_GROUP_GROUP, false,   zim_str ("amy,bo,cy"), zim_str (""), 0};
+    s_test_group_op (db, inbox, g, ZIM_MSG_GADMIN, &create);
+    const uint64_t ts[3] = {100, 101, 9000};
+    for (uint64_t i = 0; i < 3; i++) {
+        char cid[8];
+        snprintf (cid, sizeof cid, "g%d", (int)i);
+        zim_gpost_t post = {2,  40 + i, ts[i], zim_str ("demo"), zim_str ("amy"), zim_str (cid),
+                            zim_str ("crew"), {"\xc3", 1}, {NULL, 0}, {NULL, 0}};
+        s_test_group_op (db, inbox, g, ZIM_MSG_GPOST, &post);
+    }
+    assert (s_test_entries (db, dbs->inbox) == 9 && s_test_entries (db, dbs->glog) == 3);
+    assert (s_test_entries (db, dbs->gfan) == 3 && s_test_entries (db, dbs->msgs) == 3);
+    size_t purged;
+    assert (zim_retention_purge (db, 5000, 100, &purged) == 0 && purged == 2);
+    assert (s_test_entries (db, dbs->inbox) == 3 && s_test_entries (db, dbs->glog) == 1);
+    assert (s_test_entries (db, dbs->gfan) == 1 && s_test_entries (db, dbs->msgs) == 1);
+    zim_groups_destroy (&g);
+    zim_inbox_destroy (&inbox);
+    zim_db_test_destroy (&db, &dir);
+}
+
 void zim_retention_test (bool verbose)
 {
+    s_test_groups ();
     char *dir;
     zim_db_t *db = zim_db_test_new (&dir, 1 << 22);
     zim_inbox_t *inbox = zim_inbox_new (db, NULL);
@@ -187,5 +299,5 @@ void zim_retention_test (bool verbose)
     zim_inbox_destroy (&inbox);
     zim_db_test_destroy (&db, &dir);
     if (verbose)
-        zsys_info ("retention: old messages go with every entry; seqs stay");
+        zsys_info ("retention: old messages go with every entry (group members' too); seqs stay");
 }

@@ -7,7 +7,11 @@
     kill -9 of zim-server during fan-outs into a 500-member group (every
     member has each acked message exactly once, in one order, no gap),
     channels (csync from the join on, the too-far-behind answer with
-    reset, 4044 for a group) and the groups list, and zimctl groups.
+    reset) and the groups list, joins and leaves as events in the log and
+    the inboxes with history_for_new off and on for both kinds, a
+    channel's live messages (an online member gets them in the channel's
+    room after its csync, an offline one by csync, a removed one no more),
+    and zimctl groups.
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
@@ -388,7 +392,7 @@ START_TEST (test_group_refusals_and_retry)
     ck_assert_msg (strstr (out, "\"added\":1") && strstr (out, "\"removed\":1"), "%s", out);
     s_gsend_refused (fay, "ops", "f1", "still here?", ZIM_ERR_NOT_MEMBER);
     s_gsend_ack (erin, "ops", "e2", "welcome gus", &f);
-    s_expect_msg (gus, "erin", "ops", 1, "welcome gus");
+    s_expect_msg (gus, "erin", "ops", 2, "welcome gus"); //  1: his join event
     ck_assert_int_eq (s_admin (out, sizeof out, "get", "demo", "ops", NULL, NULL, NULL), 0);
     ck_assert_msg (strstr (out, "\"count\":2") && strstr (out, "\"erin\"") &&
                        strstr (out, "\"gus\"") && !strstr (out, "\"fay\""),
@@ -556,17 +560,19 @@ START_TEST (test_channel_sync_and_reset)
     ck_assert (g.reset);
     ck_assert_uint_eq (f.nmsgs, 5);
     ck_assert_str_eq (f.bodies[0], "news 25");
-    //  A newcomer reads from its join on.
+    //  A newcomer reads from its join on: its join event, then what follows.
     ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", "news", "jon", "-", NULL), 0);
     tk_client_t *jon = s_login ("jon", "phone");
     s_csync (jon, "news", 0, 100, 5);
     ck_assert_int_eq (tk_expect (jon, "page", 10000, &f), 0);
-    ck_assert_uint_eq (f.nmsgs, 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
     s_gsend_ack (hana, "news", "n30", "news 30", &f);
+    s_fields (&f, &g);
+    ck_assert_uint_eq (g.gseq, 32); //  31: jon's join
     s_csync (jon, "news", 0, 100, 6);
     ck_assert_int_eq (tk_expect (jon, "page", 10000, &f), 0);
-    ck_assert_uint_eq (f.nmsgs, 1);
-    ck_assert_str_eq (f.bodies[0], "news 30");
+    ck_assert_uint_eq (f.nmsgs, 2);
+    ck_assert_str_eq (f.bodies[1], "news 30");
     //  A non-member, a missing channel, a group: errors naming the rid.
     tk_client_t *kai = s_login ("kai", "phone");
     s_csync (kai, "news", 0, 100, 7);
@@ -576,9 +582,9 @@ START_TEST (test_channel_sync_and_reset)
     ck_assert_int_eq (tk_expect (kai, "error", 10000, &f), 0);
     ck_assert (f.code == ZIM_ERR_NO_GROUP && f.rid == 8);
     ck_assert_int_eq (s_admin (out, sizeof out, "create", "demo", "chat", "group", "kai", NULL), 0);
-    s_csync (kai, "chat", 0, 100, 9);
-    ck_assert_int_eq (tk_expect (kai, "error", 10000, &f), 0);
-    ck_assert (f.code == ZIM_ERR_NOT_CHANNEL && f.rid == 9);
+    s_csync (kai, "chat", 0, 100, 9); //  a group's log reads too (empty yet)
+    ck_assert_int_eq (tk_expect (kai, "page", 10000, &f), 0);
+    ck_assert (f.nmsgs == 0 && f.rid == 9);
     //  A group upgraded to a channel: its messages from then on are read
     //  with csync; never back.
     ck_assert_int_eq (s_admin (out, sizeof out, "upgrade", "demo", "chat", NULL, NULL, NULL), 0);
@@ -592,6 +598,198 @@ START_TEST (test_channel_sync_and_reset)
     tk_close (&ivan);
     tk_close (&jon);
     tk_close (&kai);
+}
+END_TEST
+
+//  The entries of a page: how many have event ev (NULL: none), and the
+//  users of the last such event's body into users.
+static int s_events (const tk_frame_t *f, const char *ev, char *users, size_t size)
+{
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f->raw, f->raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    int n = 0;
+    for (uint32_t i = 0; i < m.nmsgs; i++) {
+        zim_sitem_t it;
+        ck_assert_int_eq (zim_sitem_unpack (&m.msgs, &it), 0);
+        bool match = ev ? zim_str_eq (it.event, ev) : it.event.ptr == NULL;
+        if (match && ev) {
+            //  {"users": [...]}: the from is "$" + the event.
+            ck_assert (it.from.len == strlen (ev) + 1 && it.from.ptr[0] == '$');
+            snprintf (users, size, "%.*s", (int)it.body.len, it.body.ptr);
+        }
+        n += match;
+    }
+    return n;
+}
+
+START_TEST (test_group_events_and_history)
+{
+    char out[4096], users[256];
+    tk_frame_t f;
+    //  A group without history_for_new: amy and ben talk, then ben leaves
+    //  and cat joins (one admin op: the leave, then the join).
+    ck_assert_int_eq (s_admin (out, sizeof out, "create", "demo", "club", "group", "amy,ben", NULL),
+                      0);
+    tk_client_t *amy = s_login ("amy", "phone");
+    s_gsend_ack (amy, "club", "a1", "one", &f);
+    s_gsend_ack (amy, "club", "a2", "two", &f);
+    ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", "club", "cat", "ben", NULL), 0);
+    ck_assert_msg (strstr (out, "\"gseq\":4"), "%s", out);
+    //  amy's inbox: the two messages, the leave (3) and the join (4).
+    ck_assert_int_eq (tk_sync (amy, 0, 100, 1), 0);
+    ck_assert_int_eq (tk_expect (amy, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 4);
+    ck_assert_int_eq (s_events (&f, NULL, users, sizeof users), 2);
+    ck_assert_int_eq (s_events (&f, "leave", users, sizeof users), 1);
+    ck_assert (strstr (users, "ben"));
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    ck_assert (strstr (users, "cat"));
+    ck_assert_uint_eq (f.seqs[3], 4);
+    //  ben learns he left: his inbox ends with the leave.
+    tk_client_t *ben = s_login ("ben", "phone");
+    ck_assert_int_eq (tk_sync (ben, 0, 100, 2), 0);
+    ck_assert_int_eq (tk_expect (ben, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 3);
+    ck_assert_int_eq (s_events (&f, "leave", users, sizeof users), 1);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 0);
+    //  cat: its join, nothing from before, in the inbox and in the log.
+    tk_client_t *cat = s_login ("cat", "phone");
+    ck_assert_int_eq (tk_sync (cat, 0, 100, 3), 0);
+    ck_assert_int_eq (tk_expect (cat, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    s_csync (cat, "club", 0, 100, 4);
+    ck_assert_int_eq (tk_expect (cat, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    //  The next message reaches cat live with seq 2, gseq 5.
+    s_gsend_ack (amy, "club", "a3", "three", &f);
+    s_expect_msg (cat, "amy", "club", 2, "three");
+
+    //  With history_for_new: the newcomer reads the log from the start
+    //  (a group and a channel alike).
+    const char *kinds[] = {"group", "channel"};
+    for (int k = 0; k < 2; k++) {
+        char name[16], cid[16];
+        snprintf (name, sizeof name, "open%d", k);
+        snprintf (cid, sizeof cid, "h%d", k);
+        ck_assert_int_eq (
+            s_admin (out, sizeof out, "create", "demo", name, kinds[k], "amy", "history"), 0);
+        s_gsend_ack (amy, name, cid, "before", &f);
+        ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", name, "dov", "-", NULL), 0);
+        tk_client_t *dov = s_login ("dov", "phone");
+        s_csync (dov, name, 0, 100, 5);
+        ck_assert_int_eq (tk_expect (dov, "page", 10000, &f), 0);
+        ck_assert_uint_eq (f.nmsgs, 2);
+        ck_assert_str_eq (f.bodies[0], "before");
+        ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+        tk_close (&dov);
+    }
+    tk_close (&amy);
+    tk_close (&ben);
+    tk_close (&cat);
+}
+END_TEST
+
+//  Expects a channel's live message on c: a `room` frame of room
+//  "g:GROUP" whose body is the message map (gseq and a string body).
+static void s_expect_live (tk_client_t *c, const char *group, uint64_t gseq, const char *body)
+{
+    tk_frame_t f;
+    ck_assert_int_eq (tk_expect (c, "room", 10000, &f), 0);
+    zim_rd_t rd, brd;
+    zim_sframe_t m;
+    zim_sitem_t it;
+    const char *why;
+    char room[80];
+    zim_rd_init (&rd, f.raw, f.raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    snprintf (room, sizeof room, "g:%s", group);
+    ck_assert (zim_str_eq (m.room, room));
+    zim_rd_init (&brd, m.body.ptr, m.body.len);
+    ck_assert_int_eq (zim_sitem_unpack (&brd, &it), 0);
+    ck_assert (zim_str_eq (it.group, group) && zim_str_eq (it.conv, room) && it.gseq == gseq);
+    zim_str_t text;
+    zim_rd_init (&brd, it.body.ptr, it.body.len);
+    ck_assert (zim_rd_str (&brd, &text) == 0 && zim_str_eq (text, body));
+}
+
+//  1 if frame f names room.
+static int s_room_is (const tk_frame_t *f, const char *room)
+{
+    zim_rd_t rd;
+    zim_sframe_t m;
+    const char *why;
+    zim_rd_init (&rd, f->raw, f->raw_len);
+    ck_assert_int_eq (zim_sframe_unpack (&rd, &m, &why), 0);
+    return zim_str_eq (m.room, room) ? 1 : 0;
+}
+
+//  Sends {"op":"join","room":room,"rid":rid}.
+static void s_join (tk_client_t *c, const char *room, uint64_t rid)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 3);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "join");
+    zim_wr_cstr (&wr, "room");
+    zim_wr_cstr (&wr, room);
+    zim_wr_cstr (&wr, "rid");
+    zim_wr_uint (&wr, rid);
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+}
+
+START_TEST (test_channel_live)
+{
+    char out[4096];
+    tk_frame_t f;
+    ck_assert_int_eq (s_admin (out, sizeof out, "create", "demo", "live", "channel",
+                               "lia,max,ned", NULL),
+                      0);
+    tk_client_t *lia = s_login ("lia", "phone");
+    tk_client_t *max = s_login ("max", "phone");
+    //  max reads the channel: his connections join its live room.
+    s_csync (max, "live", 0, 100, 1);
+    ck_assert_int_eq (tk_expect (max, "page", 10000, &f), 0);
+    ck_assert_int_eq (tk_expect (max, "joined", 10000, &f), 0);
+    ck_assert_int_eq (s_room_is (&f, "g:live"), 1);
+    //  lia sends: max (online) gets it live, with its gseq; ned (offline)
+    //  finds it with csync.
+    s_gsend_ack (lia, "live", "l1", "hello", &f);
+    s_expect_live (max, "live", 1, "hello");
+    tk_client_t *ned = s_login ("ned", "phone");
+    s_csync (ned, "live", 0, 100, 2);
+    ck_assert_int_eq (tk_expect (ned, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 1);
+    ck_assert_str_eq (f.bodies[0], "hello");
+    ck_assert_int_eq (tk_expect (ned, "joined", 10000, &f), 0);
+    //  Nobody joins or publishes in a channel's room by hand.
+    tk_client_t *oz = s_login ("oz", "phone");
+    s_join (oz, "g:live", 3);
+    ck_assert_int_eq (tk_expect (oz, "error", 10000, &f), 0);
+    ck_assert (f.code == ZIM_ERR_ROOM_DENIED && f.rid == 3);
+    //  A non-member's csync is refused and joins nothing.
+    s_csync (oz, "live", 0, 100, 4);
+    ck_assert_int_eq (tk_expect (oz, "error", 10000, &f), 0);
+    ck_assert (f.code == ZIM_ERR_NOT_MEMBER && f.rid == 4);
+    //  max is removed: his connections leave the room before the next
+    //  message goes there; ned gets it, max does not.
+    ck_assert_int_eq (s_admin (out, sizeof out, "members", "demo", "live", "-", "max", NULL), 0);
+    s_gsend_ack (lia, "live", "l2", "after", &f);
+    ck_assert_int_eq (tk_expect (max, "left", 10000, &f), 0);
+    ck_assert_int_eq (s_room_is (&f, "g:live"), 1);
+    s_expect_live (ned, "live", 3, "after"); //  2: max's leave
+    ck_assert_int_eq (tk_expect (max, "room", 300, &f), -1);
+    ck_assert_int_eq (tk_expect (oz, "room", 300, &f), -1);
+    tk_close (&lia);
+    tk_close (&max);
+    tk_close (&ned);
+    tk_close (&oz);
 }
 END_TEST
 
@@ -762,6 +960,37 @@ START_TEST (test_group_across_shards)
     s_cluster_sync (b, &f);
     ck_assert_uint_eq (f.nmsgs, 7);
     ck_assert_uint_eq (f.ids[6], id);
+    //  e (store-2) joins through store-1's admin endpoint: the join event
+    //  reaches e's inbox on store-2 by the brokers' job poll (no broker
+    //  wrote it), and b's (store-2, a member) too.
+    char e[32];
+    s_pick ("", "e", 1, e, sizeof e);
+    const char *add[] = {"members", "demo", group, e, "-", NULL};
+    ck_assert_int_eq (zim_admin_call_curve (s1->admin, cl.keys, cl.key, 5000, "groups", add, &text),
+                      0);
+    free (text);
+    done = false;
+    for (int i = 0; i < 300 && !done; i++) {
+        s_cluster_sync (e, &f);
+        done = f.nmsgs == 1;
+        if (!done)
+            usleep (100000);
+    }
+    ck_assert_msg (done, "the join event did not reach %s on store-2", e);
+    ck_assert_uint_eq (f.seqs[0], 1);
+    char users[128];
+    tk_client_t *ce = s_cluster_login (e);
+    ck_assert_int_eq (tk_sync (ce, 0, 100, 1), 0);
+    ck_assert_int_eq (tk_expect (ce, "page", 10000, &f), 0);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    ck_assert (strstr (users, e));
+    tk_close (&ce);
+    ce = s_cluster_login (b);
+    ck_assert_int_eq (tk_sync (ce, 0, 100, 2), 0);
+    ck_assert_int_eq (tk_expect (ce, "page", 10000, &f), 0);
+    ck_assert_uint_eq (f.nmsgs, 8);
+    ck_assert_int_eq (s_events (&f, "join", users, sizeof users), 1);
+    tk_close (&ce);
     (void)out;
     tk_close (&ca);
 }
@@ -777,6 +1006,8 @@ int main (void)
     tcase_add_test (tc, test_group_refusals_and_retry);
     tcase_add_test (tc, test_group_kill9_during_fanout);
     tcase_add_test (tc, test_channel_sync_and_reset);
+    tcase_add_test (tc, test_group_events_and_history);
+    tcase_add_test (tc, test_channel_live);
     tcase_add_test (tc, test_zimctl_groups);
     suite_add_tcase (s, tc);
     TCase *tcc = tcase_create ("cluster");

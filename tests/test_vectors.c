@@ -364,6 +364,14 @@ static void v_gmsg (zim_wr_t *wr)
     zim_cframe_msg (wr, &it);
 }
 
+//  A membership event: {"users": ["dan"]} from "$join".
+static void v_gevent (zim_wr_t *wr)
+{
+    zim_item_t it = {4, T_ID, T_TS, zim_str ("$join"), zim_str ("g:team"),
+                     {"\x81\xa5users\x91\xa3" "dan", 12}};
+    zim_cframe_msg (wr, &it);
+}
+
 static void v_cpage (zim_wr_t *wr)
 {
     zim_sframe_pack (wr, &(zim_sframe_t){.op = ZIM_SOP_PAGE,
@@ -374,7 +382,7 @@ static void v_cpage (zim_wr_t *wr)
                                          .nmsgs = 1});
     zim_sitem_pack (wr, &(zim_sitem_t){0, T_ID, zim_str ("alice"), zim_str ("news"),
                                        zim_str ("g:news"), {"\xa2hi", 3}, T_TS, zim_str ("news"),
-                                       30});
+                                       30, {NULL, 0}});
 }
 
 static void v_groups_answer (zim_wr_t *wr)
@@ -389,6 +397,7 @@ static const s_vector_t s_client_gr[] = {{"groups/c2s-send-group", v_gsend},
                                          {"groups/c2s-csync", v_csync}};
 static const s_vector_t s_server_gr[] = {{"groups/s2c-ack-group", v_gack},
                                          {"groups/s2c-msg-group", v_gmsg},
+                                         {"groups/s2c-msg-event", v_gevent},
                                          {"groups/s2c-page-csync", v_cpage},
                                          {"groups/s2c-groups", v_groups_answer}};
 
@@ -602,7 +611,11 @@ START_TEST (test_catalogue_reads_vectors)
     free (buf);
     ck_assert_int_eq (s_frames ("groups/s2c-msg-group", &zim_rec_sframe, &buf, &f), 1);
     ck_assert (f.op == ZIM_SOP_MSG && zim_str_eq (f.group, "team") && zim_str_eq (f.to, "team"));
-    ck_assert (zim_str_eq (f.conv, "g:team") && f.seq == 3);
+    ck_assert (zim_str_eq (f.conv, "g:team") && f.seq == 3 && f.event.ptr == NULL);
+    free (buf);
+    ck_assert_int_eq (s_frames ("groups/s2c-msg-event", &zim_rec_sframe, &buf, &f), 1);
+    ck_assert (f.op == ZIM_SOP_MSG && zim_str_eq (f.group, "team") && zim_str_eq (f.event, "join"));
+    ck_assert (zim_str_eq (f.from, "$join") && f.seq == 4 && f.body.len == 12);
     free (buf);
     ck_assert_int_eq (s_frames ("groups/s2c-page-csync", &zim_rec_sframe, &buf, &f), 1);
     ck_assert (f.op == ZIM_SOP_PAGE && f.reset && f.nmsgs == 1);
@@ -643,7 +656,7 @@ static int s_write (const char *dir)
     mkdir (sub, 0755);
     snprintf (sub, sizeof sub, "%s/rooms", dir);
     mkdir (sub, 0755);
-    for (int s = 0; s < 6; s++)
+    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
         for (size_t i = 0; i < counts[s]; i++) {
             zim_wr_t wr;
             zim_wr_init (&wr);

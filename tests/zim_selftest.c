@@ -35,6 +35,7 @@
 #include "store/zim_receipts.h"
 #include "store/zim_groups.h"
 #include "broker/zim_gfan.h"
+#include "broker/zim_slots.h"
 #include "router/zim_router.h"
 #include "router/zim_routes.h"
 #include "router/zim_members.h"
@@ -113,6 +114,7 @@ static const s_test_t s_tests[] = {
     {"pushq", zim_pushq_test},
     {"receipts", zim_receipts_test},
     {"groups", zim_groups_test},
+    {"slots", zim_slots_test},
     {"gfan", zim_gfan_test},
     {"commit", zim_commit_test},
     {"store", zim_store_test},

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #define S_SETUP_MS 60000 //  connecting everyone may take this long
+#define S_EVENTS_MAX 64  //  join events a receiver may get while the group is made
 #define S_CHUNK 3000     //  bytes of uids per admin request (its arguments hold 4096)
 
 const char *zim_gbench_usage =
@@ -23,10 +25,17 @@ const char *zim_gbench_usage =
     "the message is in every member's inbox); at K other connected members,\n"
     "send-to-deliver latency, every message once, each sender's in order, seqs\n"
     "without gaps. A channel stores each message once: its members read it with\n"
-    "csync, so nothing is delivered live and K is 0.\n"
+    "csync (and get it live in its room once they did; the bench's do not), so\n"
+    "nothing is delivered live here and K is 0.\n"
     "  zim-bench group [--members M] [--senders S] [--messages N] [--window W]\n"
-    "                  [--online K] [--kind group|channel] [--json]\n"
-    "        (defaults: M 500, S 10, N 1000, W 64, K 10)\n";
+    "                  [--online K] [--kind group|channel] [--group NAME]\n"
+    "                  [--settle MS] [--json]\n"
+    "        (defaults: M 500, S 10, N 1000, W 64, K 10, a new random group;\n"
+    "        --group: its id, e.g. one the ring places on the store shard whose\n"
+    "        admin endpoint -e is, in a cluster; --settle: wait MS after making\n"
+    "        the group, e.g. 4000 in a cluster, where the join events of the\n"
+    "        members added after its creation reach other shards by the\n"
+    "        brokers' poll for jobs, every 3 s)\n";
 
 typedef struct s_gb s_gb_t;
 
@@ -41,7 +50,8 @@ typedef struct {
     bool authed;
     int64_t *last_n;     //  receiver: per sender, number of its last message, -1 none
     uint64_t last_seq;   //  receiver: inbox seq of the last delivery
-    uint32_t received;   //  receiver: messages delivered
+    uint64_t *seqs;      //  receiver: the inbox seqs delivered, in arrival order
+    uint32_t received;   //  receiver: messages delivered (and seqs held)
 } s_member_t;
 
 struct s_gb {
@@ -53,6 +63,8 @@ struct s_gb {
     uint8_t body[2 + ZIM_BENCHKIT_STAMP + 16];
     uint32_t authed, failed;
     uint64_t acked, errors, delivered, duplicates, out_of_order, seq_gaps, unexpected;
+    uint64_t seq_unordered; //  deliveries whose seq was not the last one's + 1 (two brokers)
+    uint64_t events;        //  join events the receivers got (not counted as messages)
     uint64_t t_first, t_last_ack, t_last_delivery;
     uint32_t *latency;
     uint64_t nlatency;
@@ -114,6 +126,16 @@ static void s_on_msg (zim_client_t *c, const zim_client_msg_t *msg, void *arg)
     uint64_t now = zim_benchkit_now_us ();
     if (m->sender)
         return; //  its copies of the others' messages: not measured
+    if (msg->from[0] == '$') {
+        //  A join event of the group being made (members added after its
+        //  creation): not a message, but its seq is the member's (on
+        //  another shard than the group's, its job may put it after the
+        //  first messages).
+        if (m->received < (uint64_t)gb->senders * gb->messages + S_EVENTS_MAX)
+            m->seqs[m->received++] = msg->seq;
+        gb->events++;
+        return;
+    }
     if (msg->body_len != sizeof gb->body || strcmp (msg->group, gb->group) != 0) {
         gb->unexpected++;
         return;
@@ -134,8 +156,9 @@ static void s_on_msg (zim_client_t *c, const zim_client_msg_t *msg, void *arg)
     }
     m->last_n[index] = n;
     if (m->last_seq && msg->seq != m->last_seq + 1)
-        gb->seq_gaps++;
+        gb->seq_unordered++;
     m->last_seq = msg->seq;
+    m->seqs[m->received] = msg->seq;
     m->received++;
     gb->delivered++;
     gb->t_last_delivery = now;
@@ -146,6 +169,24 @@ static int s_cmp (const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
+}
+
+static int s_cmp64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+//  Gaps in the seqs m received (sorted: each one the previous + 1). With
+//  one broker they arrive in seq order; with several, two brokers' live
+//  copies may cross, and only the whole set tells a gap.
+static uint64_t s_gaps (s_member_t *m)
+{
+    uint64_t gaps = 0;
+    qsort (m->seqs, m->received, sizeof *m->seqs, s_cmp64);
+    for (uint32_t i = 1; i < m->received; i++)
+        gaps += m->seqs[i] != m->seqs[i - 1] + 1;
+    return gaps;
 }
 
 //  Makes the group: created with the first chunk of members, the rest
@@ -185,9 +226,12 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
         {"members", required_argument, NULL, 'M'}, {"senders", required_argument, NULL, 'S'},
         {"messages", required_argument, NULL, 'N'}, {"window", required_argument, NULL, 'W'},
         {"online", required_argument, NULL, 'K'},  {"kind", required_argument, NULL, 'k'},
-        {"json", no_argument, NULL, 'J'},          {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'J'},          {"group", required_argument, NULL, 'G'},
+        {"settle", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
     s_gb_t gb = {.members = 500, .senders = 10, .messages = 1000, .window = 64, .online = 10};
     bool json = false;
+    const char *group = NULL;
+    uint32_t settle_ms = 0;
     int c;
     optind = 1;
     while ((c = getopt_long (argc, argv, "", options, NULL)) != -1) {
@@ -196,9 +240,10 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
                           : c == 'N' ? &gb.messages
                           : c == 'W' ? &gb.window
                           : c == 'K' ? &gb.online
+                          : c == 'T' ? &settle_ms
                                      : NULL;
         if (field) {
-            if (zim_benchkit_parse_num (optarg, c == 'N' ? 10000000 : 200000, field)) {
+            if (zim_benchkit_parse_num (optarg, c == 'N' || c == 'T' ? 10000000 : 200000, field)) {
                 fprintf (stderr, "zim-bench: bad value '%s'\n", optarg);
                 return 2;
             }
@@ -206,9 +251,12 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
             gb.channel = strcmp (optarg, "channel") == 0;
         else if (c == 'J')
             json = true;
+        else if (c == 'G' && strlen (optarg) > 0 && strlen (optarg) < sizeof gb.group)
+            group = optarg;
         else {
             fprintf (stderr, "zim-bench: group [--members M] [--senders S] [--messages N] "
-                             "[--window W] [--online K] [--kind group|channel] [--json]\n");
+                             "[--window W] [--online K] [--kind group|channel] [--group NAME] "
+                             "[--settle MS] [--json]\n");
             return 2;
         }
     }
@@ -224,6 +272,8 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
     char prefix[16];
     snprintf (prefix, sizeof prefix, "g%06x", rnd & 0xffffff);
     snprintf (gb.group, sizeof gb.group, "%s-grp", prefix);
+    if (group)
+        snprintf (gb.group, sizeof gb.group, "%s", group);
     gb.body[0] = 0xc4;
     gb.body[1] = ZIM_BENCHKIT_STAMP + 16;
     memset (gb.body + 2 + ZIM_BENCHKIT_STAMP, 'x', 16);
@@ -234,6 +284,8 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
         return 3;
     }
     uint64_t t_made = zim_benchkit_now_us ();
+    if (settle_ms)
+        usleep ((useconds_t)settle_ms * 1000);
 
     zim_loop_t *loop = zim_loop_new ();
     gb.nconn = gb.senders + gb.online;
@@ -250,6 +302,7 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
         else
             snprintf (m->uid, sizeof m->uid, "%s-m%u", prefix, i - gb.senders);
         m->last_n = zim_malloc (gb.senders * sizeof *m->last_n);
+        m->seqs = zim_malloc (((size_t)gb.senders * gb.messages + S_EVENTS_MAX) * sizeof *m->seqs);
         for (uint32_t s = 0; s < gb.senders; s++)
             m->last_n[s] = -1;
         char *token = mint (arg, m->uid);
@@ -295,6 +348,8 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
             zim_loop_run (loop, 50);
     }
     double cpu = zim_benchkit_cpu_s () - cpu0;
+    for (uint32_t i = gb.senders; i < gb.nconn && status == 0; i++)
+        gb.seq_gaps += s_gaps (&gb.conn[i]);
     if (status == 0) {
         double secs = (double)(gb.t_last_ack - gb.t_first) / 1e6;
         double rate = secs > 0 ? (double)gb.acked / secs : 0;
@@ -311,11 +366,12 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
                     ",\"seconds\":%.3f,\"msgs_per_s\":%.0f,\"inbox_writes_per_s\":%.0f,"
                     "\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"duplicates\":%" PRIu64
                     ",\"out_of_order\":%" PRIu64 ",\"seq_gaps\":%" PRIu64
-                    ",\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,\"client_cpu_s\":%.2f,"
+                    ",\"seq_unordered\":%" PRIu64 ",\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,\"client_cpu_s\":%.2f,"
                     "\"setup_s\":%.2f}\n",
                     gb.channel ? "channel" : "group", gb.members, gb.senders, gb.messages,
                     gb.window, gb.online, gb.acked, gb.errors, secs, rate, writes, gb.delivered,
-                    expect, gb.duplicates, gb.out_of_order, gb.seq_gaps, p50, p99, pmax, cpu,
+                    expect, gb.duplicates, gb.out_of_order, gb.seq_gaps, gb.seq_unordered, p50,
+                    p99, pmax, cpu,
                     (double)(t_made - t0) / 1e6);
         else {
             printf ("zim-bench group: %s of %u members, %u senders x %u messages, window %u, "
@@ -330,8 +386,10 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
                     " delivered, latency p50 %.2f ms p99 %.2f ms max %.2f ms\n",
                     gb.online, gb.delivered, expect, p50, p99, pmax);
             printf ("  errors %" PRIu64 ", duplicates %" PRIu64 ", out of order %" PRIu64
-                    ", seq gaps %" PRIu64 ", unexpected %" PRIu64 "; client CPU %.2f s\n",
-                    gb.errors, gb.duplicates, gb.out_of_order, gb.seq_gaps, gb.unexpected, cpu);
+                    ", seq gaps %" PRIu64 " (live arrivals out of seq order %" PRIu64
+                    "), unexpected %" PRIu64 ", join events %" PRIu64 "; client CPU %.2f s\n",
+                    gb.errors, gb.duplicates, gb.out_of_order, gb.seq_gaps, gb.seq_unordered,
+                    gb.unexpected, gb.events, cpu);
         }
         if (bad)
             status = 1;
@@ -346,6 +404,7 @@ int zim_gbench_main (int argc, char **argv, const char *url, const char *app,
     for (uint32_t i = 0; i < gb.nconn; i++) {
         zim_client_destroy (&gb.conn[i].client);
         free (gb.conn[i].last_n);
+        free (gb.conn[i].seqs);
     }
     zim_loop_destroy (&loop);
     free (gb.conn);
