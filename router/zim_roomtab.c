@@ -393,7 +393,8 @@ static json_t *s_top (zim_roomtab_t *self, zim_str_t app, uint64_t n)
 static void s_send_ctl (zim_roomtab_t *self, void *sock, zim_str_t app, int what, zim_str_t room,
                         zim_str_t uid, s_dest_t *dests, size_t n, json_t *gws)
 {
-    qsort (dests, n, sizeof *dests, s_dest_cmp);
+    if (n > 1) //  dests is NULL for a user with no connection (UB for qsort)
+        qsort (dests, n, sizeof *dests, s_dest_cmp);
     json_t *names = gws ? json_incref (gws) : json_object ();
     for (size_t i = 0; !gws && i < n; i++)
         json_object_set_new (names, dests[i].gateway, json_true ());
