@@ -181,6 +181,9 @@ export interface ZimClientEvents {
     error: [err: ZimError];
     gap: [gap: Gap];
     room: [msg: RoomMessage];
+    /** A channel's message, live (docs/PROTOCOL.md, "Live channel
+        messages"): after a csync of the channel, at most once. */
+    channel: [msg: ChannelMessage];
     push: [push: Push];
     signal: [signal: Signal];
     count: [count: RoomCount];
@@ -867,6 +870,12 @@ export class ZimClient extends Emitter<ZimClientEvents> {
                 this.onReceipt(f);
                 break;
             case 'room': {
+                //  A channel's live room "g:GROUP": its body is the message
+                //  as a csync page entry has it.
+                if (typeof f.room === 'string' && f.room.startsWith('g:') && f.body && typeof f.body === 'object') {
+                    this.emit('channel', this.normMsg(f.body as Record<string, unknown>) as ChannelMessage);
+                    break;
+                }
                 const m: RoomMessage = { room: String(f.room ?? ''), body: f.body, ts: Number(f.ts) };
                 if (typeof f.from === 'string') m.from = f.from;
                 this.emit('room', m);
@@ -1063,8 +1072,10 @@ export class ZimClient extends Emitter<ZimClientEvents> {
         where this member's reading starts), oldest first, at most `limit`
         (default 100, max 1000). `reset` is true when `from` was too far
         behind: the page holds the newest messages instead. Rejects with
-        4040 (not a member), 4041 (no such group), 4044 (not a channel:
-        its messages come into the inbox). */
+        4040 (not a member), 4041 (no such group). A group's log reads the
+        same way (its messages also come into the inbox). After a csync of
+        a channel its new messages come live as `channel` events (at most
+        once: a gseq above last+1 means csync from last). */
     async csync(group: string, options: { from?: number; limit?: number } = {}): Promise<ChannelPage> {
         const since = options.from ?? 0;
         const limit = options.limit ?? 100;
