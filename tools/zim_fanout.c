@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -770,7 +771,11 @@ static void s_child (const zim_fanout_config_t *cfg, uint32_t index, uint32_t pr
         setrlimit (RLIMIT_NOFILE, &rl);
     }
     signal (SIGPIPE, SIG_IGN);
-    signal (SIGINT, SIG_IGN); //  the parent stops us
+    signal (SIGINT, SIG_IGN); //  the parent stops us, or its death does
+    signal (SIGTERM, SIG_DFL);
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid () == 1)
+        _exit (1);
     srand (index + 1);
     s_proc_t p;
     s_proc_init (&p, cfg, index, procs, src_base);

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,15 @@
 #define S_PER_USER 50      //  room: connections per user (max_conns_per_user is 64)
 #define S_SETUP_MS 120000  //  connecting and joining everyone may take this long
 #define S_MAX_GW 64        //  gateways whose metrics are read
+#define S_QUERY_MAX 4000   //  bytes of users=a,b,... (the API reads 4 KiB of request target)
+
+static volatile sig_atomic_t s_interrupted = 0;
+
+static void s_on_signal (int sig)
+{
+    (void)sig;
+    s_interrupted = 1;
+}
 
 const char *zim_rbench_usage =
     "room: N connections in one room, a publisher publishing M messages at R\n"
@@ -466,6 +476,9 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
     }
     if (s_parse_opts (argc, argv, &o))
         return 2;
+    signal (SIGINT, s_on_signal);
+    signal (SIGTERM, s_on_signal);
+    signal (SIGPIPE, SIG_IGN);
     if (sscanf (url, "ws://%63[^:/]:%d%127s", o.host, &o.port, o.path) != 3) {
         fprintf (stderr, "zim-bench: the URL must be ws://IPV4:PORT/PATH\n");
         return 2;
@@ -594,9 +607,14 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                     rc = zim_fanout_pub_send (pub, body, blen);
                 else {
                     s_http_t *c = s_api_pick (&api);
-                    if (!c)
+                    bool any = false;
+                    for (uint32_t i = 0; i < api.nconns; i++)
+                        any = any || api.conn[i].fd >= 0;
+                    if (any && !c)
                         break; //  every connection's window is full: wait for answers
-                    if (o.push) {
+                    if (!any)
+                        rc = -1;
+                    else if (o.push) {
                         size_t q = (size_t)snprintf (query, qcap, "users=");
                         for (uint32_t u = g * o.batch; u < o.members && u < (g + 1) * o.batch; u++)
                             q += (size_t)snprintf (query + q, qcap - q, "%s%s",
@@ -623,6 +641,11 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
             }
             if (deadline && (zim_fanout_delivered (fan) >= expect || now > deadline))
                 break;
+            if (s_interrupted) {
+                fprintf (stderr, "zim-bench: interrupted\n");
+                status = 1;
+                break;
+            }
             if (zim_fanout_dead (fan)) {
                 status = 3;
                 break;
