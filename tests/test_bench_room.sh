@@ -92,7 +92,7 @@ mosquitto=$(PATH=$PATH:/usr/sbin:/usr/local/sbin command -v mosquitto || true)
 if [ -n "$mosquitto" ] && [ -x "$MQTT_BENCH" ]; then
     mport=
     for _ in 1 2 3 4 5 6 7 8 9 10; do
-        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
+        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 12000))
         printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$p" >"$data/m.conf"
         "$mosquitto" -c "$data/m.conf" >"$data/m.log" 2>&1 &
         mpid=$!

@@ -49,12 +49,16 @@ static double s_cpu_all (void)
 
 int mqtt_fanout_main (int argc, char **argv, const char *host, int port)
 {
-    static const struct option options[] = {
-        {"subscribers", required_argument, NULL, 'N'}, {"members", required_argument, NULL, 'N'},
-        {"rate", required_argument, NULL, 'R'},        {"messages", required_argument, NULL, 'M'},
-        {"procs", required_argument, NULL, 'P'},       {"sources", required_argument, NULL, 's'},
-        {"size", required_argument, NULL, 'S'},        {"timeout", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'J'},              {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"subscribers", required_argument, NULL, 'N'},
+                                            {"members", required_argument, NULL, 'N'},
+                                            {"rate", required_argument, NULL, 'R'},
+                                            {"messages", required_argument, NULL, 'M'},
+                                            {"procs", required_argument, NULL, 'P'},
+                                            {"sources", required_argument, NULL, 's'},
+                                            {"size", required_argument, NULL, 'S'},
+                                            {"timeout", required_argument, NULL, 'T'},
+                                            {"json", no_argument, NULL, 'J'},
+                                            {NULL, 0, NULL, 0}};
     uint32_t members = 1000, rate = 100, messages = 200, procs = 0, sources = 4, size = 32;
     uint32_t timeout_s = 30;
     bool json = false;
@@ -90,9 +94,14 @@ int mqtt_fanout_main (int argc, char **argv, const char *host, int port)
         rnd = (uint32_t)zim_benchkit_now_us ();
     char topic[64];
     snprintf (topic, sizeof topic, "mqtt-bench/fanout/%06x", rnd & 0xffffff);
-    zim_fanout_config_t cfg = {.proto = ZIM_FANOUT_MQTT, .host = host, .port = port,
-                               .count = members, .procs = procs, .sources = sources,
-                               .room = topic, .messages = messages};
+    zim_fanout_config_t cfg = {.proto = ZIM_FANOUT_MQTT,
+                               .host = host,
+                               .port = port,
+                               .count = members,
+                               .procs = procs,
+                               .sources = sources,
+                               .room = topic,
+                               .messages = messages};
     uint64_t t0 = zim_benchkit_now_us ();
     zim_fanout_t *fan = zim_fanout_new (&cfg);
     int status = fan ? 0 : 3;
@@ -139,8 +148,8 @@ int mqtt_fanout_main (int argc, char **argv, const char *host, int port)
                 status = 3;
                 break;
             }
-            uint64_t next = sent < messages ? t_start + (uint64_t)((double)sent * 1e6 / rate)
-                                            : now + 1000;
+            uint64_t next =
+                sent < messages ? t_start + (uint64_t)((double)sent * 1e6 / rate) : now + 1000;
             int wait_ms = next > now + 1000 ? 1 : 0;
             zim_fanout_pub_poll (pub, wait_ms);
             now = zim_benchkit_now_us ();

@@ -12,6 +12,7 @@
     published to the slot after each turn; the parent polls them.
 */
 #include "tools/zim_fanout.h"
+#include "tools/zim_fanwire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,28 +37,40 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define S_PER_PROC 18000  //  connections per client process at most
-#define S_INFLIGHT 1024   //  handshakes in flight, over all processes
-#define S_CONNECT_MS 60000 //  a connection not ready by then failed
-#define S_HEARTBEAT_MS 20000 //  application ping per connection (idle_timeout is 90 s)
-#define S_SCRATCH (256 * 1024) //  bytes read at once, at least
+#define S_PER_PROC 18000        //  connections per client process at most
+#define S_INFLIGHT 1024         //  handshakes in flight, over all processes
+#define S_CONNECT_MS 60000      //  a connection not ready by then failed
+#define S_HEARTBEAT_MS 20000    //  application ping per connection (idle_timeout is 90 s)
+#define S_RETRIES 3             //  connects tried again after a failed handshake
+#define S_SCRATCH (256 * 1024)  //  bytes read at once, at least
 #define S_MAX_FRAME (16u << 20) //  a larger WebSocket frame or MQTT packet is an error
 
-enum { S_CONNECTING, S_UPGRADING, S_AUTHING, S_JOINING, S_CONNACK, S_SUBACK, S_UP, S_DEAD };
+enum {
+    S_CONNECTING,
+    S_UPGRADING,
+    S_AUTHING,
+    S_JOINING,
+    S_CONNACK,
+    S_SUBACK,
+    S_UP,
+    S_DEAD,
+    S_RETRY
+};
 
 //  One connection.
 typedef struct {
-    int fd;            //  the socket, -1 once closed
-    uint8_t state;     //  S_*
-    uint32_t token;    //  WS: which token
-    int64_t due_ms;    //  handshake deadline, then the next heartbeat
-    uint8_t *rest;     //  bytes read but not yet parsed (an incomplete frame)
+    int fd;         //  the socket, -1 once closed
+    uint8_t state;  //  S_*
+    uint32_t token; //  WS: which token
+    int64_t due_ms; //  handshake deadline, then the next heartbeat
+    uint8_t *rest;  //  bytes read but not yet parsed (an incomplete frame)
     uint32_t rest_len, rest_cap;
-    uint8_t *frag;     //  WS: payload of a fragmented message so far
+    uint8_t *frag; //  WS: payload of a fragmented message so far
     uint32_t frag_len, frag_cap;
-    int64_t last_n;    //  number of the last message received, -1 none
-    uint32_t got;      //  distinct messages received
-    uint8_t *seen;     //  bitmap of the message numbers received
+    int64_t last_n;  //  number of the last message received, -1 none
+    uint32_t got;    //  distinct messages received
+    uint8_t *seen;   //  bitmap of the message numbers received
+    uint8_t retries; //  connects tried again after a failed handshake
 } s_conn_t;
 
 //  A process's figures, in its shared slot.
@@ -77,16 +90,16 @@ typedef struct {
 //  One client process (or the publisher, in the caller's process).
 typedef struct {
     const zim_fanout_config_t *cfg;
-    char *const *tokens;   //  cfg->tokens, or the publisher's one
+    char *const *tokens; //  cfg->tokens, or the publisher's one
     uint32_t per_token;
-    int ep;                //  epoll
+    int ep; //  epoll
     s_conn_t *conns;
-    uint32_t *global;      //  global index of each connection
+    uint32_t *global; //  global index of each connection
     uint32_t n, next, inflight, max_inflight;
-    uint32_t src_base;     //  first source address of this run
-    s_slot_t local;        //  figures, copied to slot after each turn
-    s_slot_t *slot;        //  where the parent reads them
-    uint8_t *scratch;      //  read buffer
+    uint32_t src_base; //  first source address of this run
+    s_slot_t local;    //  figures, copied to slot after each turn
+    s_slot_t *slot;    //  where the parent reads them
+    uint8_t *scratch;  //  read buffer
     size_t scratch_cap;
     uint32_t bitmap_bytes; //  per connection
     bool publisher;        //  the publishing connection: its copies are not checked
@@ -107,144 +120,26 @@ static void *s_alloc (void *old, size_t size)
     return p;
 }
 
-//  Writes all of buf to the socket, waiting for room up to a second.
-static int s_write_all (int fd, const uint8_t *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = send (fd, buf, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            if (poll (&pfd, 1, 1000) <= 0)
-                return -1;
-        } else
-            return -1;
-    }
-    return 0;
-}
-
-//  Sends a WebSocket client frame (masked with a zero key: clients must
-//  mask, any key will do, and zero costs nothing).
-static int s_ws_send (int fd, int op, const uint8_t *payload, size_t len)
-{
-    uint8_t stackbuf[512];
-    size_t need = 14 + len;
-    uint8_t *f = need <= sizeof stackbuf ? stackbuf : s_alloc (NULL, need);
-    size_t h = 0;
-    f[h++] = (uint8_t)(0x80 | op);
-    if (len < 126)
-        f[h++] = (uint8_t)(0x80 | len);
-    else if (len < 65536) {
-        f[h++] = 0x80 | 126;
-        f[h++] = (uint8_t)(len >> 8);
-        f[h++] = (uint8_t)len;
-    } else {
-        f[h++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            f[h++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
-    memset (f + h, 0, 4);
-    h += 4;
-    memcpy (f + h, payload, len);
-    int rc = s_write_all (fd, f, h + len);
-    if (f != stackbuf)
-        free (f);
-    return rc;
-}
-
-//  Appends a msgpack str to p; returns the bytes written.
-static size_t s_mp_put_str (uint8_t *p, const char *s)
-{
-    size_t len = strlen (s), h = 0;
-    if (len < 32)
-        p[h++] = (uint8_t)(0xa0 | len);
-    else {
-        p[h++] = 0xd9;
-        p[h++] = (uint8_t)len;
-    }
-    memcpy (p + h, s, len);
-    return h + len;
-}
-
-//  Bytes of a msgpack value's header and payload at p, or NULL if it runs
-//  past end. Sets *s/*len to a str's or bin's bytes when asked.
-static const uint8_t *s_mp_skip (const uint8_t *p, const uint8_t *end, int depth,
-                                 const uint8_t **s, uint32_t *slen)
-{
-    if (p >= end || depth > 32)
-        return NULL;
-    uint8_t t = *p++;
-    uint64_t n = 0, items = 0;
-    size_t w = 0; //  width of a length field
-    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
-        return p;
-    if ((t & 0xf0) == 0x80)
-        items = 2 * (uint64_t)(t & 0x0f);
-    else if ((t & 0xf0) == 0x90)
-        items = t & 0x0f;
-    else if ((t & 0xe0) == 0xa0)
-        n = t & 0x1f;
-    else
-        switch (t) {
-        case 0xc4: case 0xd9: w = 1; break;
-        case 0xc5: case 0xda: w = 2; break;
-        case 0xc6: case 0xdb: w = 4; break;
-        case 0xcc: case 0xd0: return p + 1 <= end ? p + 1 : NULL;
-        case 0xcd: case 0xd1: return p + 2 <= end ? p + 2 : NULL;
-        case 0xca: case 0xce: case 0xd2: return p + 4 <= end ? p + 4 : NULL;
-        case 0xcb: case 0xcf: case 0xd3: return p + 8 <= end ? p + 8 : NULL;
-        case 0xd4: return p + 2 <= end ? p + 2 : NULL;
-        case 0xd5: return p + 3 <= end ? p + 3 : NULL;
-        case 0xd6: return p + 5 <= end ? p + 5 : NULL;
-        case 0xd7: return p + 9 <= end ? p + 9 : NULL;
-        case 0xd8: return p + 17 <= end ? p + 17 : NULL;
-        case 0xc7: case 0xc8: case 0xc9: {
-            size_t lw = t == 0xc7 ? 1 : t == 0xc8 ? 2 : 4;
-            if (p + lw > end)
-                return NULL;
-            for (size_t i = 0; i < lw; i++)
-                n = n << 8 | p[i];
-            p += lw + 1; //  and the type byte
-            return p + n <= end ? p + n : NULL;
-        }
-        case 0xdc: case 0xde: case 0xdd: case 0xdf: {
-            size_t lw = t == 0xdc || t == 0xde ? 2 : 4;
-            if (p + lw > end)
-                return NULL;
-            for (size_t i = 0; i < lw; i++)
-                items = items << 8 | p[i];
-            p += lw;
-            if (t >= 0xde)
-                items *= 2;
-            break;
-        }
-        default: return NULL; //  0xc1
-        }
-    if (w) {
-        if (p + w > end)
-            return NULL;
-        for (size_t i = 0; i < w; i++)
-            n = n << 8 | p[i];
-        p += w;
-    }
-    if (items) {
-        for (uint64_t i = 0; i < items && p; i++)
-            p = s_mp_skip (p, end, depth + 1, NULL, NULL);
-        return p;
-    }
-    if ((uint64_t)(end - p) < n)
-        return NULL;
-    if (s) {
-        *s = p;
-        *slen = (uint32_t)n;
-    }
-    return p + n;
-}
-
 static void s_fail (s_proc_t *p, s_conn_t *c)
 {
+    if (c->state != S_UP && c->state != S_DEAD && c->state != S_RETRY && c->retries < S_RETRIES &&
+        !p->publisher) {
+        //  A handshake that failed (a full backlog, a port in TIME_WAIT)
+        //  is tried again from the sweep, a few times.
+        c->retries++;
+        p->inflight--;
+        if (c->fd >= 0)
+            close (c->fd);
+        c->fd = -1;
+        c->state = S_RETRY;
+        c->rest_len = c->frag_len = 0;
+        return;
+    }
+    if (c->state == S_RETRY) {
+        p->local.failed++;
+        c->state = S_DEAD;
+        return;
+    }
     if (c->state == S_UP)
         p->local.closed++;
     else if (c->state != S_DEAD) {
@@ -321,23 +216,23 @@ static const uint8_t *s_on_map (s_proc_t *p, s_conn_t *c, const uint8_t *q, cons
     for (uint64_t i = 0; i < pairs && q; i++) {
         const uint8_t *key;
         uint32_t klen = 0;
-        q = s_mp_skip (q, end, 0, &key, &klen);
+        q = zim_fanwire_mp_skip (q, end, 0, &key, &klen);
         if (!q)
             return NULL;
         if (klen == 2 && memcmp (key, "op", 2) == 0)
-            q = s_mp_skip (q, end, 0, &op, &oplen);
+            q = zim_fanwire_mp_skip (q, end, 0, &op, &oplen);
         else if (klen == 4 && memcmp (key, "body", 4) == 0)
-            q = s_mp_skip (q, end, 0, &body, &bodylen);
+            q = zim_fanwire_mp_skip (q, end, 0, &body, &bodylen);
         else if (klen == 4 && memcmp (key, "text", 4) == 0)
-            q = s_mp_skip (q, end, 0, &text, &textlen);
+            q = zim_fanwire_mp_skip (q, end, 0, &text, &textlen);
         else if (klen == 4 && memcmp (key, "code", 4) == 0 && q < end) {
             if (*q <= 0x7f)
                 code = *q;
             else if (*q == 0xcd && end - q >= 3)
                 code = (uint64_t)q[1] << 8 | q[2];
-            q = s_mp_skip (q, end, 0, NULL, NULL);
+            q = zim_fanwire_mp_skip (q, end, 0, NULL, NULL);
         } else
-            q = s_mp_skip (q, end, 0, NULL, NULL);
+            q = zim_fanwire_mp_skip (q, end, 0, NULL, NULL);
     }
     if (!q || !op)
         return q;
@@ -352,12 +247,12 @@ static const uint8_t *s_on_map (s_proc_t *p, s_conn_t *c, const uint8_t *q, cons
             uint8_t f[200];
             size_t n = 0;
             f[n++] = 0x82;
-            n += s_mp_put_str (f + n, "op");
-            n += s_mp_put_str (f + n, "join");
-            n += s_mp_put_str (f + n, "room");
-            n += s_mp_put_str (f + n, p->cfg->room);
+            n += zim_fanwire_mp_str (f + n, "op");
+            n += zim_fanwire_mp_str (f + n, "join");
+            n += zim_fanwire_mp_str (f + n, "room");
+            n += zim_fanwire_mp_str (f + n, p->cfg->room);
             c->state = S_JOINING;
-            if (s_ws_send (c->fd, 0x2, f, n))
+            if (zim_fanwire_ws_send (c->fd, 0x2, f, n))
                 return NULL;
         } else
             s_ready (p, c);
@@ -385,40 +280,25 @@ static int s_on_message (s_proc_t *p, s_conn_t *c, const uint8_t *q, size_t len,
 }
 
 //  WebSocket frames at buf; returns the bytes used (complete frames), or -1.
-static int64_t s_ws_frames (s_proc_t *p, s_conn_t *c, const uint8_t *buf, size_t len,
-                            uint64_t now)
+static int64_t s_ws_frames (s_proc_t *p, s_conn_t *c, const uint8_t *buf, size_t len, uint64_t now)
 {
     size_t at = 0;
     while (len - at >= 2 && c->state != S_DEAD) {
-        const uint8_t *f = buf + at;
-        bool fin = f[0] & 0x80;
-        int op = f[0] & 0x0f;
-        uint64_t plen = f[1] & 0x7f;
-        size_t h = 2;
-        if (f[1] & 0x80)
-            return -1; //  servers do not mask
-        if (plen == 126) {
-            if (len - at < 4)
-                break;
-            plen = (uint64_t)f[2] << 8 | f[3];
-            h = 4;
-        } else if (plen == 127) {
-            if (len - at < 10)
-                break;
-            plen = 0;
-            for (int i = 0; i < 8; i++)
-                plen = plen << 8 | f[2 + i];
-            h = 10;
-        }
-        if (plen > S_MAX_FRAME)
+        bool fin;
+        int op;
+        size_t h;
+        uint64_t plen;
+        int got = zim_fanwire_ws_frame (buf + at, len - at, S_MAX_FRAME, &fin, &op, &h, &plen);
+        if (got < 0)
             return -1;
-        if (len - at < h + plen)
+        if (got == 0)
             break;
+        const uint8_t *f = buf + at;
         const uint8_t *pl = f + h;
         if (op == 0x8)
             return -1;
         if (op == 0x9) {
-            if (s_ws_send (c->fd, 0xA, pl, plen))
+            if (zim_fanwire_ws_send (c->fd, 0xA, pl, plen))
                 return -1;
         } else if (op == 0x2 && fin) {
             if (s_on_message (p, c, pl, plen, now))
@@ -445,26 +325,6 @@ static int64_t s_ws_frames (s_proc_t *p, s_conn_t *c, const uint8_t *buf, size_t
     return (int64_t)at;
 }
 
-//  Queues nothing: MQTT packets are small and go out at once.
-static int s_mqtt_subscribe (s_conn_t *c, const char *topic)
-{
-    size_t tl = strlen (topic);
-    uint8_t f[300];
-    size_t rem = 2 + 2 + tl + 1, h = 0;
-    if (tl > 250)
-        return -1;
-    f[h++] = 0x82;
-    f[h++] = (uint8_t)rem; //  < 128
-    f[h++] = 0;
-    f[h++] = 1;
-    f[h++] = (uint8_t)(tl >> 8);
-    f[h++] = (uint8_t)tl;
-    memcpy (f + h, topic, tl);
-    h += tl;
-    f[h++] = 0; //  QoS 0
-    return s_write_all (c->fd, f, h);
-}
-
 //  MQTT packets at buf; returns the bytes used, or -1.
 static int64_t s_mqtt_packets (s_proc_t *p, s_conn_t *c, const uint8_t *buf, size_t len,
                                uint64_t now)
@@ -472,19 +332,11 @@ static int64_t s_mqtt_packets (s_proc_t *p, s_conn_t *c, const uint8_t *buf, siz
     size_t at = 0;
     while (at < len && c->state != S_DEAD) {
         const uint8_t *f = buf + at;
-        size_t avail = len - at, hdr = 1, rem = 0;
-        bool complete = false;
-        for (unsigned shift = 0; hdr < avail && hdr <= 4; shift += 7) {
-            uint8_t d = f[hdr++];
-            rem |= (size_t)(d & 0x7f) << shift;
-            if (!(d & 0x80)) {
-                complete = true;
-                break;
-            }
-        }
-        if (!complete && hdr > 4)
+        size_t hdr, rem;
+        int got = zim_fanwire_mqtt_packet (f, len - at, S_MAX_FRAME, &hdr, &rem);
+        if (got < 0)
             return -1;
-        if (!complete || avail - hdr < rem)
+        if (got == 0)
             break;
         const uint8_t *q = f + hdr;
         switch (f[0] & 0xf0) {
@@ -496,7 +348,7 @@ static int64_t s_mqtt_packets (s_proc_t *p, s_conn_t *c, const uint8_t *buf, siz
                 break;
             }
             c->state = S_SUBACK;
-            if (s_mqtt_subscribe (c, p->cfg->room))
+            if (zim_fanwire_mqtt_subscribe (c->fd, p->cfg->room))
                 return -1;
             break;
         case 0x90: //  SUBACK
@@ -570,39 +422,20 @@ static void s_on_connected (s_proc_t *p, uint32_t i)
         s_fail (p, c);
         return;
     }
+    int rc;
     if (cfg->proto == ZIM_FANOUT_WS) {
-        char req[5000];
-        int n = snprintf (req, sizeof req,
-                          "GET %s?token=%s&device=f%u HTTP/1.1\r\nHost: %s:%d\r\n"
-                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          "Sec-WebSocket-Version: 13\r\n\r\n",
-                          cfg->path ? cfg->path : "/ws", p->tokens[c->token], p->global[i],
-                          cfg->host, cfg->port);
-        if (n >= (int)sizeof req || s_write_all (c->fd, (uint8_t *)req, (size_t)n)) {
-            s_fail (p, c);
-            return;
-        }
+        rc = zim_fanwire_ws_upgrade (c->fd, cfg->path ? cfg->path : "/ws", p->tokens[c->token],
+                                     p->global[i], cfg->host, cfg->port);
         c->state = S_UPGRADING;
     } else {
         char id[64];
-        int idlen = snprintf (id, sizeof id, "fanout-%d-%u", (int)getpid (), p->global[i]);
-        uint8_t f[96];
-        size_t h = 0;
-        static const uint8_t vh[] = {0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0};
-        f[h++] = 0x10;
-        f[h++] = (uint8_t)(sizeof vh + 2 + (size_t)idlen);
-        memcpy (f + h, vh, sizeof vh);
-        h += sizeof vh;
-        f[h++] = 0;
-        f[h++] = (uint8_t)idlen;
-        memcpy (f + h, id, (size_t)idlen);
-        h += (size_t)idlen;
-        if (s_write_all (c->fd, f, h)) {
-            s_fail (p, c);
-            return;
-        }
+        snprintf (id, sizeof id, "fanout-%d-%u", (int)getpid (), p->global[i]);
+        rc = zim_fanwire_mqtt_connect (c->fd, id);
         c->state = S_CONNACK;
+    }
+    if (rc) {
+        s_fail (p, c);
+        return;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
     epoll_ctl (p->ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -641,9 +474,10 @@ static void s_on_readable (s_proc_t *p, uint32_t i)
         }
         if (len < 12 || memcmp (buf + 9, "101", 3) != 0) {
             if (p->local.failed < 3)
-                fprintf (stderr, "zim-bench: upgrade refused: %.*s\n",
-                         (int)(memchr (buf, '\r', len) ? (uint8_t *)memchr (buf, '\r', len) - buf : 0),
-                         (const char *)buf);
+                fprintf (
+                    stderr, "zim-bench: upgrade refused: %.*s\n",
+                    (int)(memchr (buf, '\r', len) ? (uint8_t *)memchr (buf, '\r', len) - buf : 0),
+                    (const char *)buf);
             s_fail (p, c);
             return;
         }
@@ -692,13 +526,17 @@ static void s_turn (s_proc_t *p, int timeout_ms, int64_t *next_sweep)
     *next_sweep = now + 200;
     for (uint32_t i = 0; i < p->next; i++) {
         s_conn_t *c = &p->conns[i];
+        if (c->state == S_RETRY) {
+            s_start (p, i);
+            continue;
+        }
         if (c->state == S_DEAD || c->due_ms > now)
             continue;
         if (c->state != S_UP)
             s_fail (p, c);
         else if (p->cfg->proto == ZIM_FANOUT_WS) {
             static const uint8_t ping[] = {0x81, 0xa2, 'o', 'p', 0xa4, 'p', 'i', 'n', 'g'};
-            if (s_ws_send (c->fd, 0x2, ping, sizeof ping))
+            if (zim_fanwire_ws_send (c->fd, 0x2, ping, sizeof ping))
                 s_fail (p, c);
             else
                 c->due_ms = now + S_HEARTBEAT_MS;
@@ -820,8 +658,8 @@ zim_fanout_t *zim_fanout_new (const zim_fanout_config_t *cfg)
         self->procs = cfg->count ? cfg->count : 1;
     size_t slot_size = (sizeof (s_slot_t) + 63) / 64 * 64;
     self->shm_size = 64 + slot_size * self->procs;
-    self->shm = mmap (NULL, self->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                      -1, 0);
+    self->shm =
+        mmap (NULL, self->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (self->shm == MAP_FAILED) {
         fprintf (stderr, "zim-bench: mmap: %s\n", strerror (errno));
         free (self);
@@ -1002,34 +840,10 @@ int zim_fanout_pub_send (zim_fanout_pub_t *self, const uint8_t *body, size_t len
         self->frame_cap = len + 300;
         self->frame = s_alloc (self->frame, self->frame_cap);
     }
-    uint8_t *f = self->frame;
-    size_t n = 0;
     const char *room = self->cfg.room ? self->cfg.room : "";
-    if (self->cfg.proto == ZIM_FANOUT_WS) {
-        f[n++] = 0x83;
-        n += s_mp_put_str (f + n, "op");
-        n += s_mp_put_str (f + n, "publish");
-        n += s_mp_put_str (f + n, "room");
-        n += s_mp_put_str (f + n, room);
-        n += s_mp_put_str (f + n, "body");
-        memcpy (f + n, body, len);
-        n += len;
-        return s_ws_send (c->fd, 0x2, f, n) ? -1 : 0;
-    }
-    size_t tl = strlen (room), rem = 2 + tl + len;
-    f[n++] = 0x30; //  PUBLISH, QoS 0
-    do {
-        uint8_t d = rem % 128;
-        rem /= 128;
-        f[n++] = rem ? d | 0x80 : d;
-    } while (rem);
-    f[n++] = (uint8_t)(tl >> 8);
-    f[n++] = (uint8_t)tl;
-    memcpy (f + n, room, tl);
-    n += tl;
-    memcpy (f + n, body, len);
-    n += len;
-    return s_write_all (c->fd, f, n) ? -1 : 0;
+    if (self->cfg.proto == ZIM_FANOUT_WS)
+        return zim_fanwire_ws_publish (c->fd, room, body, len, self->frame);
+    return zim_fanwire_mqtt_publish (c->fd, room, body, len, self->frame);
 }
 
 void zim_fanout_pub_poll (zim_fanout_pub_t *self, int timeout_ms)

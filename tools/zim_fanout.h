@@ -44,17 +44,17 @@ typedef struct {
 
 //  What the receivers saw, summed over the processes.
 typedef struct {
-    uint64_t up;           //  connections that became ready
-    uint64_t failed;       //  connections that never did
-    uint64_t closed;       //  ready connections lost before the end
-    uint64_t delivered;    //  distinct stamped messages received
-    uint64_t duplicates;   //  a message a connection had already
-    uint64_t out_of_order; //  a message older than the one before it
-    uint64_t unexpected;   //  a frame of the counted op that is not ours
-    uint64_t errors;       //  error frames from the server
-    uint64_t t_first;      //  µs (monotonic) of the first delivery, 0 none
-    uint64_t t_last;       //  µs of the last delivery, 0 none
-    uint64_t min_conn;     //  fewest messages one connection received
+    uint64_t up;              //  connections that became ready
+    uint64_t failed;          //  connections that never did
+    uint64_t closed;          //  ready connections lost before the end
+    uint64_t delivered;       //  distinct stamped messages received
+    uint64_t duplicates;      //  a message a connection had already
+    uint64_t out_of_order;    //  a message older than the one before it
+    uint64_t unexpected;      //  a frame of the counted op that is not ours
+    uint64_t errors;          //  error frames from the server
+    uint64_t t_first;         //  µs (monotonic) of the first delivery, 0 none
+    uint64_t t_last;          //  µs of the last delivery, 0 none
+    uint64_t min_conn;        //  fewest messages one connection received
     zim_benchkit_hist_t hist; //  publish (scheduled) to delivery, µs
 } zim_fanout_result_t;
 
@@ -90,8 +90,7 @@ int zim_fanout_pub_send (zim_fanout_pub_t *self, const uint8_t *body, size_t len
 //  Reads what came (acks, its own copies, errors) for up to timeout_ms.
 void zim_fanout_pub_poll (zim_fanout_pub_t *self, int timeout_ms);
 //  Publishes acknowledged (WS `published`), errors, and whether it is open.
-void zim_fanout_pub_counts (zim_fanout_pub_t *self, uint64_t *acked, uint64_t *errors,
-                            bool *open);
+void zim_fanout_pub_counts (zim_fanout_pub_t *self, uint64_t *acked, uint64_t *errors, bool *open);
 void zim_fanout_pub_destroy (zim_fanout_pub_t **self_p);
 
 #ifdef __cplusplus

@@ -29,10 +29,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define S_PER_USER 50      //  room: connections per user (max_conns_per_user is 64)
-#define S_SETUP_MS 120000  //  connecting and joining everyone may take this long
-#define S_MAX_GW 64        //  gateways whose metrics are read
-#define S_QUERY_MAX 4000   //  bytes of users=a,b,... (the API reads 4 KiB of request target)
+#define S_PER_USER 50     //  room: connections per user (max_conns_per_user is 64)
+#define S_SETUP_MS 120000 //  connecting and joining everyone may take this long
+#define S_MAX_GW 64       //  gateways whose metrics are read
+#define S_QUERY_MAX 4000  //  bytes of users=a,b,... (the API reads 4 KiB of request target)
 
 static volatile sig_atomic_t s_interrupted = 0;
 
@@ -332,12 +332,12 @@ static int s_api_post (s_api_t *api, s_http_t *c, const char *path, const char *
 //  The runs
 
 typedef struct {
-    bool push;                 //  push, else room
+    bool push; //  push, else room
     uint32_t members, rate, messages, gateways, procs, sources, size, timeout_s;
     uint32_t batch, conns, window;
     bool via_api, json;
-    const char *metrics;       //  HOST:PORT of the first gateway worker's metrics
-    const char *api;           //  HOST:PORT
+    const char *metrics; //  HOST:PORT of the first gateway worker's metrics
+    const char *api;     //  HOST:PORT
     const char *api_key;
     char host[64], path[128];
     int port;
@@ -467,8 +467,16 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                      zim_rbench_mint_fn *mint, void *arg)
 {
     (void)app;
-    s_opts_t o = {.members = 1000, .rate = 100, .messages = 200, .gateways = 1, .sources = 4,
-                  .size = 32, .timeout_s = 30, .batch = 100, .conns = 2, .window = 32};
+    s_opts_t o = {.members = 1000,
+                  .rate = 100,
+                  .messages = 200,
+                  .gateways = 1,
+                  .sources = 4,
+                  .size = 32,
+                  .timeout_s = 30,
+                  .batch = 100,
+                  .conns = 2,
+                  .window = 32};
     o.push = strcmp (argv[0], "push") == 0;
     if (o.push) {
         o.rate = 50000;
@@ -516,8 +524,9 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
         for (uint32_t i = 1; i < nm; i++)
             mports[i] = mports[0] + (int)i;
     } else if (o.gateways > 1)
-        fprintf (stderr, "zim-bench: %u gateways but no --metrics: the drops read are those of "
-                         "whichever worker answers the URL's /metrics\n",
+        fprintf (stderr,
+                 "zim-bench: %u gateways but no --metrics: the drops read are those of "
+                 "whichever worker answers the URL's /metrics\n",
                  o.gateways);
 
     //  Tokens: room members share users (S_PER_USER connections each); push
@@ -553,10 +562,17 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
     if (before.read < nm)
         fprintf (stderr, "zim-bench: only %u of %u gateways' metrics answered\n", before.read, nm);
 
-    zim_fanout_config_t cfg = {.proto = ZIM_FANOUT_WS, .host = o.host, .port = o.port,
-                               .path = o.path, .count = o.members, .procs = o.procs,
-                               .sources = o.sources, .tokens = tokens, .per_token = per_token,
-                               .room = o.push ? NULL : room, .op = o.push ? "push" : "room",
+    zim_fanout_config_t cfg = {.proto = ZIM_FANOUT_WS,
+                               .host = o.host,
+                               .port = o.port,
+                               .path = o.path,
+                               .count = o.members,
+                               .procs = o.procs,
+                               .sources = o.sources,
+                               .tokens = tokens,
+                               .per_token = per_token,
+                               .room = o.push ? NULL : room,
+                               .op = o.push ? "push" : "room",
                                .messages = o.messages};
     zim_fanout_t *fan = status ? NULL : zim_fanout_new (&cfg);
     if (!status && !fan)
@@ -570,8 +586,11 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
     uint64_t t_ready = zim_benchkit_now_us ();
     s_read_gateways (mhost, mports, nm, &after); //  where the connections went
     zim_fanout_pub_t *pub = NULL;
-    s_api_t api = {.nconns = o.push ? o.conns : 1, .window = o.window, .host = api_host,
-                   .port = api_port, .key = api_key};
+    s_api_t api = {.nconns = o.push ? o.conns : 1,
+                   .window = o.window,
+                   .host = api_host,
+                   .port = api_port,
+                   .key = api_key};
     if (status == 0 && !o.push && !o.via_api &&
         !(pub = zim_fanout_pub_new (&cfg, tokens[ntokens], 10000)))
         status = 3;
@@ -579,8 +598,8 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
         status = 3;
 
     //  Publish, paced: request k is due at t_start + k * per / rate.
-    uint64_t requests = o.push ? (uint64_t)o.messages * ((o.members + o.batch - 1) / o.batch)
-                               : o.messages;
+    uint64_t requests =
+        o.push ? (uint64_t)o.messages * ((o.members + o.batch - 1) / o.batch) : o.messages;
     uint32_t groups = o.push ? (o.members + o.batch - 1) / o.batch : 1;
     double per = o.push ? (double)o.batch : 1.0; //  deliveries per request, per connection
     uint64_t expect = (uint64_t)o.members * o.messages;
@@ -725,11 +744,13 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                     "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"behind_p99_ms\":%.3f,"
                     "\"client_cpu_s\":%.3f,\"connect_s\":%.3f,\"tokens_s\":%.3f}\n",
                     o.push ? "push" : "room", o.members, o.rate, o.messages, o.gateways,
-                    o.push ? "api" : o.via_api ? "api" : "client", o.push ? o.batch : 1, o.size,
-                    o.procs, sent, packed, perr, expect, r.delivered, missing, r.duplicates,
-                    r.out_of_order, r.unexpected, r.closed, r.errors, dropped, cuts, gone, secs,
-                    rate, p50, p99, pmax, b99, cpu, (double)(t_ready - t_tokens) / 1e6,
-                    (double)(t_tokens - t0) / 1e6);
+                    o.push      ? "api"
+                    : o.via_api ? "api"
+                                : "client",
+                    o.push ? o.batch : 1, o.size, o.procs, sent, packed, perr, expect, r.delivered,
+                    missing, r.duplicates, r.out_of_order, r.unexpected, r.closed, r.errors,
+                    dropped, cuts, gone, secs, rate, p50, p99, pmax, b99, cpu,
+                    (double)(t_ready - t_tokens) / 1e6, (double)(t_tokens - t0) / 1e6);
         else {
             if (o.push)
                 printf ("zim-bench push: %u users online, %u pushes each at %u user pushes/s "
@@ -756,8 +777,8 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                     p50, p99, pmax, o.push ? "push" : "publish");
             printf ("  drops      gateway: %" PRIu64 " room frames dropped, %" PRIu64
                     " slow connections cut, %" PRIu64 " deliveries to gone connections (%u of %u "
-                    "gateways read); clients: %" PRIu64 " missing (fewest on one connection %" PRIu64
-                    " of %u), %" PRIu64 " closed\n",
+                    "gateways read); clients: %" PRIu64
+                    " missing (fewest on one connection %" PRIu64 " of %u), %" PRIu64 " closed\n",
                     dropped, cuts, gone, after.read, nm, missing, r.min_conn, o.messages, r.closed);
             printf ("  problems   %" PRIu64 " duplicates, %" PRIu64 " out of order, %" PRIu64
                     " unexpected, %" PRIu64 " error frames\n",

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 //  Mints a client token for uid. Caller owns return value; NULL on failure.
-typedef char *(zim_rbench_mint_fn) (void *arg, const char *uid);
+typedef char *(zim_rbench_mint_fn)(void *arg, const char *uid);
 
 //  Runs `zim-bench room` (argv[0] "room") or `zim-bench push` (argv[0]
 //  "push") against url (ws://IPV4:PORT/PATH) with users of app. Returns the
