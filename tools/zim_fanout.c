@@ -449,7 +449,8 @@ static void s_on_readable (s_proc_t *p, uint32_t i)
         p->scratch = s_alloc (p->scratch, p->scratch_cap);
     }
     size_t have = c->rest_len;
-    memcpy (p->scratch, c->rest, have);
+    if (have)
+        memcpy (p->scratch, c->rest, have);
     ssize_t r = recv (c->fd, p->scratch + have, p->scratch_cap - have, 0);
     if (r <= 0) {
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
@@ -498,7 +499,8 @@ static void s_on_readable (s_proc_t *p, uint32_t i)
         c->rest_cap = c->rest_len;
         c->rest = s_alloc (c->rest, c->rest_cap);
     }
-    memcpy (c->rest, buf + at, c->rest_len);
+    if (c->rest_len)
+        memcpy (c->rest, buf + at, c->rest_len);
 }
 
 //  One turn of the loop: events for up to timeout_ms, then the sweep of
