@@ -77,8 +77,9 @@ typedef struct {
 typedef struct {
     uint64_t up, failed, closed, delivered, duplicates, out_of_order, unexpected, errors;
     uint64_t t_first, t_last, min_conn;
-    uint64_t acked; //  publisher: `published` answers
-    int done;       //  the process wrote its last figures
+    uint64_t acked;   //  publisher: `published` answers
+    uint64_t retried; //  handshakes that failed and were tried again
+    int done;         //  the process wrote its last figures
     zim_benchkit_hist_t hist;
 } s_slot_t;
 
@@ -127,6 +128,7 @@ static void s_fail (s_proc_t *p, s_conn_t *c)
         //  A handshake that failed (a full backlog, a port in TIME_WAIT)
         //  is tried again from the sweep, a few times.
         c->retries++;
+        p->local.retried++;
         p->inflight--;
         if (c->fd >= 0)
             close (c->fd);
@@ -765,6 +767,7 @@ void zim_fanout_stop (zim_fanout_t *self, zim_fanout_result_t *r)
         r->out_of_order += s->out_of_order;
         r->unexpected += s->unexpected;
         r->errors += s->errors;
+        r->retried += s->retried;
         if (s->t_first && (!r->t_first || s->t_first < r->t_first))
             r->t_first = s->t_first;
         if (s->t_last > r->t_last)

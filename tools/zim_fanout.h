@@ -55,6 +55,7 @@ typedef struct {
     uint64_t t_first;         //  µs (monotonic) of the first delivery, 0 none
     uint64_t t_last;          //  µs of the last delivery, 0 none
     uint64_t min_conn;        //  fewest messages one connection received
+    uint64_t retried;         //  handshakes that failed and were tried again
     zim_benchkit_hist_t hist; //  publish (scheduled) to delivery, µs
 } zim_fanout_result_t;
 

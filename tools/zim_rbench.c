@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,22 +103,31 @@ static char *s_get_metrics (const char *host, int port)
     struct timeval tv = {5, 0};
     setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char req[200];
-    int n = snprintf (req, sizeof req, "GET /metrics HTTP/1.0\r\nHost: %s:%d\r\n\r\n", host, port);
+    int n =
+        snprintf (req, sizeof req,
+                  "GET /metrics HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n", host, port);
     if (send (fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         close (fd);
         return NULL;
     }
-    size_t len = 0, cap = 65536;
+    //  Read until the server closes or the body is complete (a metrics
+    //  port may keep the connection open after its answer).
+    size_t len = 0, cap = 65536, want = SIZE_MAX;
     char *buf = malloc (cap);
     ssize_t r;
-    while (buf && (r = recv (fd, buf + len, cap - len - 1, 0)) > 0) {
+    while (buf && len < want && (r = recv (fd, buf + len, cap - len - 1, 0)) > 0) {
         len += (size_t)r;
+        buf[len] = 0;
+        char *end = want == SIZE_MAX ? strstr (buf, "\r\n\r\n") : NULL;
+        if (end) {
+            char *cl = strcasestr (buf, "\r\nContent-Length:");
+            if (cl && cl < end)
+                want = (size_t)(end + 4 - buf) + strtoull (cl + 17, NULL, 10);
+        }
         if (cap - len < 4096) {
             char *more = realloc (buf, cap *= 2);
-            if (!more) {
+            if (!more)
                 free (buf);
-                buf = NULL;
-            }
             buf = more;
         }
     }
@@ -561,6 +571,7 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
     s_read_gateways (mhost, mports, nm, &before);
     if (before.read < nm)
         fprintf (stderr, "zim-bench: only %u of %u gateways' metrics answered\n", before.read, nm);
+    uint64_t t_fan = zim_benchkit_now_us (); //  the connecting starts
 
     zim_fanout_config_t cfg = {.proto = ZIM_FANOUT_WS,
                                .host = o.host,
@@ -742,7 +753,8 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                     ",\"gw_dropped\":%" PRIu64 ",\"gw_slow_cuts\":%" PRIu64
                     ",\"gw_out_gone\":%" PRIu64 ",\"elapsed_s\":%.3f,\"deliveries_per_s\":%.1f,"
                     "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"behind_p99_ms\":%.3f,"
-                    "\"client_cpu_s\":%.3f,\"connect_s\":%.3f,\"tokens_s\":%.3f}\n",
+                    "\"client_cpu_s\":%.3f,\"connect_s\":%.3f,\"tokens_s\":%.3f,"
+                    "\"retried\":%" PRIu64 "}\n",
                     o.push ? "push" : "room", o.members, o.rate, o.messages, o.gateways,
                     o.push      ? "api"
                     : o.via_api ? "api"
@@ -750,7 +762,7 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                     o.push ? o.batch : 1, o.size, o.procs, sent, packed, perr, expect, r.delivered,
                     missing, r.duplicates, r.out_of_order, r.unexpected, r.closed, r.errors,
                     dropped, cuts, gone, secs, rate, p50, p99, pmax, b99, cpu,
-                    (double)(t_ready - t_tokens) / 1e6, (double)(t_tokens - t0) / 1e6);
+                    (double)(t_ready - t_fan) / 1e6, (double)(t_tokens - t0) / 1e6, r.retried);
         else {
             if (o.push)
                 printf ("zim-bench push: %u users online, %u pushes each at %u user pushes/s "
@@ -763,9 +775,9 @@ int zim_rbench_main (int argc, char **argv, const char *url, const char *app,
                         o.via_api ? "backend POST /v1/push/rooms" : "client publish", o.size,
                         o.gateways, url);
             printf ("  setup      %.2f s tokens, %.2f s to connect %u connections (%u client "
-                    "processes)%s%s\n",
-                    (double)(t_tokens - t0) / 1e6, (double)(t_ready - t_tokens) / 1e6, o.members,
-                    o.procs, *spread ? "; per gateway " : "", spread);
+                    "processes, %" PRIu64 " handshakes tried again)%s%s\n",
+                    (double)(t_tokens - t0) / 1e6, (double)(t_ready - t_fan) / 1e6, o.members,
+                    o.procs, r.retried, *spread ? "; per gateway " : "", spread);
             printf ("  published  %" PRIu64 " requests in %.3f s, %" PRIu64 " answered ok, %" PRIu64
                     " refused; behind schedule p99 %.2f ms, max %.2f ms\n",
                     sent, t_end > t_start ? (double)(t_end - t_start) / 1e6 : 0, packed, perr, b99,
