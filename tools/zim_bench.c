@@ -105,7 +105,8 @@ static void s_usage (FILE *out)
              "  zim-bench p2p --pairs 50 --messages 2000 --rate 30000   # latency at 30k/s\n"
              "  zim-bench -e tcp://127.0.0.1:7710 -k \"$KEY\" p2p --pairs 50 --window 16 --json\n"
              "  make bench     # several runs against a fresh zim-server, with the medians\n",
-             HEADER_SIZE, zim_gbench_usage, zim_conns_usage, zim_rbench_usage, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
+             HEADER_SIZE, zim_gbench_usage, zim_conns_usage, zim_rbench_usage, DEFAULT_URL,
+             ZIM_ADMIN_ENDPOINT);
 }
 
 //  One sender/recipient pair.
@@ -431,7 +432,8 @@ int main (int argc, char **argv)
     }
     bool conns = margc < argc;
     if (conns && optind != margc) {
-        fprintf (stderr, "zim-bench: what comes before conns, group, room or push must be options\n");
+        fprintf (stderr,
+                 "zim-bench: what comes before conns, group, room or push must be options\n");
         return EXIT_USAGE;
     }
     if (!conns && (optind >= argc || strcmp (argv[optind], "p2p") != 0 || optind + 1 != argc)) {
