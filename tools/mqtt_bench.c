@@ -7,6 +7,7 @@
     or, with --rate, open-loop paced exactly as zim-bench --rate.
 */
 #include "config.h"
+#include "tools/mqtt_fanout.h"
 #include "tools/zim_benchkit.h"
 
 #include <errno.h>
@@ -55,6 +56,7 @@ static void s_usage (FILE *out)
 {
     fprintf (out,
              "Usage: mqtt-bench [-H HOST] [-p PORT] [p2p] [OPTIONS]\n"
+             "       mqtt-bench [-H HOST] [-p PORT] fanout [OPTIONS]\n"
              "\n"
              "MQTT 3.1.1 load generator for a running broker (Mosquitto, say), with the\n"
              "method of zim-bench p2p, so the two can be compared (tools/bench-compare).\n"
@@ -95,13 +97,15 @@ static void s_usage (FILE *out)
              "Client ids and topics are mqtt-bench-<random>-s<i>, -r<i> and\n"
              "mqtt-bench/<random>/<i>, new on every run, clean sessions, keepalive off.\n"
              "\n"
+             "%s\n"
              "Exit status: 0 every message delivered once and in order, 1 something was\n"
              "lost, duplicated, reordered or refused, 2 usage, 3 setup failed.\n"
              "\n"
              "Examples:\n"
              "  mqtt-bench -p 1883 --pairs 50 --messages 2000 --window 64\n"
+             "  mqtt-bench -p 1883 fanout --subscribers 10000 --rate 100 --messages 1000\n"
              "  tools/bench-compare     # zim-server and mosquitto, side by side\n",
-             DEFAULT_HOST, DEFAULT_PORT, HEADER_SIZE);
+             DEFAULT_HOST, DEFAULT_PORT, HEADER_SIZE, mqtt_fanout_usage);
 }
 
 typedef enum {
@@ -646,7 +650,14 @@ int main (int argc, char **argv)
     uint32_t timeout_s = 60;
     bool json = false;
     int c;
-    while ((c = getopt_long (argc, argv, "H:p:h", options, NULL)) != -1) {
+    //  fanout takes its own options: the common ones come before it.
+    int margc = argc;
+    for (int i = 1; i < argc; i++)
+        if (strcmp (argv[i], "fanout") == 0) {
+            margc = i;
+            break;
+        }
+    while ((c = getopt_long (margc, argv, "H:p:h", options, NULL)) != -1) {
         switch (c) {
         case 'H':
             host = optarg;
@@ -708,6 +719,13 @@ int main (int argc, char **argv)
             fprintf (stderr, "Try 'mqtt-bench --help'.\n");
             return EXIT_USAGE;
         }
+    }
+    if (margc < argc) {
+        if (optind != margc) {
+            fprintf (stderr, "mqtt-bench: what comes before fanout must be options\n");
+            return EXIT_USAGE;
+        }
+        return mqtt_fanout_main (argc - margc, argv + margc, host, atoi (port));
     }
     if (optind < argc && strcmp (argv[optind], "p2p") == 0)
         optind++;

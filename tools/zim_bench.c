@@ -10,6 +10,7 @@
 #include "tools/zim_benchkit.h"
 #include "tools/zim_conns.h"
 #include "tools/zim_gbench.h"
+#include "tools/zim_rbench.h"
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_util.h"
@@ -78,6 +79,7 @@ static void s_usage (FILE *out)
              "\n"
              "%s\n"
              "%s\n"
+             "%s\n"
              "Options:\n"
              "  -u, --url URL            WebSocket URL (default %s)\n"
              "  -e, --endpoint ENDPOINT  admin endpoint for tokens (default %s)\n"
@@ -98,10 +100,13 @@ static void s_usage (FILE *out)
              "  zim-bench p2p --pairs 50 --messages 2000\n"
              "  zim-bench conns --count 10000 --hold 30 --pid $(pgrep -n zim-server)\n"
              "  zim-bench group --members 500 --senders 10 --messages 2000\n"
+             "  zim-bench room --members 10000 --rate 100 --messages 1000\n"
+             "  zim-bench push --users 1000 --rate 50000 --messages 100\n"
              "  zim-bench p2p --pairs 50 --messages 2000 --rate 30000   # latency at 30k/s\n"
              "  zim-bench -e tcp://127.0.0.1:7710 -k \"$KEY\" p2p --pairs 50 --window 16 --json\n"
              "  make bench     # several runs against a fresh zim-server, with the medians\n",
-             HEADER_SIZE, zim_gbench_usage, zim_conns_usage, DEFAULT_URL, ZIM_ADMIN_ENDPOINT);
+             HEADER_SIZE, zim_gbench_usage, zim_conns_usage, zim_rbench_usage, DEFAULT_URL,
+             ZIM_ADMIN_ENDPOINT);
 }
 
 //  One sender/recipient pair.
@@ -359,7 +364,8 @@ int main (int argc, char **argv)
     //  conns takes its own options: the common ones come before it.
     int margc = argc;
     for (int i = 1; i < argc; i++)
-        if (strcmp (argv[i], "conns") == 0 || strcmp (argv[i], "group") == 0) {
+        if (strcmp (argv[i], "conns") == 0 || strcmp (argv[i], "group") == 0 ||
+            strcmp (argv[i], "room") == 0 || strcmp (argv[i], "push") == 0) {
             margc = i;
             break;
         }
@@ -426,12 +432,14 @@ int main (int argc, char **argv)
     }
     bool conns = margc < argc;
     if (conns && optind != margc) {
-        fprintf (stderr, "zim-bench: what comes before conns or group must be options\n");
+        fprintf (stderr,
+                 "zim-bench: what comes before conns, group, room or push must be options\n");
         return EXIT_USAGE;
     }
     if (!conns && (optind >= argc || strcmp (argv[optind], "p2p") != 0 || optind + 1 != argc)) {
         fprintf (stderr,
-                 "zim-bench: the scenario is p2p, group or conns. Try 'zim-bench --help'.\n");
+                 "zim-bench: the scenario is p2p, group, conns, room or push. Try 'zim-bench "
+                 "--help'.\n");
         return EXIT_USAGE;
     }
     if (b.size < HEADER_SIZE) {
@@ -458,8 +466,11 @@ int main (int argc, char **argv)
     free (keys);
     if (conns) {
         s_mint_t m = {endpoint, key, app};
-        int rc = strcmp (argv[optind], "group") == 0
+        const char *sc = argv[optind];
+        int rc = strcmp (sc, "group") == 0
                      ? zim_gbench_main (argc - optind, argv + optind, url, app, s_mint, s_groups, &m)
+                 : strcmp (sc, "room") == 0 || strcmp (sc, "push") == 0
+                     ? zim_rbench_main (argc - optind, argv + optind, url, app, s_mint, &m)
                      : zim_conns_main (argc - optind, argv + optind, url, s_mint, &m);
         free (key);
         zim_curve_destroy (&s_curve);

@@ -152,3 +152,51 @@ bool zim_benchkit_report (zim_benchkit_t *r, bool json)
     return r->errors || missing || r->duplicates || r->out_of_order || r->seq_gaps ||
            r->unexpected;
 }
+
+//  The bucket of a sample: exact below 256, then 7 bits of mantissa.
+static uint32_t s_hist_index (uint64_t us)
+{
+    if (us > UINT32_MAX)
+        us = UINT32_MAX;
+    if (us < 256)
+        return (uint32_t)us;
+    int b = 63 - __builtin_clzll (us); //  8..31
+    int shift = b - 7;
+    return 256 + (uint32_t)(b - 8) * 128 + (uint32_t)((us >> shift) - 128);
+}
+
+//  The lowest sample of bucket i.
+static uint64_t s_hist_value (uint32_t i)
+{
+    if (i < 256)
+        return i;
+    uint32_t b = (i - 256) / 128 + 8, m = (i - 256) % 128 + 128;
+    return (uint64_t)m << (b - 7);
+}
+
+void zim_benchkit_hist_add (zim_benchkit_hist_t *h, uint64_t us)
+{
+    h->bucket[s_hist_index (us)]++;
+    h->n++;
+}
+
+void zim_benchkit_hist_merge (zim_benchkit_hist_t *h, const zim_benchkit_hist_t *from)
+{
+    for (uint32_t i = 0; i < ZIM_BENCHKIT_HIST; i++)
+        h->bucket[i] += from->bucket[i];
+    h->n += from->n;
+}
+
+double zim_benchkit_hist_pct_ms (const zim_benchkit_hist_t *h, double p)
+{
+    if (!h->n)
+        return 0;
+    //  the rank of the sample, as s_pct_ms picks it from a sorted array
+    uint64_t rank = (uint64_t)((double)(h->n - 1) * p / 100.0), seen = 0;
+    for (uint32_t i = 0; i < ZIM_BENCHKIT_HIST; i++) {
+        seen += h->bucket[i];
+        if (seen > rank)
+            return (double)s_hist_value (i) / 1000.0;
+    }
+    return (double)s_hist_value (ZIM_BENCHKIT_HIST - 1) / 1000.0;
+}
