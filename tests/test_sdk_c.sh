@@ -261,6 +261,10 @@ typedef struct {
     size_t page_count;
     unsigned long long page_gseq_first, page_gseq_last;
     int page_seq_zero;
+    //  live channel messages
+    int channels;
+    unsigned long long channel_gseq;
+    char channel_group[ZIM_CLIENT_ID_MAX + 1];
     //  pushes from the backend
     int pushes, push_anonymous;
     char push_body[64];
@@ -295,6 +299,13 @@ static void on_msg (zim_client_t *c, const zim_client_msg_t *m, void *arg)
     snprintf (st->body[st->msgs], sizeof st->body[0], "%s", json ? json : "?");
     free (json);
     st->msgs++;
+}
+static void on_channel (zim_client_t *c, const zim_client_msg_t *m, void *arg)
+{
+    st_t *st = arg;
+    st->channels++;
+    st->channel_gseq = m->gseq;
+    snprintf (st->channel_group, sizeof st->channel_group, "%s", m->group);
 }
 static void on_receipt (zim_client_t *c, const zim_client_receipt_t *r, void *arg)
 {
@@ -388,6 +399,7 @@ static zim_client_t *client (const char *url, const char *token, const char *dev
     cfg.on_convs = on_convs;
     cfg.on_groups = on_groups;
     cfg.on_push = on_push;
+    cfg.on_channel = on_channel;
     cfg.arg = st;
     return zim_client_new (loop, &cfg);
 }
@@ -575,10 +587,30 @@ int main (int argc, char **argv)
     CHECK (zim_client_send_group (A1, "news", NULL, "\xa5new 9", 6, NULL) == 0 &&
                wait_n (&a1.acks, acks + 1, 10000) == 0,
            "one more news");
+    //  (bob's csyncs put his connection in the channel's live room: gseq 9
+    //  may come live to on_channel, and moves his position if it does)
+    wait_n (&b.channels, 1, 1000);
+    int live9 = b.channels > 0;
+    CHECK (!live9 || (b.channel_gseq == 9 && zim_client_channel_pos (B, "news") == 9),
+           "gseq 9 live moves bob's position to 9");
     n = b.pages;
-    CHECK (zim_client_csync (B, "news", -1, 0, NULL) == 0 && wait_n (&b.pages, n + 1, 10000) == 0 &&
-               !b.page_reset && b.page_count == 1 && b.page_gseq_first == 9,
-           "csync from the position: just gseq 9");
+    CHECK (zim_client_csync (B, "news", live9 ? 8 : -1, 0, NULL) == 0 &&
+               wait_n (&b.pages, n + 1, 10000) == 0 && !b.page_reset && b.page_count == 1 &&
+               b.page_gseq_first == 9,
+           "csync from the position (or from 8): just gseq 9");
+    //  after its csync bob is in the channel's live room: alice's next
+    //  messages come live (at most once: until the server has put bob's
+    //  connection there one may pass by, so alice sends until one comes)
+    for (int i = 0; i < 20 && b.channels == 0; i++) {
+        acks = a1.acks;
+        CHECK (zim_client_send_group (A1, "news", NULL, "\xa4live", 5, NULL) == 0 &&
+                   wait_n (&a1.acks, acks + 1, 10000) == 0,
+               "a live news");
+        wait_n (&b.channels, 1, 500);
+    }
+    CHECK (b.channels > 0 && strcmp (b.channel_group, "news") == 0 && b.channel_gseq >= 9 &&
+               b.channel_gseq <= a1.ack_gseq,
+           "bob gets a channel message live (on_channel, with its gseq)");
     n = k.errors;
     CHECK (zim_client_csync (K, "news", 0, 0, NULL) == 0 && wait_n (&k.errors, n + 1, 10000) == 0,
            "carol is no member of news: refused");

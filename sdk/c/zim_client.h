@@ -271,6 +271,12 @@ typedef struct {
     zim_client_receipt_fn *on_receipt; //  a receipt
     zim_client_convs_fn *on_convs;     //  a page of the conversation list
     zim_client_groups_fn *on_groups;   //  the user's groups and channels
+    //  A channel's new message, live after a zim_client_csync of it (at most
+    //  once; msg->group and msg->gseq set; docs/PROTOCOL.md "Live channel
+    //  messages"). A gseq above zim_client_channel_pos + 1 means some were
+    //  missed: csync from the position (since -1). NULL: they come to
+    //  on_room as room "g:GROUP" frames whose body is the message's map.
+    zim_client_msg_fn *on_channel;
 } zim_client_config_t;
 
 //  ---------------------------------------------------------------------

@@ -192,6 +192,30 @@ static void s_on_groups (zim_client_t *self, const zim_sdk_frame_t *f)
     }
 }
 
+//  A room frame of a channel's live room "g:GROUP" (its body: the message
+//  as a csync page entry has it) to on_channel. The position moves only
+//  when nothing was missed (a gap is the app's csync from the position).
+//  @return true if it was one and on_channel took it.
+static bool s_on_channel (zim_client_t *self, const zim_sdk_frame_t *f)
+{
+    if (!self->cfg.on_channel || f->room.len < 3 || memcmp (f->room.ptr, "g:", 2) != 0 ||
+        !f->body.ptr)
+        return false;
+    zim_rd_t rd;
+    zim_rd_init (&rd, f->body.ptr, f->body.len);
+    zim_client_msg_t m;
+    if (zim_sdk_frame_msg (&rd, &m) || !m.group[0] || !m.gseq) {
+        zim_sdk_client_emit_error (self, ZIM_CLIENT_ERR_PROTOCOL,
+                                   "malformed channel message from the server", NULL, false, 0);
+        return true;
+    }
+    if (m.gseq == zim_sdk_chans_pos (self->chans, m.group) + 1)
+        zim_sdk_chans_seen (self->chans, m.group, m.gseq);
+    if (!zim_sdk_client_quiet (self))
+        self->cfg.on_channel (self, &m, self->cfg.arg);
+    return true;
+}
+
 //  Rooms, pushes and signals: joined, left, published, count, room, push,
 //  signal.
 static void s_on_live (zim_client_t *self, const zim_sdk_frame_t *f)
@@ -212,6 +236,8 @@ static void s_on_live (zim_client_t *self, const zim_sdk_frame_t *f)
             self->cfg.on_count (self, room, f->online, self->cfg.arg);
         return;
     }
+    if (zim_str_eq (f->op, "room") && s_on_channel (self, f))
+        return;
     zim_client_room_t m = {NULL, f->from.ptr ? from : NULL, f->body.ptr, f->body.len, f->ts};
     zim_client_room_fn *fn = NULL;
     if (zim_str_eq (f->op, "room")) {
@@ -292,7 +318,18 @@ typedef struct {
     bool convs_more;             //  its more
     zim_client_group_t group[2]; //  the first two of the last groups
     size_t ngroups;              //  how many it had
+    int channels;                //  live channel messages
+    uint64_t channel_gseq;       //  the last one's gseq
 } s_seen_t;
+
+static void s_t_channel (zim_client_t *c, const zim_client_msg_t *m, void *arg)
+{
+    (void)c;
+    s_seen_t *s = arg;
+    assert (streq (m->group, "news") && streq (m->from, "alice"));
+    s->channels++;
+    s->channel_gseq = m->gseq;
+}
 
 static void s_t_ack (zim_client_t *c, const zim_client_ack_t *a, void *arg)
 {
@@ -462,6 +499,7 @@ void zim_sdk_recv_test (bool verbose)
     cfg.on_receipt = s_t_receipt;
     cfg.on_convs = s_t_convs;
     cfg.on_groups = s_t_groups;
+    cfg.on_channel = s_t_channel;
     cfg.arg = &seen;
     zim_item_t item = {
         1, 250772402995204096ull, 1, zim_str ("alice"), zim_str ("bob"), {"\xa2hi", 3}};
@@ -639,8 +677,34 @@ void zim_sdk_recv_test (bool verbose)
     assert (seen.pages == 1 && seen.page_rid == srid && streq (seen.page_group, "news"));
     assert (!seen.page_reset && seen.page_first_gseq == 11);
     assert (zim_client_channel_pos (c, "news") == 12);
+    //  live channel messages (room "g:news", the entry as body): the next
+    //  one moves the position, one after a gap does not
+    for (uint64_t g = 13; g <= 15; g += 2) {
+        zim_wr_map (&wr, 4);
+        zim_wr_cstr (&wr, "op");
+        zim_wr_cstr (&wr, "room");
+        zim_wr_cstr (&wr, "room");
+        zim_wr_cstr (&wr, "g:news");
+        zim_wr_cstr (&wr, "ts");
+        zim_wr_uint (&wr, 1);
+        zim_wr_cstr (&wr, "body");
+        zim_wr_map (&wr, 5);
+        zim_wr_cstr (&wr, "id");
+        zim_wr_uint (&wr, gitem.id + g);
+        zim_wr_cstr (&wr, "from");
+        zim_wr_cstr (&wr, "alice");
+        zim_wr_cstr (&wr, "body");
+        zim_wr_cstr (&wr, "hi");
+        zim_wr_cstr (&wr, "group");
+        zim_wr_cstr (&wr, "news");
+        zim_wr_cstr (&wr, "gseq");
+        zim_wr_uint (&wr, g);
+        s_t_feed (c, &wr);
+        assert (seen.channel_gseq == g && zim_client_channel_pos (c, "news") == 13);
+    }
+    assert (seen.channels == 2 && seen.pages == 1);
     assert (zim_client_csync (c, "news", -1, 0, &srid) == 0);
-    assert (s_t_next_frame (c, &cf) == 0 && cf.since == 12);
+    assert (s_t_next_frame (c, &cf) == 0 && cf.since == 13);
     zim_wr_map (&wr, 5);
     zim_wr_cstr (&wr, "op");
     zim_wr_cstr (&wr, "page");
