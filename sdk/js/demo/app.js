@@ -19,7 +19,8 @@
 //   chat loads its history, older pages on demand. The protocol has no
 //   history of a group (its messages are in the inbox, read by sync), so a
 //   group chat shows what came in since the page was opened; a channel is
-//   read with csync() when opened and every 5 s while open. The lobby is
+//   read with csync() when opened, then its new messages come live
+//   ('channel' events; a gap or every 30 s: csync again). The lobby is
 //   live only.
 //
 // Served by the gateway at / (zim-server --www sdk/js/demo) with the SDK
@@ -513,7 +514,8 @@ function open(key) {
         announce(c.name);
     } else if (c.kind === 'channel') {
         loadChannel(c);
-        channelTimer = setInterval(() => active === key && loadChannel(c), 5000);
+        // new messages come live ('channel'); this only catches one lost last
+        channelTimer = setInterval(() => active === key && loadChannel(c), 30000);
     }
     markRead(c);
     renderLists();
@@ -621,6 +623,20 @@ function start(uid) {
         const c = chat(`#${m.room}`);
         const n = ++roomCounter;
         put(c, { key: `r:${n}`, n, from: m.from, body: m.body, ts: m.ts, status: m.from === me ? 'sent' : '' });
+        if (c.key !== active && m.from !== me) c.unread++;
+        touch(c, m.ts);
+    });
+    // A channel's new message, live once its csync ran: the next one is
+    // shown, a gap is read with csync.
+    client.on('channel', (m) => {
+        const c = chat(`g:${m.group}`);
+        c.kind = 'channel';
+        if (m.gseq !== c.gseq + 1) {
+            loadChannel(c);
+            return;
+        }
+        put(c, { ...m });
+        c.gseq = m.gseq;
         if (c.key !== active && m.from !== me) c.unread++;
         touch(c, m.ts);
     });
