@@ -160,14 +160,15 @@ void zim_apisrv_handle (zim_apisrv_t *self)
 //  -------------------------------------------------------------------------
 //  Requests
 
-//  The value of query parameter name in query (after '?'), into buf.
+//  The value of query parameter name in query (after '?'), into buf; an
+//  empty value if it does not fit (never a cut list of targets).
 static bool s_param (const char *query, const char *name, char *buf, size_t size)
 {
     size_t nlen = strlen (name);
     for (const char *p = query; p && *p; p = strchr (p, '&') ? strchr (p, '&') + 1 : NULL)
         if (strncmp (p, name, nlen) == 0 && p[nlen] == '=') {
             size_t vlen = strcspn (p + nlen + 1, "&");
-            snprintf (buf, size, "%.*s", (int)vlen, p + nlen + 1);
+            snprintf (buf, size, "%.*s", vlen < size ? (int)vlen : 0, p + nlen + 1);
             return true;
         }
     return false;
@@ -306,7 +307,7 @@ static void s_route (zim_apisrv_t *self, const zim_apihttp_req_t *r)
     }
     //  The raw form: a msgpack body that is the push's data, the targets
     //  in the query (for push/all: a body that is no map with "data").
-    char text[8192];
+    char text[16384]; //  a query value: the target fits the 16 KiB of the head
     zim_str_t raw;
     bool msgpack = zim_apibody_is_msgpack (type);
     bool raw_form = is_push && msgpack &&
