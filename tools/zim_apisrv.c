@@ -152,9 +152,18 @@ uint64_t zim_apisrv_refused (zim_apisrv_t *self)
     return zim_apihttp_refused (self->http);
 }
 
+//  Messages read per call, while there are more: a pipelining client or
+//  a burst of router answers costs one poll of the loop per batch, not
+//  one per message.
+#define S_DRAIN 64
+
 void zim_apisrv_handle (zim_apisrv_t *self)
 {
-    zim_apihttp_handle (self->http);
+    zsock_t *sock = zim_apihttp_sock (self->http);
+    int n = 0;
+    do
+        zim_apihttp_handle (self->http);
+    while (++n < S_DRAIN && (zsock_events (sock) & ZMQ_POLLIN));
 }
 
 //  -------------------------------------------------------------------------
@@ -527,11 +536,14 @@ static void s_deliver_answer (zim_apisrv_t *self, const zim_api_r_t *r)
 
 void zim_apisrv_handle_router (zim_apisrv_t *self)
 {
-    zframe_t *frame = zframe_recv (self->routers);
-    zim_api_r_t r;
-    if (frame && s_router_answer (self, frame, &r) == 0)
-        s_deliver_answer (self, &r);
-    zframe_destroy (&frame);
+    int n = 0;
+    do {
+        zframe_t *frame = zframe_recv (self->routers);
+        zim_api_r_t r;
+        if (frame && s_router_answer (self, frame, &r) == 0)
+            s_deliver_answer (self, &r);
+        zframe_destroy (&frame);
+    } while (++n < S_DRAIN && (zsock_events (self->routers) & ZMQ_POLLIN));
 }
 
 //  The admin verb's persisted push req: sent, then waited for (other
