@@ -845,6 +845,60 @@ static void s_test_pipeline (s_test_t *t, int fd)
     free (a);
 }
 
+//  A client that sends 20,000 requests and reads nothing meanwhile (a
+//  small receive buffer, a small high-water mark): the server writes what
+//  fits, then holds the rest (c->blocked) and parses no further, at most
+//  S_CONN_REQS requests held; once the client reads, every answer comes.
+static void s_test_slow_reader (s_test_t *t)
+{
+    zsock_set_sndhwm (zim_apihttp_sock (t->http), 4); //  for the pipes of new connections
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    assert (setsockopt (fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons ((uint16_t)zim_apihttp_port (t->http))};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert (connect (fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    const char *bad = "GET /x HTTP/1.1\r\n\r\n";
+    size_t n = 20000, size = n * strlen (bad), sent = 0, answers = 0, carry = 0;
+    char *all = zim_malloc (size + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy (all + i * strlen (bad), bad, strlen (bad));
+    char chunk[65536 + 16];
+    bool seen_blocked = false;
+    int64_t deadline = zclock_mono () + 20000;
+    zpoller_t *poller = zpoller_new (zim_apihttp_sock (t->http), NULL);
+    while (zclock_mono () < deadline && answers < n) {
+        if (sent < size) {
+            ssize_t w = send (fd, all + sent, size - sent, MSG_DONTWAIT);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (zpoller_wait (poller, seen_blocked ? 1 : 5))
+            zim_apihttp_handle (t->http);
+        zim_apihttp_sweep (t->http);
+        assert (t->http->nreqs <= S_CONN_REQS);
+        if (!seen_blocked) {
+            seen_blocked = t->http->nblocked > 0 && sent == size;
+            continue; //  read nothing until the server holds its answers
+        }
+        ssize_t r = recv (fd, chunk + carry, 65536, MSG_DONTWAIT);
+        if (r <= 0)
+            continue;
+        size_t end = carry + (size_t)r;
+        for (size_t i = 0; i + 12 <= end; i++) //  not counted already: i + 12 > carry
+            if (i + 12 > carry && memcmp (chunk + i, "HTTP/1.1 401", 12) == 0)
+                answers++;
+        carry = end < 11 ? end : 11;
+        memmove (chunk, chunk + end - carry, carry);
+    }
+    assert (seen_blocked && answers == n && t->http->nblocked == 0);
+    zpoller_destroy (&poller);
+    free (all);
+    close (fd);
+    zsock_set_sndhwm (zim_apihttp_sock (t->http), 1000);
+}
+
 void zim_apihttp_test (bool verbose)
 {
     (void)verbose;
@@ -881,6 +935,8 @@ void zim_apihttp_test (bool verbose)
     //  Thousands pipelined behind a request that waits, refused at once
     //  when its answer comes: read in a loop, the last one answered.
     s_test_pipeline (&t, fd);
+    //  A client that reads nothing while it sends is held back, loses nothing.
+    s_test_slow_reader (&t);
     //  Not answered in its time: 503, and a late answer goes nowhere.
     a = s_test_call (&t, fd,
                      "GET /never HTTP/1.1\r\nAuthorization: Bearer demo-key-demo-key-demo\r\n\r\n");
@@ -905,6 +961,6 @@ void zim_apihttp_test (bool verbose)
     assert (strstr (a, "HTTP/1.1 413"));
     free (a);
     close (fd);
-    assert (zim_apihttp_requests (t.http) == 4 && zim_apihttp_refused (t.http) == 5 + 20000);
+    assert (zim_apihttp_requests (t.http) == 4 && zim_apihttp_refused (t.http) == 5 + 2 * 20000);
     zim_apihttp_destroy (&t.http);
 }
