@@ -1077,7 +1077,8 @@ START_TEST (test_api_pipeline)
               "GET /v1/groups/nothing HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", srv.apikey);
     s_raw_post (all, sizeof all, "/v1/push/rooms", "{\"rooms\":[\"lobby\"],\"data\":\"p2\"}");
     s_raw_post (all, sizeof all, "/v1/push/users", "{\"users\":[\"alice\"");
-    s_raw_post (all, sizeof all, "/v1/push/users", "{\"users\":[\"alice\",\"bob\"],\"data\":\"p3\"}");
+    s_raw_post (all, sizeof all, "/v1/push/users",
+                "{\"users\":[\"alice\",\"bob\"],\"data\":\"p3\"}");
     int fd = s_raw_connect ();
     ck_assert_int_eq (send (fd, all, strlen (all), 0), (ssize_t)strlen (all));
     s_buf_t b = {NULL, 0};
@@ -1088,8 +1089,8 @@ START_TEST (test_api_pipeline)
     json_decref (doc);
     s_group_refused (s_raw_answer (fd, &b, &doc), &doc, 404, "no_group", 4041);
     ck_assert_int_eq (s_raw_answer (fd, &b, &doc), 200);
-    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (doc, "rooms"), "lobby")),
-                      1);
+    json_t *rooms = json_object_get (doc, "rooms");
+    ck_assert_int_eq (json_integer_value (json_object_get (rooms, "lobby")), 1);
     json_decref (doc);
     s_refused (s_raw_answer (fd, &b, &doc), &doc, 400, "bad_json");
     ck_assert_int_eq (s_raw_answer (fd, &b, &doc), 200);
