@@ -67,6 +67,7 @@ struct _s_conn_t {
     bool parsing;               //  s_parse is reading its buffer (answers do not recurse)
     bool stalled;               //  waits for the server's bound of requests
     bool blocked;               //  its answers did not fit the socket: tried again later
+    int64_t blocked_ms;         //  since when (closed after S_IDLE_MS of it)
 };
 
 //  An app and its key.
@@ -331,8 +332,10 @@ static void s_flush (zim_apihttp_t *self, s_conn_t *c)
         if (!sent) {
             zmq_msg_close (&out);
             if (zmq_errno () == EAGAIN) {
-                if (!c->blocked)
+                if (!c->blocked) {
                     self->nblocked++;
+                    c->blocked_ms = zclock_mono ();
+                }
                 c->blocked = true; //  its reader is slow: it gets no more until these went
                 return;
             }
@@ -699,13 +702,17 @@ void zim_apihttp_sweep (zim_apihttp_t *self)
     if (now < self->next_scan_ms)
         return;
     self->next_scan_ms = now + S_SCAN_MS;
-    //  Idle connections closed; requests past their time answered 503.
+    //  Idle connections closed (and those that read nothing for as long);
+    //  requests past their time answered 503.
     zlist_t *idle = zlist_new ();
     size_t nlate = 0, cap = 0;
     uint64_t *late = NULL;
     for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns)) {
-        if (!c->head && now - c->since_ms > (c->close ? 5000 : S_IDLE_MS))
-            zlist_append (idle, c);
+        if ((!c->head && now - c->since_ms > (c->close ? 5000 : S_IDLE_MS)) ||
+            (c->blocked && now - c->blocked_ms > S_IDLE_MS)) {
+            zlist_append (idle, c); //  idle, or reads none of its answers
+            continue;
+        }
         for (s_req_t *r = c->head; r; r = r->next)
             if (!r->answer && now - r->since_ms > r->timeout_ms) {
                 if (nlate == cap) {
