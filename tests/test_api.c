@@ -6,7 +6,8 @@
     app's totals; a raw msgpack body; every refusal (400, 401, 403, 404,
     405, 413) with its JSON error and nothing delivered. Groups over HTTP;
     msgpack request bodies; persisted pushes (live, synced, idempotent,
-    durable across kill -9, through zimctl, with the C SDK); in a
+    durable across kill -9, through zimctl, with the C SDK); pipelined
+    requests on a raw socket answered in order, a long query target; in a
     cluster, pushes across gateways, distinct users over two gateways and a
     persisted push.
 */
@@ -19,11 +20,15 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static tk_server_t srv;
@@ -1003,6 +1008,122 @@ START_TEST (test_api_cluster)
 }
 END_TEST
 
+//  Connects a raw TCP socket to the server's API.
+static int s_raw_connect (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge (fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)srv.api_port)};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    ck_assert_int_eq (connect (fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+//  Reads the next HTTP answer of fd (buffered in b): returns its status,
+//  *doc its JSON body.
+static long s_raw_answer (int fd, s_buf_t *b, json_t **doc)
+{
+    int64_t deadline = zclock_mono () + 10000;
+    while (true) {
+        char *end = b->data ? strstr (b->data, "\r\n\r\n") : NULL;
+        const char *clen = b->data ? strstr (b->data, "Content-Length: ") : NULL;
+        if (end && clen && clen < end) {
+            size_t hlen = (size_t)(end - b->data) + 4, blen = (size_t)atol (clen + 16);
+            if (b->len >= hlen + blen) {
+                long status = atol (b->data + 9);
+                ck_assert_msg (strncmp (b->data, "HTTP/1.1 ", 9) == 0, "not an answer: %.40s",
+                               b->data);
+                *doc = json_loadb (b->data + hlen, blen, 0, NULL);
+                ck_assert_ptr_nonnull (*doc);
+                memmove (b->data, b->data + hlen + blen, b->len - hlen - blen + 1);
+                b->len -= hlen + blen;
+                return status;
+            }
+        }
+        ck_assert_msg (zclock_mono () < deadline, "no whole answer within 10 s");
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll (&pfd, 1, 100) <= 0)
+            continue;
+        char chunk[4096];
+        ssize_t n = recv (fd, chunk, sizeof chunk, 0);
+        ck_assert_int_gt (n, 0);
+        s_collect (chunk, 1, (size_t)n, b);
+    }
+}
+
+//  Appends to out a POST of body to path with the API key.
+static void s_raw_post (char *out, size_t size, const char *path, const char *body)
+{
+    size_t len = strlen (out);
+    snprintf (out + len, size - len,
+              "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+              path, srv.apikey, strlen (body), body);
+}
+
+//  Pipelining (docs/API.md): requests written in one send() are served
+//  concurrently and answered strictly in order, though the ones refused
+//  at once (a missing group, bad JSON) finish before the pushes that wait
+//  for the router; each push is delivered. Then a query target over the
+//  4 KiB the API once read (600 users in ?users=).
+START_TEST (test_api_pipeline)
+{
+    tk_client_t *alice = s_login ("alice", "phone");
+    s_join (alice, "lobby");
+    char all[16384] = "";
+    s_raw_post (all, sizeof all, "/v1/push/users", "{\"users\":[\"alice\"],\"data\":\"p1\"}");
+    size_t len = strlen (all);
+    snprintf (all + len, sizeof all - len,
+              "GET /v1/groups/nothing HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", srv.apikey);
+    s_raw_post (all, sizeof all, "/v1/push/rooms", "{\"rooms\":[\"lobby\"],\"data\":\"p2\"}");
+    s_raw_post (all, sizeof all, "/v1/push/users", "{\"users\":[\"alice\"");
+    s_raw_post (all, sizeof all, "/v1/push/users",
+                "{\"users\":[\"alice\",\"bob\"],\"data\":\"p3\"}");
+    int fd = s_raw_connect ();
+    ck_assert_int_eq (send (fd, all, strlen (all), 0), (ssize_t)strlen (all));
+    s_buf_t b = {NULL, 0};
+    json_t *doc;
+    ck_assert_int_eq (s_raw_answer (fd, &b, &doc), 200);
+    ck_assert_int_eq (json_integer_value (json_object_get (doc, "connections")), 1);
+    ck_assert_ptr_nonnull (json_object_get (doc, "users"));
+    json_decref (doc);
+    s_group_refused (s_raw_answer (fd, &b, &doc), &doc, 404, "no_group", 4041);
+    ck_assert_int_eq (s_raw_answer (fd, &b, &doc), 200);
+    json_t *rooms = json_object_get (doc, "rooms");
+    ck_assert_int_eq (json_integer_value (json_object_get (rooms, "lobby")), 1);
+    json_decref (doc);
+    s_refused (s_raw_answer (fd, &b, &doc), &doc, 400, "bad_json");
+    ck_assert_int_eq (s_raw_answer (fd, &b, &doc), 200);
+    json_t *users = json_object_get (doc, "users");
+    ck_assert_int_eq (json_integer_value (json_object_get (users, "alice")), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (users, "bob")), 0);
+    json_decref (doc);
+    ck_assert_uint_eq (b.len, 0);
+    //  Each push delivered (the pushes to users in order: one router).
+    s_expect_body (alice, "push", "\xa2p1", 3);
+    s_expect_body (alice, "push", "\xa2p3", 3);
+    s_nothing (alice, "push");
+    //  A target of 600 users (some 6 KiB): read whole, every user answered.
+    char target[8192];
+    len = (size_t)snprintf (target, sizeof target, "/v1/online?users=alice");
+    for (int i = 0; i < 599; i++)
+        len += (size_t)snprintf (target + len, sizeof target - len, ",user%04d", i);
+    ck_assert_uint_gt (len, 4096);
+    snprintf (all, sizeof all, "GET %s HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", target,
+              srv.apikey);
+    ck_assert_int_eq (send (fd, all, strlen (all), 0), (ssize_t)strlen (all));
+    ck_assert_int_eq (s_raw_answer (fd, &b, &doc), 200);
+    json_t *online = json_object_get (doc, "online");
+    ck_assert_int_eq (json_object_size (online), 600);
+    ck_assert_int_eq (json_array_size (json_object_get (online, "alice")), 1);
+    ck_assert_ptr_nonnull (json_object_get (online, "user0598"));
+    json_decref (doc);
+    free (b.data);
+    close (fd);
+    tk_close (&alice);
+}
+END_TEST
+
 static void s_cluster_setup (void)
 {
     curl = curl_easy_init ();
@@ -1021,6 +1142,7 @@ int main (void)
     tcase_add_test (tc, test_api_groups);
     tcase_add_test (tc, test_api_persist);
     tcase_add_test (tc, test_api_persist_sdk);
+    tcase_add_test (tc, test_api_pipeline);
     suite_add_tcase (s, tc);
     ct_add_with (s, test_api_cluster, s_cluster_setup);
     SRunner *sr = srunner_create (s);

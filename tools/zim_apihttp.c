@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -23,27 +24,51 @@
 #include <unistd.h>
 
 #define S_MAX_CONNS 1024     //  connections open at once
-#define S_HEAD_MAX 16384     //  bytes of request line and headers
+#define S_HEAD_MAX 16384     //  bytes of request line and headers (the target included)
 #define S_BODY_MAX (1 << 20) //  bytes of a request body (413 beyond)
 #define S_ID_MAX 256         //  bytes of a STREAM routing id
 #define S_ANSWER_MS 5000     //  a request is answered by then (503), unless it waits longer
 #define S_IDLE_MS 60000      //  an idle kept-alive connection is closed
 #define S_MAX_APPS 64        //  apps with a key
+#define S_CONN_REQS 64       //  requests of a connection between parse and written answer
+#define S_SERVER_REQS 4096   //  the same, over every connection
+#define S_HELD_MAX (1 << 20) //  bytes of answers a connection holds behind an earlier request
+#define S_SCAN_MS 100        //  how often the sweep looks for late requests
+
+typedef struct _s_conn_t s_conn_t;
+typedef struct _s_req_t s_req_t;
+
+//  One request of a connection, from its parse until its answer is
+//  written: answers go out in request order (HTTP/1.1 pipelining).
+struct _s_req_t {
+    uint64_t ticket;    //  its ticket (in self->inflight until answered)
+    s_conn_t *conn;     //  its connection
+    int64_t since_ms;   //  when it was handed over
+    int64_t timeout_ms; //  how long its answer may take
+    bool close;         //  its answer says Connection: close (the connection's last request)
+    char *answer;       //  the whole HTTP answer once answered, else NULL
+    size_t alen;        //  its length
+    s_req_t *next;      //  the connection's next request
+};
 
 //  One open connection.
-typedef struct {
+struct _s_conn_t {
     uint8_t id[S_ID_MAX];       //  STREAM routing id
     size_t idlen;               //  its length
     char key[2 * S_ID_MAX + 1]; //  its index key (hex of id)
     char peer[64];              //  peer address, for log lines
-    char *buf;                  //  bytes received, not yet handled
+    char *buf;                  //  bytes received, not yet parsed
     size_t len, alloc;          //  how many, room for
-    uint64_t ticket;            //  the request in flight (0: none)
-    int64_t since_ms;           //  when it was handed over, or the last activity
-    int64_t timeout_ms;         //  how long its answer may take
-    bool close;                 //  close once the answer went out (Connection: close, an error)
+    s_req_t *head, *tail;       //  its requests not yet written, in order
+    size_t nreqs;               //  how many
+    size_t held;                //  bytes of answers among them, waiting for an earlier one
+    int64_t since_ms;           //  the last activity (idle connections are closed)
+    bool close;                 //  no more requests read (Connection: close, an error)
     bool parsing;               //  s_parse is reading its buffer (answers do not recurse)
-} s_conn_t;
+    bool stalled;               //  waits for the server's bound of requests
+    bool blocked;               //  its answers did not fit the socket: tried again later
+    int64_t blocked_ms;         //  since when (closed after S_IDLE_MS of it)
+};
 
 //  An app and its key.
 typedef struct {
@@ -57,7 +82,12 @@ struct _zim_apihttp_t {
     int port;                 //  bound port
     char url[300];            //  base URL
     zhashx_t *conns;          //  hex id -> s_conn_t
-    zhashx_t *inflight;       //  ticket (hex) -> s_conn_t
+    zhashx_t *inflight;       //  ticket (hex) -> s_req_t, not yet answered
+    size_t nreqs;             //  requests between parse and written answer, every connection
+    size_t nstalled;          //  connections waiting for that to fall (c->stalled)
+    size_t nblocked;          //  connections whose answers wait for room (c->blocked)
+    int parsing;              //  s_parse calls under way (stalled ones resume after)
+    int64_t next_scan_ms;     //  when the sweep looks for late requests next
     s_key_t keys[S_MAX_APPS]; //  API keys
     size_t nkeys;             //  how many
     uint64_t next_ticket;     //  request tickets
@@ -73,6 +103,12 @@ static void s_conn_destroy (void **item)
     s_conn_t *c = (s_conn_t *)*item;
     if (!c)
         return;
+    while (c->head) {
+        s_req_t *r = c->head;
+        c->head = r->next;
+        free (r->answer);
+        free (r);
+    }
     free (c->buf);
     free (c);
     *item = NULL;
@@ -228,15 +264,23 @@ static const char *s_reason (int status)
     }
 }
 
-//  Forgets c's request in flight, if any.
-static void s_forget (zim_apihttp_t *self, s_conn_t *c)
+
+static void s_parse (zim_apihttp_t *self, s_conn_t *c);
+
+//  Forgets c and its requests (their late answers go nowhere).
+static void s_drop (zim_apihttp_t *self, s_conn_t *c)
 {
-    if (c->ticket) {
-        char ticket[24];
-        snprintf (ticket, sizeof ticket, "%" PRIx64, c->ticket);
-        zhashx_delete (self->inflight, ticket);
-        c->ticket = 0;
+    for (s_req_t *r = c->head; r; r = r->next) {
+        if (!r->answer) {
+            char ticket[24];
+            snprintf (ticket, sizeof ticket, "%" PRIx64, r->ticket);
+            zhashx_delete (self->inflight, ticket);
+        }
+        self->nreqs--;
     }
+    self->nstalled -= c->stalled ? 1 : 0;
+    self->nblocked -= c->blocked ? 1 : 0;
+    zhashx_delete (self->conns, c->key);
 }
 
 //  Closes c's connection and forgets it.
@@ -245,101 +289,201 @@ static void s_close (zim_apihttp_t *self, s_conn_t *c)
     void *sock = zsock_resolve (self->sock);
     zmq_send (sock, c->id, c->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (sock, "", 0, ZMQ_DONTWAIT);
-    s_forget (self, c);
-    zhashx_delete (self->conns, c->key);
+    s_drop (self, c);
 }
 
-static void s_parse (zim_apihttp_t *self, s_conn_t *c);
-
-//  Answers c with status and a JSON body; then reads its next request, or
-//  (c->close) lets the client close (closed by the sweep otherwise).
-static void s_answer (zim_apihttp_t *self, s_conn_t *c, int status, const char *json)
+//  Resumes the connections that waited for the server's bound of
+//  requests, once no s_parse is under way (no recursion through answers).
+static void s_resume (zim_apihttp_t *self)
 {
+    if (self->parsing || !self->nstalled || self->nreqs >= S_SERVER_REQS)
+        return;
+    zlist_t *stalled = zlist_new ();
+    for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns))
+        if (c->stalled)
+            zlist_append (stalled, c);
+    for (s_conn_t *c = zlist_first (stalled); c; c = zlist_next (stalled)) {
+        c->stalled = false;
+        self->nstalled--;
+        s_parse (self, c);
+    }
+    zlist_destroy (&stalled);
+}
+
+//  Writes c's answers that are due (the first ones, up to one not yet
+//  answered) in one message; then reads c's next requests. Answers that
+//  do not fit the socket now stay, and c is tried again later.
+static void s_flush (zim_apihttp_t *self, s_conn_t *c)
+{
+    size_t size = 0, n = 0;
+    for (s_req_t *r = c->head; r && r->answer; r = r->next, n++)
+        size += r->alen;
+    if (n > 0) {
+        zmq_msg_t out;
+        zmq_msg_init_size (&out, size);
+        char *at = (char *)zmq_msg_data (&out);
+        for (s_req_t *r = c->head; r && r->answer; r = r->next) {
+            memcpy (at, r->answer, r->alen);
+            at += r->alen;
+        }
+        void *sock = zsock_resolve (self->sock);
+        bool sent = zmq_send (sock, c->id, c->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) != -1 &&
+                    zmq_msg_send (&out, sock, ZMQ_DONTWAIT) != -1;
+        if (!sent) {
+            zmq_msg_close (&out);
+            if (zmq_errno () == EAGAIN) {
+                if (!c->blocked) {
+                    self->nblocked++;
+                    c->blocked_ms = zclock_mono ();
+                }
+                c->blocked = true; //  its reader is slow: it gets no more until these went
+                return;
+            }
+            zim_ratelog_warn (&self->ratelog, self->program, "API: cannot answer %s (%s)",
+                              *c->peer ? c->peer : "?", zmq_strerror (zmq_errno ()));
+        }
+        if (c->blocked)
+            self->nblocked--;
+        c->blocked = false;
+        for (size_t i = 0; i < n; i++) {
+            s_req_t *r = c->head;
+            c->head = r->next;
+            free (r->answer);
+            free (r);
+            c->nreqs--;
+            self->nreqs--;
+        }
+        if (!c->head)
+            c->tail = NULL;
+        c->held = 0;
+        for (s_req_t *r = c->head; r; r = r->next)
+            c->held += r->answer ? r->alen : 0;
+        c->since_ms = zclock_mono ();
+    }
+    if (!c->close && c->len > 0)
+        s_parse (self, c); //  pipelined requests
+    s_resume (self);
+}
+
+//  Answers r with status and a JSON body, in its turn on its connection.
+static void s_answer (zim_apihttp_t *self, s_req_t *r, int status, const char *json)
+{
+    assert (!r->answer);
+    char ticket[24];
+    snprintf (ticket, sizeof ticket, "%" PRIx64, r->ticket);
+    zhashx_delete (self->inflight, ticket);
     size_t blen = strlen (json);
     char header[512];
     int hlen =
         snprintf (header, sizeof header,
                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: "
                   "%zu\r\nCache-Control: no-store\r\n%s%s\r\n",
-                  status, s_reason (status), blen + 1, c->close ? "Connection: close\r\n" : "",
+                  status, s_reason (status), blen + 1, r->close ? "Connection: close\r\n" : "",
                   status == 405 ? "Allow: GET, POST, DELETE\r\n" : "");
-    zmq_msg_t out;
-    zmq_msg_init_size (&out, (size_t)hlen + blen + 1);
-    memcpy (zmq_msg_data (&out), header, (size_t)hlen);
-    memcpy ((char *)zmq_msg_data (&out) + hlen, json, blen);
-    ((char *)zmq_msg_data (&out))[hlen + blen] = '\n';
-    void *sock = zsock_resolve (self->sock);
-    if (zmq_send (sock, c->id, c->idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
-        zmq_msg_send (&out, sock, ZMQ_DONTWAIT) == -1) {
-        zim_ratelog_warn (&self->ratelog, self->program, "API: cannot answer %s (%s)",
-                          *c->peer ? c->peer : "?", zmq_strerror (zmq_errno ()));
-        zmq_msg_close (&out);
-    }
+    r->alen = (size_t)hlen + blen + 1;
+    r->answer = zim_malloc (r->alen);
+    memcpy (r->answer, header, (size_t)hlen);
+    memcpy (r->answer + hlen, json, blen);
+    r->answer[hlen + blen] = '\n';
     if (status == 200)
         self->requests++;
-    s_forget (self, c);
-    c->since_ms = zclock_mono ();
-    if (!c->close && c->len > 0)
-        s_parse (self, c); //  a pipelined request
+    s_conn_t *c = r->conn;
+    if (c->head != r) {
+        c->held += r->alen; //  waits for an earlier one
+        return;
+    }
+    s_flush (self, c);
 }
 
-//  Refuses c's request: logged, counted, answered {"error":{code,text}}.
-static void s_refuse (zim_apihttp_t *self, s_conn_t *c, int status, const char *code,
+//  Refuses r: logged, counted, answered {"error":{code,text}}.
+static void s_refuse (zim_apihttp_t *self, s_req_t *r, int status, const char *code,
                       const char *text)
 {
     self->refused++;
     char who[96];
     snprintf (who, sizeof who, "%s API", self->program);
     zim_ratelog_warn (&self->ratelog, who, "request from %s refused (%d %s): %s",
-                      *c->peer ? c->peer : "?", status, code, text);
+                      *r->conn->peer ? r->conn->peer : "?", status, code, text);
     json_t *doc = json_pack ("{s:{s:s, s:s}}", "error", "code", code, "text", text);
     char *json = json_dumps (doc, JSON_COMPACT);
     json_decref (doc);
-    s_answer (self, c, status, json);
+    s_answer (self, r, status, json);
     free (json);
 }
 
-//  The connection whose request is ticket, or NULL.
-static s_conn_t *s_inflight (zim_apihttp_t *self, uint64_t ticket)
+//  The request ticket not yet answered, or NULL.
+static s_req_t *s_inflight (zim_apihttp_t *self, uint64_t ticket)
 {
     char key[24];
     snprintf (key, sizeof key, "%" PRIx64, ticket);
-    return (s_conn_t *)zhashx_lookup (self->inflight, key);
+    return (s_req_t *)zhashx_lookup (self->inflight, key);
 }
 
 bool zim_apihttp_answer (zim_apihttp_t *self, uint64_t ticket, int status, const char *json)
 {
-    s_conn_t *c = s_inflight (self, ticket);
-    if (!c)
+    s_req_t *r = s_inflight (self, ticket);
+    if (!r)
         return false;
     if (status != 200) {
         self->refused++;
         char who[96];
         snprintf (who, sizeof who, "%s API", self->program);
         zim_ratelog_warn (&self->ratelog, who, "request from %s refused (%d): %s",
-                          *c->peer ? c->peer : "?", status, json);
+                          *r->conn->peer ? r->conn->peer : "?", status, json);
     }
-    s_answer (self, c, status, json);
+    s_answer (self, r, status, json);
     return true;
 }
 
 void zim_apihttp_refuse (zim_apihttp_t *self, uint64_t ticket, int status, const char *code,
                          const char *text)
 {
-    s_conn_t *c = s_inflight (self, ticket);
-    if (c)
-        s_refuse (self, c, status, code, text);
+    s_req_t *r = s_inflight (self, ticket);
+    if (r)
+        s_refuse (self, r, status, code, text);
 }
 
 void zim_apihttp_wait (zim_apihttp_t *self, uint64_t ticket, int64_t timeout_ms)
 {
-    s_conn_t *c = s_inflight (self, ticket);
-    if (c)
-        c->timeout_ms = timeout_ms;
+    s_req_t *r = s_inflight (self, ticket);
+    if (r)
+        r->timeout_ms = timeout_ms;
 }
 
 //  -------------------------------------------------------------------------
 //  Requests
+
+//  A new request of c, last in its order; close: the connection's last.
+static s_req_t *s_req_new (zim_apihttp_t *self, s_conn_t *c, bool close)
+{
+    s_req_t *r = (s_req_t *)zim_calloc (1, sizeof *r);
+    r->ticket = ++self->next_ticket;
+    r->conn = c;
+    r->since_ms = zclock_mono ();
+    r->timeout_ms = S_ANSWER_MS;
+    r->close = close;
+    if (close)
+        c->close = true;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->nreqs++;
+    self->nreqs++;
+    char ticket[24];
+    snprintf (ticket, sizeof ticket, "%" PRIx64, r->ticket);
+    zhashx_insert (self->inflight, ticket, r);
+    return r;
+}
+
+//  Refuses c's next request and reads no more of c (its buffer dropped).
+static void s_fail (zim_apihttp_t *self, s_conn_t *c, int status, const char *code,
+                    const char *text)
+{
+    c->len = 0;
+    s_refuse (self, s_req_new (self, c, true), status, code, text);
+}
 
 //  The app whose key is key, or NULL (every key compared in full).
 static const char *s_app_of (zim_apihttp_t *self, const char *key, size_t len)
@@ -374,10 +518,12 @@ static bool s_header (const char *head, const char *name, char *buf, size_t size
 
 //  Looks at the first request c has received: answers or hands it over
 //  if it is complete (taken out of the buffer), else leaves it there.
-static void s_parse_one (zim_apihttp_t *self, s_conn_t *c)
+
+//  Reads the first request c has received, if complete: takes it out of
+//  the buffer and answers it or hands it over. Returns false if it is not
+//  complete yet.
+static bool s_parse_one (zim_apihttp_t *self, s_conn_t *c)
 {
-    if (c->ticket || c->len == 0)
-        return;
     //  The end of the headers.
     char *end = NULL;
     for (size_t i = 0; i + 3 < c->len && i < S_HEAD_MAX; i++)
@@ -386,47 +532,44 @@ static void s_parse_one (zim_apihttp_t *self, s_conn_t *c)
             break;
         }
     if (!end) {
-        if (c->len >= S_HEAD_MAX) {
-            c->close = true;
-            c->len = 0;
-            s_refuse (self, c, 413, "too_large", "request headers over 16 KiB");
-        }
-        return;
+        if (c->len < S_HEAD_MAX)
+            return false;
+        s_fail (self, c, 413, "too_large", "request headers over 16 KiB");
+        return true;
     }
     size_t hlen = (size_t)(end - c->buf) + 4;
     char *head = zim_malloc (hlen + 1);
     memcpy (head, c->buf, hlen);
     head[hlen] = 0;
-    char method[16], target[4096], version[16];
-    if (sscanf (head, "%15[A-Z] %4095[^ \r\n] %15[^ \r\n]", method, target, version) != 3 ||
+    //  The target may take the whole 16 KiB of the head (a long users=...).
+    char method[16], version[16];
+    char *target = zim_malloc (hlen + 1);
+    if (sscanf (head, "%15[A-Z] %[^ \r\n] %15[^ \r\n]", method, target, version) != 3 ||
         target[0] != '/' || strncmp (version, "HTTP/1.", 7) != 0) {
+        free (target);
         free (head);
-        c->close = true;
-        c->len = 0;
-        s_refuse (self, c, 400, "bad_request", "not an HTTP/1.x request");
-        return;
+        s_fail (self, c, 400, "bad_request", "not an HTTP/1.x request");
+        return true;
     }
     char value[512];
     uint64_t clen = 0;
-    if (s_header (head, "Content-Length", value, sizeof value) && zim_parse_u64 (value, &clen)) {
+    const char *bad = NULL;
+    if (s_header (head, "Content-Length", value, sizeof value) && zim_parse_u64 (value, &clen))
+        bad = "Content-Length is not a number";
+    else if (clen > S_BODY_MAX) {
+        free (target);
         free (head);
-        c->close = true;
-        c->len = 0;
-        s_refuse (self, c, 400, "bad_request", "Content-Length is not a number");
-        return;
+        s_fail (self, c, 413, "too_large", "a request body may hold at most 1 MiB");
+        return true;
     }
-    if (clen > S_BODY_MAX) {
+    if (bad || c->len < hlen + clen) {
+        free (target);
         free (head);
-        c->close = true;
-        c->len = 0;
-        s_refuse (self, c, 413, "too_large", "a request body may hold at most 1 MiB");
-        return;
+        if (bad)
+            s_fail (self, c, 400, "bad_request", bad);
+        return bad != NULL; //  else the body is still coming
     }
-    if (c->len < hlen + clen) {
-        free (head);
-        return; //  the body is still coming
-    }
-    c->close =
+    bool close =
         (s_header (head, "Connection", value, sizeof value) && strcasecmp (value, "close") == 0) ||
         streq (version, "HTTP/1.0");
     //  The request: head and body, taken out of the buffer.
@@ -441,41 +584,50 @@ static void s_parse_one (zim_apihttp_t *self, s_conn_t *c)
     char type[128] = "";
     bool has_type = s_header (head, "Content-Type", type, sizeof type);
     const char *app = NULL;
+    s_req_t *r = s_req_new (self, c, close);
     if (!s_header (head, "Authorization", value, sizeof value) ||
         strncmp (value, "Bearer ", 7) != 0)
-        s_refuse (self, c, 401, "unauthorized", "Authorization: Bearer KEY is required");
+        s_refuse (self, r, 401, "unauthorized", "Authorization: Bearer KEY is required");
     else if (!(app = s_app_of (self, value + 7, strlen (value + 7))))
-        s_refuse (self, c, 403, "forbidden", "no app has this API key");
+        s_refuse (self, r, 403, "forbidden", "no app has this API key");
     else {
-        //  In flight from now: the handler answers it now or later.
-        c->ticket = ++self->next_ticket;
-        c->since_ms = zclock_mono ();
-        c->timeout_ms = S_ANSWER_MS;
-        char ticket[24];
-        snprintf (ticket, sizeof ticket, "%" PRIx64, c->ticket);
-        zhashx_insert (self->inflight, ticket, c);
+        //  In flight from now: the handler answers it now or later (r may
+        //  be gone when it returns).
         zim_apihttp_req_t req = {
-            c->ticket, method, target, query ? query : "", app, has_type ? type : NULL, body, clen};
+            r->ticket, method, target, query ? query : "", app, has_type ? type : NULL, body, clen};
         self->fn (self->arg, &req);
     }
     free (body);
+    free (target);
     free (head);
+    return true;
 }
 
-//  Reads c's requests one after the other while each is answered at once:
-//  a loop, not a recursion through s_answer, however many a client
-//  pipelined behind a request that waited.
+//  Reads c's requests while they are complete and c has room for them: at
+//  most S_CONN_REQS (and S_HELD_MAX bytes of held answers) per connection,
+//  S_SERVER_REQS in all, none while its answers wait for the socket. What
+//  follows stays in its buffer, which is bounded: a client that sends
+//  faster than it reads is read no further. A loop, not a recursion
+//  through the answers, however many a client pipelined.
 static void s_parse (zim_apihttp_t *self, s_conn_t *c)
 {
     if (c->parsing)
         return; //  the loop below goes on
     c->parsing = true;
-    size_t before;
-    do {
-        before = c->len;
-        s_parse_one (self, c);
-    } while (!c->ticket && !c->close && c->len > 0 && c->len < before);
+    self->parsing++;
+    while (!c->close && !c->blocked && c->len > 0 && c->nreqs < S_CONN_REQS &&
+           c->held < S_HELD_MAX) {
+        if (self->nreqs >= S_SERVER_REQS) {
+            if (!c->stalled)
+                self->nstalled++;
+            c->stalled = true; //  resumed by s_resume
+            break;
+        }
+        if (!s_parse_one (self, c))
+            break;
+    }
     c->parsing = false;
+    self->parsing--;
 }
 
 void zim_apihttp_handle (zim_apihttp_t *self)
@@ -492,10 +644,9 @@ void zim_apihttp_handle (zim_apihttp_t *self)
         snprintf (key + 2 * i, 3, "%02x", zframe_data (id)[i]);
     s_conn_t *c = (s_conn_t *)zhashx_lookup (self->conns, key);
     if (zframe_size (data) == 0) {
-        if (c) { //  the peer closed
-            s_forget (self, c);
-            zhashx_delete (self->conns, key);
-        } else if (zhashx_size (self->conns) < S_MAX_CONNS) {
+        if (c) //  the peer closed
+            s_drop (self, c);
+        else if (zhashx_size (self->conns) < S_MAX_CONNS) {
             c = (s_conn_t *)zim_calloc (1, sizeof *c);
             memcpy (c->id, zframe_data (id), zframe_size (id));
             c->idlen = zframe_size (id);
@@ -511,46 +662,78 @@ void zim_apihttp_handle (zim_apihttp_t *self)
             self->refused++;
         }
         zmsg_destroy (&msg);
+        s_resume (self);
         return;
     }
     if (c && !c->close) {
         size_t n = zframe_size (data);
-        if (c->len + n > S_HEAD_MAX + S_BODY_MAX + 1) {
-            c->close = true;
-            c->len = 0;
-            if (!c->ticket)
-                s_refuse (self, c, 413, "too_large", "a request body may hold at most 1 MiB");
-        } else {
+        if (c->len + n > S_HEAD_MAX + S_BODY_MAX + 1)
+            //  More than one request may hold (after those in flight).
+            s_fail (self, c, 413, "too_large", "a request body may hold at most 1 MiB");
+        else {
             if (c->len + n > c->alloc) {
                 c->alloc = (c->len + n) * 2;
                 c->buf = zim_realloc (c->buf, c->alloc);
             }
             memcpy (c->buf + c->len, zframe_data (data), n);
             c->len += n;
-            c->since_ms = c->ticket ? c->since_ms : zclock_mono ();
+            if (!c->head)
+                c->since_ms = zclock_mono ();
             s_parse (self, c);
         }
     }
     zmsg_destroy (&msg);
+    s_resume (self);
 }
 
 void zim_apihttp_sweep (zim_apihttp_t *self)
 {
     int64_t now = zclock_mono ();
-    zlist_t *late = zlist_new ();
-    for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns))
-        if ((c->ticket && now - c->since_ms > c->timeout_ms) ||
-            (!c->ticket && now - c->since_ms > (c->close ? 5000 : S_IDLE_MS)))
-            zlist_append (late, c);
-    for (s_conn_t *c = zlist_first (late); c; c = zlist_next (late))
-        if (c->ticket) {
+    //  Answers that waited for room in the socket.
+    if (self->nblocked) {
+        zlist_t *blocked = zlist_new ();
+        for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns))
+            if (c->blocked)
+                zlist_append (blocked, c);
+        for (s_conn_t *c = zlist_first (blocked); c; c = zlist_next (blocked))
+            s_flush (self, c);
+        zlist_destroy (&blocked);
+    }
+    if (now < self->next_scan_ms)
+        return;
+    self->next_scan_ms = now + S_SCAN_MS;
+    //  Idle connections closed (and those that read nothing for as long);
+    //  requests past their time answered 503.
+    zlist_t *idle = zlist_new ();
+    size_t nlate = 0, cap = 0;
+    uint64_t *late = NULL;
+    for (s_conn_t *c = zhashx_first (self->conns); c; c = zhashx_next (self->conns)) {
+        if ((!c->head && now - c->since_ms > (c->close ? 5000 : S_IDLE_MS)) ||
+            (c->blocked && now - c->blocked_ms > S_IDLE_MS)) {
+            zlist_append (idle, c); //  idle, or reads none of its answers
+            continue;
+        }
+        for (s_req_t *r = c->head; r; r = r->next)
+            if (!r->answer && now - r->since_ms > r->timeout_ms) {
+                if (nlate == cap) {
+                    cap = cap ? 2 * cap : 16;
+                    late = zim_realloc (late, cap * sizeof *late);
+                }
+                late[nlate++] = r->ticket;
+            }
+    }
+    for (s_conn_t *c = zlist_first (idle); c; c = zlist_next (idle))
+        s_close (self, c);
+    zlist_destroy (&idle);
+    for (size_t i = 0; i < nlate; i++) {
+        s_req_t *r = s_inflight (self, late[i]);
+        if (r) {
             char why[64];
-            snprintf (why, sizeof why, "no answer within %d s", (int)(c->timeout_ms / 1000));
-            s_forget (self, c);
-            s_refuse (self, c, 503, "unavailable", why);
-        } else
-            s_close (self, c);
-    zlist_destroy (&late);
+            snprintf (why, sizeof why, "no answer within %d s", (int)(r->timeout_ms / 1000));
+            s_refuse (self, r, 503, "unavailable", why);
+        }
+    }
+    free (late);
 }
 
 //  -------------------------------------------------------------------------
@@ -608,9 +791,10 @@ static char *s_test_call (s_test_t *t, int fd, const char *request)
 }
 
 //  Writes /later and 20,000 requests refused at once (401) behind it,
-//  pumping the server and reading meanwhile, then answers /later: the
-//  20,000 are read in a loop (answers beyond the socket's high-water mark
-//  are dropped and logged), and the connection still serves.
+//  pumping the server and reading meanwhile, then answers /later: every
+//  answer comes, /later's first (in request order, though the 401s were
+//  answered before it), the 20,000 read in a loop and never more than
+//  S_CONN_REQS of them held; the connection still serves.
 static void s_test_pipeline (s_test_t *t, int fd)
 {
     const char *wait =
@@ -621,11 +805,12 @@ static void s_test_pipeline (s_test_t *t, int fd)
     size_t len = (size_t)snprintf (all, size + 1, "%s", wait);
     for (size_t i = 0; i < n; i++)
         len += (size_t)snprintf (all + len, size + 1 - len, "%s", bad);
-    size_t sent = 0;
-    char chunk[65536];
-    int64_t deadline = zclock_mono () + 10000, quiet = 0;
+    size_t sent = 0, answers = 0, got = 0;
+    char chunk[65536 + 16], first[64] = "";
+    size_t carry = 0; //  the last bytes of the previous chunk (a status line across two)
+    int64_t deadline = zclock_mono () + 20000;
     zpoller_t *poller = zpoller_new (zim_apihttp_sock (t->http), NULL);
-    while (zclock_mono () < deadline && (sent < size || t->later || quiet < 20)) {
+    while (zclock_mono () < deadline && answers < n + 1) {
         if (sent < size) {
             ssize_t w = send (fd, all + sent, size - sent, MSG_DONTWAIT);
             if (w > 0)
@@ -633,17 +818,31 @@ static void s_test_pipeline (s_test_t *t, int fd)
         }
         if (zpoller_wait (poller, 5))
             zim_apihttp_handle (t->http);
+        zim_apihttp_sweep (t->http);
         if (t->later && sent == size) {
             //  Everything is queued behind it now (once the server read it).
             for (int i = 0; i < 50; i++)
                 if (zpoller_wait (poller, 5))
                     zim_apihttp_handle (t->http);
+            assert (t->http->nreqs <= S_CONN_REQS);
             assert (zim_apihttp_answer (t->http, t->later, 200, "{\"later\":1}"));
             t->later = 0;
         }
-        quiet = recv (fd, chunk, sizeof chunk, MSG_DONTWAIT) > 0 ? 0 : quiet + 1;
+        ssize_t r = recv (fd, chunk + carry, 65536, MSG_DONTWAIT);
+        if (r <= 0)
+            continue;
+        if (got < sizeof first - 1)
+            snprintf (first + got, sizeof first - got, "%.*s", (int)r, chunk + carry);
+        got += (size_t)r;
+        size_t end = carry + (size_t)r;
+        for (size_t i = 0; i + 9 <= end; i++)
+            if (memcmp (chunk + i, "HTTP/1.1 ", 9) == 0 && i + 9 > carry)
+                answers++;
+        carry = end < 8 ? end : 8;
+        memmove (chunk, chunk + end - carry, carry);
     }
-    assert (sent == size && !t->later);
+    assert (sent == size && !t->later && answers == n + 1);
+    assert (strncmp (first, "HTTP/1.1 200", 12) == 0);
     zpoller_destroy (&poller);
     free (all);
     char *a = s_test_call (t, fd,
@@ -651,6 +850,60 @@ static void s_test_pipeline (s_test_t *t, int fd)
                            "Content-Length: 4\r\n\r\nlast");
     assert (strstr (a, "\"len\":4}"));
     free (a);
+}
+
+//  A client that sends 20,000 requests and reads nothing meanwhile (a
+//  small receive buffer, a small high-water mark): the server writes what
+//  fits, then holds the rest (c->blocked) and parses no further, at most
+//  S_CONN_REQS requests held; once the client reads, every answer comes.
+static void s_test_slow_reader (s_test_t *t)
+{
+    zsock_set_sndhwm (zim_apihttp_sock (t->http), 4); //  for the pipes of new connections
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    assert (setsockopt (fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons ((uint16_t)zim_apihttp_port (t->http))};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert (connect (fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    const char *bad = "GET /x HTTP/1.1\r\n\r\n";
+    size_t n = 20000, size = n * strlen (bad), sent = 0, answers = 0, carry = 0;
+    char *all = zim_malloc (size + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy (all + i * strlen (bad), bad, strlen (bad));
+    char chunk[65536 + 16];
+    bool seen_blocked = false;
+    int64_t deadline = zclock_mono () + 20000;
+    zpoller_t *poller = zpoller_new (zim_apihttp_sock (t->http), NULL);
+    while (zclock_mono () < deadline && answers < n) {
+        if (sent < size) {
+            ssize_t w = send (fd, all + sent, size - sent, MSG_DONTWAIT);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (zpoller_wait (poller, seen_blocked ? 1 : 5))
+            zim_apihttp_handle (t->http);
+        zim_apihttp_sweep (t->http);
+        assert (t->http->nreqs <= S_CONN_REQS);
+        if (!seen_blocked) {
+            seen_blocked = t->http->nblocked > 0 && sent == size;
+            continue; //  read nothing until the server holds its answers
+        }
+        ssize_t r = recv (fd, chunk + carry, 65536, MSG_DONTWAIT);
+        if (r <= 0)
+            continue;
+        size_t end = carry + (size_t)r;
+        for (size_t i = 0; i + 12 <= end; i++) //  not counted already: i + 12 > carry
+            if (i + 12 > carry && memcmp (chunk + i, "HTTP/1.1 401", 12) == 0)
+                answers++;
+        carry = end < 11 ? end : 11;
+        memmove (chunk, chunk + end - carry, carry);
+    }
+    assert (seen_blocked && answers == n && t->http->nblocked == 0);
+    zpoller_destroy (&poller);
+    free (all);
+    close (fd);
+    zsock_set_sndhwm (zim_apihttp_sock (t->http), 1000);
 }
 
 void zim_apihttp_test (bool verbose)
@@ -689,6 +942,8 @@ void zim_apihttp_test (bool verbose)
     //  Thousands pipelined behind a request that waits, refused at once
     //  when its answer comes: read in a loop, the last one answered.
     s_test_pipeline (&t, fd);
+    //  A client that reads nothing while it sends is held back, loses nothing.
+    s_test_slow_reader (&t);
     //  Not answered in its time: 503, and a late answer goes nowhere.
     a = s_test_call (&t, fd,
                      "GET /never HTTP/1.1\r\nAuthorization: Bearer demo-key-demo-key-demo\r\n\r\n");
@@ -713,6 +968,6 @@ void zim_apihttp_test (bool verbose)
     assert (strstr (a, "HTTP/1.1 413"));
     free (a);
     close (fd);
-    assert (zim_apihttp_requests (t.http) == 4 && zim_apihttp_refused (t.http) == 5 + 20000);
+    assert (zim_apihttp_requests (t.http) == 4 && zim_apihttp_refused (t.http) == 5 + 2 * 20000);
     zim_apihttp_destroy (&t.http);
 }

@@ -1,12 +1,14 @@
 /*  zim_apihttp.h: the HTTP side of the backend API (docs/API.md): HTTP/1.1
     with keep-alive on a ZeroMQ STREAM socket, served by the process
-    shell's loop. It reads each connection's requests one at a time (a
-    client may pipeline: what follows waits in its buffer until the answer
-    went out), checks the request line, the sizes (16 KiB of headers, 1 MiB
-    of body: 413) and the "Authorization: Bearer KEY" of an app (401, 403),
+    shell's loop. It reads every complete request a connection has sent
+    (pipelined requests are served concurrently: up to 64 per connection
+    and 4096 in all between parse and written answer), checks the request
+    line, the sizes (16 KiB of headers, the target included, 1 MiB of
+    body: 413) and the "Authorization: Bearer KEY" of an app (401, 403),
     then hands the request to the API's handler with a ticket; the handler
-    answers it now or later with that ticket. A request not answered in
-    time gets 503; an idle connection is closed after 60 s.
+    answers it now or later with that ticket. Answers are written in
+    request order. A request not answered in time gets 503; an idle
+    connection is closed after 60 s.
 */
 #ifndef ZIM_APIHTTP_H_INCLUDED
 #define ZIM_APIHTTP_H_INCLUDED

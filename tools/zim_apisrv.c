@@ -152,22 +152,32 @@ uint64_t zim_apisrv_refused (zim_apisrv_t *self)
     return zim_apihttp_refused (self->http);
 }
 
+//  Messages read per call, while there are more: a pipelining client or
+//  a burst of router answers costs one poll of the loop per batch, not
+//  one per message.
+#define S_DRAIN 64
+
 void zim_apisrv_handle (zim_apisrv_t *self)
 {
-    zim_apihttp_handle (self->http);
+    zsock_t *sock = zim_apihttp_sock (self->http);
+    int n = 0;
+    do
+        zim_apihttp_handle (self->http);
+    while (++n < S_DRAIN && (zsock_events (sock) & ZMQ_POLLIN));
 }
 
 //  -------------------------------------------------------------------------
 //  Requests
 
-//  The value of query parameter name in query (after '?'), into buf.
+//  The value of query parameter name in query (after '?'), into buf; an
+//  empty value if it does not fit (never a cut list of targets).
 static bool s_param (const char *query, const char *name, char *buf, size_t size)
 {
     size_t nlen = strlen (name);
     for (const char *p = query; p && *p; p = strchr (p, '&') ? strchr (p, '&') + 1 : NULL)
         if (strncmp (p, name, nlen) == 0 && p[nlen] == '=') {
             size_t vlen = strcspn (p + nlen + 1, "&");
-            snprintf (buf, size, "%.*s", (int)vlen, p + nlen + 1);
+            snprintf (buf, size, "%.*s", vlen < size ? (int)vlen : 0, p + nlen + 1);
             return true;
         }
     return false;
@@ -306,7 +316,7 @@ static void s_route (zim_apisrv_t *self, const zim_apihttp_req_t *r)
     }
     //  The raw form: a msgpack body that is the push's data, the targets
     //  in the query (for push/all: a body that is no map with "data").
-    char text[8192];
+    char text[16384]; //  a query value: the target fits the 16 KiB of the head
     zim_str_t raw;
     bool msgpack = zim_apibody_is_msgpack (type);
     bool raw_form = is_push && msgpack &&
@@ -526,11 +536,14 @@ static void s_deliver_answer (zim_apisrv_t *self, const zim_api_r_t *r)
 
 void zim_apisrv_handle_router (zim_apisrv_t *self)
 {
-    zframe_t *frame = zframe_recv (self->routers);
-    zim_api_r_t r;
-    if (frame && s_router_answer (self, frame, &r) == 0)
-        s_deliver_answer (self, &r);
-    zframe_destroy (&frame);
+    int n = 0;
+    do {
+        zframe_t *frame = zframe_recv (self->routers);
+        zim_api_r_t r;
+        if (frame && s_router_answer (self, frame, &r) == 0)
+            s_deliver_answer (self, &r);
+        zframe_destroy (&frame);
+    } while (++n < S_DRAIN && (zsock_events (self->routers) & ZMQ_POLLIN));
 }
 
 //  The admin verb's persisted push req: sent, then waited for (other
