@@ -33,7 +33,6 @@
 #define S_PER_USER 50     //  room: connections per user (max_conns_per_user is 64)
 #define S_SETUP_MS 120000 //  connecting and joining everyone may take this long
 #define S_MAX_GW 64       //  gateways whose metrics are read
-#define S_QUERY_MAX 4000  //  bytes of users=a,b,... (the API reads 4 KiB of request target)
 
 static volatile sig_atomic_t s_interrupted = 0;
 
