@@ -24,6 +24,7 @@ extern "C" {
 typedef struct _zim_sessions_t zim_sessions_t;
 typedef struct _zim_links_t zim_links_t;
 typedef struct _zim_rooms_t zim_rooms_t;
+struct _zim_session_t;
 
 typedef struct {
     zim_shell_t *shell; //  pipe commands, node name, peer warnings, sockets
@@ -65,6 +66,9 @@ typedef struct {
     zim_rooms_t *rooms;       //  rooms of the connections, live signals
     zim_wr_t wr;              //  encode buffer: backbone messages
     zim_wr_t fr;              //  encode buffer: client frames
+    //  WebSocket sessions with output to write at the end of this loop
+    //  turn (zim_session_flush_all): an intrusive list through them.
+    struct _zim_session_t *flush_list;
 
     //  Counters (zim_edge_counters: STATS). connections and authed are
     //  gauges kept here because everything else counts here too.
@@ -73,6 +77,7 @@ typedef struct {
     uint64_t frames_in;                        //  client frames decoded
     uint64_t frames_out;                       //  frames queued to clients
     uint64_t writes;                           //  WebSocket messages written
+    uint64_t write_requests;                   //  writable callbacks asked of lws
     uint64_t sends;                            //  sends forwarded
     uint64_t reads;                            //  syncs and history reads forwarded
     uint64_t errors_sent;                      //  error frames to clients

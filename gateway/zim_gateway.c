@@ -51,6 +51,7 @@ typedef struct {
     zim_uvzmq_t *uz;            //  the pipe and the backbone sockets on it
     zim_listener_t *shared;     //  reuse_port: our own listening socket, or NULL
     uv_timer_t timer;           //  deadlines, PINGs, the links' tick
+    uv_prepare_t flush;         //  end of each loop turn: the sessions' output
     struct lws_context *ctx;    //  libwebsockets context on loop
     struct lws_vhost *vhost;    //  the listening vhost
     struct lws_vhost *tls;      //  the WSS vhost beside it (tls_port), or NULL
@@ -270,6 +271,8 @@ static void s_stop_finish (s_loop_t *self)
         zim_tcp_close (self->tcp);
     uv_timer_stop (&self->timer);
     uv_close ((uv_handle_t *)&self->timer, NULL);
+    uv_prepare_stop (&self->flush);
+    uv_close ((uv_handle_t *)&self->flush, NULL);
     zim_uvzmq_close (self->uz);
     lws_context_destroy (self->ctx);
 }
@@ -292,6 +295,16 @@ static void s_on_timer (uv_timer_t *handle)
         s_stop_finish (self);
     else
         s_arm (self);
+}
+
+//  Before the loop polls again, after everything this turn ran (timers,
+//  lws's callbacks, the backbone reads of zim_uvzmq's check and prepare):
+//  every session that queued output writes it, one message each, straight
+//  to its socket (zim_session_flush_all).
+static void s_on_flush (uv_prepare_t *handle)
+{
+    s_loop_t *self = (s_loop_t *)handle->data;
+    zim_session_flush_all (self->edge);
 }
 
 //  Sets the timer for the first of: a session's deadline or PING, the
@@ -457,6 +470,12 @@ static int s_start (void *arg)
             return -1;
         }
     }
+    //  Started before zim_uvzmq's prepare handle so that it runs after it
+    //  (libuv runs the handles of a phase newest first): the backbone
+    //  messages read there are written in the same turn.
+    uv_prepare_init (&self->loop, &self->flush);
+    self->flush.data = self;
+    uv_prepare_start (&self->flush, s_on_flush);
     self->uz = zim_uvzmq_new (&self->loop, s_read, self);
     bool watched = zim_uvzmq_watch (self->uz, zim_shell_pipe (edge->shell)) == 0;
     for (size_t i = 0; watched && i < zim_links_routers (edge->links); i++)
@@ -465,6 +484,7 @@ static int s_start (void *arg)
         watched = zim_uvzmq_watch (self->uz, zim_links_broker (edge->links, i)) == 0;
     if (!watched) {
         zsys_error ("%s: cannot watch the ZeroMQ sockets on the loop", name);
+        uv_close ((uv_handle_t *)&self->flush, NULL);
         zim_uvzmq_close (self->uz);
         s_start_undo (self);
         zim_uvzmq_destroy (&self->uz);

@@ -50,9 +50,36 @@ struct _zim_session_t {
     int64_t heard_ms;            //  last input, PONGs included (monotonic)
     bool ping_due;               //  a PING waits for the next writable callback
     bool write_asked;            //  a writable callback was asked for and has not come
+    bool write_failed;           //  a direct write failed: hang up at the callback
+    bool listed;                 //  on the edge's flush list
+    zim_session_t *flush_prev;   //  the flush list (zim_session_flush_all)
+    zim_session_t *flush_next;
     const zim_session_io_t *io;  //  another transport (raw TCP), or NULL
     void *io_arg;                //  its argument
 };
+
+//  Takes the session off its edge's flush list if it is on it.
+static void s_unlist (zim_session_t *self)
+{
+    if (!self->listed)
+        return;
+    if (self->flush_prev)
+        self->flush_prev->flush_next = self->flush_next;
+    else
+        self->edge->flush_list = self->flush_next;
+    if (self->flush_next)
+        self->flush_next->flush_prev = self->flush_prev;
+    self->flush_prev = self->flush_next = NULL;
+    self->listed = false;
+}
+
+//  Asks lws for a writable callback.
+static void s_ask (zim_session_t *self)
+{
+    self->write_asked = true;
+    self->edge->write_requests++;
+    lws_callback_on_writable (self->wsi);
+}
 
 zim_session_t *zim_session_new (zim_edge_t *edge, uint64_t id, struct lws *wsi)
 {
@@ -73,6 +100,7 @@ void zim_session_destroy (zim_session_t **self_p)
     zim_session_t *self = *self_p;
     if (!self)
         return;
+    s_unlist (self);
     zim_timer_stop (&self->idle);
     zim_timer_stop (&self->auth);
     zim_timer_stop (&self->ping);
@@ -143,13 +171,11 @@ void zim_session_ping (zim_session_t *self)
     if (self->close_code || self->io)
         return; //  a raw TCP session has no PING (its heartbeat: zim_tcp.h)
     self->ping_due = true;
-    if (self->wsi) {
+    if (self->wsi)
         //  Asked even if a request is out: should lws ever have dropped
         //  one (a path that drops POLLOUT), output moves on at the next
         //  PING at the latest.
-        self->write_asked = true;
-        lws_callback_on_writable (self->wsi);
-    }
+        s_ask (self);
 }
 
 bool zim_session_ping_due (const zim_session_t *self)
@@ -184,16 +210,24 @@ uint32_t zim_session_auth_failed (zim_session_t *self)
     return ++self->auth_failures;
 }
 
-//  Asks for a writable callback, once until it comes: on libuv every
-//  lws_callback_on_writable costs an epoll_ctl (libuv's uv_poll_start
-//  deletes the descriptor from epoll first), one per frame queued before
-//  (docs/BENCHMARKS.md, section 8).
+//  Output is waiting. A WebSocket session goes on the edge's flush list
+//  (once), written at the end of the loop turn by zim_session_flush_all
+//  without asking lws for a writable callback: on libuv every
+//  lws_callback_on_writable costs epoll_ctl calls (libuv's uv_poll_start
+//  deletes the descriptor from epoll first, and lws drops POLLOUT again
+//  after the callback: docs/BENCHMARKS.md, sections 9 and 10). Nothing to
+//  do while a callback is already asked for: it writes everything.
 static void s_want_write (zim_session_t *self)
 {
     if (self->wsi) {
-        if (!self->write_asked)
-            lws_callback_on_writable (self->wsi);
-        self->write_asked = true;
+        if (self->write_asked || self->listed)
+            return;
+        self->listed = true;
+        self->flush_prev = NULL;
+        self->flush_next = self->edge->flush_list;
+        if (self->flush_next)
+            self->flush_next->flush_prev = self;
+        self->edge->flush_list = self;
     } else if (self->io)
         self->io->want_write (self->io_arg);
 }
@@ -300,25 +334,63 @@ const uint8_t *zim_session_output (const zim_session_t *self, size_t *size)
     return self->out ? self->out + LWS_PRE : NULL;
 }
 
+//  Writes what is queued as one WebSocket message (or hands it to the
+//  other transport). Returns -1 when the connection is to close now.
+static int s_write_out (zim_session_t *self)
+{
+    if (self->wsi &&
+        lws_write (self->wsi, self->out + LWS_PRE, self->out_len, LWS_WRITE_BINARY) < 0)
+        return -1;
+    if (self->io && self->io->write (self->io_arg, self->out + LWS_PRE, self->out_len) < 0)
+        return -1;
+    self->edge->writes++;
+    //  The answers went to the socket: their reads' slots come back.
+    self->reads -= self->replies < self->reads ? self->replies : self->reads;
+    self->replies = 0;
+    self->out_replies = 0;
+    self->out_len = 0;
+    if (self->out_cap > 65536) { //  give back what a burst needed
+        zim_free (&self->out);
+        self->out_cap = 0;
+    }
+    return 0;
+}
+
+void zim_session_flush_all (zim_edge_t *edge)
+{
+    zim_session_t *self;
+    while ((self = edge->flush_list)) {
+        s_unlist (self);
+        if (self->write_asked || self->write_failed)
+            continue; //  the callback writes (or hangs up)
+        //  lws still holds the tail of an earlier write (the socket was
+        //  full): it drains that first, then calls back; our output waits
+        //  here, bounded by max_pending.
+        if (lws_partial_buffered (self->wsi)) {
+            s_ask (self);
+            continue;
+        }
+        if (self->out_len && s_write_out (self) < 0) {
+            //  Not in a callback: lws hangs up when it returns -1.
+            self->write_failed = true;
+            s_ask (self);
+            continue;
+        }
+        //  A PING or the close frame go from the callback (it may close).
+        if (self->close_code || self->ping_due)
+            s_ask (self);
+    }
+}
+
 int zim_session_writable (zim_session_t *self)
 {
     self->write_asked = false;
+    if (self->write_failed)
+        return -1;
     if (self->out_len) {
-        if (self->wsi &&
-            lws_write (self->wsi, self->out + LWS_PRE, self->out_len, LWS_WRITE_BINARY) < 0)
+        s_unlist (self); //  written now
+        if (s_write_out (self) < 0)
             return -1;
-        if (self->io && self->io->write (self->io_arg, self->out + LWS_PRE, self->out_len) < 0)
-            return -1;
-        self->edge->writes++;
-        //  The answers went to the socket: their reads' slots come back.
-        self->reads -= self->replies < self->reads ? self->replies : self->reads;
-        self->replies = 0;
-        self->out_replies = 0;
-        self->out_len = 0;
-        if (self->out_cap > 65536) { //  give back what a burst needed
-            zim_free (&self->out);
-            self->out_cap = 0;
-        }
         if (self->close_code || self->ping_due)
             s_want_write (self); //  close, or ping, once that went out
         return 0;

@@ -5,7 +5,8 @@
     deadlines, the next PING).
 
     Output is one buffer per connection, written as one WebSocket message
-    when the socket is writable. It is accounted in two parts: answers to
+    at the end of the loop turn that queued it (zim_session_flush_all), or
+    from the writable callback when the socket was full. It is accounted in two parts: answers to
     the client's own reads (pages, and errors naming a read's rid), which
     are bounded by max_reads_inflight and never make a slow consumer; and
     everything else (live deliveries, acks, errors), which beyond
@@ -108,6 +109,12 @@ const uint8_t *zim_session_output (const zim_session_t *self, size_t *size);
 //  The socket is writable: writes what is queued as one WebSocket message
 //  (or the close). Returns -1 when the connection is to close now.
 int zim_session_writable (zim_session_t *self);
+//  Once per loop turn, after its input was handled: writes the output of
+//  every WebSocket session that queued some, each as one WebSocket message
+//  straight to its socket, unless lws still holds part of an earlier
+//  write (then, and for a PING or a close, it asks for the writable
+//  callback, which does the rest).
+void zim_session_flush_all (zim_edge_t *edge);
 
 //  Takes in one fragment of a client message. Returns 1 with *msg/*size
 //  set when the message is complete (valid until the next call), 0 when

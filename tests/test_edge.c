@@ -4,7 +4,7 @@
     zim-server: read floods, connections that never authenticate or keep
     failing, bad cids and devices, errors that must name their rid, too
     many connections of one user, /dev/token behind a proxy, pages larger
-    than max_pending.
+    than max_pending, a 1:1 burst to a connection that stops reading.
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
@@ -568,6 +568,74 @@ START_TEST (test_page_is_not_slow_consumer)
 }
 END_TEST
 
+//  A counter of the gateway from the server's status.
+static long s_stat (const char *name)
+{
+    char *status = NULL;
+    ck_assert_int_eq (zim_admin_call (srv.admin, srv.key, 5000, "status", NULL, &status), 0);
+    char key[64];
+    snprintf (key, sizeof key, "\"%s\":", name);
+    const char *p = strstr (status, key);
+    ck_assert_msg (p, "no %s in the status", name);
+    long value = strtol (p + strlen (key), NULL, 10);
+    free (status);
+    return value;
+}
+
+//  A burst of 1:1 messages to a connection that stops reading until its
+//  socket is full: the gateway writes straight to the socket while it
+//  takes the bytes, then (libwebsockets holding the rest of a write) waits
+//  for the writable callback (write_requests). Once the reader reads again
+//  every message arrives, complete and in order, and nothing was cut.
+START_TEST (test_p2p_burst_while_not_reading)
+{
+    s_start ("gateway\n    max_pending = 16777216\n");
+    tk_client_t *alice = tk_login_ok (&srv, "alice", "x");
+    tk_client_t *bob = tk_login_ok (&srv, "bob", "x");
+    long asked0 = s_stat ("write_requests");
+    char *body = malloc (16001);
+    memset (body, 'p', 16000);
+    body[16000] = 0;
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    char cid[32];
+    tk_frame_t f;
+    int sent = 0, more = -1;
+    //  Until the gateway had to wait for bob's socket, then 20 more.
+    while (more != 0 && sent < 1000) {
+        snprintf (cid, sizeof cid, "b-%d", sent);
+        snprintf (body, 16001, "%06d ", sent);
+        body[7] = 'p';
+        zim_wr_reset (&wr);
+        tk_enc_send (&wr, "bob", cid, body);
+        ck_assert_int_eq (tk_send_wr (alice, &wr), 0);
+        ck_assert_int_eq (tk_expect (alice, "ack", 10000, &f), 0);
+        sent++;
+        if (more > 0)
+            more--;
+        else if (sent % 10 == 0 && s_stat ("write_requests") > asked0)
+            more = 20;
+    }
+    ck_assert_msg (more == 0, "bob's socket never filled in %d messages", sent);
+    if (getenv ("ZIM_TEST_VERBOSE"))
+        fprintf (stderr, "p2p burst: %d messages of 16 KB, %ld writable requests\n", sent,
+                 s_stat ("write_requests") - asked0);
+    ck_assert (!tk_closed (bob));
+    for (int i = 0; i < sent; i++) {
+        do
+            ck_assert_int_eq (tk_recv (bob, 10000, &f), 0);
+        while (strcmp (f.op, "msg"));
+        ck_assert_int_eq (atoi (f.body), i);
+        ck_assert_uint_gt (f.raw_len, 16000);
+    }
+    ck_assert_int_eq (s_stat ("slow_consumer_drops"), 0);
+    zim_wr_free (&wr);
+    free (body);
+    tk_close (&alice);
+    tk_close (&bob);
+}
+END_TEST
+
 static Suite *s_suite (void)
 {
     Suite *s = suite_create ("edge");
@@ -584,6 +652,7 @@ static Suite *s_suite (void)
     tcase_add_test (tc, test_dev_token_not_behind_proxy);
     tcase_add_test (tc, test_dev_token_not_with_apps);
     tcase_add_test (tc, test_page_is_not_slow_consumer);
+    tcase_add_test (tc, test_p2p_burst_while_not_reading);
     suite_add_tcase (s, tc);
     return s;
 }
