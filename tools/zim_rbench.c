@@ -453,8 +453,12 @@ static size_t s_body (uint8_t *buf, uint32_t size, uint64_t t, uint32_t index, u
     return h + size;
 }
 
+//  HOST:PORT, or http://HOST:PORT[/] as the server's ready line prints the
+//  API's address.
 static int s_hostport (const char *text, char *host, size_t hsize, int *port)
 {
+    if (strncmp (text, "http://", 7) == 0)
+        text += 7;
     const char *colon = strrchr (text, ':');
     if (!colon || (size_t)(colon - text) >= hsize)
         return -1;
