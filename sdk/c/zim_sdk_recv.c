@@ -322,6 +322,22 @@ typedef struct {
     uint64_t channel_gseq;       //  the last one's gseq
 } s_seen_t;
 
+//  Writes an empty page frame answering rid, with reset true on the wire.
+static void s_t_reset_page (zim_wr_t *wr, uint64_t rid)
+{
+    zim_wr_map (wr, 5);
+    zim_wr_cstr (wr, "op");
+    zim_wr_cstr (wr, "page");
+    zim_wr_cstr (wr, "rid");
+    zim_wr_uint (wr, rid);
+    zim_wr_cstr (wr, "more");
+    zim_wr_bool (wr, false);
+    zim_wr_cstr (wr, "reset");
+    zim_wr_bool (wr, true);
+    zim_wr_cstr (wr, "msgs");
+    zim_wr_array (wr, 0);
+}
+
 static void s_t_channel (zim_client_t *c, const zim_client_msg_t *m, void *arg)
 {
     (void)c;
@@ -705,33 +721,13 @@ void zim_sdk_recv_test (bool verbose)
     assert (seen.channels == 2 && seen.pages == 1);
     assert (zim_client_csync (c, "news", -1, 0, &srid) == 0);
     assert (s_t_next_frame (c, &cf) == 0 && cf.since == 13);
-    zim_wr_map (&wr, 5);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "page");
-    zim_wr_cstr (&wr, "rid");
-    zim_wr_uint (&wr, srid);
-    zim_wr_cstr (&wr, "more");
-    zim_wr_bool (&wr, false);
-    zim_wr_cstr (&wr, "reset");
-    zim_wr_bool (&wr, true);
-    zim_wr_cstr (&wr, "msgs");
-    zim_wr_array (&wr, 0);
+    s_t_reset_page (&wr, srid);
     s_t_feed (c, &wr);
     assert (seen.pages == 2 && seen.page_reset && streq (seen.page_group, "news"));
     //  a sync page is not a channel's, even with reset on the wire
     assert (zim_client_sync (c, 0, 1, &rid) == 0);
     zim_sdk_outq_clear (c->outq);
-    zim_wr_map (&wr, 5);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "page");
-    zim_wr_cstr (&wr, "rid");
-    zim_wr_uint (&wr, rid);
-    zim_wr_cstr (&wr, "more");
-    zim_wr_bool (&wr, false);
-    zim_wr_cstr (&wr, "reset");
-    zim_wr_bool (&wr, true);
-    zim_wr_cstr (&wr, "msgs");
-    zim_wr_array (&wr, 0);
+    s_t_reset_page (&wr, rid);
     s_t_feed (c, &wr);
     assert (seen.pages == 3 && !seen.page_reset && seen.page_group[0] == 0);
     //  a refused csync reaches on_error with its rid, once
