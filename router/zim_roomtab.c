@@ -278,6 +278,14 @@ static int s_dest_cmp (const void *a, const void *b)
     return strcmp (((const s_dest_t *)a)->gateway, ((const s_dest_t *)b)->gateway);
 }
 
+//  Sorts dests by gateway. dests is NULL when nobody is there (a signal to
+//  an offline user): qsort with a NULL base is undefined even for n == 0.
+static void s_dests_sort (s_dest_t *dests, size_t n)
+{
+    if (n > 1)
+        qsort (dests, n, sizeof *dests, s_dest_cmp);
+}
+
 //  Appends the routes of (app, uid) (only device's, unless device is
 //  empty) to *dests; returns how many. devices gets their device names
 //  (if not NULL).
@@ -322,8 +330,7 @@ static size_t s_routes_of (zim_roomtab_t *self, zim_routes_t *routes, zim_str_t 
 //  Sends frame (self->fr) as one OUT per gateway to dests (sorted here).
 static void s_send_dests (zim_roomtab_t *self, void *sock, s_dest_t *dests, size_t n)
 {
-    if (n > 1) //  dests is NULL when nobody is there (a signal to an offline user)
-        qsort (dests, n, sizeof *dests, s_dest_cmp);
+    s_dests_sort (dests, n);
     uint64_t *conns = (uint64_t *)zim_malloc ((n ? n : 1) * sizeof (uint64_t));
     zim_str_t frame = {(const char *)self->fr.data, self->fr.size};
     for (size_t i = 0; i < n;) {
@@ -393,8 +400,7 @@ static json_t *s_top (zim_roomtab_t *self, zim_str_t app, uint64_t n)
 static void s_send_ctl (zim_roomtab_t *self, void *sock, zim_str_t app, int what, zim_str_t room,
                         zim_str_t uid, s_dest_t *dests, size_t n, json_t *gws)
 {
-    if (n > 1) //  dests is NULL for a user with no connection (UB for qsort)
-        qsort (dests, n, sizeof *dests, s_dest_cmp);
+    s_dests_sort (dests, n);
     json_t *names = gws ? json_incref (gws) : json_object ();
     for (size_t i = 0; !gws && i < n; i++)
         json_object_set_new (names, dests[i].gateway, json_true ());
