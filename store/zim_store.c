@@ -11,6 +11,7 @@
 #include "store/zim_reader.h"
 #include "store/zim_receipts.h"
 #include "store/zim_retention.h"
+#include "store/zim_storekit.h"
 #include "msg/zim_msg.h"
 #include "msg/zim_shell.h"
 #include "msg/zim_util.h"
@@ -572,217 +573,14 @@ void zim_store_actor (zsock_t *pipe, void *args)
 }
 
 //  -------------------------------------------------------------------------
-//  Selftest: actors spoken to as a broker does, over DEALER sockets.
-
-//  What the test keeps of one PAGE item.
-typedef struct {
-    uint64_t seq, id;
-    char body[16]; //  the body when it is a short msgpack string
-} s_test_item_t;
-
-//  A test message to append: a string body, or a bin of big bytes.
-typedef struct {
-    uint64_t id, ts;
-    const char *from, *to, *cid, *text;
-    size_t big;
-} s_test_msg_t;
-
-//  A started store on dir with settings (pairs, NULL-terminated), and a
-//  DEALER connected to it.
-typedef struct {
-    zactor_t *actor;
-    zsock_t *peer;
-} s_test_store_t;
-
-static s_test_store_t s_test_start (const char *dir, const char *const *settings)
-{
-    s_test_store_t t = {zactor_new (zim_store_actor, NULL), NULL};
-    zstr_sendx (t.actor, "SET", "data", dir, NULL);
-    for (int i = 0; settings && settings[i]; i += 2)
-        zstr_sendx (t.actor, "SET", settings[i], settings[i + 1], NULL);
-    zstr_sendx (t.actor, "BIND", "tcp://127.0.0.1:*", NULL);
-    assert (zsock_wait (t.actor) == 0);
-    zstr_sendx (t.actor, "START", NULL);
-    assert (zsock_wait (t.actor) == 0);
-    zstr_sendx (t.actor, "PORT", NULL);
-    char *port = zstr_recv (t.actor);
-    t.peer = zsock_new_dealer (NULL);
-    assert (t.peer && zsock_connect (t.peer, "tcp://127.0.0.1:%s", port) == 0);
-    zsock_set_rcvtimeo (t.peer, 5000);
-    zstr_free (&port);
-    return t;
-}
-
-static void s_test_stop (s_test_store_t *t)
-{
-    zsock_destroy (&t->peer);
-    zactor_destroy (&t->actor);
-}
-
-//  Reads one counter from STATS.
-static uint64_t s_test_stat (s_test_store_t *t, const char *name)
-{
-    zstr_sendx (t->actor, "STATS", NULL);
-    char *text = zstr_recv (t->actor);
-    json_t *stats = json_loads (text, 0, NULL);
-    json_t *v = json_object_get (stats, name);
-    assert (json_is_integer (v));
-    uint64_t n = (uint64_t)json_integer_value (v);
-    json_decref (stats);
-    zstr_free (&text);
-    return n;
-}
-
-static void s_test_send (s_test_store_t *t, zim_wr_t *wr)
-{
-    int rc = zmq_send (zsock_resolve (t->peer), wr->data, wr->size, 0);
-    assert (rc == (int)wr->size);
-    zim_wr_reset (wr);
-}
-
-//  Sends one APPEND of msgs[0..n), all with sides.
-static void s_test_append (s_test_store_t *t, uint64_t req, const s_test_msg_t *msgs, size_t n,
-                           uint64_t sides)
-{
-    zim_wr_t wr, body;
-    zim_wr_init (&wr);
-    zim_wr_init (&body);
-    zim_append_begin (&wr, req, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        zim_wr_reset (&body);
-        if (msgs[i].big) {
-            char *blob = zim_calloc (1, msgs[i].big);
-            zim_wr_bin (&body, (zim_str_t){blob, msgs[i].big});
-            free (blob);
-        } else
-            zim_wr_cstr (&body, msgs[i].text);
-        zim_append_item_t item = {msgs[i].id,
-                                  msgs[i].ts,
-                                  zim_str ("demo"),
-                                  zim_str (msgs[i].from),
-                                  zim_str (msgs[i].to),
-                                  zim_str (msgs[i].cid),
-                                  {body.data, body.size},
-                                  sides};
-        zim_append_item_pack (&wr, &item);
-    }
-    s_test_send (t, &wr);
-    zim_wr_free (&wr);
-    zim_wr_free (&body);
-}
-
-//  Receives the APPENDED for req with n results into res.
-static void s_test_appended (s_test_store_t *t, uint64_t req, zim_appended_item_t *res, size_t n)
-{
-    zframe_t *frame = zframe_recv (t->peer);
-    assert (frame);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_appended_t m;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPENDED);
-    assert (zim_appended_unpack (&rd, fields, &m) == 0 && m.req == req && m.nitems == n);
-    for (size_t i = 0; i < n; i++)
-        assert (zim_appended_item_unpack (&m.items, &res[i]) == 0);
-    zframe_destroy (&frame);
-}
-
-//  APPENDs one message and returns its result.
-static zim_appended_item_t s_test_one (s_test_store_t *t, s_test_msg_t msg, uint64_t sides)
-{
-    zim_appended_item_t res;
-    s_test_append (t, 1, &msg, 1, sides);
-    s_test_appended (t, 1, &res, 1);
-    return res;
-}
-
-//  Sends a READ.
-static void s_test_ask (s_test_store_t *t, uint64_t mode, const char *uid, int64_t from,
-                        uint64_t limit, const char *peer)
-{
-    zim_wr_t wr;
-    zim_wr_init (&wr);
-    zim_read_t r = {9,    mode,  zim_str ("demo"), zim_str (uid), zim_str ("phone"),
-                    from, limit, zim_str (peer)};
-    zim_read_pack (&wr, &r);
-    s_test_send (t, &wr);
-    zim_wr_free (&wr);
-}
-
-//  Receives a PAGE: returns the item count (copied into out), sets *more
-//  and *status; *size is the PAGE's encoded length.
-static size_t s_test_page (s_test_store_t *t, s_test_item_t *out, bool *more, int64_t *status,
-                           size_t *size)
-{
-    zframe_t *frame = zframe_recv (t->peer);
-    assert (frame);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_page_t m;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PAGE);
-    assert (zim_page_unpack (&rd, fields, &m) == 0 && m.req == 9);
-    *more = m.more;
-    *status = m.status;
-    *size = zframe_size (frame);
-    for (uint32_t i = 0; i < m.nitems; i++) {
-        zim_item_t item;
-        assert (zim_item_unpack (&m.items, &item) == 0);
-        s_test_item_t *o = &out[i < 1000 ? i : 999];
-        memset (o, 0, sizeof *o);
-        o->seq = item.seq;
-        o->id = item.id;
-        zim_rd_t brd;
-        zim_str_t text;
-        zim_rd_init (&brd, item.body.ptr, item.body.len);
-        if (zim_rd_str (&brd, &text) == 0)
-            zim_str_copy (text, o->body, sizeof o->body);
-    }
-    size_t n = m.nitems;
-    zframe_destroy (&frame);
-    return n;
-}
-
-//  Sends a READ and receives its PAGE (see s_test_page).
-static size_t s_test_read (s_test_store_t *t, uint64_t mode, const char *uid, int64_t from,
-                           uint64_t limit, const char *peer, s_test_item_t *out, bool *more,
-                           int64_t *status, size_t *size)
-{
-    s_test_ask (t, mode, uid, from, limit, peer);
-    return s_test_page (t, out, more, status, size);
-}
-
-//  Reads a whole inbox (sync) or conversation (history) page by page with
-//  limit, each page at most max_bytes; checks seqs (ids) follow each other
-//  with nothing skipped or repeated. Returns the number of messages.
-static size_t s_test_read_all (s_test_store_t *t, uint64_t mode, const char *uid, const char *peer,
-                               uint64_t limit, size_t max_bytes, s_test_item_t *got)
-{
-    bool more = true;
-    int64_t status, from = 0;
-    size_t total = 0, size;
-    uint64_t last = mode == ZIM_READ_SYNC ? 0 : UINT64_MAX;
-    while (more) {
-        size_t n = s_test_read (t, mode, uid, from, limit, peer, got, &more, &status, &size);
-        assert (status == 0 && size <= max_bytes && (n > 0 || !more));
-        for (size_t i = 0; i < n; i++) {
-            assert (mode == ZIM_READ_SYNC ? got[i].seq == last + 1 : got[i].id < last);
-            last = mode == ZIM_READ_SYNC ? got[i].seq : got[i].id;
-        }
-        total += n;
-        from = (int64_t)last;
-    }
-    return total;
-}
+//  Selftest: actors spoken to as a broker does (zim_storekit).
 
 void zim_store_test (bool verbose)
 {
     char *top = zim_db_test_dir ();
     char path[256];
     snprintf (path, sizeof path, "%s/nested/db", top); //  START makes the parents
-    s_test_item_t *got = zim_calloc (1000, sizeof *got);
+    zim_storekit_item_t *got = zim_calloc (1000, sizeof *got);
     zim_appended_item_t res[64];
     uint64_t now = zim_now_ms (), base = 1ULL << 40; //  base: message ids of the test
     char cids[200][16], texts[200][16];
@@ -790,50 +588,50 @@ void zim_store_test (bool verbose)
         snprintf (cids[i], sizeof cids[i], "c-%d", i);
         snprintf (texts[i], sizeof texts[i], "m-%d", i);
     }
-    s_test_msg_t msgs[64];
+    zim_storekit_msg_t msgs[64];
     bool more;
     int64_t status;
     size_t size;
 
     //  Three APPENDs back to back (one group commit, most likely): alice ->
     //  bob 60 messages, seqs 1..60 with no gaps for both.
-    s_test_store_t st = s_test_start (path, NULL);
+    zim_storekit_t *st = zim_storekit_new (path, NULL);
     for (int a = 0; a < 3; a++) {
         for (int i = 0; i < 20; i++)
-            msgs[i] = (s_test_msg_t){base + (uint64_t)(a * 20 + i),
-                                     now,
-                                     "alice",
-                                     "bob",
-                                     cids[a * 20 + i],
-                                     texts[a * 20 + i],
-                                     0};
-        s_test_append (&st, 100 + (uint64_t)a, msgs, 20, ZIM_SIDE_BOTH);
+            msgs[i] = (zim_storekit_msg_t){base + (uint64_t)(a * 20 + i),
+                                           now,
+                                           "alice",
+                                           "bob",
+                                           cids[a * 20 + i],
+                                           texts[a * 20 + i],
+                                           0};
+        zim_storekit_append (st, 100 + (uint64_t)a, msgs, 20, ZIM_SIDE_BOTH);
     }
     for (int a = 0; a < 3; a++) {
-        s_test_appended (&st, 100 + (uint64_t)a, res, 20);
+        zim_storekit_appended (st, 100 + (uint64_t)a, res, 20);
         for (int i = 0; i < 20; i++) {
             uint64_t seq = (uint64_t)(a * 20 + i + 1);
             assert (res[i].status == ZIM_APPEND_STORED && res[i].id == base + seq - 1);
             assert (res[i].from_seq == seq && res[i].to_seq == seq && res[i].ts == now);
         }
     }
-    assert (s_test_stat (&st, "commits") <= 3 && s_test_stat (&st, "fsyncs") <= 3);
+    assert (zim_storekit_stat (st, "commits") <= 3 && zim_storekit_stat (st, "fsyncs") <= 3);
 
     //  Retries: the same words are duplicates answered from the record;
     //  another recipient or body under a stored cid is a conflict, refused,
     //  also inside one APPEND. An id below the greatest; a self message; a
     //  bad item; an id already used by another message.
-    msgs[0] = (s_test_msg_t){base + 500, now + 5, "alice", "bob", cids[5], texts[5], 0};
-    msgs[1] = (s_test_msg_t){base + 501, now + 5, "alice", "carol", cids[5], texts[5], 0};
-    msgs[2] = (s_test_msg_t){base + 502, now + 5, "alice", "bob", cids[5], "other", 0};
-    msgs[3] = (s_test_msg_t){1000, now, "alice", "bob", "fresh", "fresh", 0};
-    msgs[4] = (s_test_msg_t){1001, now, "alice", "bob", "fresh", "fresh", 0};
-    msgs[5] = (s_test_msg_t){1002, now, "alice", "bob", "fresh", "fresh again", 0};
-    msgs[6] = (s_test_msg_t){base + 70, now, "alice", "alice", "note", "to self", 0};
-    msgs[7] = (s_test_msg_t){base + 71, now, "alice", "b:b", "bad-to", "x", 0};
-    msgs[8] = (s_test_msg_t){base + 3, now, "alice", "bob", "id-reused", "x", 0};
-    s_test_append (&st, 104, msgs, 9, ZIM_SIDE_BOTH);
-    s_test_appended (&st, 104, res, 9);
+    msgs[0] = (zim_storekit_msg_t){base + 500, now + 5, "alice", "bob", cids[5], texts[5], 0};
+    msgs[1] = (zim_storekit_msg_t){base + 501, now + 5, "alice", "carol", cids[5], texts[5], 0};
+    msgs[2] = (zim_storekit_msg_t){base + 502, now + 5, "alice", "bob", cids[5], "other", 0};
+    msgs[3] = (zim_storekit_msg_t){1000, now, "alice", "bob", "fresh", "fresh", 0};
+    msgs[4] = (zim_storekit_msg_t){1001, now, "alice", "bob", "fresh", "fresh", 0};
+    msgs[5] = (zim_storekit_msg_t){1002, now, "alice", "bob", "fresh", "fresh again", 0};
+    msgs[6] = (zim_storekit_msg_t){base + 70, now, "alice", "alice", "note", "to self", 0};
+    msgs[7] = (zim_storekit_msg_t){base + 71, now, "alice", "b:b", "bad-to", "x", 0};
+    msgs[8] = (zim_storekit_msg_t){base + 3, now, "alice", "bob", "id-reused", "x", 0};
+    zim_storekit_append (st, 104, msgs, 9, ZIM_SIDE_BOTH);
+    zim_storekit_appended (st, 104, res, 9);
     assert (res[0].status == ZIM_APPEND_DUPLICATE && res[0].id == base + 5);
     assert (res[0].from_seq == 6 && res[0].to_seq == 6 && res[0].ts == now);
     for (int i = 1; i <= 2; i++)
@@ -844,34 +642,36 @@ void zim_store_test (bool verbose)
     assert (res[5].status == ZIM_APPEND_CONFLICT);
     assert (res[6].status == ZIM_APPEND_STORED && res[6].from_seq == 62 && res[6].to_seq == 0);
     assert (res[7].status == ZIM_EVALUE && res[8].status == ZIM_EVALUE);
-    assert (s_test_stat (&st, "appended") == 62 && s_test_stat (&st, "duplicates") == 2);
-    assert (s_test_stat (&st, "conflicts") == 3);
+    assert (zim_storekit_stat (st, "appended") == 62 && zim_storekit_stat (st, "duplicates") == 2);
+    assert (zim_storekit_stat (st, "conflicts") == 3);
     //  Nothing of the refused sends is anywhere: carol has no message, bob
     //  61, alice's last is her note.
-    assert (s_test_read (&st, ZIM_READ_SYNC, "carol", 0, 100, "", got, &more, &status, &size) == 0);
-    assert (s_test_read_all (&st, ZIM_READ_SYNC, "bob", "", 1000, 1 << 20, got) == 61);
-    assert (s_test_read (&st, ZIM_READ_SYNC, "alice", 60, 0, "", got, &more, &status, &size) == 2);
+    assert (zim_storekit_read (st, ZIM_READ_SYNC, "carol", 0, 100, "", got, &more, &status,
+                               &size) == 0);
+    assert (zim_storekit_read_all (st, ZIM_READ_SYNC, "bob", "", 1000, 1 << 20, got) == 61);
+    assert (zim_storekit_read (st, ZIM_READ_SYNC, "alice", 60, 0, "", got, &more, &status, &size) ==
+            2);
     assert (streq (got[0].body, "fresh") && streq (got[1].body, "to self") && !more);
-    assert (s_test_read (&st, ZIM_READ_HISTORY, "bob", 0, 0, "alice", got, &more, &status, &size) ==
-            61);
+    assert (zim_storekit_read (st, ZIM_READ_HISTORY, "bob", 0, 0, "alice", got, &more, &status,
+                               &size) == 61);
 
     //  Cursors, and a READ right behind an APPEND sees it.
     zim_wr_t wr;
     zim_wr_init (&wr);
     zim_setcursor_t sc = {zim_str ("demo"), zim_str ("alice"), zim_str ("phone"), 20};
     zim_setcursor_pack (&wr, &sc);
-    s_test_send (&st, &wr);
-    msgs[0] = (s_test_msg_t){base + 200, now, "alice", "bob", "race", "race", 0};
-    s_test_append (&st, 106, msgs, 1, ZIM_SIDE_BOTH);
-    s_test_ask (&st, ZIM_READ_SYNC, "alice", -1, 100, "");
-    s_test_appended (&st, 106, res, 1);
+    zim_storekit_send (st, &wr);
+    msgs[0] = (zim_storekit_msg_t){base + 200, now, "alice", "bob", "race", "race", 0};
+    zim_storekit_append (st, 106, msgs, 1, ZIM_SIDE_BOTH);
+    zim_storekit_ask (st, ZIM_READ_SYNC, "alice", -1, 100, "");
+    zim_storekit_appended (st, 106, res, 1);
     assert (res[0].status == ZIM_APPEND_STORED && res[0].from_seq == 63);
-    assert (s_test_page (&st, got, &more, &status, &size) == 43);
+    assert (zim_storekit_page (st, got, &more, &status, &size) == 43);
     assert (got[0].seq == 21 && got[42].seq == 63 && streq (got[42].body, "race"));
-    assert (s_test_stat (&st, "cursors") == 1);
+    assert (zim_storekit_stat (st, "cursors") == 1);
 
     //  Malformed messages are dropped and counted; the store still answers.
-    void *sock = zsock_resolve (st.peer);
+    void *sock = zsock_resolve (zim_storekit_peer (st));
     zmq_send (sock, "garbage", 7, 0);
     zmq_send (sock, "two", 3, ZMQ_SNDMORE);
     zmq_send (sock, "frames", 6, 0);
@@ -879,15 +679,16 @@ void zim_store_test (bool verbose)
     zim_wr_array (&wr, 2); //  an item of the wrong arity
     zim_wr_uint (&wr, 1);
     zim_wr_uint (&wr, 2);
-    s_test_send (&st, &wr);
+    zim_storekit_send (st, &wr);
     zim_wr_array (&wr, 1);
     zim_wr_uint (&wr, 99); //  unknown kind
-    s_test_send (&st, &wr);
+    zim_storekit_send (st, &wr);
     zim_append_begin (&wr, 1, 0);
     zim_wr_uint (&wr, 0); //  trailing bytes
-    s_test_send (&st, &wr);
-    assert (s_test_read (&st, ZIM_READ_SYNC, "alice", 62, 10, "", got, &more, &status, &size) == 1);
-    assert (s_test_stat (&st, "bad_messages") == 5 && s_test_stat (&st, "errors") == 0);
+    zim_storekit_send (st, &wr);
+    assert (zim_storekit_read (st, ZIM_READ_SYNC, "alice", 62, 10, "", got, &more, &status,
+                               &size) == 1);
+    assert (zim_storekit_stat (st, "bad_messages") == 5 && zim_storekit_stat (st, "errors") == 0);
 
     //  Pages are bounded in encoded bytes (262144 by default), whatever the
     //  limit asked: 600 messages of 4 KB and 100 of 10 KB read to the end,
@@ -896,130 +697,137 @@ void zim_store_test (bool verbose)
         for (int j = 0; j < 50; j++) {
             bool small = i + j < 600;
             snprintf (cids[j], sizeof cids[j], "big-%d", i + j);
-            msgs[j] = (s_test_msg_t){base + 1000 + (uint64_t)(i + j),
-                                     now,
-                                     "ivan",
-                                     small ? "judy" : "kate",
-                                     cids[j],
-                                     NULL,
-                                     small ? 4096 : 10240};
+            msgs[j] = (zim_storekit_msg_t){base + 1000 + (uint64_t)(i + j),
+                                           now,
+                                           "ivan",
+                                           small ? "judy" : "kate",
+                                           cids[j],
+                                           NULL,
+                                           small ? 4096 : 10240};
         }
-        s_test_append (&st, 110, msgs, 50, ZIM_SIDE_BOTH);
-        s_test_appended (&st, 110, res, 50);
+        zim_storekit_append (st, 110, msgs, 50, ZIM_SIDE_BOTH);
+        zim_storekit_appended (st, 110, res, 50);
         assert (res[49].status == ZIM_APPEND_STORED);
     }
-    assert (s_test_read_all (&st, ZIM_READ_SYNC, "judy", "", 1000, 262144, got) == 600);
-    assert (s_test_read_all (&st, ZIM_READ_SYNC, "kate", "", 100, 262144, got) == 100);
-    assert (s_test_read_all (&st, ZIM_READ_SYNC, "ivan", "", 0, 262144, got) == 700);
-    assert (s_test_read_all (&st, ZIM_READ_HISTORY, "judy", "ivan", 1000, 262144, got) == 600);
-    assert (s_test_read_all (&st, ZIM_READ_HISTORY, "ivan", "kate", 100, 262144, got) == 100);
-    s_test_stop (&st);
+    assert (zim_storekit_read_all (st, ZIM_READ_SYNC, "judy", "", 1000, 262144, got) == 600);
+    assert (zim_storekit_read_all (st, ZIM_READ_SYNC, "kate", "", 100, 262144, got) == 100);
+    assert (zim_storekit_read_all (st, ZIM_READ_SYNC, "ivan", "", 0, 262144, got) == 700);
+    assert (zim_storekit_read_all (st, ZIM_READ_HISTORY, "judy", "ivan", 1000, 262144, got) == 600);
+    assert (zim_storekit_read_all (st, ZIM_READ_HISTORY, "ivan", "kate", 100, 262144, got) == 100);
+    zim_storekit_destroy (&st);
 
     //  Restart on the same directory with smaller pages: data, seqs, keys
     //  and cursors persist; pages follow max_page_bytes.
     const char *small_pages[] = {"max_page_bytes", "65536", "name", "restarted", NULL};
-    st = s_test_start (path, small_pages);
-    assert (s_test_read_all (&st, ZIM_READ_SYNC, "judy", "", 1000, 65536, got) == 600);
-    res[0] = s_test_one (&st, (s_test_msg_t){base + 300, now, "alice", "bob", "after", "x", 0}, 3);
+    st = zim_storekit_new (path, small_pages);
+    assert (zim_storekit_read_all (st, ZIM_READ_SYNC, "judy", "", 1000, 65536, got) == 600);
+    res[0] = zim_storekit_one (
+        st, (zim_storekit_msg_t){base + 300, now, "alice", "bob", "after", "x", 0}, 3);
     assert (res[0].status == ZIM_APPEND_STORED && res[0].from_seq == 64 && res[0].to_seq == 63);
-    res[0] = s_test_one (&st, (s_test_msg_t){base + 301, now, "alice", "bob", "c-0", "m-0", 0}, 3);
+    res[0] = zim_storekit_one (
+        st, (zim_storekit_msg_t){base + 301, now, "alice", "bob", "c-0", "m-0", 0}, 3);
     assert (res[0].status == ZIM_APPEND_DUPLICATE && res[0].id == base && res[0].from_seq == 1);
-    res[0] = s_test_one (&st, (s_test_msg_t){base + 302, now, "alice", "eve", "c-0", "m-0", 0}, 3);
+    res[0] = zim_storekit_one (
+        st, (zim_storekit_msg_t){base + 302, now, "alice", "eve", "c-0", "m-0", 0}, 3);
     assert (res[0].status == ZIM_APPEND_CONFLICT);
-    assert (s_test_read (&st, ZIM_READ_SYNC, "alice", -1, 2, "", got, &more, &status, &size) == 2);
+    assert (zim_storekit_read (st, ZIM_READ_SYNC, "alice", -1, 2, "", got, &more, &status, &size) ==
+            2);
     assert (got[0].seq == 21 && streq (got[0].body, "m-20"));
-    s_test_stop (&st);
+    zim_storekit_destroy (&st);
 
     //  sync = none: no fsync on the ack path; $TERM syncs.
     const char *none[] = {"sync", "none", NULL};
-    st = s_test_start (path, none);
+    st = zim_storekit_new (path, none);
     for (int i = 0; i < 5; i++)
-        msgs[i] =
-            (s_test_msg_t){base + 410 + (uint64_t)i, now, "dave", "erin", cids[5 + i], "x", 0};
-    s_test_append (&st, 109, msgs, 5, ZIM_SIDE_BOTH);
-    s_test_appended (&st, 109, res, 5);
+        msgs[i] = (zim_storekit_msg_t){
+            base + 410 + (uint64_t)i, now, "dave", "erin", cids[5 + i], "x", 0};
+    zim_storekit_append (st, 109, msgs, 5, ZIM_SIDE_BOTH);
+    zim_storekit_appended (st, 109, res, 5);
     assert (res[4].status == ZIM_APPEND_STORED && res[4].from_seq == 5);
-    assert (s_test_stat (&st, "commits") == 1 && s_test_stat (&st, "fsyncs") == 0);
-    s_test_stop (&st);
-    st = s_test_start (path, NULL);
-    assert (s_test_read_all (&st, ZIM_READ_SYNC, "erin", "", 100, 1 << 20, got) == 5);
-    s_test_stop (&st);
+    assert (zim_storekit_stat (st, "commits") == 1 && zim_storekit_stat (st, "fsyncs") == 0);
+    zim_storekit_destroy (&st);
+    st = zim_storekit_new (path, NULL);
+    assert (zim_storekit_read_all (st, ZIM_READ_SYNC, "erin", "", 100, 1 << 20, got) == 5);
+    zim_storekit_destroy (&st);
 
     //  Two shards, one message (docs/ARCHITECTURE.md): alice lives on A,
     //  bob and carol on B, dave on C. Phase 1 on the sender's shard fixes
     //  the id; phase 2 on the recipient's carries it.
-    s_test_store_t sh[3];
+    zim_storekit_t *sh[3];
     const char *names[] = {"A", "B", "C"};
     for (int i = 0; i < 3; i++) {
         snprintf (path, sizeof path, "%s/shard-%s", top, names[i]);
-        sh[i] = s_test_start (path, NULL);
+        sh[i] = zim_storekit_new (path, NULL);
     }
-    s_test_msg_t x2 = {base + 1, now, "alice", "bob", "x2", "hello bob", 0};
-    res[0] = s_test_one (&sh[0], x2, ZIM_SIDE_FROM);
+    zim_storekit_msg_t x2 = {base + 1, now, "alice", "bob", "x2", "hello bob", 0};
+    res[0] = zim_storekit_one (sh[0], x2, ZIM_SIDE_FROM);
     assert (res[0].status == ZIM_APPEND_STORED && res[0].from_seq == 1 && res[0].to_seq == 0);
-    res[1] = s_test_one (&sh[1], x2, ZIM_SIDE_TO);
+    res[1] = zim_storekit_one (sh[1], x2, ZIM_SIDE_TO);
     assert (res[1].status == ZIM_APPEND_STORED && res[1].from_seq == 0 && res[1].to_seq == 1);
     //  A retry (new id from its broker) finds the canonical id in phase 1;
     //  phase 2 with it is a duplicate.
-    s_test_msg_t retry = x2;
+    zim_storekit_msg_t retry = x2;
     retry.id = base + 9;
-    res[0] = s_test_one (&sh[0], retry, ZIM_SIDE_FROM);
+    res[0] = zim_storekit_one (sh[0], retry, ZIM_SIDE_FROM);
     assert (res[0].status == ZIM_APPEND_DUPLICATE && res[0].id == base + 1);
-    res[1] = s_test_one (&sh[1], x2, ZIM_SIDE_TO);
+    res[1] = zim_storekit_one (sh[1], x2, ZIM_SIDE_TO);
     assert (res[1].status == ZIM_APPEND_DUPLICATE && res[1].id == base + 1 && res[1].to_seq == 1);
     //  A phase 2 that is not the stored message: another id, another body,
     //  another recipient on the same shard: refused.
-    res[1] = s_test_one (&sh[1], retry, ZIM_SIDE_TO);
+    res[1] = zim_storekit_one (sh[1], retry, ZIM_SIDE_TO);
     assert (res[1].status == ZIM_APPEND_CONFLICT);
     retry = x2;
     retry.text = "changed";
-    assert (s_test_one (&sh[1], retry, ZIM_SIDE_TO).status == ZIM_APPEND_CONFLICT);
+    assert (zim_storekit_one (sh[1], retry, ZIM_SIDE_TO).status == ZIM_APPEND_CONFLICT);
     retry = x2;
     retry.to = "carol";
-    assert (s_test_one (&sh[1], retry, ZIM_SIDE_TO).status == ZIM_APPEND_CONFLICT);
+    assert (zim_storekit_one (sh[1], retry, ZIM_SIDE_TO).status == ZIM_APPEND_CONFLICT);
     //  The cid reused for dave: phase 1 refuses it with id 0, and a phase 2
     //  built from that answer cannot store it on dave's shard.
-    s_test_msg_t reuse = {base + 20, now, "alice", "dave", "x2", "hello dave", 0};
-    res[0] = s_test_one (&sh[0], reuse, ZIM_SIDE_FROM);
+    zim_storekit_msg_t reuse = {base + 20, now, "alice", "dave", "x2", "hello dave", 0};
+    res[0] = zim_storekit_one (sh[0], reuse, ZIM_SIDE_FROM);
     assert (res[0].status == ZIM_APPEND_CONFLICT && res[0].id == 0);
     reuse.id = res[0].id;
     reuse.ts = res[0].ts;
-    assert (s_test_one (&sh[2], reuse, ZIM_SIDE_TO).status == ZIM_EVALUE);
-    assert (s_test_read (&sh[2], ZIM_READ_SYNC, "dave", 0, 100, "", got, &more, &status, &size) ==
-            0);
-    assert (s_test_read (&sh[1], ZIM_READ_SYNC, "carol", 0, 100, "", got, &more, &status, &size) ==
-            0);
-    assert (s_test_read (&sh[1], ZIM_READ_SYNC, "bob", 0, 100, "", got, &more, &status, &size) ==
-            1);
+    assert (zim_storekit_one (sh[2], reuse, ZIM_SIDE_TO).status == ZIM_EVALUE);
+    assert (zim_storekit_read (sh[2], ZIM_READ_SYNC, "dave", 0, 100, "", got, &more, &status,
+                               &size) == 0);
+    assert (zim_storekit_read (sh[1], ZIM_READ_SYNC, "carol", 0, 100, "", got, &more, &status,
+                               &size) == 0);
+    assert (zim_storekit_read (sh[1], ZIM_READ_SYNC, "bob", 0, 100, "", got, &more, &status,
+                               &size) == 1);
     assert (streq (got[0].body, "hello bob"));
-    assert (s_test_stat (&sh[0], "conflicts") == 1 && s_test_stat (&sh[1], "conflicts") == 3);
-    assert (s_test_stat (&sh[2], "appended") == 0);
+    assert (zim_storekit_stat (sh[0], "conflicts") == 1 &&
+            zim_storekit_stat (sh[1], "conflicts") == 3);
+    assert (zim_storekit_stat (sh[2], "appended") == 0);
     for (int i = 0; i < 3; i++)
-        s_test_stop (&sh[i]);
+        zim_storekit_destroy (&sh[i]);
 
     //  Retention: old messages go with their inbox, history and key
     //  entries; seqs continue.
     snprintf (path, sizeof path, "%s/retention", top);
     const char *retain[] = {"retention", "30", "purge_interval", "1", NULL};
-    st = s_test_start (path, retain);
+    st = zim_storekit_new (path, retain);
     for (int i = 0; i < 7; i++)
-        msgs[i] = (s_test_msg_t){base + (uint64_t)i,
-                                 i < 5 ? now - 3600 * 1000 : now,
-                                 "hal",
-                                 "ida",
-                                 cids[i],
-                                 texts[i],
-                                 0};
-    s_test_append (&st, 120, msgs, 7, ZIM_SIDE_BOTH);
-    s_test_appended (&st, 120, res, 7);
-    for (int i = 0; i < 50 && s_test_stat (&st, "purged") < 5; i++)
+        msgs[i] = (zim_storekit_msg_t){base + (uint64_t)i,
+                                       i < 5 ? now - 3600 * 1000 : now,
+                                       "hal",
+                                       "ida",
+                                       cids[i],
+                                       texts[i],
+                                       0};
+    zim_storekit_append (st, 120, msgs, 7, ZIM_SIDE_BOTH);
+    zim_storekit_appended (st, 120, res, 7);
+    for (int i = 0; i < 50 && zim_storekit_stat (st, "purged") < 5; i++)
         zclock_sleep (100);
-    assert (s_test_stat (&st, "purged") == 5);
-    assert (s_test_read (&st, ZIM_READ_SYNC, "ida", 0, 100, "", got, &more, &status, &size) == 2);
+    assert (zim_storekit_stat (st, "purged") == 5);
+    assert (zim_storekit_read (st, ZIM_READ_SYNC, "ida", 0, 100, "", got, &more, &status, &size) ==
+            2);
     assert (got[0].seq == 6);
-    res[0] = s_test_one (&st, (s_test_msg_t){base + 10, now, "hal", "ida", cids[0], "again", 0}, 3);
+    res[0] = zim_storekit_one (
+        st, (zim_storekit_msg_t){base + 10, now, "hal", "ida", cids[0], "again", 0}, 3);
     assert (res[0].status == ZIM_APPEND_STORED && res[0].from_seq == 8 && res[0].to_seq == 8);
-    s_test_stop (&st);
+    zim_storekit_destroy (&st);
 
     //  START fails cleanly without a data directory, and when it cannot be
     //  made; the actor still answers.
@@ -1036,8 +844,8 @@ void zim_store_test (bool verbose)
     zstr_sendx (store, "SET", "data", path, NULL);
     zstr_sendx (store, "START", NULL);
     assert (zsock_wait (store) == 1);
-    s_test_store_t failed = {store, NULL};
-    assert (s_test_stat (&failed, "appended") == 0 && s_test_stat (&failed, "map_used") == 0);
+    assert (zim_storekit_actor_stat (store, "appended") == 0 &&
+            zim_storekit_actor_stat (store, "map_used") == 0);
     zactor_destroy (&store);
 
     zim_wr_free (&wr);

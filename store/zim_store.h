@@ -64,6 +64,7 @@
         zim_pushq      the offline-push queue
         zim_receipts   MARK, CONVS_Q, PUSH_ADD, PUSH_Q (and hands on the groups' kinds)
         zim_groups     GPOST, GFAN, GDONE, GADMIN, GREAD: groups and channels
+        zim_storekit   a test kit: this actor and a DEALER speaking as a broker
 
     LMDB layout. One environment, nineteen named databases. All integers are
     8-byte big-endian (so memcmp order is numeric order); "[s]" is a string

@@ -19,6 +19,7 @@
 #include "msg/zim_curve.h"
 #include "msg/zim_zap.h"
 #include "store/zim_store.h"
+#include "store/zim_storekit.h"
 #include "store/zim_commit.h"
 #include "store/zim_db.h"
 #include "store/zim_key.h"
@@ -117,6 +118,7 @@ static const s_test_t s_tests[] = {
     {"slots", zim_slots_test},
     {"gfan", zim_gfan_test},
     {"commit", zim_commit_test},
+    {"storekit", zim_storekit_test},
     {"store", zim_store_test},
     {"router", zim_router_test},
     {"shards", zim_shards_test},
