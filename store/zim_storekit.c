@@ -106,17 +106,25 @@ void zim_storekit_append (zim_storekit_t *self, uint64_t req, const zim_storekit
     zim_wr_free (&body);
 }
 
-//  Receives the APPENDED for req with n results into res.
-void zim_storekit_appended (zim_storekit_t *self, uint64_t req, zim_appended_item_t *res, size_t n)
+//  Receives the next answer, which must be a message of kind want; sets
+//  rd at its first field. Caller owns return value (rd points into it).
+static zframe_t *s_recv (zim_storekit_t *self, int want, zim_rd_t *rd, uint32_t *fields)
 {
     zframe_t *frame = zframe_recv (self->peer);
     assert (frame);
-    zim_rd_t rd;
     int kind;
+    zim_rd_init (rd, zframe_data (frame), zframe_size (frame));
+    assert (zim_msg_kind (rd, &kind, fields) == 0 && kind == want);
+    return frame;
+}
+
+//  Receives the APPENDED for req with n results into res.
+void zim_storekit_appended (zim_storekit_t *self, uint64_t req, zim_appended_item_t *res, size_t n)
+{
+    zim_rd_t rd;
     uint32_t fields;
     zim_appended_t m;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPENDED);
+    zframe_t *frame = s_recv (self, ZIM_MSG_APPENDED, &rd, &fields);
     assert (zim_appended_unpack (&rd, fields, &m) == 0 && m.req == req && m.nitems == n);
     for (size_t i = 0; i < n; i++)
         assert (zim_appended_item_unpack (&m.items, &res[i]) == 0);
@@ -150,14 +158,10 @@ void zim_storekit_ask (zim_storekit_t *self, uint64_t mode, const char *uid, int
 size_t zim_storekit_page (zim_storekit_t *self, zim_storekit_item_t *out, bool *more,
                           int64_t *status, size_t *size)
 {
-    zframe_t *frame = zframe_recv (self->peer);
-    assert (frame);
     zim_rd_t rd;
-    int kind;
     uint32_t fields;
     zim_page_t m;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_PAGE);
+    zframe_t *frame = s_recv (self, ZIM_MSG_PAGE, &rd, &fields);
     assert (zim_page_unpack (&rd, fields, &m) == 0 && m.req == 9);
     *more = m.more;
     *status = m.status;
