@@ -2,6 +2,7 @@
     completed in arrival order (see zim_sendq.h).
 */
 #include "broker/zim_sendq.h"
+#include "broker/zim_sendqkit.h"
 #include "broker/zim_xshard.h"
 #include "msg/zim_util.h"
 
@@ -589,419 +590,199 @@ bool zim_sendq_waiting (zim_sendq_t *self)
 
 //  -------------------------------------------------------------------------
 //  Selftest: ROUTERs playing the stores and the router, a DEALER playing
-//  the gateway gw-t, all driven by hand over inproc.
-
-typedef struct {
-    zim_shell_t *shell;
-    zim_broker_limits_t limits;
-    zim_broker_stats_t stats;
-    zim_shards_t *shards;
-    zim_deliver_t *deliver;
-    zim_sendq_t *sq;
-    zsock_t *store[2]; //  fake shards (one for zim-server's store)
-    zsock_t *front, *gw, *router, *routes;
-    zim_wr_t wr;
-} s_test_t;
-
-//  Hands sq a SEND from conn of uid to to.
-static void s_test_send (s_test_t *t, uint64_t conn, const char *uid, const char *to,
-                         const char *cid, const char *body)
-{
-    zim_wr_reset (&t->wr);
-    zim_wr_cstr (&t->wr, body);
-    char raw[512];
-    assert (t->wr.size <= sizeof raw);
-    memcpy (raw, t->wr.data, t->wr.size);
-    zim_send_t m = {{conn, zim_str ("demo"), zim_str (uid), zim_str ("d")},
-                    zim_str (cid),
-                    zim_str (to),
-                    {raw, t->wr.size}};
-    zim_wr_reset (&t->wr);
-    zim_send_pack (&t->wr, &m);
-    zframe_t *gw = zframe_new ("gw-t", 4), *frame = zframe_new (t->wr.data, t->wr.size);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_rd_init (&rd, zframe_data (frame), zframe_size (frame));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0);
-    zim_sendq_send (t->sq, &gw, &frame, &rd, fields);
-    zframe_destroy (&gw);
-    zframe_destroy (&frame);
-}
-
-//  The next APPEND on fake shard s within 1 s: its req, and per item its id
-//  and sides. Returns how many items, -1 if none came.
-static int s_test_append (s_test_t *t, int s, uint64_t *req, uint64_t *ids, uint64_t *sides)
-{
-    zsock_set_rcvtimeo (t->store[s], 1000);
-    zmsg_t *msg = zmsg_recv (t->store[s]);
-    if (!msg)
-        return -1;
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_append_t ap;
-    zim_rd_init (&rd, zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && kind == ZIM_MSG_APPEND);
-    assert (zim_append_unpack (&rd, fields, &ap) == 0);
-    *req = ap.req;
-    for (uint32_t i = 0; i < ap.nitems; i++) {
-        zim_append_item_t ai;
-        assert (zim_append_item_unpack (&ap.items, &ai) == 0);
-        ids[i] = ai.id;
-        sides[i] = ai.sides;
-    }
-    zmsg_destroy (&msg);
-    return (int)ap.nitems;
-}
-
-//  Answers an APPEND with one result per item.
-static void s_test_appended (s_test_t *t, uint64_t req, const zim_appended_item_t *res, int n)
-{
-    zim_wr_reset (&t->wr);
-    zim_appended_begin (&t->wr, req, (uint32_t)n);
-    for (int i = 0; i < n; i++)
-        zim_appended_item_pack (&t->wr, &res[i]);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_rd_init (&rd, t->wr.data, t->wr.size);
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0);
-    zim_sendq_appended (t->sq, req, &rd, fields);
-}
-
-//  Takes the next ROUTE_Q and answers it: each send's recipient on conn 2
-//  and its sender on conns 1 and 3, all on gw-t.
-static void s_test_route (s_test_t *t)
-{
-    zmsg_t *msg = zmsg_recv (t->routes);
-    assert (msg);
-    zim_rd_t rd;
-    int kind;
-    uint32_t fields;
-    zim_route_q_t q;
-    zim_rd_init (&rd, zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)));
-    assert (zim_msg_kind (&rd, &kind, &fields) == 0 && zim_route_q_unpack (&rd, fields, &q) == 0);
-    zmsg_destroy (&msg);
-    zim_wr_reset (&t->wr);
-    zim_route_r_begin (&t->wr, q.req, q.nkeys);
-    for (uint32_t i = 0; i < q.nkeys; i++) {
-        uint64_t conns[2][2] = {{2, 0}, {1, 3}};
-        zim_route_list_begin (&t->wr, i % 2 ? 2 : 1);
-        for (uint32_t j = 0; j < (i % 2 ? 2u : 1u); j++) {
-            zim_route_t r = {zim_str ("gw-t"), conns[i % 2][j], zim_str ("d"), false};
-            zim_route_pack (&t->wr, &r);
-        }
-    }
-    zframe_t *frame = zframe_new (t->wr.data, t->wr.size);
-    zim_sendq_routed (t->sq, q.req, &frame);
-    zframe_destroy (&frame);
-}
-
-//  Expects the gateway's next frame: op for conn, and code, seq and id
-//  when not 0.
-static void s_test_expect (s_test_t *t, const char *op, uint64_t conn, int64_t code, uint64_t seq,
-                           uint64_t id)
-{
-    zim_deliver_peek_t got;
-    assert (zim_deliver_recv (t->gw, &got, NULL, 0) == 0);
-    if (!streq (got.op, op) || got.conn != conn || got.code != code || (seq && got.seq != seq) ||
-        (id && got.id != id))
-        zsys_error ("sendq test: got %s to %" PRIu64 " code %" PRId64 " seq %" PRIu64, got.op,
-                    got.conn, got.code, got.seq);
-    assert (streq (got.op, op) && got.conn == conn && got.code == code);
-    assert ((!seq || got.seq == seq) && (!id || got.id == id));
-}
-
-//  True if the gateway gets nothing more within 30 ms.
-static bool s_test_quiet (s_test_t *t)
-{
-    zsock_set_rcvtimeo (t->gw, 30);
-    zframe_t *frame = zframe_recv (t->gw);
-    zsock_set_rcvtimeo (t->gw, 2000);
-    zframe_destroy (&frame);
-    return frame == NULL;
-}
-
-//  Completes what is ready and waits for nothing.
-static void s_test_drain (s_test_t *t)
-{
-    zim_sendq_drain (t->sq, zim_mono_us ());
-}
-
-static void s_test_setup (s_test_t *t, bool two_shards)
-{
-    static const zim_shell_class_t cls = {.role = "broker"};
-    *t = (s_test_t){0};
-    t->shell = zim_shell_new (NULL, &cls, NULL, "broker-t");
-    t->limits = (zim_broker_limits_t){1, 1000, 2048, 1 << 20, 60000000, 60000000, 1 << 20, 1 << 20};
-    //  Fresh endpoints each time: a closed socket's inproc name is freed
-    //  a moment later, by libzmq's reaper.
-    static int setups = 0;
-    setups++;
-    char names[2][64], front[64], router[64];
-    snprintf (names[0], sizeof names[0], "inproc://sendq-test-a%d", setups);
-    snprintf (names[1], sizeof names[1], "inproc://sendq-test-b%d", setups);
-    snprintf (front, sizeof front, "inproc://sendq-test-front%d", setups);
-    snprintf (router, sizeof router, "inproc://sendq-test-router%d", setups);
-    for (int s = 0; s < (two_shards ? 2 : 1); s++) {
-        t->store[s] = zsock_new (ZMQ_ROUTER);
-        assert (zsock_bind (t->store[s], "%s", names[s]) == 0);
-    }
-    t->front = zsock_new (ZMQ_ROUTER);
-    zsock_set_router_mandatory (t->front, 1);
-    assert (zsock_bind (t->front, "%s", front) == 0);
-    t->gw = zsock_new (ZMQ_DEALER);
-    zsock_set_identity (t->gw, "gw-t");
-    zsock_set_rcvtimeo (t->gw, 2000);
-    zsock_connect (t->gw, "%s", front);
-    zstr_send (t->gw, "hello");
-    zmsg_t *hello = zmsg_recv (t->front);
-    zmsg_destroy (&hello);
-    t->routes = zsock_new (ZMQ_ROUTER);
-    assert (zsock_bind (t->routes, "%s", router) == 0);
-    zsock_set_rcvtimeo (t->routes, 1000);
-    t->router = zsock_new (ZMQ_DEALER);
-    zsock_connect (t->router, "%s", router);
-    zim_wr_init (&t->wr);
-    t->shards = zim_shards_new (t->shell);
-    if (two_shards) {
-        zim_map_begin (&t->wr, zim_str ("router-1"), 1, 1, 2);
-        for (int s = 0; s < 2; s++) {
-            zim_member_t m = {zim_str (s ? "sb" : "sa"),
-                              zim_str ("store"),
-                              zim_str (names[s]),
-                              1,
-                              zim_str (""),
-                              true,
-                              0,
-                              zim_str ("{}")};
-            zim_member_pack (&t->wr, &m);
-        }
-        assert (zim_shards_map (t->shards, t->wr.data, t->wr.size) == 0);
-    } else
-        assert (zim_shards_connect (t->shards, names[0]) == 0);
-    t->deliver = zim_deliver_new (t->shell, &t->limits, &t->stats);
-    zim_deliver_use (t->deliver, t->front);
-    t->sq = zim_sendq_new (t->shell, t->shards, t->deliver, &t->limits, &t->stats);
-    zim_sendq_use_router (t->sq, t->router);
-}
-
-static void s_test_teardown (s_test_t *t)
-{
-    zim_sendq_destroy (&t->sq);
-    zim_sendq_destroy (&t->sq);
-    zim_deliver_destroy (&t->deliver);
-    zim_shards_destroy (&t->shards);
-    for (int s = 0; s < 2; s++)
-        zsock_destroy (&t->store[s]);
-    zsock_destroy (&t->gw);
-    zsock_destroy (&t->front);
-    zsock_destroy (&t->router);
-    zsock_destroy (&t->routes);
-    zim_wr_free (&t->wr);
-    zim_shell_destroy (&t->shell);
-}
+//  the gateway gw-t, all driven by hand over inproc (zim_sendqkit).
 
 //  One store: what the store answers decides what the clients get.
 static void s_test_one_store (void)
 {
-    s_test_t t;
-    s_test_setup (&t, false);
+    zim_sendqkit_t *t = zim_sendqkit_new (false);
+    zim_sendq_t *sq = zim_sendqkit_sendq (t);
+    zim_broker_limits_t *limits = zim_sendqkit_limits (t);
+    zim_broker_stats_t *stats = zim_sendqkit_stats (t);
     uint64_t req, ids[64], sides[64];
 
     //  Stored: ack, the message to the recipient and to the other device.
-    s_test_send (&t, 1, "alice", "bob", "c1", "hi");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, 0, &req, ids, sides) == 1 && sides[0] == ZIM_SIDE_BOTH);
+    zim_sendqkit_send (t, 1, "alice", "bob", "c1", "hi");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, 0, &req, ids, sides) == 1 && sides[0] == ZIM_SIDE_BOTH);
     zim_appended_item_t res = {ZIM_APPEND_STORED, ids[0], 1, 1, 1000};
-    s_test_appended (&t, req, &res, 1);
-    s_test_route (&t);
-    s_test_drain (&t);
-    s_test_expect (&t, "ack", 1, 0, 1, ids[0]);
-    s_test_expect (&t, "msg", 2, 0, 1, ids[0]);
-    s_test_expect (&t, "msg", 3, 0, 1, ids[0]);
+    zim_sendqkit_appended (t, req, &res, 1);
+    zim_sendqkit_delivered (t, 1, 1, ids[0]);
     uint64_t first = ids[0];
 
     //  A duplicate: the stored id and seqs, not the new ones.
-    s_test_send (&t, 1, "alice", "bob", "c1", "hi");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, 0, &req, ids, sides) == 1 && ids[0] != first);
+    zim_sendqkit_send (t, 1, "alice", "bob", "c1", "hi");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, 0, &req, ids, sides) == 1 && ids[0] != first);
     res = (zim_appended_item_t){ZIM_APPEND_DUPLICATE, first, 1, 1, 1000};
-    s_test_appended (&t, req, &res, 1);
-    s_test_route (&t);
-    s_test_drain (&t);
-    s_test_expect (&t, "ack", 1, 0, 1, first);
-    s_test_expect (&t, "msg", 2, 0, 1, first);
-    s_test_expect (&t, "msg", 3, 0, 1, first);
-    assert (t.stats.duplicates == 1);
+    zim_sendqkit_appended (t, req, &res, 1);
+    zim_sendqkit_delivered (t, 1, 1, first);
+    assert (stats->duplicates == 1);
 
     //  A conflict: 4009, nothing delivered, no route asked. An unknown
     //  status: 5000.
-    s_test_send (&t, 1, "alice", "carol", "c1", "other");
-    s_test_send (&t, 1, "alice", "carol", "c9", "other");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, 0, &req, ids, sides) == 2);
+    zim_sendqkit_send (t, 1, "alice", "carol", "c1", "other");
+    zim_sendqkit_send (t, 1, "alice", "carol", "c9", "other");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, 0, &req, ids, sides) == 2);
     zim_appended_item_t two[2] = {{ZIM_APPEND_CONFLICT, 0, 0, 0, 0}, {7, 0, 0, 0, 0}};
-    s_test_appended (&t, req, two, 2);
-    s_test_drain (&t);
-    s_test_expect (&t, "error", 1, ZIM_ERR_CID_CONFLICT, 0, 0);
-    s_test_expect (&t, "error", 1, ZIM_ERR_INTERNAL, 0, 0);
-    assert (s_test_quiet (&t) && t.stats.cid_conflicts == 1 && t.stats.send_errors == 2);
-    zsock_set_rcvtimeo (t.routes, 30);
-    zmsg_t *none = zmsg_recv (t.routes);
+    zim_sendqkit_appended (t, req, two, 2);
+    zim_sendqkit_drain (t);
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_CID_CONFLICT, 0, 0);
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_INTERNAL, 0, 0);
+    assert (zim_sendqkit_quiet (t) && stats->cid_conflicts == 1 && stats->send_errors == 2);
+    zsock_set_rcvtimeo (zim_sendqkit_routes (t), 30);
+    zmsg_t *none = zmsg_recv (zim_sendqkit_routes (t));
     assert (!none);
 
     //  Refused at once: a bad recipient, no room in flight.
-    s_test_send (&t, 1, "alice", "b/b", "c2", "x");
-    s_test_expect (&t, "error", 1, ZIM_ERR_BAD_RECIPIENT, 0, 0);
+    zim_sendqkit_send (t, 1, "alice", "b/b", "c2", "x");
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_BAD_RECIPIENT, 0, 0);
     //  An empty cid is not a SEND (the catalogue wants an id; the gateway
     //  answers it with 4001 before it gets here): dropped and counted.
-    uint64_t bad = t.stats.bad;
-    s_test_send (&t, 1, "alice", "bob", "", "x");
-    assert (s_test_quiet (&t) && t.stats.bad == bad + 1);
-    t.limits.max_inflight = 1;
-    s_test_send (&t, 1, "alice", "bob", "c3", "x");
-    s_test_send (&t, 1, "alice", "bob", "c4", "x");
-    s_test_expect (&t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
-    assert (t.stats.rejected_full == 1);
-    t.limits.max_inflight = 1000;
+    uint64_t bad = stats->bad;
+    zim_sendqkit_send (t, 1, "alice", "bob", "", "x");
+    assert (zim_sendqkit_quiet (t) && stats->bad == bad + 1);
+    limits->max_inflight = 1;
+    zim_sendqkit_send (t, 1, "alice", "bob", "c3", "x");
+    zim_sendqkit_send (t, 1, "alice", "bob", "c4", "x");
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
+    assert (stats->rejected_full == 1);
+    limits->max_inflight = 1000;
 
     //  No answer in time: 5040.
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, 0, &req, ids, sides) == 1);
-    t.limits.store_timeout_us = 1000;
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, 0, &req, ids, sides) == 1);
+    limits->store_timeout_us = 1000;
     zclock_sleep (2);
-    s_test_drain (&t);
-    s_test_expect (&t, "error", 1, ZIM_ERR_TIMEOUT, 0, 0);
-    assert (zim_sendq_inflight (t.sq) == 0 && !zim_sendq_waiting (t.sq));
-    t.limits.store_timeout_us = 60000000;
+    zim_sendqkit_drain (t);
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_TIMEOUT, 0, 0);
+    assert (zim_sendq_inflight (sq) == 0 && !zim_sendq_waiting (sq));
+    limits->store_timeout_us = 60000000;
 
     //  Batches hold what they are given, bounded in sends and in bytes.
-    t.limits.max_batch_bytes = 4096;
-    t.limits.route_timeout_us = 1;
+    limits->max_batch_bytes = 4096;
+    limits->route_timeout_us = 1;
     char body[300];
     memset (body, 'b', sizeof body - 1);
     body[sizeof body - 1] = 0;
     for (int i = 0; i < 40; i++) {
         char cid[16];
         snprintf (cid, sizeof cid, "m%d", i);
-        s_test_send (&t, 1, "alice", "bob", cid, body);
+        zim_sendqkit_send (t, 1, "alice", "bob", cid, body);
     }
-    zim_sendq_flush (t.sq);
+    zim_sendq_flush (sq);
     int items = 0, appends = 0;
     while (items < 40) {
-        int n = s_test_append (&t, 0, &req, ids, sides);
+        int n = zim_sendqkit_append (t, 0, &req, ids, sides);
         assert (n > 0 && n <= 12);
         zim_appended_item_t many[12];
         for (int i = 0; i < n; i++)
             many[i] =
                 (zim_appended_item_t){ZIM_APPEND_STORED, ids[i], 2 + (uint64_t)(items + i), 0, 1};
-        s_test_appended (&t, req, many, n);
+        zim_sendqkit_appended (t, req, many, n);
         items += n;
         appends++;
     }
     assert (appends >= 4);
     for (int i = 0; i < 40; i++) {
-        zim_sendq_drain (t.sq, zim_mono_us () + 1000);
-        s_test_expect (&t, "ack", 1, 0, 2 + (uint64_t)i, 0);
+        zim_sendq_drain (sq, zim_mono_us () + 1000);
+        zim_sendqkit_expect (t, "ack", 1, 0, 2 + (uint64_t)i, 0);
         //  Its ROUTE_Q was asked; the answer is late and the ack goes on.
     }
-    assert (t.stats.route_timeouts == (uint64_t)appends);
-    s_test_teardown (&t);
+    assert (stats->route_timeouts == (uint64_t)appends);
+    zim_sendqkit_destroy (&t);
 }
 
 //  Two shards: second halves, conflicts that stop at the first shard, and
 //  order kept when a second half fails.
 static void s_test_two_shards (void)
 {
-    s_test_t t;
-    s_test_setup (&t, true);
+    zim_sendqkit_t *t = zim_sendqkit_new (true);
+    zim_sendq_t *sq = zim_sendqkit_sendq (t);
+    zim_broker_limits_t *limits = zim_sendqkit_limits (t);
+    zim_broker_stats_t *stats = zim_sendqkit_stats (t);
     //  alice on one shard, a peer on the other.
-    int sa = zim_shards_of (t.shards, zim_str ("demo"), zim_str ("alice"));
+    int sa = zim_shards_of (zim_sendqkit_shards (t), zim_str ("demo"), zim_str ("alice"));
     char peer[16] = "";
     for (int i = 0; !*peer; i++) {
         snprintf (peer, sizeof peer, "p%d", i);
-        if (zim_shards_of (t.shards, zim_str ("demo"), zim_str (peer)) == sa)
+        if (zim_shards_of (zim_sendqkit_shards (t), zim_str ("demo"), zim_str (peer)) == sa)
             *peer = 0;
     }
-    int fs = streq (zim_shards_name (t.shards, sa), "sa") ? 0 : 1, ts = 1 - fs;
+    int fs = streq (zim_shards_name (zim_sendqkit_shards (t), sa), "sa") ? 0 : 1, ts = 1 - fs;
     uint64_t req, ids[8], sides[8];
 
     //  The sender's shard first, then the peer's with the same id.
-    s_test_send (&t, 1, "alice", peer, "x1", "hi");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, fs, &req, ids, sides) == 1 && sides[0] == ZIM_SIDE_FROM);
+    zim_sendqkit_send (t, 1, "alice", peer, "x1", "hi");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, fs, &req, ids, sides) == 1 && sides[0] == ZIM_SIDE_FROM);
     uint64_t id = ids[0];
     zim_appended_item_t res = {ZIM_APPEND_STORED, id, 5, 0, 1000};
-    s_test_appended (&t, req, &res, 1);
-    assert (s_test_append (&t, ts, &req, ids, sides) == 1 && sides[0] == ZIM_SIDE_TO);
+    zim_sendqkit_appended (t, req, &res, 1);
+    assert (zim_sendqkit_append (t, ts, &req, ids, sides) == 1 && sides[0] == ZIM_SIDE_TO);
     assert (ids[0] == id);
     res = (zim_appended_item_t){ZIM_APPEND_STORED, id, 0, 4, 1000};
-    s_test_appended (&t, req, &res, 1);
-    s_test_route (&t);
-    s_test_drain (&t);
-    s_test_expect (&t, "ack", 1, 0, 5, id);
-    s_test_expect (&t, "msg", 2, 0, 4, id);
-    s_test_expect (&t, "msg", 3, 0, 5, id);
-    assert (t.stats.cross_shard == 1);
+    zim_sendqkit_appended (t, req, &res, 1);
+    zim_sendqkit_delivered (t, 5, 4, id);
+    assert (stats->cross_shard == 1);
 
     //  A conflict on the sender's shard never reaches the peer's.
-    s_test_send (&t, 1, "alice", peer, "x1", "another");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, fs, &req, ids, sides) == 1);
+    zim_sendqkit_send (t, 1, "alice", peer, "x1", "another");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, fs, &req, ids, sides) == 1);
     res = (zim_appended_item_t){ZIM_APPEND_CONFLICT, 0, 0, 0, 0};
-    s_test_appended (&t, req, &res, 1);
-    s_test_drain (&t);
-    s_test_expect (&t, "error", 1, ZIM_ERR_CID_CONFLICT, 0, 0);
-    zsock_set_rcvtimeo (t.store[ts], 30);
-    zmsg_t *none = zmsg_recv (t.store[ts]);
+    zim_sendqkit_appended (t, req, &res, 1);
+    zim_sendqkit_drain (t);
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_CID_CONFLICT, 0, 0);
+    zsock_set_rcvtimeo (zim_sendqkit_store (t, ts), 30);
+    zmsg_t *none = zmsg_recv (zim_sendqkit_store (t, ts));
     assert (!none);
 
     //  The peer's shard fails the second half of x2: x2 gets 5030 and is
     //  repaired by the broker; x3 to that shard is held (5030) until then.
-    t.limits.route_timeout_us = 1;
-    s_test_send (&t, 1, "alice", peer, "x2", "two");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, fs, &req, ids, sides) == 1);
+    limits->route_timeout_us = 1;
+    zim_sendqkit_send (t, 1, "alice", peer, "x2", "two");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, fs, &req, ids, sides) == 1);
     uint64_t x2 = ids[0];
     res = (zim_appended_item_t){ZIM_APPEND_STORED, x2, 6, 0, 1000};
-    s_test_appended (&t, req, &res, 1);
-    assert (s_test_append (&t, ts, &req, ids, sides) == 1);
+    zim_sendqkit_appended (t, req, &res, 1);
+    assert (zim_sendqkit_append (t, ts, &req, ids, sides) == 1);
     res = (zim_appended_item_t){ZIM_ESTORE, x2, 0, 0, 1000};
-    s_test_appended (&t, req, &res, 1);
-    s_test_drain (&t);
-    s_test_expect (&t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
-    s_test_send (&t, 1, "alice", peer, "x3", "three");
-    s_test_expect (&t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
-    assert (t.stats.order_held == 1 && zim_sendq_repairs (t.sq) == 1);
-    zim_sendq_drain (t.sq, zim_mono_us () + 3000000);
-    assert (s_test_append (&t, ts, &req, ids, sides) == 1 && ids[0] == x2);
+    zim_sendqkit_appended (t, req, &res, 1);
+    zim_sendqkit_drain (t);
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
+    zim_sendqkit_send (t, 1, "alice", peer, "x3", "three");
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
+    assert (stats->order_held == 1 && zim_sendq_repairs (sq) == 1);
+    zim_sendq_drain (sq, zim_mono_us () + 3000000);
+    assert (zim_sendqkit_append (t, ts, &req, ids, sides) == 1 && ids[0] == x2);
     res = (zim_appended_item_t){ZIM_APPEND_STORED, x2, 0, 5, 1000};
-    s_test_appended (&t, req, &res, 1);
-    assert (zim_sendq_repairs (t.sq) == 0 && t.stats.repaired == 1);
-    s_test_send (&t, 1, "alice", peer, "x3", "three");
-    zim_sendq_flush (t.sq);
-    assert (s_test_append (&t, fs, &req, ids, sides) == 1);
+    zim_sendqkit_appended (t, req, &res, 1);
+    assert (zim_sendq_repairs (sq) == 0 && stats->repaired == 1);
+    zim_sendqkit_send (t, 1, "alice", peer, "x3", "three");
+    zim_sendq_flush (sq);
+    assert (zim_sendqkit_append (t, fs, &req, ids, sides) == 1);
 
     //  x3's first write answered after its deadline: its second half is
     //  still written (a repair) before anything later to that shard.
-    t.limits.store_timeout_us = 1000;
+    limits->store_timeout_us = 1000;
     zclock_sleep (2);
-    s_test_drain (&t);
-    s_test_expect (&t, "error", 1, ZIM_ERR_TIMEOUT, 0, 0);
-    t.limits.store_timeout_us = 60000000;
+    zim_sendqkit_drain (t);
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_TIMEOUT, 0, 0);
+    limits->store_timeout_us = 60000000;
     res = (zim_appended_item_t){ZIM_APPEND_STORED, ids[0], 7, 0, 1000};
     uint64_t x3 = ids[0];
-    s_test_appended (&t, req, &res, 1);
-    s_test_send (&t, 1, "alice", peer, "x4", "four");
-    s_test_expect (&t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
-    s_test_drain (&t);
-    assert (s_test_append (&t, ts, &req, ids, sides) == 1 && ids[0] == x3);
+    zim_sendqkit_appended (t, req, &res, 1);
+    zim_sendqkit_send (t, 1, "alice", peer, "x4", "four");
+    zim_sendqkit_expect (t, "error", 1, ZIM_ERR_UNAVAILABLE, 0, 0);
+    zim_sendqkit_drain (t);
+    assert (zim_sendqkit_append (t, ts, &req, ids, sides) == 1 && ids[0] == x3);
     res = (zim_appended_item_t){ZIM_APPEND_STORED, x3, 0, 6, 1000};
-    s_test_appended (&t, req, &res, 1);
-    assert (zim_sendq_repairs (t.sq) == 0 && t.stats.repaired == 2);
-    s_test_teardown (&t);
+    zim_sendqkit_appended (t, req, &res, 1);
+    assert (zim_sendq_repairs (sq) == 0 && stats->repaired == 2);
+    zim_sendqkit_destroy (&t);
 }
 
 void zim_sendq_test (bool verbose)

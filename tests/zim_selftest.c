@@ -45,6 +45,7 @@
 #include "broker/zim_notify.h"
 #include "broker/zim_reads.h"
 #include "broker/zim_sendq.h"
+#include "broker/zim_sendqkit.h"
 #include "broker/zim_shards.h"
 #include "broker/zim_xshard.h"
 #include "gateway/zim_apps.h"
@@ -126,6 +127,7 @@ static const s_test_t s_tests[] = {
     {"notify", zim_notify_test},
     {"reads", zim_reads_test},
     {"xshard", zim_xshard_test},
+    {"sendqkit", zim_sendqkit_test},
     {"sendq", zim_sendq_test},
     {"broker", zim_broker_test},
     {"token", zim_token_test},
