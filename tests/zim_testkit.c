@@ -903,9 +903,7 @@ int tk_cluster_stop (tk_cluster_t *c)
         }
         n->pid = 0;
     }
-    //  Every log of every start: ASan, LSan and UBSan say so in a line.
-    static const char *const reports[] = {"AddressSanitizer", "LeakSanitizer", "runtime error:",
-                                          "ThreadSanitizer"};
+    //  Every log of every start.
     for (size_t i = 0; i < c->nnodes; i++) {
         tk_node_t *n = &c->nodes[i];
         for (int start = 1; start <= n->starts; start++) {
@@ -914,19 +912,29 @@ int tk_cluster_stop (tk_cluster_t *c)
                 snprintf (path, sizeof path, "%.200s/%.40s.log", c->dir, n->name);
             else
                 snprintf (path, sizeof path, "%.200s/%.40s-%d.log", c->dir, n->name, start);
-            FILE *f = fopen (path, "r");
-            char line[1024];
-            while (f && fgets (line, sizeof line, f))
-                for (size_t r = 0; r < sizeof reports / sizeof reports[0]; r++)
-                    if (strstr (line, reports[r])) {
-                        fprintf (stderr, "%s: %s", path, line);
-                        problems++;
-                        break;
-                    }
-            if (f)
-                fclose (f);
+            problems += tk_log_reports (path);
         }
     }
+    return problems;
+}
+
+int tk_log_reports (const char *path)
+{
+    //  ASan, LSan, UBSan and TSan say so in a line.
+    static const char *const reports[] = {"AddressSanitizer", "LeakSanitizer", "runtime error:",
+                                          "ThreadSanitizer"};
+    int problems = 0;
+    FILE *f = fopen (path, "r");
+    char line[1024];
+    while (f && fgets (line, sizeof line, f))
+        for (size_t r = 0; r < sizeof reports / sizeof reports[0]; r++)
+            if (strstr (line, reports[r])) {
+                fprintf (stderr, "%s: %s", path, line);
+                problems++;
+                break;
+            }
+    if (f)
+        fclose (f);
     return problems;
 }
 

@@ -37,6 +37,9 @@ void tk_server_stop (tk_server_t *srv, int sig);
 char *tk_token (tk_server_t *srv, const char *uid, int ttl);
 //  Removes the data dir.
 void tk_server_cleanup (tk_server_t *srv);
+//  Counts the sanitizer reports (ASan, LSan, UBSan, TSan lines) in the log
+//  at path, printing each; 0 if there is no such file.
+int tk_log_reports (const char *path);
 
 //  One decoded server frame.
 typedef struct {
