@@ -609,10 +609,7 @@ int main (void)
     tcase_add_test (tc, test_api_groups);
     suite_add_tcase (s, tc);
     ct_add_with (s, test_api_cluster, s_cluster_setup);
-    SRunner *sr = srunner_create (s);
-    srunner_run_all (sr, CK_NORMAL);
-    int failed = srunner_ntests_failed (sr);
-    srunner_free (sr);
+    int rc = tk_run (s);
     curl_global_cleanup ();
-    return failed ? 1 : 0;
+    return rc;
 }

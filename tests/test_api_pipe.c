@@ -83,18 +83,13 @@ START_TEST (test_api_persist)
     ck_assert_int_eq (tk_expect (carol, "msg", 10000, &f), 0);
     ck_assert_uint_eq (f.seq, 2);
     //  Refusals: nothing stored.
-    ak_refused (ak_call ("POST", "/v1/push/rooms",
-                         "{\"rooms\":[\"lobby\"],\"data\":1,\"persist\":true}", &doc),
-                &doc, 400, "bad_field");
-    ak_refused (ak_call ("POST", "/v1/push/users",
-                         "{\"users\":[\"carol\"],\"data\":1,\"persist\":\"yes\"}", &doc),
-                &doc, 400, "bad_field");
-    ak_refused (ak_call ("POST", "/v1/push/users",
-                         "{\"users\":[\"carol\"],\"data\":1,\"persist\":true,\"id\":\"\"}", &doc),
-                &doc, 400, "bad_field");
-    ak_refused (ak_call ("POST", "/v1/push/users",
-                         "{\"users\":[\"_system\"],\"data\":1,\"persist\":true}", &doc),
-                &doc, 400, "bad_field");
+    const char *refused[][2] = {
+        {"/v1/push/rooms", "{\"rooms\":[\"lobby\"],\"data\":1,\"persist\":true}"},
+        {"/v1/push/users", "{\"users\":[\"carol\"],\"data\":1,\"persist\":\"yes\"}"},
+        {"/v1/push/users", "{\"users\":[\"carol\"],\"data\":1,\"persist\":true,\"id\":\"\"}"},
+        {"/v1/push/users", "{\"users\":[\"_system\"],\"data\":1,\"persist\":true}"}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        ak_refused (ak_call ("POST", refused[i][0], refused[i][1], &doc), &doc, 400, "bad_field");
     ak_nothing (carol, "msg");
     //  Nobody logs in as the system sender.
     tk_client_t *sys = tk_login (&ak_srv, "_system", "phone");
@@ -104,11 +99,9 @@ START_TEST (test_api_persist)
     }
 
     //  Acked means durable: kill -9 right after the answer, restart.
-    ck_assert_int_eq (ak_call ("POST", "/v1/push/users",
-                               "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
-                               "\"id\":\"order-3\"}",
-                               &doc),
-                      200);
+    const char *order3 = "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
+                         "\"id\":\"order-3\"}";
+    ck_assert_int_eq (ak_call ("POST", "/v1/push/users", order3, &doc), 200);
     ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
     tk_server_stop (&ak_srv, SIGKILL);
     tk_close (&alice);
@@ -122,11 +115,7 @@ START_TEST (test_api_persist)
     ck_assert_uint_eq (f.seqs[2], 3);
     ck_assert_str_eq (f.bodies[2], "p3");
     //  The idempotency key survived too.
-    ck_assert_int_eq (ak_call ("POST", "/v1/push/users",
-                               "{\"users\":[\"carol\"],\"data\":\"p3\",\"persist\":true,"
-                               "\"id\":\"order-3\"}",
-                               &doc),
-                      200);
+    ck_assert_int_eq (ak_call ("POST", "/v1/push/users", order3, &doc), 200);
     ck_assert_int_eq (s_seq_of (doc, "carol"), 3);
     s_sync_all (carol, &f);
     ck_assert_uint_eq (f.nmsgs, 3);
@@ -139,10 +128,7 @@ START_TEST (test_api_persist)
               "2>&1 && %s -e %s -k %s push users carol --app demo --data '\"p4\"' --persist "
               "--id z-1 2>&1",
               bin, ak_srv.admin, ak_srv.key, bin, ak_srv.admin, ak_srv.key);
-    FILE *p = popen (cmd, "r");
-    size_t n = fread (out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    ck_assert_int_eq (pclose (p), 0);
+    ck_assert_int_eq (tk_shell (cmd, out, sizeof out), 0);
     ck_assert_msg (strstr (out, "{\"users\":{\"carol\":4}}\n{\"users\":{\"carol\":4}}"), "%s", out);
     s_sync_all (carol, &f);
     ck_assert_uint_eq (f.nmsgs, 4);
@@ -378,10 +364,7 @@ int main (void)
     tcase_add_test (tc, test_api_persist_sdk);
     tcase_add_test (tc, test_api_pipeline);
     suite_add_tcase (s, tc);
-    SRunner *sr = srunner_create (s);
-    srunner_run_all (sr, CK_NORMAL);
-    int failed = srunner_ntests_failed (sr);
-    srunner_free (sr);
+    int rc = tk_run (s);
     curl_global_cleanup ();
-    return failed ? 1 : 0;
+    return rc;
 }

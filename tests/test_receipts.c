@@ -8,6 +8,7 @@
 */
 #include "msg/zim_admin.h"
 #include "msg/zim_msg.h"
+#include "tests/zim_clustertest.h"
 #include "tests/zim_testkit.h"
 
 #include <jansson.h>
@@ -315,49 +316,12 @@ END_TEST
 //  -------------------------------------------------------------------------
 //  Two store shards
 
-static tk_cluster_t cl;
-
-static void s_cluster_setup (void)
-{
-    ck_assert_int_eq (tk_cluster_start (&cl, 2, 1, 1), 0);
-}
-
-static void s_cluster_teardown (void)
-{
-    int problems = tk_cluster_stop (&cl);
-    tk_cluster_cleanup (&cl);
-    ck_assert_msg (problems == 0, "%d node(s) did not stop cleanly or logged a sanitizer report",
-                   problems);
-}
-
-//  A user name starting with prefix on shard (0: store-1, 1: store-2).
-static void s_pick (const char *prefix, int shard, char *uid, size_t size)
-{
-    const char *names[] = {"store-1", "store-2"};
-    zim_ring_t *ring = zim_ring_new (names, 2);
-    for (int i = 0; i < 1000; i++) {
-        snprintf (uid, size, "%s%d", prefix, i);
-        if (zim_ring_lookup (ring, zim_str ("demo"), zim_str (uid)) == shard)
-            break;
-    }
-    zim_ring_destroy (&ring);
-}
-
-static tk_client_t *s_cluster_login (const char *uid)
-{
-    tk_client_t *c = tk_login (&tk_cluster_node (&cl, "gw-1")->srv, uid, "phone");
-    ck_assert_ptr_nonnull (c);
-    tk_frame_t f;
-    ck_assert_int_eq (tk_expect (c, "auth_ok", 5000, &f), 0);
-    return c;
-}
-
 //  The push queue depth of a store node.
 static int64_t s_depth (const char *store)
 {
     char *text = NULL;
-    tk_node_t *n = tk_cluster_node (&cl, store);
-    ck_assert_int_eq (zim_admin_call_curve (n->admin, cl.keys, cl.key, 5000, "pushq", NULL, &text),
+    tk_node_t *n = tk_cluster_node (&ct_cl, store);
+    ck_assert_int_eq (zim_admin_call_curve (n->admin, ct_cl.keys, ct_cl.key, 5000, "pushq", NULL, &text),
                       0);
     json_t *o = json_loads (text, 0, NULL);
     int64_t depth = json_integer_value (json_object_get (o, "depth"));
@@ -369,11 +333,11 @@ static int64_t s_depth (const char *store)
 START_TEST (test_receipts_across_shards)
 {
     char alice_id[32], bob_id[32], conv[80];
-    s_pick ("alice", 0, alice_id, sizeof alice_id);
-    s_pick ("bob", 1, bob_id, sizeof bob_id);
+    ct_pick ("alice", 0, -1, alice_id, sizeof alice_id);
+    ct_pick ("bob", 1, -1, bob_id, sizeof bob_id);
     snprintf (conv, sizeof conv, "p:%s:%s", alice_id, bob_id);
     //  bob is offline: two messages of alice, one push record on his shard.
-    tk_client_t *alice = s_cluster_login (alice_id);
+    tk_client_t *alice = ct_login ("gw-1", alice_id, "phone");
     ck_assert_uint_eq (s_send (alice, bob_id, "x", 2), 2);
     for (int i = 0; i < 250 && s_depth ("store-2") != 1; i++)
         usleep (20000);
@@ -381,7 +345,7 @@ START_TEST (test_receipts_across_shards)
     ck_assert_int_eq (s_depth ("store-1"), 0);
     //  bob reads them: his shard moves his cursor and drops the record;
     //  alice's shard finds her seq of the message (2): her device hears it.
-    tk_client_t *bob = s_cluster_login (bob_id);
+    tk_client_t *bob = ct_login ("gw-1", bob_id, "phone");
     s_mark (bob, "read", conv, 2);
     s_expect (bob, conv, bob_id, 2, 2);
     s_expect (alice, conv, bob_id, 2, -1);
@@ -418,7 +382,7 @@ int main (void)
     suite_add_tcase (s, tc);
     TCase *tcc = tcase_create ("cluster");
     tcase_set_timeout (tcc, 120);
-    tcase_add_checked_fixture (tcc, s_cluster_setup, s_cluster_teardown);
+    tcase_add_checked_fixture (tcc, ct_setup_shards, ct_teardown);
     tcase_add_test (tcc, test_receipts_across_shards);
     suite_add_tcase (s, tcc);
     SRunner *sr = srunner_create (s);

@@ -166,13 +166,7 @@ static void s_expect_count (tk_client_t *c, const char *room, uint64_t online, i
 //  A ping answered: every frame queued before it on c has been read.
 static void s_sync_ping (tk_client_t *c, bool no_room_before)
 {
-    zim_wr_t wr;
-    zim_wr_init (&wr);
-    zim_wr_map (&wr, 1);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "ping");
-    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
-    zim_wr_free (&wr);
+    tk_ping (c);
     s_frame_t f;
     do {
         ck_assert_int_eq (s_recv (c, 10000, &f), 0);

@@ -136,13 +136,7 @@ void ak_expect_body (tk_client_t *c, const char *op, const char *body, size_t si
 //  Pings c; no frame with op may come before the pong.
 void ak_nothing (tk_client_t *c, const char *op)
 {
-    zim_wr_t wr;
-    zim_wr_init (&wr);
-    zim_wr_map (&wr, 1);
-    zim_wr_cstr (&wr, "op");
-    zim_wr_cstr (&wr, "ping");
-    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
-    zim_wr_free (&wr);
+    tk_ping (c);
     tk_frame_t f;
     do {
         ck_assert_int_eq (tk_recv (c, 10000, &f), 0);

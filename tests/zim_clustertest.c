@@ -20,6 +20,11 @@ void ct_setup (void)
     ck_assert_int_eq (tk_cluster_start (&ct_cl, 2, 2, 2), 0);
 }
 
+void ct_setup_shards (void)
+{
+    ck_assert_int_eq (tk_cluster_start (&ct_cl, 2, 1, 1), 0);
+}
+
 void ct_teardown (void)
 {
     //  Every node still running stops cleanly, and no node of any start

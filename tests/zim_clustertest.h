@@ -65,6 +65,9 @@ typedef struct {
 //  Check fixture: a cluster of 1 router, 2 stores, 2 brokers, 2 gateways.
 void ct_setup (void);
 
+//  Check fixture: a cluster of 1 router, 2 stores, 1 broker, 1 gateway.
+void ct_setup_shards (void);
+
 //  Check fixture: stops every node cleanly and looks for sanitizer reports.
 void ct_teardown (void);
 

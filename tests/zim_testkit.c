@@ -419,6 +419,35 @@ tk_client_t *tk_login_ok (tk_server_t *srv, const char *uid, const char *device)
     return c;
 }
 
+void tk_ping (tk_client_t *c)
+{
+    zim_wr_t wr;
+    zim_wr_init (&wr);
+    zim_wr_map (&wr, 1);
+    zim_wr_cstr (&wr, "op");
+    zim_wr_cstr (&wr, "ping");
+    ck_assert_int_eq (tk_send_wr (c, &wr), 0);
+    zim_wr_free (&wr);
+}
+
+int tk_shell (const char *cmd, char *out, size_t size)
+{
+    FILE *p = popen (cmd, "r");
+    ck_assert_ptr_nonnull (p);
+    size_t n = fread (out, 1, size - 1, p);
+    out[n] = 0;
+    return pclose (p);
+}
+
+int tk_run (Suite *s)
+{
+    SRunner *sr = srunner_create (s);
+    srunner_run_all (sr, CK_NORMAL);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? 1 : 0;
+}
+
 //  ---------------------------------------------------------------------
 //  Clusters
 

@@ -13,6 +13,8 @@
 #include "msg/zim_curve.h"
 #include "msg/zim_mp.h"
 
+#include <check.h>
+
 //  A zim-server child process.
 typedef struct {
     pid_t pid;           //  child pid, 0 when not running
@@ -87,6 +89,15 @@ tk_client_t *tk_login (tk_server_t *srv, const char *uid, const char *device);
 //  tk_login, then its auth_ok; a failed Check assertion otherwise (for
 //  the tests' setup: the client is known to be authenticated).
 tk_client_t *tk_login_ok (tk_server_t *srv, const char *uid, const char *device);
+
+//  Sends {"op":"ping"} on c (its pong comes after every frame queued before).
+void tk_ping (tk_client_t *c);
+//  Runs the shell command cmd; its output (up to size - 1 bytes) into out,
+//  0-terminated. Returns its wait status (pclose).
+int tk_shell (const char *cmd, char *out, size_t size);
+//  Runs every test of suite s (CK_NORMAL); returns the exit status of a
+//  test program: 0 if all passed, else 1.
+int tk_run (Suite *s);
 
 //  ---------------------------------------------------------------------
 //  Clusters: zim-router, zim-store, zim-broker and zim-gateway processes
