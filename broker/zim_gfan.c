@@ -808,7 +808,7 @@ bool zim_gfan_waiting (zim_gfan_t *self)
 }
 
 //  -------------------------------------------------------------------------
-//  Selftest: the request ids; the flows run in tests/test_groups.
+//  Selftest: the request ids; the flows run in tests/test_groups and tests/test_gchannel.
 
 void zim_gfan_test (bool verbose)
 {
