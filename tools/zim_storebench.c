@@ -63,9 +63,14 @@ static void s_batch (zim_wr_t *wr, const char *tag, int pairs, int batch, uint64
         snprintf (from, sizeof from, "%s-s%d", tag, p);
         snprintf (to, sizeof to, "%s-r%d", tag, p);
         snprintf (cid, sizeof cid, "%s.%" PRIu64, tag, *k);
-        zim_append_item_t it = {(*id)++,           1,           zim_str ("demo"),
-                                zim_str (from),    zim_str (to), zim_str (cid),
-                                {body, sizeof body}, ZIM_SIDE_BOTH};
+        zim_append_item_t it = {(*id)++,
+                                1,
+                                zim_str ("demo"),
+                                zim_str (from),
+                                zim_str (to),
+                                zim_str (cid),
+                                {body, sizeof body},
+                                ZIM_SIDE_BOTH};
         zim_append_item_pack (wr, &it);
     }
 }
@@ -147,10 +152,10 @@ int main (int argc, char **argv)
     bool json = false;
     const char *dir = NULL;
     zim_fsync_t sync = ZIM_FSYNC_BATCH;
-    static const struct option opts[] = {
-        {"pairs", 1, NULL, 'p'}, {"batch", 1, NULL, 'b'}, {"commits", 1, NULL, 'c'},
-        {"sync", 1, NULL, 's'},  {"dir", 1, NULL, 'd'},   {"json", 0, NULL, 'j'},
-        {"help", 0, NULL, 'h'},  {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"pairs", 1, NULL, 'p'},   {"batch", 1, NULL, 'b'},
+                                         {"commits", 1, NULL, 'c'}, {"sync", 1, NULL, 's'},
+                                         {"dir", 1, NULL, 'd'},     {"json", 0, NULL, 'j'},
+                                         {"help", 0, NULL, 'h'},    {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'p')
