@@ -33,6 +33,8 @@ typedef struct {
     uint64_t batch_max;  //  most APPEND items in one transaction
     zim_histo_t commit_us; //  time of each committed transaction (begin to
                            //  commit and its fsync), µs
+    zim_histo_t write_us;  //  of it, the commit itself: the dirty pages
+                           //  written and synced (mdb_txn_commit), µs
     zim_histo_t batch;     //  APPEND items per committed transaction
 } zim_commit_stats_t;
 

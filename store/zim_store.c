@@ -493,6 +493,9 @@ static const char *const s_totals[] = {"push_added",     "push_coalesced", "push
 static const zim_histogram_t s_histograms[] = {
     {"commit_seconds", offsetof (s_store_t, w.commit_us), zim_histo_latency_us, ZIM_HISTO_LATENCY_N,
      1e-6, "write transactions from begin to commit (and fsync, unless sync = none), seconds"},
+    {"commit_write_seconds", offsetof (s_store_t, w.write_us), zim_histo_latency_us,
+     ZIM_HISTO_LATENCY_N, 1e-6,
+     "of them, the commit: dirty pages written (and fsynced, unless sync = none), seconds"},
     {"batch_size", offsetof (s_store_t, w.batch), zim_histo_sizes, ZIM_HISTO_SIZES_N, 1,
      "APPEND items per committed write transaction"},
     {NULL}};

@@ -216,7 +216,8 @@ def test_server(work):
            "levels are gauges, totals counters")
         ok(before["zim_broker_send_ack_seconds"].type == "histogram"
            and before["zim_store_commit_seconds"].type == "histogram"
-           and before["zim_store_batch_size"].type == "histogram", "the three histograms are there")
+           and before["zim_store_commit_write_seconds"].type == "histogram"
+           and before["zim_store_batch_size"].type == "histogram", "the four histograms are there")
         ok(text.count("# TYPE zim_broker_sends_total ") == 1, "one TYPE line per family")
 
         alice = token(srv, data, "alice")
@@ -248,6 +249,10 @@ def test_server(work):
         moved("zim_gateway_sends", "gw-1", "_total", n)
         moved("zim_broker_send_ack_seconds", "broker-1", "_count", n)
         moved("zim_store_commit_seconds", "store-1", "_count", 1)
+        moved("zim_store_commit_write_seconds", "store-1", "_count", 1)
+        ok(0 < (value(after, "zim_store_commit_write_seconds", "store-1", "_sum") or 0)
+           <= (value(after, "zim_store_commit_seconds", "store-1", "_sum") or 0),
+           "the commits' writes are timed, and are part of the commits' time")
         moved("zim_store_batch_size", "store-1", "_sum", n)
         ok((value(after, "zim_broker_send_ack_seconds", "broker-1", "_sum") or 0) > 0,
            "send->ack latency has a positive sum")
