@@ -112,7 +112,9 @@ zim_datadir_t *zim_datadir_open (zconfig_t *conf, const char *program)
     self->secrets = zhash_new ();
     zhash_autofree (self->secrets);
     self->path = zim_strdup (zconfig_get (conf, "server/data", "./zim-data"));
-    if (zsys_dir_create ("%s", self->path)) {
+    //  Workers starting together race to create it: one that lost the race
+    //  finds it made (zsys_dir_create fails with EEXIST).
+    if (zsys_dir_create ("%s", self->path) && !zsys_file_exists (self->path)) {
         zsys_error ("%s: cannot create data directory %s: %s", program, self->path,
                     strerror (errno));
         goto failed;

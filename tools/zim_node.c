@@ -297,6 +297,23 @@ static int s_store_verbs (zim_node_t *self, const char *endpoint, const zim_curv
     return 0;
 }
 
+//  The ready line of zim-server's supervisor (--workers): its workers
+//  serve the client port and log their own ready lines.
+static int s_supervisor_ready (zim_node_t *self, uint64_t nbrokers)
+{
+    const char *iface = zim_nodeconf_get (self->conf, "server/interface", NULL);
+    char metrics[400], api[400], dir[200] = "";
+    zim_workers_backbone ("", dir, sizeof dir);
+    zsys_info (
+        "%s ready: ws=ws://%s:%s/ws admin=%s data=%s sync=%s brokers=%" PRIu64 " backbone=%s%s%s%s",
+        s_program (self), iface && *iface && !streq (iface, "*") ? iface : "0.0.0.0",
+        zim_nodeconf_get (self->conf, "server/port", "7700"), s_admin_endpoint (self),
+        zim_datadir_path (self->datadir), zim_nodeconf_get (self->conf, "store/sync", "batch"),
+        nbrokers, dir, s_metrics_ready (self, metrics, sizeof metrics),
+        s_api_ready (self, api, sizeof api), self->zap ? " curve=on" : "");
+    return 0;
+}
+
 //  Starts every role in this process over inproc:// (zim-server).
 static int s_start_embedded (zim_node_t *self)
 {
@@ -312,9 +329,14 @@ static int s_start_embedded (zim_node_t *self)
         s_command (m->actor, "START", NULL, NULL) ||
         s_store_verbs (self, "inproc://zim-store", NULL))
         return -1;
+    //  With --workers the gateways are other processes: they reach the
+    //  router and brokers on the backbone (ipc://, zim_workers.h) too.
+    char ipc[200] = "";
     m = s_member_add (self, zim_router_actor, "router-1", "router");
     zim_nodeconf_apply (self->conf, m->actor, "router");
     if (s_command (m->actor, "BIND", "inproc://zim-router", NULL) ||
+        (!zim_workers_backbone ("router", ipc, sizeof ipc) &&
+         s_command (m->actor, "BIND", ipc, NULL)) ||
         s_command (m->actor, "START", NULL, NULL))
         return -1;
     for (uint64_t i = 1; i <= nbrokers; i++) {
@@ -326,11 +348,15 @@ static int s_start_embedded (zim_node_t *self)
         zim_nodeconf_apply (self->conf, m->actor, "broker");
         zstr_sendx (m->actor, "SET", "node_id", id, NULL);
         if (s_command (m->actor, "BIND", endpoint, NULL) ||
+            (!zim_workers_backbone (name, ipc, sizeof ipc) &&
+             s_command (m->actor, "BIND", ipc, NULL)) ||
             s_command (m->actor, "CONNECT", "store", "inproc://zim-store") ||
             s_command (m->actor, "CONNECT", "router", "inproc://zim-router") ||
             s_command (m->actor, "START", NULL, NULL))
             return -1;
     }
+    if (*ipc)
+        return s_supervisor_ready (self, nbrokers);
     m = s_gateway_add (self, "gw-1");
     for (uint64_t i = 1; i <= nbrokers; i++) {
         char endpoint[64];
@@ -346,8 +372,8 @@ static int s_start_embedded (zim_node_t *self)
                s_program (self), m->address, s_admin_endpoint (self),
                zim_datadir_path (self->datadir),
                zim_nodeconf_get (self->conf, "store/sync", "batch"), nbrokers,
-               s_metrics_ready (self, metrics, sizeof metrics),
-               s_api_ready (self, api, sizeof api), self->zap ? " curve=on" : "",
+               s_metrics_ready (self, metrics, sizeof metrics), s_api_ready (self, api, sizeof api),
+               self->zap ? " curve=on" : "",
                zim_datadir_dev_defaults (self->datadir) ? " app=demo (dev defaults)" : "");
     return 0;
 }
@@ -461,6 +487,18 @@ static int s_start_cluster (zim_node_t *self)
         zsys_error ("%s: no router to join: give --router ENDPOINT (or cluster/routers)", program);
         return -1;
     }
+    //  A zim-server worker: its supervisor's brokers, on the backbone.
+    char ipc[200], id[32];
+    uint64_t nbrokers = 1;
+    zim_parse_u64 (zim_nodeconf_get (self->conf, "server/brokers", "1"), &nbrokers);
+    if ((roles & ZIM_ROLE_GATEWAY) && zim_workers_await ((int)nbrokers, 60000))
+        return -1;
+    for (uint64_t i = 1; i <= nbrokers && (roles & ZIM_ROLE_GATEWAY); i++) {
+        snprintf (id, sizeof id, "broker-%" PRIu64, i);
+        if (!zim_workers_backbone (id, ipc, sizeof ipc) &&
+            s_command (m->actor, "CONNECT", "broker", ipc))
+            return -1;
+    }
     if (roles & (ZIM_ROLE_BROKER | ZIM_ROLE_GATEWAY))
         for (size_t i = 0; i < njoined; i++)
             if (s_command (m->actor, "CONNECT", "router",
@@ -481,8 +519,8 @@ static int s_start_cluster (zim_node_t *self)
     zsys_info ("%s ready: name=%s %s=%s admin=%s routers=%zu data=%s%s%s%s%s", program, name,
                roles & ZIM_ROLE_GATEWAY ? "ws" : "bind", m->address, s_admin_endpoint (self),
                njoined, zim_datadir_path (self->datadir),
-               s_metrics_ready (self, metrics, sizeof metrics),
-               s_api_ready (self, api, sizeof api), self->zap ? " curve=on" : "",
+               s_metrics_ready (self, metrics, sizeof metrics), s_api_ready (self, api, sizeof api),
+               self->zap ? " curve=on" : "",
                zim_datadir_dev_defaults (self->datadir) && (roles & ZIM_ROLE_GATEWAY)
                    ? " app=demo (dev defaults)"
                    : "");
@@ -591,7 +629,7 @@ static void s_serve (zim_node_t *self, int64_t until_ms)
     size_t njoined = self->membership ? zim_membership_size (self->membership) : 0;
     for (size_t i = 0; i < njoined; i++)
         zpoller_add (poller, zim_membership_sock (self->membership, i));
-    while (!zsys_interrupted && (!until_ms || zclock_mono () < until_ms)) {
+    while (!zsys_interrupted && !zim_workers_lost () && (!until_ms || zclock_mono () < until_ms)) {
         int64_t wait = 200;
         if (njoined) {
             wait = self->next_beat_ms - zclock_mono ();
@@ -649,13 +687,19 @@ static int s_node_main (const char *program, int roles, int argc, char **argv)
         zim_node_destroy (&node);
         return rc > 0 ? 0 : 2;
     }
+    char ipc[200];
+    if (roles == ZIM_ROLE_GATEWAY && !zim_workers_backbone ("", ipc, sizeof ipc))
+        //  A zim-server worker: CURVE is for the supervisor's admin
+        //  endpoint; the backbone is private by its directory.
+        zconfig_put (zim_nodeconf_tree (node->conf), "curve/enabled", "0");
     if (zim_node_start (node)) {
         zim_node_destroy (&node);
         return 1;
     }
     zim_node_run (node);
+    rc = zim_workers_stop (); //  zim-server's workers, before the store stops
     zim_node_destroy (&node);
-    return 0;
+    return rc;
 }
 
 int zim_node_main (const char *program, int roles, int argc, char **argv)
