@@ -10,10 +10,7 @@
 */
 #include "tests/zim_apikit.h"
 
-#include <arpa/inet.h>
 #include <check.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <czmq.h>
 #include <errno.h>
 #include <signal.h>
@@ -88,20 +85,6 @@ static int s_authed (int mport)
     return n;
 }
 
-//  The children of pid, up to max.
-static int s_children (pid_t pid, pid_t *kids, int max)
-{
-    char path[64];
-    snprintf (path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
-    FILE *f = fopen (path, "r");
-    int n = 0, k;
-    while (f && n < max && fscanf (f, "%d", &k) == 1)
-        kids[n++] = (pid_t)k;
-    if (f)
-        fclose (f);
-    return n;
-}
-
 static char s_www[64]; //  the --www directory, "" if none
 
 //  GET url: its status, the body into *body (caller frees).
@@ -122,26 +105,13 @@ static long s_get (const char *url, char **body)
     return status;
 }
 
-//  Whether port on 127.0.0.1 can be bound now.
-static bool s_port_free (int port)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    bool ok = fd >= 0 && bind (fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (fd >= 0)
-        close (fd);
-    return ok;
-}
-
 //  Starts zim-server --workers 2 as ak_srv, with its API; waits for the
 //  workers. Their metrics ports into mport, their pids into kids.
 static void s_start (int mport[2], pid_t kids[2])
 {
     //  Metrics: the supervisor on PORT, worker K on PORT+1+K.
-    int port = tk_free_port ();
-    for (int i = 0; i < 50 && !(port > 0 && s_port_free (port + 1) && s_port_free (port + 2)); i++)
-        port = tk_free_port ();
+    int port = tk_free_ports (3);
+    ck_assert_int_gt (port, 0);
     char metrics[32];
     snprintf (metrics, sizeof metrics, "127.0.0.1:%d", port);
     //  Files for --www: every worker serves them on the client port.
@@ -162,7 +132,7 @@ static void s_start (int mport[2], pid_t kids[2])
     s_workers_ready (mport);
     ck_assert_int_eq (mport[0], port + 1);
     ck_assert_int_eq (mport[1], port + 2);
-    ck_assert_int_eq (s_children (ak_srv.pid, kids, 2), 2);
+    ck_assert_int_eq (tk_children (ak_srv.pid, kids, 2), 2);
 }
 
 //  Sends text from a to uid until it is acked (a send may meet 5030 while
@@ -246,6 +216,15 @@ START_TEST (test_two_workers)
         free (body);
     }
 
+    //  Each worker's own /metrics on the client port too.
+    for (int i = 0; i < 4; i++) {
+        char url[96], *body = NULL;
+        snprintf (url, sizeof url, "http://127.0.0.1:%d/metrics", ak_srv.ws_port);
+        ck_assert_int_eq (s_get (url, &body), 200);
+        ck_assert_ptr_nonnull (strstr (body, "zim_gateway_authed{node=\"gw-1.w"));
+        free (body);
+    }
+
     //  1:1 across the workers, both ways: a durable ack, then delivery.
     tk_frame_t f;
     s_send_acked (c[a], ub, "to-w1", &f);
@@ -319,9 +298,16 @@ START_TEST (test_worker_dies)
     ck_assert (s_gone (kids[0]));
     char buf[65536], line[128];
     s_log (buf, sizeof buf);
-    snprintf (line, sizeof line, "worker 1 (gw-1.w1, pid %d) was killed by signal 9", (int)kids[1]);
+    snprintf (line, sizeof line, ", pid %d) was killed by signal 9", (int)kids[1]);
     ck_assert_msg (strstr (buf, line), "no '%s' in the log:\n%s", line, buf);
-    ck_assert_ptr_nonnull (strstr (buf, "stopping the whole node"));
+    //  The whole line: "zim-server: worker K (gw-1.wK, pid P) was killed
+    //  by signal 9 (Killed): stopping the whole node; ..."
+    char *at = strstr (buf, line);
+    while (at > buf && at[-1] != '\n')
+        at--;
+    ck_assert_int_eq (strncmp (at, "zim-server: worker ", 19), 0);
+    ck_assert_ptr_nonnull (strstr (at, "(gw-1.w"));
+    ck_assert_ptr_nonnull (strstr (at, "stopping the whole node"));
     struct stat st;
     ck_assert_int_eq (stat (dir, &st), -1);
 }

@@ -61,18 +61,6 @@ static int s_tcp_login (int port, const char *token, const char *device)
     return fd;
 }
 
-//  Whether port on 127.0.0.1 can be bound now.
-static bool s_port_free (int port)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    bool ok = fd >= 0 && bind (fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (fd >= 0)
-        close (fd);
-    return ok;
-}
-
 //  Whether the next packet on fd (within 5 s) holds op; false on EOF.
 static bool s_tcp_expect (int fd, const char *op)
 {
@@ -137,20 +125,6 @@ static int s_sockets (pid_t pid)
     return n;
 }
 
-//  The children of pid (the workers), up to max.
-static int s_children (pid_t pid, pid_t *kids, int max)
-{
-    char path[64];
-    snprintf (path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
-    FILE *f = fopen (path, "r");
-    int n = 0, k;
-    while (f && n < max && fscanf (f, "%d", &k) == 1)
-        kids[n++] = (pid_t)k;
-    if (f)
-        fclose (f);
-    return n;
-}
-
 //  Lines of file holding text.
 static int s_count (const char *file, const char *text, int *port)
 {
@@ -191,9 +165,8 @@ START_TEST (test_two_workers)
     snprintf (tls_port, sizeof tls_port, "%d", tk_free_port ());
     ck_assert_str_ne (tcp_port, tls_port);
     //  Metrics: worker K serves on PORT+K, so both must be free.
-    int mport = tk_free_port ();
-    for (int i = 0; i < 50 && !(mport > 0 && s_port_free (mport + 1)); i++)
-        mport = tk_free_port ();
+    int mport = tk_free_ports (2);
+    ck_assert_int_gt (mport, 0);
     char metrics[32];
     snprintf (metrics, sizeof metrics, "127.0.0.1:%d", mport);
     pid_t sup = fork ();
@@ -216,7 +189,7 @@ START_TEST (test_two_workers)
     ck_assert_int_eq (s_count (log, "ready:", &port), 2);
     ck_assert_int_gt (port, 0);
     pid_t kids[4];
-    ck_assert_int_eq (s_children (sup, kids, 4), 2);
+    ck_assert_int_eq (tk_children (sup, kids, 4), 2);
     int base[2] = {s_sockets (kids[0]), s_sockets (kids[1])};
 
     //  The connections: alice, and S_DEVICES devices of bob and carol.

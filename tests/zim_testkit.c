@@ -535,6 +535,44 @@ int tk_free_port (void)
     return -1;
 }
 
+//  Whether port on 127.0.0.1 can be bound now.
+static bool s_port_free (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t) port)};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    bool ok = fd >= 0 && bind (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close (fd);
+    return ok;
+}
+
+int tk_free_ports (int n)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        int port = tk_free_port ();
+        bool all = port > 0;
+        for (int k = 1; all && k < n; k++)
+            all = port + k < 49152 && s_port_free (port + k);
+        if (all)
+            return port;
+    }
+    return -1;
+}
+
+int tk_children (pid_t pid, pid_t *kids, int max)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/task/%d/children", (int) pid, (int) pid);
+    FILE *f = fopen (path, "r");
+    int n = 0, k;
+    while (f && n < max && fscanf (f, "%d", &k) == 1)
+        kids[n++] = (pid_t) k;
+    if (f)
+        fclose (f);
+    return n;
+}
+
 //  Picks new free ports for the node's endpoints.
 static void s_node_ports (tk_node_t *n)
 {

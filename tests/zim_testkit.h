@@ -112,6 +112,12 @@ int tk_close_status (tk_client_t *c);
 //  czmq's dynamic range (49152 up) so that "tcp://...:*" binds elsewhere do
 //  not take it. -1 if none was found.
 int tk_free_port (void);
+//  A free port P as tk_free_port, with P+1 .. P+n-1 free too (for a node
+//  whose workers take PORT+K). -1 if none was found.
+int tk_free_ports (int n);
+//  The children of process pid (e.g. a supervisor's workers), up to max,
+//  into kids. Returns how many.
+int tk_children (pid_t pid, pid_t *kids, int max);
 
 //  One cluster node process.
 typedef struct {

@@ -162,8 +162,8 @@ int zim_workers_await (int nbrokers, int timeout_ms)
         if (!missing)
             return 0;
         if (waited >= timeout_ms) {
-            zsys_error ("%s: the supervisor's router and brokers are not up after %d s",
-                        s_program, timeout_ms / 1000);
+            zsys_error ("%s: the supervisor's router and brokers are not up after %d s", s_program,
+                        timeout_ms / 1000);
             return -1;
         }
         usleep (20000);
@@ -215,6 +215,24 @@ int zim_workers_stop (void)
     return s_status ? 1 : 0;
 }
 
+//  Copies argv into v, then --port port and the WSS and raw TCP ports
+//  picked (more: "" if not). Returns the count; v has room for 6 more.
+static int s_args (char **v, int argc, char **argv, char *port, char more[2][16])
+{
+    static const char *opts[2] = {"--tls-port", "--tcp"};
+    int w = 0;
+    for (int i = 0; i < argc; i++)
+        v[w++] = argv[i];
+    v[w++] = (char *)"--port";
+    v[w++] = port;
+    for (int i = 0; i < 2; i++)
+        if (*more[i]) {
+            v[w++] = (char *)opts[i];
+            v[w++] = more[i];
+        }
+    return w;
+}
+
 int zim_workers_run (const char *program, int roles, int n, int argc, char **argv,
                      zim_workers_main_fn *main_fn)
 {
@@ -249,7 +267,6 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
     }
     //  The same for the WSS and raw TCP ports (gateway/tls_port, tcp_port).
     const char *keys[2] = {"gateway/tls_port", "gateway/tcp_port"};
-    const char *opts[2] = {"--tls-port", "--tcp"};
     char more[2][16] = {"", ""};
     for (int i = 0; i < 2; i++)
         if (streq (zim_nodeconf_get (conf, keys[i], "off"), "0")) {
@@ -316,18 +333,9 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
             char wname[80];
             snprintf (wname, sizeof wname, "%s.w%d", s_name, k);
             char **wargv = (char **)zim_calloc ((size_t)nargc + 1, sizeof *wargv);
-            int w = 0;
-            for (int i = 0; i < argc; i++)
-                wargv[w++] = argv[i];
+            int w = s_args (wargv, argc, argv, port, more);
             wargv[w++] = (char *)"--name";
             wargv[w++] = wname;
-            wargv[w++] = (char *)"--port";
-            wargv[w++] = port;
-            for (int i = 0; i < 2; i++)
-                if (*more[i]) {
-                    wargv[w++] = (char *)opts[i];
-                    wargv[w++] = more[i];
-                }
             char wmetrics[160];
             int offset = server ? k + 1 : k;
             if (offset > 0 && metrics_port > 0) {
@@ -350,7 +358,7 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
             int status = main_fn (program, server ? ZIM_ROLE_GATEWAY : roles, w, wargv);
             free (wargv);
             fflush (NULL);
-            _exit (status);
+            exit (status); //  not _exit: atexit runs (zsys shutdown, LeakSanitizer)
         }
     }
     s_n = n;
@@ -359,16 +367,7 @@ int zim_workers_run (const char *program, int roles, int n, int argc, char **arg
     if (server) {
         //  The supervisor runs the rest, told the ports the workers bind.
         char **pargv = (char **)zim_calloc ((size_t)argc + 7, sizeof *pargv);
-        int w = 0;
-        for (int i = 0; i < argc; i++)
-            pargv[w++] = argv[i];
-        pargv[w++] = (char *)"--port";
-        pargv[w++] = port;
-        for (int i = 0; i < 2; i++)
-            if (*more[i]) {
-                pargv[w++] = (char *)opts[i];
-                pargv[w++] = more[i];
-            }
+        int w = s_args (pargv, argc, argv, port, more);
         rc = s_signal ? 0 : main_fn (program, roles, w, pargv);
         free (pargv);
         int status = zim_workers_stop ();
