@@ -48,15 +48,7 @@ int gk_admin (char *out, size_t size, const char *a0, const char *a1, const char
 //  Encodes {"op":"send","group":group,"cid":cid,"body":text} into wr.
 void gk_enc_gsend (zim_wr_t *wr, const char *group, const char *cid, const char *text)
 {
-    zim_wr_map (wr, 4);
-    zim_wr_cstr (wr, "op");
-    zim_wr_cstr (wr, "send");
-    zim_wr_cstr (wr, "group");
-    zim_wr_cstr (wr, group);
-    zim_wr_cstr (wr, "cid");
-    zim_wr_cstr (wr, cid);
-    zim_wr_cstr (wr, "body");
-    zim_wr_cstr (wr, text);
+    tk_enc_send_at (wr, "group", group, cid, text);
 }
 
 void gk_gsend (tk_client_t *c, const char *group, const char *cid, const char *text)

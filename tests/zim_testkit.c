@@ -196,11 +196,17 @@ int tk_send_wr (tk_client_t *self, zim_wr_t *wr)
 
 void tk_enc_send (zim_wr_t *wr, const char *to, const char *cid, const char *text)
 {
+    tk_enc_send_at (wr, "to", to, cid, text);
+}
+
+void tk_enc_send_at (zim_wr_t *wr, const char *field, const char *dest, const char *cid,
+                     const char *text)
+{
     zim_wr_map (wr, 4);
     zim_wr_cstr (wr, "op");
     zim_wr_cstr (wr, "send");
-    zim_wr_cstr (wr, "to");
-    zim_wr_cstr (wr, to);
+    zim_wr_cstr (wr, field);
+    zim_wr_cstr (wr, dest);
     zim_wr_cstr (wr, "cid");
     zim_wr_cstr (wr, cid);
     zim_wr_cstr (wr, "body");

@@ -73,6 +73,9 @@ int tk_send_raw (tk_client_t *self, const void *data, size_t len, bool text);
 int tk_send_wr (tk_client_t *self, zim_wr_t *wr);
 //  Encodes a send with a string body. Appends to wr (for pipelining).
 void tk_enc_send (zim_wr_t *wr, const char *to, const char *cid, const char *text);
+//  The same to another destination field: "group" for a group send.
+void tk_enc_send_at (zim_wr_t *wr, const char *field, const char *dest, const char *cid,
+                     const char *text);
 //  Sends a send op now.
 int tk_send_text (tk_client_t *self, const char *to, const char *cid, const char *text);
 //  Sends {"op":"sync","since":since,"limit":limit,"rid":rid}; since < 0 omits it.
