@@ -5,15 +5,20 @@
 #include "store/zim_commit.h"
 #include "store/zim_cursor.h"
 #include "store/zim_inbox.h"
+#include "store/zim_key.h"
 #include "store/zim_receipts.h"
+#include "store/zim_wal.h"
 #include "msg/zim_util.h"
 
 #include <assert.h>
 #include <czmq.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
-#define S_GROW_TRIES 4 //  map doublings tried for one transaction
+#define S_GROW_TRIES 4       //  map doublings tried for one transaction
+#define S_WINDOW_ITEMS 32768 //  APPEND items logged in a window before it is checkpointed
+#define S_RETRY_MS 100       //  between attempts to open a lost window again
 
 //  Counters of one write attempt, added to the stats only if it commits.
 typedef struct {
@@ -43,7 +48,24 @@ struct _zim_commit_t {
     size_t msgs_alloc;            //  allocated
     zim_appended_item_t *results; //  the answers (borrowed)
     s_unit_t unit;                //  counters of the write attempt
+    //  The log (sync = batch, checkpoint_ms > 0): see zim_commit.h.
+    zim_wal_t *wal;                //  the write-ahead log, or NULL
+    uint64_t checkpoint_ms;        //  age of a window when it is checkpointed
+    MDB_txn *window;               //  the open write transaction, or NULL
+    uint64_t window_since;         //  mono ms it was opened
+    uint64_t window_items;         //  APPEND items logged in it
+    bool lost;                     //  the window was aborted: its batches are
+                                   //  applied again before anything else
+    uint8_t *backlog;              //  the batches logged since the last
+    size_t backlog_size;           //  checkpoint, as payloads each after its
+    size_t backlog_alloc;          //  length (u64), to apply them again
+    uint64_t retry_at;             //  mono ms: a lost window is opened again
+    int replay_rc;                 //  why the last batch applied again failed
+    zim_appended_item_t *scratch;  //  answers of batches applied again
+    size_t scratch_alloc;          //  allocated
 };
+
+static int s_checkpoint_fn (void *arg);
 
 zim_commit_t *zim_commit_new (zim_db_t *db, zim_shell_t *shell, zim_commit_stats_t *stats)
 {
@@ -53,6 +75,7 @@ zim_commit_t *zim_commit_new (zim_db_t *db, zim_shell_t *shell, zim_commit_stats
     self->stats = stats;
     self->inbox = zim_inbox_new (db, shell);
     self->receipts = zim_receipts_new (db, self->inbox, shell);
+    zim_db_set_checkpointer (db, s_checkpoint_fn, self);
     return self;
 }
 
@@ -61,6 +84,11 @@ void zim_commit_destroy (zim_commit_t **self_p)
     zim_commit_t *self = *self_p;
     if (!self)
         return;
+    zim_commit_checkpoint (self);
+    zim_db_set_checkpointer (self->db, NULL, NULL);
+    zim_wal_destroy (&self->wal);
+    free (self->backlog);
+    free (self->scratch);
     zim_receipts_destroy (&self->receipts);
     zim_inbox_destroy (&self->inbox);
     free (self->msgs);
@@ -251,7 +279,9 @@ zim_receipts_t *zim_commit_receipts (zim_commit_t *self)
     return self->receipts;
 }
 
-void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
+//  Sets up the write of msgs[0..n): what each message is, where its
+//  answers go, the receipts' answers cleared.
+static void s_prepare (zim_commit_t *self, const zim_str_t *msgs, size_t n,
                        zim_appended_item_t *results)
 {
     if (n > self->msgs_alloc) {
@@ -275,6 +305,245 @@ void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
             msg->count = m.nitems;
         first += msg->count;
     }
+}
+
+//  -------------------------------------------------------------------------
+//  The log and its window
+
+static const char *s_name (zim_commit_t *self)
+{
+    return self->shell ? zim_shell_name (self->shell) : "store";
+}
+
+//  Applies msgs[0..n) in the window, answers to scratch: a batch logged
+//  before, applied again. Returns 0 or an LMDB error.
+static int s_again (zim_commit_t *self, const zim_str_t *msgs, size_t n)
+{
+    size_t items = 0;
+    s_prepare (self, msgs, n, NULL);
+    for (size_t p = 0; p < n; p++)
+        items += self->msgs[p].count;
+    if (items > self->scratch_alloc) {
+        self->scratch_alloc = items * 2;
+        free (self->scratch);
+        self->scratch = zim_malloc (self->scratch_alloc * sizeof *self->scratch);
+    }
+    self->results = self->scratch;
+    self->unit = (s_unit_t){0};
+    zim_inbox_begin (self->inbox, self->window);
+    zim_receipts_begin (self->receipts, self->window);
+    int rc = s_apply (self, self->window, 0, n, -1);
+    if (rc == 0)
+        rc = zim_inbox_finish (self->inbox);
+    if (rc == 0)
+        rc = zim_receipts_finish (self->receipts);
+    if (rc == 0) {
+        zim_inbox_committed (self->inbox);
+        zim_receipts_committed (self->receipts);
+    }
+    return rc;
+}
+
+//  Drops the window (its writes undone); its batches stay in the backlog.
+static void s_window_abort (zim_commit_t *self)
+{
+    if (!self->window)
+        return;
+    mdb_txn_abort (self->window);
+    self->window = NULL;
+    self->lost = self->backlog_size > 0;
+    self->retry_at = 0;
+    zim_db_set_window (self->db, NULL, self->lost);
+}
+
+//  Opens the window: a write transaction, with the backlog applied again
+//  if an abort lost it. Returns 0 or an LMDB error (no window then).
+static int s_window_open (zim_commit_t *self)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin (zim_db_env (self->db), NULL, 0, &txn);
+    if (rc)
+        return rc;
+    self->window = txn;
+    self->window_since = zim_mono_us () / 1000;
+    zim_db_set_window (self->db, txn, false);
+    for (size_t off = 0; rc == 0 && off < self->backlog_size;) {
+        uint64_t len = zim_be64_get (self->backlog + off);
+        zim_str_t *msgs;
+        size_t n;
+        rc = zim_wal_payload_split (self->backlog + off + 8, (size_t)len, &msgs, &n);
+        assert (rc == 0);
+        rc = s_again (self, msgs, n);
+        free (msgs);
+        off += 8 + (size_t)len;
+    }
+    if (rc) {
+        s_window_abort (self);
+        zsys_error ("%s: cannot apply the batches of the write-ahead log again (%s): writes and "
+                    "reads fail until it succeeds; check the disk",
+                    s_name (self), mdb_strerror (rc));
+        return rc;
+    }
+    self->lost = false;
+    zim_db_set_window (self->db, txn, false);
+    return 0;
+}
+
+//  Keeps msgs[0..n) (just logged) in the backlog.
+static void s_backlog_add (zim_commit_t *self, const zim_str_t *msgs, size_t n)
+{
+    size_t len = zim_wal_payload_size (msgs, n);
+    if (self->backlog_size + 8 + len > self->backlog_alloc) {
+        self->backlog_alloc = (self->backlog_size + 8 + len) * 2;
+        self->backlog = zim_realloc (self->backlog, self->backlog_alloc);
+    }
+    zim_be64_put (self->backlog + self->backlog_size, len);
+    zim_wal_payload_write (self->backlog + self->backlog_size + 8, msgs, n);
+    self->backlog_size += 8 + len;
+}
+
+int zim_commit_checkpoint (zim_commit_t *self)
+{
+    if (!self->window)
+        return 0;
+    uint64_t t0 = zim_mono_us ();
+    uint8_t lsn[8];
+    zim_be64_put (lsn, zim_wal_lsn (self->wal));
+    MDB_val k = {7, "wal_lsn"}, v = {8, lsn};
+    int rc = mdb_put (self->window, zim_db_dbs (self->db)->meta, &k, &v, 0);
+    if (rc == 0)
+        rc = mdb_txn_commit (self->window);
+    else
+        mdb_txn_abort (self->window);
+    self->window = NULL;
+    zim_commit_stats_t *st = self->stats;
+    if (rc) {
+        self->lost = self->backlog_size > 0;
+        self->retry_at = 0;
+        zim_db_set_window (self->db, NULL, self->lost);
+        st->errors++;
+        zsys_error ("%s: checkpoint failed (%s): the write-ahead log keeps every acknowledged "
+                    "write, the checkpoint is tried again; check the disk",
+                    s_name (self), mdb_strerror (rc));
+        return rc;
+    }
+    zim_db_set_window (self->db, NULL, false);
+    zim_wal_rewind (self->wal);
+    self->backlog_size = 0;
+    self->window_items = 0;
+    st->checkpoints++;
+    if (zim_db_sync_mode (self->db) == ZIM_FSYNC_NONE)
+        zim_db_wrote (self->db);
+    else
+        st->fsyncs++;
+    zim_histo_observe (&st->checkpoint_us, zim_mono_us () - t0);
+    return 0;
+}
+
+static int s_checkpoint_fn (void *arg)
+{
+    zim_commit_t *self = (zim_commit_t *)arg;
+    int rc = self->lost ? s_window_open (self) : 0;
+    return rc ? rc : zim_commit_checkpoint (self);
+}
+
+//  True if the batch may be logged: every kind in it is applied the same
+//  way again (a group's admin and the push bridge's queue read the clock).
+static bool s_loggable (zim_commit_t *self, size_t n)
+{
+    for (size_t p = 0; p < n; p++)
+        if (self->msgs[p].kind == ZIM_MSG_GADMIN || self->msgs[p].kind == ZIM_MSG_PUSH_Q)
+            return false;
+    return true;
+}
+
+//  Makes the batch just applied in the window durable: logged, or with
+//  the window checkpointed when it cannot be logged. Returns 0 or the
+//  error (the window is dropped then, the batch with it).
+static int s_durable (zim_commit_t *self, size_t n)
+{
+    if (!self->unit.wrote)
+        return 0;
+    int rc = ENOSPC;
+    if (s_loggable (self, n) && self->window_items + self->unit.items < S_WINDOW_ITEMS)
+        rc = zim_wal_append (self->wal, self->bodies, n);
+    if (rc == 0) {
+        s_backlog_add (self, self->bodies, n);
+        self->window_items += self->unit.items;
+        self->stats->fsyncs++;
+        return 0;
+    }
+    if (rc == ENOSPC || rc == EFBIG)
+        return zim_commit_checkpoint (self);
+    zsys_error ("%s: cannot write the write-ahead log (%s): check the disk", s_name (self),
+                strerror (rc));
+    s_window_abort (self);
+    return rc;
+}
+
+//  The batch msgs[0..n) (s_prepare'd) through the log: applied in the
+//  window and logged. A failure drops the window; with a backlog, it is
+//  applied again and checkpointed, and the batch tried once more alone (a
+//  full map grows first); failing alone, its items are answered
+//  ZIM_ESTORE.
+static void s_logged (zim_commit_t *self, const zim_str_t *msgs, size_t n,
+                      zim_appended_item_t *results)
+{
+    int rc = 0;
+    uint64_t t0 = zim_mono_us ();
+    for (int attempt = 0;; attempt++) {
+        if (!self->window && (rc = s_window_open (self)))
+            break;
+        bool alone = self->backlog_size == 0;
+        s_prepare (self, msgs, n, results);
+        self->unit = (s_unit_t){0};
+        zim_inbox_begin (self->inbox, self->window);
+        zim_receipts_begin (self->receipts, self->window);
+        rc = s_apply (self, self->window, 0, n, -1);
+        if (rc == 0)
+            rc = zim_inbox_finish (self->inbox);
+        if (rc == 0)
+            rc = zim_receipts_finish (self->receipts);
+        uint64_t t1 = zim_mono_us ();
+        if (rc == 0 && (rc = s_durable (self, n)) == 0) {
+            zim_commit_stats_t *st = self->stats;
+            uint64_t t2 = zim_mono_us ();
+            zim_histo_observe (&st->write_us, t2 - t1);
+            zim_inbox_committed (self->inbox);
+            zim_receipts_committed (self->receipts);
+            st->appended += self->unit.appended;
+            st->duplicates += self->unit.duplicates;
+            st->conflicts += self->unit.conflicts;
+            st->cursors += self->unit.cursors;
+            st->commits++;
+            zim_histo_observe (&st->commit_us, t2 - t0);
+            zim_histo_observe (&st->batch, self->unit.items);
+            if (self->unit.items > st->batch_max)
+                st->batch_max = self->unit.items;
+            return;
+        }
+        s_window_abort (self);
+        if (attempt >= S_GROW_TRIES || (alone && rc != MDB_MAP_FULL))
+            break;
+        if (rc == MDB_MAP_FULL && zim_db_grow (self->db))
+            break;
+        //  The backlog (if any) applied again and checkpointed, so the
+        //  batch is tried in a window of its own.
+        if (!alone && ((rc = s_window_open (self)) || (rc = zim_commit_checkpoint (self))))
+            break;
+    }
+    s_prepare (self, msgs, n, results);
+    s_failed (self, 0, n, -1, rc);
+}
+
+void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
+                       zim_appended_item_t *results)
+{
+    if (self->wal) {
+        s_logged (self, msgs, n, results);
+        return;
+    }
+    s_prepare (self, msgs, n, results);
     if (zim_db_sync_mode (self->db) != ZIM_FSYNC_ALWAYS) {
         s_unit (self, 0, n, -1);
         return;
@@ -285,6 +554,103 @@ void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
         for (size_t i = 0; i < self->msgs[p].count; i++)
             s_unit (self, p, p + 1, (int64_t)i);
     }
+}
+
+uint64_t zim_commit_due_ms (zim_commit_t *self)
+{
+    if (self->lost)
+        return self->retry_at;
+    return self->window ? self->window_since + self->checkpoint_ms : UINT64_MAX;
+}
+
+void zim_commit_tick (zim_commit_t *self, uint64_t now_ms)
+{
+    if (self->lost) {
+        if (now_ms < self->retry_at)
+            return;
+        if (s_window_open (self)) {
+            self->retry_at = now_ms + S_RETRY_MS;
+            return;
+        }
+    }
+    if (self->window && now_ms >= self->window_since + self->checkpoint_ms)
+        zim_commit_checkpoint (self);
+}
+
+//  Replays one record of the log into the window (zim_wal_fn).
+static int s_replay_fn (void *arg, uint64_t lsn, const zim_str_t *msgs, size_t n)
+{
+    (void)lsn;
+    zim_commit_t *self = (zim_commit_t *)arg;
+    for (size_t p = 0; p < n; p++) {
+        zim_rd_t rd;
+        int kind;
+        uint32_t fields;
+        zim_rd_init (&rd, msgs[p].ptr, msgs[p].len);
+        if (zim_msg_kind (&rd, &kind, &fields)) {
+            self->replay_rc = MDB_CORRUPTED;
+            return self->replay_rc;
+        }
+    }
+    self->replay_rc = s_again (self, msgs, n);
+    return self->replay_rc;
+}
+
+int zim_commit_recover (zim_commit_t *self, uint64_t checkpoint_ms, uint64_t wal_bytes)
+{
+    const char *name = s_name (self);
+    bool use = zim_db_sync_mode (self->db) == ZIM_FSYNC_BATCH && checkpoint_ms > 0;
+    char *path = zsys_sprintf ("%s/wal", zim_db_dir (self->db));
+    bool exists = zsys_file_exists (path);
+    zstr_free (&path);
+    if (!use && !exists)
+        return 0;
+    uint64_t after = 0;
+    int rc;
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin (zim_db_env (self->db), NULL, MDB_RDONLY, &txn)) == 0) {
+        MDB_val k = {7, "wal_lsn"}, v;
+        rc = mdb_get (txn, zim_db_dbs (self->db)->meta, &k, &v);
+        if (rc == 0 && v.mv_size == 8)
+            after = zim_be64_get (v.mv_data);
+        mdb_txn_abort (txn);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    self->wal = rc ? NULL : zim_wal_open (name, zim_db_dir (self->db), use ? wal_bytes : 0);
+    if (!self->wal) {
+        if (rc)
+            zsys_error ("%s: cannot read the store's checkpoint (%s)", name, mdb_strerror (rc));
+        return -1;
+    }
+    self->checkpoint_ms = checkpoint_ms;
+    long count = -1;
+    for (int attempt = 0; attempt <= S_GROW_TRIES; attempt++) {
+        if ((rc = s_window_open (self)))
+            break;
+        self->replay_rc = 0;
+        count = zim_wal_replay (self->wal, after, s_replay_fn, self);
+        if (count >= 0)
+            break;
+        s_window_abort (self);
+        if (self->replay_rc != MDB_MAP_FULL || zim_db_grow (self->db))
+            break;
+    }
+    if (count == 0)
+        s_window_abort (self); //  nothing to apply: nothing written
+    if (count < 0 || (count > 0 && zim_commit_checkpoint (self))) {
+        zsys_error ("%s: cannot apply the write-ahead log of %s: the store does not start "
+                    "(its acknowledged writes are kept there); check the disk and map_size",
+                    name, zim_db_dir (self->db));
+        s_window_abort (self);
+        zim_wal_destroy (&self->wal);
+        return -1;
+    }
+    if (count > 0)
+        zsys_info ("%s: applied %ld batches from the write-ahead log (up to lsn %" PRIu64 ")",
+                   name, count, zim_wal_lsn (self->wal));
+    if (!use)
+        zim_wal_destroy (&self->wal);
+    return 0;
 }
 
 //  -------------------------------------------------------------------------

@@ -23,6 +23,10 @@ struct _zim_db_t {
     MDB_env *env;       //  the environment
     zim_dbs_t dbs;      //  its databases
     MDB_txn *rtxn;      //  read transaction, reset between drains
+    MDB_txn *wtxn;      //  the group commit's open window, or NULL
+    bool lost;          //  the window was lost: reads fail until it is back
+    int (*checkpoint) (void *arg); //  closes the window
+    void *checkpoint_arg;
     uint64_t map_size;  //  current map size in bytes
     uint64_t last_id;   //  greatest message id at open
     bool owed;          //  sync = none: committed since the last good sync
@@ -51,7 +55,7 @@ const char *zim_fsync_name (zim_fsync_t mode)
 //  fsyncs a directory, so the entries made in it survive a crash. A
 //  filesystem that cannot sync directories (EINVAL) is not an error.
 //  Returns 0 or -1 with errno set.
-static int s_sync_dir (const char *path)
+int zim_db_sync_dir (const char *path)
 {
     int fd = open (path, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
@@ -117,11 +121,11 @@ static int s_open_dbs (zim_db_t *self, MDB_txn *txn, const char **what)
 //  itself, if START made it). Returns 0 or -1 (errno set).
 static int s_sync_dirs (zim_db_t *self)
 {
-    if (s_sync_dir (self->dir))
+    if (zim_db_sync_dir (self->dir))
         return -1;
     self->dir_syncs++;
     char *copy = zim_strdup (self->dir);
-    int rc = s_sync_dir (dirname (copy));
+    int rc = zim_db_sync_dir (dirname (copy));
     free (copy);
     if (rc == 0)
         self->dir_syncs++;
@@ -250,6 +254,7 @@ uint64_t zim_db_map_used (zim_db_t *self)
 
 int zim_db_grow (zim_db_t *self)
 {
+    assert (!self->wtxn);
     if (self->rtxn) {
         mdb_txn_abort (self->rtxn);
         self->rtxn = NULL;
@@ -273,6 +278,10 @@ int zim_db_grow (zim_db_t *self)
 
 MDB_txn *zim_db_read_begin (zim_db_t *self, int *rc)
 {
+    if (self->wtxn || self->lost) {
+        *rc = self->lost ? EIO : 0;
+        return self->wtxn;
+    }
     if (self->rtxn)
         *rc = mdb_txn_renew (self->rtxn);
     else
@@ -287,8 +296,37 @@ MDB_txn *zim_db_read_begin (zim_db_t *self, int *rc)
 
 void zim_db_read_end (zim_db_t *self)
 {
-    if (self->rtxn)
+    if (self->rtxn && !self->wtxn)
         mdb_txn_reset (self->rtxn);
+}
+
+void zim_db_set_window (zim_db_t *self, MDB_txn *txn, bool lost)
+{
+    self->wtxn = txn;
+    self->lost = lost;
+}
+
+void zim_db_set_checkpointer (zim_db_t *self, int (*fn) (void *arg), void *arg)
+{
+    self->checkpoint = fn;
+    self->checkpoint_arg = arg;
+}
+
+int zim_db_write_begin (zim_db_t *self, MDB_txn **txn)
+{
+    *txn = NULL;
+    if (self->wtxn) {
+        int rc = self->checkpoint ? self->checkpoint (self->checkpoint_arg) : EBUSY;
+        if (rc)
+            return rc;
+        assert (!self->wtxn);
+    }
+    return mdb_txn_begin (self->env, NULL, 0, txn);
+}
+
+const char *zim_db_dir (zim_db_t *self)
+{
+    return self->dir;
 }
 
 void zim_db_wrote (zim_db_t *self)

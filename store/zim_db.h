@@ -80,9 +80,30 @@ uint64_t zim_db_map_used (zim_db_t *self);
 int zim_db_grow (zim_db_t *self);
 
 //  The read transaction of a drain: renewed here, reset by
-//  zim_db_read_end. NULL with *rc set on failure.
+//  zim_db_read_end. While the group commit holds a window open (see
+//  zim_db_set_window) it is that write transaction instead, so that reads
+//  see every write already acknowledged. NULL with *rc set on failure.
 MDB_txn *zim_db_read_begin (zim_db_t *self, int *rc);
 void zim_db_read_end (zim_db_t *self);
+
+//  The group commit's open write transaction (zim_commit.h), or NULL when
+//  it closes it; lost: it was dropped with acknowledged writes in it, so
+//  reads fail (EIO) until it is opened again. Any other writer must have
+//  it checkpointed first (zim_db_write_begin).
+void zim_db_set_window (zim_db_t *self, MDB_txn *txn, bool lost);
+//  Who checkpoints the window before another writer begins: fn (arg)
+//  returns 0 or an LMDB error.
+void zim_db_set_checkpointer (zim_db_t *self, int (*fn) (void *arg), void *arg);
+//  Begins a write transaction outside the group commit (retention, push
+//  queue expiry) after the window, if any, is checkpointed. Returns 0 or
+//  an LMDB error.
+int zim_db_write_begin (zim_db_t *self, MDB_txn **txn);
+//  The environment's directory.
+const char *zim_db_dir (zim_db_t *self);
+//  fsyncs a directory so the entries made in it survive a crash (a
+//  filesystem that cannot sync directories is not an error). Returns 0 or
+//  -1 with errno set.
+int zim_db_sync_dir (const char *path);
 
 //  A write transaction committed changes: with sync = none, a background
 //  sync is now owed.

@@ -293,7 +293,7 @@ int zim_pushq_expire (zim_pushq_t *self, uint64_t cutoff_ms, size_t max, size_t 
     *removed = 0;
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
-    int rc = mdb_txn_begin (zim_db_env (self->db), NULL, 0, &txn);
+    int rc = zim_db_write_begin (self->db, &txn);
     if (rc)
         return rc;
     self->txn = txn;

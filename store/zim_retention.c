@@ -125,7 +125,7 @@ int zim_retention_purge (zim_db_t *db, uint64_t cutoff_ms, size_t max, size_t *p
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     size_t n = 0;
-    int rc = mdb_txn_begin (zim_db_env (db), NULL, 0, &txn);
+    int rc = zim_db_write_begin (db, &txn);
     if (rc == 0)
         rc = mdb_cursor_open (txn, dbs->msgs, &cur);
     while (rc == 0 && n < max) {

@@ -21,6 +21,7 @@
 #include "store/zim_store.h"
 #include "store/zim_storekit.h"
 #include "store/zim_commit.h"
+#include "store/zim_wal.h"
 #include "store/zim_db.h"
 #include "store/zim_key.h"
 #include "store/zim_msgrec.h"
@@ -118,6 +119,7 @@ static const s_test_t s_tests[] = {
     {"groups", zim_groups_test},
     {"slots", zim_slots_test},
     {"gfan", zim_gfan_test},
+    {"wal", zim_wal_test},
     {"commit", zim_commit_test},
     {"storekit", zim_storekit_test},
     {"store", zim_store_test},
