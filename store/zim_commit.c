@@ -692,6 +692,40 @@ static zim_commit_t *s_test_open (const char *top, const char *name, zim_fsync_t
     return zim_commit_new (*db, NULL, stats);
 }
 
+//  The last inbox seq of uid (app "demo") as txn sees it.
+static uint64_t s_test_last (zim_db_t *db, MDB_txn *txn, const char *uid)
+{
+    zim_key_t k;
+    zim_key_user (&k, zim_str ("demo"), zim_str (uid));
+    MDB_val kv = zim_key_val (&k), v;
+    if (mdb_get (txn, zim_db_dbs (db)->seqs, &kv, &v) || v.mv_size != 8)
+        return 0;
+    return zim_be64_get (v.mv_data);
+}
+
+//  The same through a read transaction of its own: what another process
+//  (a backup) sees, the last checkpoint.
+static uint64_t s_test_last_committed (zim_db_t *db, const char *uid)
+{
+    MDB_txn *txn;
+    assert (mdb_txn_begin (zim_db_env (db), NULL, MDB_RDONLY, &txn) == 0);
+    uint64_t last = s_test_last (db, txn, uid);
+    mdb_txn_abort (txn);
+    return last;
+}
+
+//  A crash: the window dropped, nothing checkpointed, the log as it is.
+static void s_test_crash (zim_commit_t **commit, zim_db_t **db)
+{
+    if ((*commit)->window)
+        mdb_txn_abort ((*commit)->window);
+    (*commit)->window = NULL;
+    (*commit)->backlog_size = 0;
+    zim_db_set_window (*db, NULL, false);
+    zim_commit_destroy (commit);
+    zim_db_destroy (db);
+}
+
 void zim_commit_test (bool verbose)
 {
     char *top = zim_db_test_dir ();
@@ -772,10 +806,121 @@ void zim_commit_test (bool verbose)
     zim_commit_destroy (&commit);
     zim_db_destroy (&db);
 
+    //  sync = batch through the log (checkpoints far apart here): a batch
+    //  is durable once logged, one sync; reads see the window, another
+    //  process only the last checkpoint.
+    for (int a = 0; a < 3; a++) {
+        char tag[8];
+        snprintf (tag, sizeof tag, "a%d", a);
+        zim_wr_reset (&wr[a]);
+        s_test_append (&wr[a], 100 + 20 * (uint64_t)a, tag, "alice", "bob", 20, 8);
+        msgs[a] = (zim_str_t){wr[a].data, wr[a].size};
+    }
+    zim_wr_reset (&wr[3]);
+    zim_setcursor_pack (&wr[3], &sc);
+    msgs[3] = (zim_str_t){wr[3].data, wr[3].size};
+    commit = s_test_open (top, "log", ZIM_FSYNC_BATCH, 1 << 22, &db, &st);
+    assert (zim_commit_recover (commit, 3600 * 1000, 1 << 16) == 0);
+    zim_commit_write (commit, msgs, 2, res);
+    assert (res[39].status == ZIM_APPEND_STORED && res[39].to_seq == 40);
+    assert (st.commits == 1 && st.fsyncs == 1 && st.checkpoints == 0 && st.appended == 40);
+    int rc;
+    MDB_txn *txn = zim_db_read_begin (db, &rc);
+    assert (txn && rc == 0 && s_test_last (db, txn, "bob") == 40);
+    zim_db_read_end (db);
+    assert (s_test_last_committed (db, "bob") == 0);
+    //  A batch of duplicates only writes nothing and logs nothing.
+    zim_commit_write (commit, msgs, 1, res);
+    assert (res[19].status == ZIM_APPEND_DUPLICATE && st.fsyncs == 1 && st.commits == 2);
+    //  A lost window (an abort) is opened again with its batches before
+    //  anything reads it; meanwhile reads fail.
+    s_window_abort (commit);
+    assert (zim_db_read_begin (db, &rc) == NULL && rc == EIO);
+    assert (zim_commit_due_ms (commit) == 0);
+    zim_commit_tick (commit, zim_mono_us () / 1000);
+    txn = zim_db_read_begin (db, &rc);
+    assert (txn && s_test_last (db, txn, "bob") == 40);
+    zim_db_read_end (db);
+    //  The crash: the window is gone, the log is not. Reopened, the log is
+    //  applied again: the same seqs, the resend a duplicate, the next
+    //  message after them.
+    s_test_crash (&commit, &db);
+    char path[300];
+    snprintf (path, sizeof path, "%s/log", top);
+    db = zim_db_new ("test", path, ZIM_FSYNC_BATCH, 1 << 22);
+    assert (db && s_test_last_committed (db, "bob") == 0);
+    memset (&st, 0, sizeof st);
+    commit = zim_commit_new (db, NULL, &st);
+    assert (zim_commit_recover (commit, 3600 * 1000, 1 << 16) == 0);
+    assert (st.checkpoints == 1 && s_test_last_committed (db, "bob") == 40);
+    zim_commit_write (commit, msgs, 4, res);
+    assert (res[39].status == ZIM_APPEND_DUPLICATE && res[39].to_seq == 40);
+    assert (res[59].status == ZIM_APPEND_STORED && res[59].to_seq == 60 && st.cursors == 1);
+    //  Another writer (retention, the push queue) checkpoints the window
+    //  first; the tick checkpoints a window of checkpoint_ms.
+    assert (zim_db_write_begin (db, &txn) == 0 && st.checkpoints == 2);
+    mdb_txn_abort (txn);
+    assert (s_test_last_committed (db, "bob") == 60);
+    zim_commit_destroy (&commit);
+    zim_db_destroy (&db);
+    db = zim_db_new ("test", path, ZIM_FSYNC_BATCH, 1 << 22);
+    memset (&st, 0, sizeof st);
+    commit = zim_commit_new (db, NULL, &st);
+    assert (zim_commit_recover (commit, 1, 1 << 16) == 0 && st.checkpoints == 0);
+    zim_wr_reset (&wr[0]);
+    s_test_append (&wr[0], 500, "tick", "alice", "bob", 5, 8);
+    msgs[0] = (zim_str_t){wr[0].data, wr[0].size};
+    zim_commit_write (commit, msgs, 1, res);
+    assert (res[4].to_seq == 65 && zim_commit_due_ms (commit) != UINT64_MAX);
+    zim_commit_tick (commit, zim_commit_due_ms (commit));
+    assert (st.checkpoints == 1 && zim_commit_due_ms (commit) == UINT64_MAX);
+    assert (s_test_last_committed (db, "bob") == 65);
+    //  A batch larger than the log is made durable by a checkpoint.
+    zim_wr_reset (&wr[0]);
+    s_test_append (&wr[0], 600, "wide", "alice", "bob", 4, 32768);
+    msgs[0] = (zim_str_t){wr[0].data, wr[0].size};
+    zim_commit_write (commit, msgs, 1, res);
+    assert (res[3].status == ZIM_APPEND_STORED && st.checkpoints == 2);
+    assert (s_test_last_committed (db, "bob") == 69);
+    zim_commit_destroy (&commit);
+    zim_db_destroy (&db);
+
+    //  A full map with batches in the window: they are checkpointed, the
+    //  map grows, the batch stored; one that can never fit fails alone,
+    //  and the logged ones stay.
+    commit = s_test_open (top, "logsmall", ZIM_FSYNC_BATCH, 262144, &db, &st);
+    assert (zim_commit_recover (commit, 3600 * 1000, 1 << 20) == 0);
+    zim_wr_reset (&wr[0]);
+    s_test_append (&wr[0], 700, "first", "frank", "gina", 3, 8);
+    msgs[0] = (zim_str_t){wr[0].data, wr[0].size};
+    zim_commit_write (commit, msgs, 1, res);
+    assert (res[2].to_seq == 3 && st.checkpoints == 0);
+    zim_wr_reset (&wr[1]);
+    s_test_append (&wr[1], 1000, "big", "frank", "gina", 20, 32768);
+    msgs[1] = (zim_str_t){wr[1].data, wr[1].size};
+    zim_commit_write (commit, &msgs[1], 1, res);
+    assert (res[19].status == ZIM_APPEND_STORED && res[19].to_seq == 23);
+    assert (zim_db_map_size (db) > 262144 && st.errors == 0 && st.checkpoints >= 1);
+    zim_wr_reset (&wr[1]);
+    s_test_append (&wr[1], 2000, "huge", "frank", "gina", 40, 1 << 20);
+    msgs[1] = (zim_str_t){wr[1].data, wr[1].size};
+    zim_commit_write (commit, &msgs[1], 1, res);
+    assert (res[39].status == ZIM_ESTORE && st.errors == 1);
+    zim_wr_reset (&wr[1]);
+    s_test_append (&wr[1], 3000, "after", "frank", "gina", 1, 8);
+    msgs[1] = (zim_str_t){wr[1].data, wr[1].size};
+    zim_commit_write (commit, &msgs[1], 1, res);
+    assert (res[0].status == ZIM_APPEND_STORED && res[0].to_seq == 24);
+    zim_commit_write (commit, msgs, 1, res);
+    assert (res[2].status == ZIM_APPEND_DUPLICATE && res[2].to_seq == 3);
+    zim_commit_destroy (&commit);
+    zim_db_destroy (&db);
+
     for (int i = 0; i < 4; i++)
         zim_wr_free (&wr[i]);
     zim_db_test_rmtree (top);
     free (top);
     if (verbose)
-        zsys_info ("commit: one transaction per drain, per message with always, growth");
+        zsys_info ("commit: one transaction per drain, per message with always, growth; the "
+                   "log: window reads, crash, checkpoints, growth");
 }
