@@ -185,11 +185,11 @@ START_TEST (test_ten_thousand_pipelined_in_order)
 }
 END_TEST
 
-START_TEST (test_kill9_after_acks_loses_nothing)
+//  500 acked messages, kill -9, restart on the same data: erin's inbox
+//  holds them all, gap-free, and alice's seq goes on after them.
+static void s_kill9_check (const char *const *extra)
 {
-    //  The default fsync policy, as a user runs it.
     tk_server_cleanup (&srv);
-    const char *extra[] = {"--sync", "batch", NULL};
     ck_assert_int_eq (tk_server_start (&srv, NULL, extra), 0);
     enum { N = 500 };
     tk_client_t *alice = tk_login_ok (&srv, "alice", "phone");
@@ -230,6 +230,33 @@ START_TEST (test_kill9_after_acks_loses_nothing)
     zim_wr_free (&wr);
     tk_close (&alice);
     tk_close (&erin);
+}
+
+START_TEST (test_kill9_after_acks_loses_nothing)
+{
+    //  The default fsync policy, as a user runs it.
+    const char *extra[] = {"--sync", "batch", NULL};
+    s_kill9_check (extra);
+}
+END_TEST
+
+START_TEST (test_kill9_before_checkpoint_replays_the_log)
+{
+    //  No checkpoint for an hour: every acked message is in the
+    //  write-ahead log only when the server dies, and comes back from it.
+    char conf[64];
+    snprintf (conf, sizeof conf, "./wal-%d.conf", (int)getpid ());
+    FILE *file = fopen (conf, "w");
+    ck_assert_ptr_nonnull (file);
+    fprintf (file, "store\n    checkpoint_ms = 3600000\n");
+    fclose (file);
+    const char *extra[] = {"--sync", "batch", "-c", conf, NULL};
+    s_kill9_check (extra);
+    static char log[1 << 16];
+    ck_assert_int_gt (tk_read_file (srv.log, log, sizeof log), 0);
+    ck_assert_msg (strstr (log, "from the write-ahead log"), "the restart applied the log: %s",
+                   log);
+    unlink (conf);
 }
 END_TEST
 
@@ -316,6 +343,7 @@ static Suite *s_suite (void)
     tcase_add_test (tc, test_retry_same_cid_is_idempotent);
     tcase_add_test (tc, test_ten_thousand_pipelined_in_order);
     tcase_add_test (tc, test_kill9_after_acks_loses_nothing);
+    tcase_add_test (tc, test_kill9_before_checkpoint_replays_the_log);
     tcase_add_test (tc, test_history_and_cursor);
     suite_add_tcase (s, tc);
     return s;

@@ -217,7 +217,9 @@ def test_server(work):
         ok(before["zim_broker_send_ack_seconds"].type == "histogram"
            and before["zim_store_commit_seconds"].type == "histogram"
            and before["zim_store_commit_write_seconds"].type == "histogram"
-           and before["zim_store_batch_size"].type == "histogram", "the four histograms are there")
+           and before["zim_store_batch_size"].type == "histogram"
+           and before["zim_store_checkpoint_seconds"].type == "histogram",
+           "the five histograms are there")
         ok(text.count("# TYPE zim_broker_sends_total ") == 1, "one TYPE line per family")
 
         alice = token(srv, data, "alice")
@@ -254,6 +256,13 @@ def test_server(work):
            <= (value(after, "zim_store_commit_seconds", "store-1", "_sum") or 0),
            "the commits' writes are timed, and are part of the commits' time")
         moved("zim_store_batch_size", "store-1", "_sum", n)
+        # The write-ahead log's window is checkpointed within checkpoint_ms
+        # (50) of the first write.
+        ok(wait_for(lambda: (value(scrape(url)[1], "zim_store_checkpoints", "store-1", "_total")
+                             or 0) >= 1
+                    and (value(scrape(url)[1], "zim_store_checkpoint_seconds", "store-1", "_count")
+                         or 0) >= 1),
+           "the store checkpointed its window, and timed it")
         ok((value(after, "zim_broker_send_ack_seconds", "broker-1", "_sum") or 0) > 0,
            "send->ack latency has a positive sum")
 
