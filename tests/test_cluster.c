@@ -189,6 +189,29 @@ START_TEST (test_users_spread_over_shards)
                               f.text);
         }
     }
+    //  mdb_dump, another process, sees the shards' LMDB files as of their
+    //  last checkpoints (store/checkpoint_ms, 50 ms; the write-ahead log
+    //  holds the rest): wait until every user shows on its shard, then a
+    //  little more, so that a user on the wrong shard would show too.
+    for (int tries = 0; tries < 200; tries++) {
+        int missing = 0;
+        for (int s = 0; s < 2; s++) {
+            char env[400];
+            snprintf (env, sizeof env, "%s/%s", ct_cl.dir, ct_shard_names[s]);
+            zhash_t *found = s_dump_users (env, "seqs");
+            for (int i = 0; i < U; i++) {
+                char user[600];
+                snprintf (user, sizeof user, "demo/%s", users[i]);
+                if (ct_shard_of (users[i]) == s && !zhash_lookup (found, user))
+                    missing++;
+            }
+            zhash_destroy (&found);
+        }
+        if (missing == 0)
+            break;
+        zclock_sleep (50);
+    }
+    zclock_sleep (400);
     //  Each shard holds the inboxes and seq counters of its users, and of
     //  nobody else.
     for (int s = 0; s < 2; s++) {

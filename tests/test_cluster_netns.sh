@@ -148,6 +148,9 @@ chat bob 10.77.0.2:7800 alice 10.77.0.1:7700 "across-hosts-2" && ok "chat from g
 for i in 0 1 2 3 4 5 6 7; do
     in_ns h3 "$bin/zim-cli" -u ws://10.77.0.1:7700/ws -t "$(token "u$i")" send "u$i" "self" >/dev/null 2>&1
 done
+# The store writes its LMDB file at checkpoints (store/checkpoint_ms, 50 ms;
+# the write-ahead log holds the rest): mdb_dump, another process, sees them.
+sleep 0.5
 # shellcheck disable=SC2046 # one word per user
 set -- $(mdb_dump -p -s seqs "$work/data/store-1" 2>/dev/null | sed -n 's/^ \\04demo\\02\(u[0-7]\)$/\1/p')
 if [ $# -ge 2 ]; then
