@@ -11,7 +11,7 @@
     crash loses the window, not the log: at start zim_commit_recover
     applies the records after the last checkpoint again. This writes each
     B-tree page a user's tail dirties once per checkpoint instead of once
-    per batch (docs/BENCHMARKS.md section 14). A batch with a kind that
+    per batch (docs/BENCHMARKS.md section 15). A batch with a kind that
     reads the clock (GADMIN, PUSH_Q), or one the log cannot hold, is made
     durable by a checkpoint instead.
 
