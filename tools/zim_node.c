@@ -23,6 +23,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <openssl/crypto.h>
 #include <inttypes.h>
 #include <unistd.h>
 
@@ -704,6 +705,11 @@ static int s_node_main (const char *program, int roles, int argc, char **argv)
 
 int zim_node_main (const char *program, int roles, int argc, char **argv)
 {
+    //  No OpenSSL cleanup at exit: czmq's actor threads are detached and may
+    //  still be ending (freeing their OpenSSL thread state) when exit()
+    //  runs it, which then frees that state a second time (seen under ASan
+    //  in zim-gateway --workers, about one stop in twenty).
+    OPENSSL_init_crypto (OPENSSL_INIT_NO_ATEXIT, NULL);
     int workers = zim_workers_take (&argc, argv);
     if (workers == 0) {
         fprintf (stderr, "%s: --workers must be 1..64 or auto\n", program);
