@@ -49,20 +49,20 @@ struct _zim_commit_t {
     zim_appended_item_t *results; //  the answers (borrowed)
     s_unit_t unit;                //  counters of the write attempt
     //  The log (sync = batch, checkpoint_ms > 0): see zim_commit.h.
-    zim_wal_t *wal;                //  the write-ahead log, or NULL
-    uint64_t checkpoint_ms;        //  age of a window when it is checkpointed
-    MDB_txn *window;               //  the open write transaction, or NULL
-    uint64_t window_since;         //  mono ms it was opened
-    uint64_t window_items;         //  APPEND items logged in it
-    bool lost;                     //  the window was aborted: its batches are
-                                   //  applied again before anything else
-    uint8_t *backlog;              //  the batches logged since the last
-    size_t backlog_size;           //  checkpoint, as payloads each after its
-    size_t backlog_alloc;          //  length (u64), to apply them again
-    uint64_t retry_at;             //  mono ms: a lost window is opened again
-    int replay_rc;                 //  why the last batch applied again failed
-    zim_appended_item_t *scratch;  //  answers of batches applied again
-    size_t scratch_alloc;          //  allocated
+    zim_wal_t *wal;               //  the write-ahead log, or NULL
+    uint64_t checkpoint_ms;       //  age of a window when it is checkpointed
+    MDB_txn *window;              //  the open write transaction, or NULL
+    uint64_t window_since;        //  mono ms it was opened
+    uint64_t window_items;        //  APPEND items logged in it
+    bool lost;                    //  the window was aborted: its batches are
+                                  //  applied again before anything else
+    uint8_t *backlog;             //  the batches logged since the last
+    size_t backlog_size;          //  checkpoint, as payloads each after its
+    size_t backlog_alloc;         //  length (u64), to apply them again
+    uint64_t retry_at;            //  mono ms: a lost window is opened again
+    int replay_rc;                //  why the last batch applied again failed
+    zim_appended_item_t *scratch; //  answers of batches applied again
+    size_t scratch_alloc;         //  allocated
 };
 
 static int s_checkpoint_fn (void *arg);
@@ -646,8 +646,8 @@ int zim_commit_recover (zim_commit_t *self, uint64_t checkpoint_ms, uint64_t wal
         return -1;
     }
     if (count > 0)
-        zsys_info ("%s: applied %ld batches from the write-ahead log (up to lsn %" PRIu64 ")",
-                   name, count, zim_wal_lsn (self->wal));
+        zsys_info ("%s: applied %ld batches from the write-ahead log (up to lsn %" PRIu64 ")", name,
+                   count, zim_wal_lsn (self->wal));
     if (!use)
         zim_wal_destroy (&self->wal);
     return 0;

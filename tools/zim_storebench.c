@@ -22,14 +22,14 @@
 
 //  What one run measures over its second half (the first fills the store).
 typedef struct {
-    double commit_us;  //  mean time of one zim_commit_write
-    double p50_us;     //  its median
-    double p99_us;     //  its 99th percentile
-    double write_us;   //  mean time of mdb_txn_commit in it (write + fsync)
-    double pages;      //  4 KiB pages written per commit (-1: unknown)
-    double cpu_us;     //  CPU (user + system) per send
+    double commit_us;     //  mean time of one zim_commit_write
+    double p50_us;        //  its median
+    double p99_us;        //  its 99th percentile
+    double write_us;      //  mean time of mdb_txn_commit in it (write + fsync)
+    double pages;         //  4 KiB pages written per commit (-1: unknown)
+    double cpu_us;        //  CPU (user + system) per send
     uint64_t checkpoints; //  checkpoints of the log's window among them
-    uint64_t measured; //  commits measured
+    uint64_t measured;    //  commits measured
 } s_result_t;
 
 //  Bytes this process passed to write calls so far (wchar), or -1.
@@ -178,11 +178,10 @@ int main (int argc, char **argv)
     bool json = false;
     const char *dir = NULL;
     zim_fsync_t sync = ZIM_FSYNC_BATCH;
-    static const struct option opts[] = {{"pairs", 1, NULL, 'p'},   {"batch", 1, NULL, 'b'},
-                                         {"commits", 1, NULL, 'c'}, {"sync", 1, NULL, 's'},
-                                         {"dir", 1, NULL, 'd'},     {"json", 0, NULL, 'j'},
-                                         {"checkpoint", 1, NULL, 'k'},
-                                         {"help", 0, NULL, 'h'},    {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"pairs", 1, NULL, 'p'},      {"batch", 1, NULL, 'b'}, {"commits", 1, NULL, 'c'},
+        {"sync", 1, NULL, 's'},       {"dir", 1, NULL, 'd'},   {"json", 0, NULL, 'j'},
+        {"checkpoint", 1, NULL, 'k'}, {"help", 0, NULL, 'h'},  {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'p')
