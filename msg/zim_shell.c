@@ -9,6 +9,7 @@
 #include "msg/zim_zap.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,13 @@ zim_shell_t *zim_shell_new (zsock_t *pipe, const zim_shell_class_t *cls, void *s
     shell->self = self;
     shell->name = zim_strdup (name);
     shell->max_msg_size = ZIM_SHELL_MAX_MSG_SIZE;
+    //  An actor's thread is named after its role ("zim-store"), for top -H,
+    //  perf and tools/bench-threads.
+    if (pipe && cls->role) {
+        char thread[16];
+        snprintf (thread, sizeof thread, "zim-%s", cls->role);
+        pthread_setname_np (pthread_self (), thread);
+    }
     for (const zim_histogram_t *h = cls->histograms; h && h->name; h++)
         zim_histo_init ((zim_histo_t *)((char *)self + h->offset), h->bounds, h->nbounds);
     return shell;
