@@ -86,15 +86,7 @@ typedef struct {
     uint64_t pushes;         //  push records sent to the stores for offline recipients
     uint64_t push_lost;      //  push records a store shard could not take
     zim_histo_t ack_us;      //  SEND batch to the stores -> its answers out, µs per send
-    int sent;                //  not a counter: ZIM_BROKER_SENT_* the parts sent on since
-                             //  the loop last looked (a send can take in a socket's
-                             //  ZMQ_FD signal, so the loop asks that socket before it blocks)
 } zim_broker_stats_t;
-
-//  Bits of zim_broker_stats_t.sent (the store shards tell their own:
-//  zim_shards_take_sent).
-#define ZIM_BROKER_SENT_FRONT  1 //  the gateways' ROUTER (zim_deliver)
-#define ZIM_BROKER_SENT_ROUTER 2 //  the DEALER to the routers
 
 //  The actor function, for zactor_new (zim_broker_actor, NULL).
 void zim_broker_actor (zsock_t *pipe, void *args);

@@ -164,7 +164,6 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
     size_t size = self->wr.size;
     if (!self->front)
         return s_unroutable (self, gw, gw_len, n, 0);
-    self->stats->sent |= ZIM_BROKER_SENT_FRONT;
     //  Small OUTs (acks, errors, short messages: most of them) are bounded
     //  by the socket's message HWM alone, and sent as they always were.
     if (size <= ZIM_DELIVER_SMALL) {
@@ -218,7 +217,6 @@ int zim_deliver_out (zim_deliver_t *self, const void *gw, size_t gw_len, const u
 int zim_deliver_ctl (zim_deliver_t *self, const void *gw, size_t gw_len, const void *msg,
                      size_t size)
 {
-    self->stats->sent |= ZIM_BROKER_SENT_FRONT;
     if (!self->front || zmq_send (self->front, gw, gw_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
         zmq_send (self->front, msg, size, ZMQ_DONTWAIT) == -1)
         return s_unroutable (self, gw, gw_len, 1, self->front ? zmq_errno () : 0);

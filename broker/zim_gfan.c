@@ -324,7 +324,6 @@ static void s_room_order (zim_gfan_t *self, zim_str_t app, zim_str_t group, uint
             return;
         zim_api_target_pack (&self->wr, &(zim_api_target_t){gm.uid, zim_str ("")});
     }
-    self->stats->sent |= ZIM_BROKER_SENT_ROUTER;
     if (!self->router ||
         zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
         self->stats->unroutable++; //  no router took it: readers csync
@@ -350,7 +349,6 @@ static void s_channel_live (zim_gfan_t *self, s_slot_t *slot, zim_rd_t *left, ui
                                                     {NULL, NULL}, 1});
     zim_room_name_pack (&self->wr, &(zim_room_name_t){conv});
     zim_wr_free (&body);
-    self->stats->sent |= ZIM_BROKER_SENT_ROUTER;
     if (!self->router ||
         zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1)
         self->stats->unroutable++; //  no router took it: readers csync
@@ -395,7 +393,6 @@ static void s_route (zim_gfan_t *self, s_slot_t *slot)
             break;
         zim_route_key (&self->wr, m.who.app, gm.uid);
     }
-    self->stats->sent |= ZIM_BROKER_SENT_ROUTER;
     if (!self->router ||
         zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1) {
         s_free (self, slot);

@@ -153,7 +153,6 @@ static void s_route (zim_notify_t *self, s_slot_t *slot)
     zim_route_key (&self->wr, zim_str (slot->app), zim_str (slot->uid));
     if (peer)
         zim_route_key (&self->wr, zim_str (slot->app), zim_str (slot->peer));
-    self->stats->sent |= ZIM_BROKER_SENT_ROUTER;
     if (!self->router ||
         zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1) {
         s_answer (self, slot);

@@ -194,7 +194,6 @@ static void s_route (zim_sendq_t *self, s_batch_t *batch)
     }
     //  Without a router the batch completes at once, with no live delivery:
     //  the recipients get it by sync.
-    self->stats->sent |= ZIM_BROKER_SENT_ROUTER;
     batch->unrouted =
         !self->router || zmq_send (self->router, self->wr.data, self->wr.size, ZMQ_DONTWAIT) == -1;
     batch->routing = !batch->unrouted;

@@ -22,7 +22,6 @@ struct _zim_shards_t {
     zim_ring_t *ring;                 //  placement over the names; NULL with
                                       //  zim-server's one store
     bool fixed;                       //  zim-server's one store: maps ignored
-    bool sent;                        //  a shard was sent to since zim_shards_take_sent
 };
 
 zim_shards_t *zim_shards_new (zim_shell_t *shell)
@@ -184,16 +183,8 @@ int zim_shards_send (zim_shards_t *self, int shard, const void *data, size_t siz
 {
     if (shard < 0 || (size_t)shard >= self->count || !self->shards[shard].sock)
         return -1;
-    self->sent = true;
     return zmq_send (zsock_resolve (self->shards[shard].sock), data, size, ZMQ_DONTWAIT) == -1 ? -1
                                                                                                : 0;
-}
-
-bool zim_shards_take_sent (zim_shards_t *self)
-{
-    bool sent = self->sent;
-    self->sent = false;
-    return sent;
 }
 
 size_t zim_shards_size (zim_shards_t *self)

@@ -48,11 +48,6 @@ int zim_shards_of (zim_shards_t *self, zim_str_t app, zim_str_t uid);
 //  is full).
 int zim_shards_send (zim_shards_t *self, int shard, const void *data, size_t size);
 
-//  Whether zim_shards_send ran since the last call (a send can take in a
-//  socket's ZMQ_FD signal: the broker's loop asks the shards' sockets
-//  before it blocks). Clears it.
-bool zim_shards_take_sent (zim_shards_t *self);
-
 //  How many shards the table holds.
 size_t zim_shards_size (zim_shards_t *self);
 //  A shard's name ("" for zim-server's one store); "(none)" for -1.
