@@ -221,6 +221,40 @@ static void s_failed (zim_commit_t *self, size_t lo, size_t hi, int64_t only, in
                     name, mdb_strerror (rc), failed);
 }
 
+//  Applies [lo..hi) (see s_apply) in txn, with the inbox's and receipts'
+//  state for it. Returns 0 or an LMDB error.
+static int s_apply_txn (zim_commit_t *self, MDB_txn *txn, size_t lo, size_t hi, int64_t only)
+{
+    zim_inbox_begin (self->inbox, txn);
+    zim_receipts_begin (self->receipts, txn);
+    int rc = s_apply (self, txn, lo, hi, only);
+    if (rc == 0)
+        rc = zim_inbox_finish (self->inbox);
+    if (rc == 0)
+        rc = zim_receipts_finish (self->receipts);
+    return rc;
+}
+
+//  The write attempt (begun at t0, its durable write at t1) is durable:
+//  the caches move on, the counters and histograms count it.
+static void s_counted (zim_commit_t *self, uint64_t t0, uint64_t t1)
+{
+    zim_commit_stats_t *st = self->stats;
+    uint64_t t2 = zim_mono_us ();
+    zim_histo_observe (&st->write_us, t2 - t1);
+    zim_inbox_committed (self->inbox);
+    zim_receipts_committed (self->receipts);
+    st->appended += self->unit.appended;
+    st->duplicates += self->unit.duplicates;
+    st->conflicts += self->unit.conflicts;
+    st->cursors += self->unit.cursors;
+    st->commits++;
+    zim_histo_observe (&st->commit_us, t2 - t0);
+    zim_histo_observe (&st->batch, self->unit.items);
+    if (self->unit.items > st->batch_max)
+        st->batch_max = self->unit.items;
+}
+
 //  One write transaction over [lo..hi) (see s_apply): begin, apply, commit;
 //  on a full map grow it and try again; on failure answer every item of the
 //  range with ZIM_ESTORE.
@@ -233,38 +267,19 @@ static void s_unit (zim_commit_t *self, size_t lo, size_t hi, int64_t only)
         MDB_txn *txn;
         if ((rc = mdb_txn_begin (zim_db_env (self->db), NULL, 0, &txn)))
             break;
-        zim_inbox_begin (self->inbox, txn);
-        zim_receipts_begin (self->receipts, txn);
-        rc = s_apply (self, txn, lo, hi, only);
-        if (rc == 0)
-            rc = zim_inbox_finish (self->inbox);
-        if (rc == 0)
-            rc = zim_receipts_finish (self->receipts);
+        rc = s_apply_txn (self, txn, lo, hi, only);
         uint64_t t1 = zim_mono_us ();
         if (rc == 0)
             rc = mdb_txn_commit (txn);
         else
             mdb_txn_abort (txn);
         if (rc == 0) {
-            zim_commit_stats_t *st = self->stats;
-            uint64_t t2 = zim_mono_us ();
-            zim_histo_observe (&st->write_us, t2 - t1);
-            zim_inbox_committed (self->inbox);
-            zim_receipts_committed (self->receipts);
-            st->appended += self->unit.appended;
-            st->duplicates += self->unit.duplicates;
-            st->conflicts += self->unit.conflicts;
-            st->cursors += self->unit.cursors;
-            st->commits++;
-            zim_histo_observe (&st->commit_us, t2 - t0);
-            zim_histo_observe (&st->batch, self->unit.items);
-            if (self->unit.items > st->batch_max)
-                st->batch_max = self->unit.items;
+            s_counted (self, t0, t1);
             if (self->unit.wrote) {
                 if (zim_db_sync_mode (self->db) == ZIM_FSYNC_NONE)
                     zim_db_wrote (self->db);
                 else
-                    st->fsyncs++;
+                    self->stats->fsyncs++;
             }
             return;
         }
@@ -330,13 +345,7 @@ static int s_again (zim_commit_t *self, const zim_str_t *msgs, size_t n)
     }
     self->results = self->scratch;
     self->unit = (s_unit_t){0};
-    zim_inbox_begin (self->inbox, self->window);
-    zim_receipts_begin (self->receipts, self->window);
-    int rc = s_apply (self, self->window, 0, n, -1);
-    if (rc == 0)
-        rc = zim_inbox_finish (self->inbox);
-    if (rc == 0)
-        rc = zim_receipts_finish (self->receipts);
+    int rc = s_apply_txn (self, self->window, 0, n, -1);
     if (rc == 0) {
         zim_inbox_committed (self->inbox);
         zim_receipts_committed (self->receipts);
@@ -497,29 +506,10 @@ static void s_logged (zim_commit_t *self, const zim_str_t *msgs, size_t n,
         bool alone = self->backlog_size == 0;
         s_prepare (self, msgs, n, results);
         self->unit = (s_unit_t){0};
-        zim_inbox_begin (self->inbox, self->window);
-        zim_receipts_begin (self->receipts, self->window);
-        rc = s_apply (self, self->window, 0, n, -1);
-        if (rc == 0)
-            rc = zim_inbox_finish (self->inbox);
-        if (rc == 0)
-            rc = zim_receipts_finish (self->receipts);
+        rc = s_apply_txn (self, self->window, 0, n, -1);
         uint64_t t1 = zim_mono_us ();
         if (rc == 0 && (rc = s_durable (self, n)) == 0) {
-            zim_commit_stats_t *st = self->stats;
-            uint64_t t2 = zim_mono_us ();
-            zim_histo_observe (&st->write_us, t2 - t1);
-            zim_inbox_committed (self->inbox);
-            zim_receipts_committed (self->receipts);
-            st->appended += self->unit.appended;
-            st->duplicates += self->unit.duplicates;
-            st->conflicts += self->unit.conflicts;
-            st->cursors += self->unit.cursors;
-            st->commits++;
-            zim_histo_observe (&st->commit_us, t2 - t0);
-            zim_histo_observe (&st->batch, self->unit.items);
-            if (self->unit.items > st->batch_max)
-                st->batch_max = self->unit.items;
+            s_counted (self, t0, t1);
             return;
         }
         s_window_abort (self);
