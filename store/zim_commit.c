@@ -49,16 +49,13 @@ struct _zim_commit_t {
     zim_appended_item_t *results; //  the answers (borrowed)
     s_unit_t unit;                //  counters of the write attempt
     //  The log (sync = batch, checkpoint_ms > 0): see zim_commit.h.
-    zim_wal_t *wal;               //  the write-ahead log, or NULL
-    uint64_t checkpoint_ms;       //  age of a window when it is checkpointed
-    MDB_txn *window;              //  the open write transaction, or NULL
+    zim_wal_t *wal;         //  the write-ahead log, or NULL
+    uint64_t checkpoint_ms; //  age of a window when it is checkpointed
+    //  The window itself (the open write transaction) and whether it was
+    //  lost are zim_db's (zim_db_window): its reads use them too.
     uint64_t window_since;        //  mono ms it was opened
     uint64_t window_items;        //  APPEND items logged in it
-    bool lost;                    //  the window was aborted: its batches are
-                                  //  applied again before anything else
-    uint8_t *backlog;             //  the batches logged since the last
-    size_t backlog_size;          //  checkpoint, as payloads each after its
-    size_t backlog_alloc;         //  length (u64), to apply them again
+    uint64_t checkpoint_lsn;      //  the log's last record in LMDB
     uint64_t retry_at;            //  mono ms: a lost window is opened again
     int replay_rc;                //  why the last batch applied again failed
     zim_appended_item_t *scratch; //  answers of batches applied again
@@ -87,7 +84,6 @@ void zim_commit_destroy (zim_commit_t **self_p)
     zim_commit_checkpoint (self);
     zim_db_set_checkpointer (self->db, NULL, NULL);
     zim_wal_destroy (&self->wal);
-    free (self->backlog);
     free (self->scratch);
     zim_receipts_destroy (&self->receipts);
     zim_inbox_destroy (&self->inbox);
@@ -345,7 +341,7 @@ static int s_again (zim_commit_t *self, const zim_str_t *msgs, size_t n)
     }
     self->results = self->scratch;
     self->unit = (s_unit_t){0};
-    int rc = s_apply_txn (self, self->window, 0, n, -1);
+    int rc = s_apply_txn (self, zim_db_window (self->db), 0, n, -1);
     if (rc == 0) {
         zim_inbox_committed (self->inbox);
         zim_receipts_committed (self->receipts);
@@ -353,83 +349,68 @@ static int s_again (zim_commit_t *self, const zim_str_t *msgs, size_t n)
     return rc;
 }
 
-//  Drops the window (its writes undone); its batches stay in the backlog.
-static void s_window_abort (zim_commit_t *self)
+//  The batches logged since the last checkpoint: the log's records since
+//  its rewind, applied again after the window was dropped.
+static bool s_logged_since (zim_commit_t *self)
 {
-    if (!self->window)
-        return;
-    mdb_txn_abort (self->window);
-    self->window = NULL;
-    self->lost = self->backlog_size > 0;
-    self->retry_at = 0;
-    zim_db_set_window (self->db, NULL, self->lost);
+    return zim_wal_used (self->wal) > 0;
 }
 
-//  Opens the window: a write transaction, with the backlog applied again
-//  if an abort lost it. Returns 0 or an LMDB error (no window then).
+//  Drops the window (its writes undone); the log keeps its batches.
+static void s_window_abort (zim_commit_t *self)
+{
+    MDB_txn *window = zim_db_window (self->db);
+    if (!window)
+        return;
+    mdb_txn_abort (window);
+    self->retry_at = 0;
+    zim_db_set_window (self->db, NULL, s_logged_since (self));
+}
+
+static int s_replay_fn (void *arg, uint64_t lsn, const zim_str_t *msgs, size_t n);
+
+//  Opens the window: a write transaction, with the batches logged since
+//  the last checkpoint applied again if an abort lost them. Returns 0 or
+//  an LMDB error (no window then).
 static int s_window_open (zim_commit_t *self)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin (zim_db_env (self->db), NULL, 0, &txn);
     if (rc)
         return rc;
-    self->window = txn;
-    self->window_since = zim_mono_us () / 1000;
+    bool again = s_logged_since (self);
     zim_db_set_window (self->db, txn, false);
-    for (size_t off = 0; rc == 0 && off < self->backlog_size;) {
-        uint64_t len = zim_be64_get (self->backlog + off);
-        zim_str_t *msgs;
-        size_t n;
-        rc = zim_wal_payload_split (self->backlog + off + 8, (size_t)len, &msgs, &n);
-        assert (rc == 0);
-        rc = s_again (self, msgs, n);
-        free (msgs);
-        off += 8 + (size_t)len;
-    }
-    if (rc) {
+    self->window_since = zim_mono_us () / 1000;
+    self->replay_rc = 0;
+    if (again && zim_wal_replay (self->wal, self->checkpoint_lsn, s_replay_fn, self) < 0) {
+        rc = self->replay_rc ? self->replay_rc : EIO;
         s_window_abort (self);
         zsys_error ("%s: cannot apply the batches of the write-ahead log again (%s): writes and "
                     "reads fail until it succeeds; check the disk",
                     s_name (self), mdb_strerror (rc));
         return rc;
     }
-    self->lost = false;
-    zim_db_set_window (self->db, txn, false);
     return 0;
-}
-
-//  Keeps msgs[0..n) (just logged) in the backlog.
-static void s_backlog_add (zim_commit_t *self, const zim_str_t *msgs, size_t n)
-{
-    size_t len = zim_wal_payload_size (msgs, n);
-    if (self->backlog_size + 8 + len > self->backlog_alloc) {
-        self->backlog_alloc = (self->backlog_size + 8 + len) * 2;
-        self->backlog = zim_realloc (self->backlog, self->backlog_alloc);
-    }
-    zim_be64_put (self->backlog + self->backlog_size, len);
-    zim_wal_payload_write (self->backlog + self->backlog_size + 8, msgs, n);
-    self->backlog_size += 8 + len;
 }
 
 int zim_commit_checkpoint (zim_commit_t *self)
 {
-    if (!self->window)
+    MDB_txn *window = zim_db_window (self->db);
+    if (!window)
         return 0;
     uint64_t t0 = zim_mono_us ();
     uint8_t lsn[8];
     zim_be64_put (lsn, zim_wal_lsn (self->wal));
     MDB_val k = {7, "wal_lsn"}, v = {8, lsn};
-    int rc = mdb_put (self->window, zim_db_dbs (self->db)->meta, &k, &v, 0);
+    int rc = mdb_put (window, zim_db_dbs (self->db)->meta, &k, &v, 0);
     if (rc == 0)
-        rc = mdb_txn_commit (self->window);
+        rc = mdb_txn_commit (window);
     else
-        mdb_txn_abort (self->window);
-    self->window = NULL;
+        mdb_txn_abort (window);
     zim_commit_stats_t *st = self->stats;
     if (rc) {
-        self->lost = self->backlog_size > 0;
         self->retry_at = 0;
-        zim_db_set_window (self->db, NULL, self->lost);
+        zim_db_set_window (self->db, NULL, s_logged_since (self));
         st->errors++;
         zsys_error ("%s: checkpoint failed (%s): the write-ahead log keeps every acknowledged "
                     "write, the checkpoint is tried again; check the disk",
@@ -437,8 +418,8 @@ int zim_commit_checkpoint (zim_commit_t *self)
         return rc;
     }
     zim_db_set_window (self->db, NULL, false);
+    self->checkpoint_lsn = zim_wal_lsn (self->wal);
     zim_wal_rewind (self->wal);
-    self->backlog_size = 0;
     self->window_items = 0;
     st->checkpoints++;
     if (zim_db_sync_mode (self->db) == ZIM_FSYNC_NONE)
@@ -452,7 +433,7 @@ int zim_commit_checkpoint (zim_commit_t *self)
 static int s_checkpoint_fn (void *arg)
 {
     zim_commit_t *self = (zim_commit_t *)arg;
-    int rc = self->lost ? s_window_open (self) : 0;
+    int rc = zim_db_window_lost (self->db) ? s_window_open (self) : 0;
     return rc ? rc : zim_commit_checkpoint (self);
 }
 
@@ -477,7 +458,6 @@ static int s_durable (zim_commit_t *self, size_t n)
     if (s_loggable (self, n) && self->window_items + self->unit.items < S_WINDOW_ITEMS)
         rc = zim_wal_append (self->wal, self->bodies, n);
     if (rc == 0) {
-        s_backlog_add (self, self->bodies, n);
         self->window_items += self->unit.items;
         self->stats->fsyncs++;
         return 0;
@@ -491,22 +471,22 @@ static int s_durable (zim_commit_t *self, size_t n)
 }
 
 //  The batch msgs[0..n) (s_prepare'd) through the log: applied in the
-//  window and logged. A failure drops the window; with a backlog, it is
-//  applied again and checkpointed, and the batch tried once more alone (a
-//  full map grows first); failing alone, its items are answered
-//  ZIM_ESTORE.
+//  window and logged. A failure drops the window; the batches logged since
+//  the last checkpoint are applied again from the log and checkpointed,
+//  and the batch tried once more alone (a full map grows first); failing
+//  alone, its items are answered ZIM_ESTORE.
 static void s_logged (zim_commit_t *self, const zim_str_t *msgs, size_t n,
                       zim_appended_item_t *results)
 {
     int rc = 0;
     uint64_t t0 = zim_mono_us ();
     for (int attempt = 0;; attempt++) {
-        if (!self->window && (rc = s_window_open (self)))
+        if (!zim_db_window (self->db) && (rc = s_window_open (self)))
             break;
-        bool alone = self->backlog_size == 0;
+        bool alone = !s_logged_since (self);
         s_prepare (self, msgs, n, results);
         self->unit = (s_unit_t){0};
-        rc = s_apply_txn (self, self->window, 0, n, -1);
+        rc = s_apply_txn (self, zim_db_window (self->db), 0, n, -1);
         uint64_t t1 = zim_mono_us ();
         if (rc == 0 && (rc = s_durable (self, n)) == 0) {
             s_counted (self, t0, t1);
@@ -517,8 +497,8 @@ static void s_logged (zim_commit_t *self, const zim_str_t *msgs, size_t n,
             break;
         if (rc == MDB_MAP_FULL && zim_db_grow (self->db))
             break;
-        //  The backlog (if any) applied again and checkpointed, so the
-        //  batch is tried in a window of its own.
+        //  The logged batches applied again and checkpointed, so the batch
+        //  is tried in a window of its own.
         if (!alone && ((rc = s_window_open (self)) || (rc = zim_commit_checkpoint (self))))
             break;
     }
@@ -548,14 +528,14 @@ void zim_commit_write (zim_commit_t *self, const zim_str_t *msgs, size_t n,
 
 uint64_t zim_commit_due_ms (zim_commit_t *self)
 {
-    if (self->lost)
+    if (zim_db_window_lost (self->db))
         return self->retry_at;
-    return self->window ? self->window_since + self->checkpoint_ms : UINT64_MAX;
+    return zim_db_window (self->db) ? self->window_since + self->checkpoint_ms : UINT64_MAX;
 }
 
 void zim_commit_tick (zim_commit_t *self, uint64_t now_ms)
 {
-    if (self->lost) {
+    if (zim_db_window_lost (self->db)) {
         if (now_ms < self->retry_at)
             return;
         if (s_window_open (self)) {
@@ -563,7 +543,7 @@ void zim_commit_tick (zim_commit_t *self, uint64_t now_ms)
             return;
         }
     }
-    if (self->window && now_ms >= self->window_since + self->checkpoint_ms)
+    if (zim_db_window (self->db) && now_ms >= self->window_since + self->checkpoint_ms)
         zim_commit_checkpoint (self);
 }
 
@@ -613,6 +593,7 @@ int zim_commit_recover (zim_commit_t *self, uint64_t checkpoint_ms, uint64_t wal
         return -1;
     }
     self->checkpoint_ms = checkpoint_ms;
+    self->checkpoint_lsn = after;
     long count = -1;
     for (int attempt = 0; attempt <= S_GROW_TRIES; attempt++) {
         if ((rc = s_window_open (self)))
@@ -707,10 +688,8 @@ static uint64_t s_test_last_committed (zim_db_t *db, const char *uid)
 //  A crash: the window dropped, nothing checkpointed, the log as it is.
 static void s_test_crash (zim_commit_t **commit, zim_db_t **db)
 {
-    if ((*commit)->window)
-        mdb_txn_abort ((*commit)->window);
-    (*commit)->window = NULL;
-    (*commit)->backlog_size = 0;
+    if (zim_db_window (*db))
+        mdb_txn_abort (zim_db_window (*db));
     zim_db_set_window (*db, NULL, false);
     zim_commit_destroy (commit);
     zim_db_destroy (db);

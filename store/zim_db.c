@@ -306,6 +306,16 @@ void zim_db_set_window (zim_db_t *self, MDB_txn *txn, bool lost)
     self->lost = lost;
 }
 
+MDB_txn *zim_db_window (zim_db_t *self)
+{
+    return self->wtxn;
+}
+
+bool zim_db_window_lost (zim_db_t *self)
+{
+    return self->lost;
+}
+
 void zim_db_set_checkpointer (zim_db_t *self, int (*fn) (void *arg), void *arg)
 {
     self->checkpoint = fn;

@@ -91,6 +91,9 @@ void zim_db_read_end (zim_db_t *self);
 //  reads fail (EIO) until it is opened again. Any other writer must have
 //  it checkpointed first (zim_db_write_begin).
 void zim_db_set_window (zim_db_t *self, MDB_txn *txn, bool lost);
+//  The window, or NULL; and whether it was lost.
+MDB_txn *zim_db_window (zim_db_t *self);
+bool zim_db_window_lost (zim_db_t *self);
 //  Who checkpoints the window before another writer begins: fn (arg)
 //  returns 0 or an LMDB error.
 void zim_db_set_checkpointer (zim_db_t *self, int (*fn) (void *arg), void *arg);

@@ -166,7 +166,10 @@ static int s_pread_all (int fd, uint8_t *buf, size_t len, uint64_t off)
     return 0;
 }
 
-size_t zim_wal_payload_size (const zim_str_t *msgs, size_t n)
+//  A payload: its size for msgs[0..n), writing it at p, and splitting one of
+//  len bytes back into *msgs (allocated; the caller frees it) and *n (0 or
+//  -1 if it does not hold together).
+static size_t s_payload_size (const zim_str_t *msgs, size_t n)
 {
     size_t len = 4;
     for (size_t i = 0; i < n; i++)
@@ -174,7 +177,7 @@ size_t zim_wal_payload_size (const zim_str_t *msgs, size_t n)
     return len;
 }
 
-void zim_wal_payload_write (uint8_t *p, const zim_str_t *msgs, size_t n)
+static void s_payload_write (uint8_t *p, const zim_str_t *msgs, size_t n)
 {
     s_be32_put (p, (uint32_t)n);
     p += 4;
@@ -186,7 +189,7 @@ void zim_wal_payload_write (uint8_t *p, const zim_str_t *msgs, size_t n)
     }
 }
 
-int zim_wal_payload_split (const uint8_t *p, size_t len, zim_str_t **msgs, size_t *n)
+static int s_payload_split (const uint8_t *p, size_t len, zim_str_t **msgs, size_t *n)
 {
     if (len < 4)
         return -1;
@@ -234,7 +237,7 @@ long zim_wal_replay (zim_wal_t *self, uint64_t after, zim_wal_fn *fn, void *arg)
             break; //  torn or stale
         zim_str_t *msgs;
         size_t n;
-        if (zim_wal_payload_split (self->buf + ZIM_WAL_HEADER, (size_t)len, &msgs, &n)) {
+        if (s_payload_split (self->buf + ZIM_WAL_HEADER, (size_t)len, &msgs, &n)) {
             zsys_warning ("%s: write-ahead log record %" PRIu64 " has a sound checksum but "
                           "does not hold together: the log ends before it",
                           self->name, lsn + 1);
@@ -260,7 +263,7 @@ long zim_wal_replay (zim_wal_t *self, uint64_t after, zim_wal_fn *fn, void *arg)
 
 int zim_wal_append (zim_wal_t *self, const zim_str_t *msgs, size_t n)
 {
-    uint64_t len = zim_wal_payload_size (msgs, n);
+    uint64_t len = s_payload_size (msgs, n);
     if (n > UINT32_MAX || len > UINT32_MAX || ZIM_WAL_HEADER + len > self->capacity)
         return EFBIG;
     if (self->pos + ZIM_WAL_HEADER + len > self->capacity)
@@ -271,7 +274,7 @@ int zim_wal_append (zim_wal_t *self, const zim_str_t *msgs, size_t n)
     s_be32_put (p + 4, (uint32_t)len);
     zim_be64_put (p + 8, self->lsn + 1);
     memset (p + 16, 0, 8);
-    zim_wal_payload_write (p + ZIM_WAL_HEADER, msgs, n);
+    s_payload_write (p + ZIM_WAL_HEADER, msgs, n);
     zim_be64_put (p + 24, s_record_sum (p, (size_t)len));
     int rc = s_pwrite_all (self->fd, p, ZIM_WAL_HEADER + (size_t)len, self->pos);
     if (rc == 0 && fdatasync (self->fd))

@@ -69,14 +69,6 @@ uint64_t zim_wal_used (zim_wal_t *self);
 //  is written at the beginning of the file (numbering goes on).
 void zim_wal_rewind (zim_wal_t *self);
 
-//  A payload (count, then each message with its length): its size for
-//  msgs[0..n), writing it at p, and splitting one of len bytes back into
-//  *msgs (allocated; the caller frees it) and *n. Split returns 0 or -1 if
-//  it does not hold together.
-size_t zim_wal_payload_size (const zim_str_t *msgs, size_t n);
-void zim_wal_payload_write (uint8_t *p, const zim_str_t *msgs, size_t n);
-int zim_wal_payload_split (const uint8_t *p, size_t len, zim_str_t **msgs, size_t *n);
-
 //  The checksum of records: 64 bits over 8-byte words, for torn writes and
 //  stale bytes (not an adversary).
 uint64_t zim_wal_sum (uint64_t h, const void *data, size_t len);

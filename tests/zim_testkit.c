@@ -112,14 +112,19 @@ int tk_server_start (tk_server_t *srv, const char *data, const char *const *extr
     return 0;
 }
 
+void tk_reap (pid_t *pid, int sig)
+{
+    if (*pid <= 0)
+        return;
+    kill (*pid, sig);
+    int status;
+    waitpid (*pid, &status, 0);
+    *pid = 0;
+}
+
 void tk_server_stop (tk_server_t *srv, int sig)
 {
-    if (srv->pid <= 0)
-        return;
-    kill (srv->pid, sig);
-    int status;
-    waitpid (srv->pid, &status, 0);
-    srv->pid = 0;
+    tk_reap (&srv->pid, sig);
 }
 
 void tk_server_cleanup (tk_server_t *srv)

@@ -116,6 +116,8 @@ int tk_free_ports (int n);
 //  The children of process pid (e.g. a supervisor's workers), up to max,
 //  into kids. Returns how many.
 int tk_children (pid_t pid, pid_t *kids, int max);
+//  Sends sig to the child *pid (if > 0), reaps it and sets *pid to 0.
+void tk_reap (pid_t *pid, int sig);
 //  Reads a whole small file into buf; returns bytes or -1.
 ssize_t tk_read_file (const char *path, char *buf, size_t size);
 

@@ -245,12 +245,7 @@ int tk_node_start (tk_cluster_t *c, tk_node_t *n)
 
 void tk_node_stop (tk_node_t *n, int sig)
 {
-    if (n->pid <= 0)
-        return;
-    kill (n->pid, sig);
-    int status;
-    waitpid (n->pid, &status, 0);
-    n->pid = 0;
+    tk_reap (&n->pid, sig);
 }
 
 zsock_t *tk_cluster_socket (tk_cluster_t *c, int type)

@@ -708,7 +708,7 @@ int zim_node_main (const char *program, int roles, int argc, char **argv)
     //  No OpenSSL cleanup at exit: czmq's actor threads are detached and may
     //  still be ending (freeing their OpenSSL thread state) when exit()
     //  runs it, which then frees that state a second time (seen under ASan
-    //  in zim-gateway --workers, about one stop in twenty).
+    //  in zim-gateway --workers, about one stop in ten).
     OPENSSL_init_crypto (OPENSSL_INIT_NO_ATEXIT, NULL);
     int workers = zim_workers_take (&argc, argv);
     if (workers == 0) {
