@@ -61,17 +61,8 @@ int tk_server_start (tk_server_t *srv, const char *data, const char *const *extr
     pid_t pid = fork ();
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        int fd = open (srv->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2 (fd, 1);
-            dup2 (fd, 2);
-            close (fd);
-        }
-        execv (server, (char *const *)argv);
-        fprintf (stderr, "cannot exec %s\n", server);
-        _exit (127);
-    }
+    if (pid == 0)
+        tk_exec_logged (srv->log, server, argv);
     srv->pid = pid;
     //  Wait for the ready line: "... ready: ws=ws://H:PORT/ws admin=EP data=..."
     char buf[65536];
@@ -110,6 +101,19 @@ int tk_server_start (tk_server_t *srv, const char *data, const char *const *extr
     }
     srv->key[strcspn (srv->key, "\r\n")] = 0;
     return 0;
+}
+
+void tk_exec_logged (const char *log, const char *program, const char *const *argv)
+{
+    int fd = open (log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        dup2 (fd, 1);
+        dup2 (fd, 2);
+        close (fd);
+    }
+    execv (program, (char *const *)argv);
+    fprintf (stderr, "cannot exec %s: %s\n", program, strerror (errno));
+    _exit (127);
 }
 
 void tk_reap (pid_t *pid, int sig)

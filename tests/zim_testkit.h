@@ -116,6 +116,9 @@ int tk_free_ports (int n);
 //  The children of process pid (e.g. a supervisor's workers), up to max,
 //  into kids. Returns how many.
 int tk_children (pid_t pid, pid_t *kids, int max);
+//  In a forked child: stdout and stderr to log (truncated), then execv of
+//  program; never returns (exit 127 if the exec failed).
+void tk_exec_logged (const char *log, const char *program, const char *const *argv);
 //  Sends sig to the child *pid (if > 0), reaps it and sets *pid to 0.
 void tk_reap (pid_t *pid, int sig);
 //  Reads a whole small file into buf; returns bytes or -1.

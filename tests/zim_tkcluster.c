@@ -143,15 +143,7 @@ static int s_node_run (tk_cluster_t *c, tk_node_t *n)
         if (getppid () != parent)
             _exit (1);
 #endif
-        int fd = open (n->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2 (fd, 1);
-            dup2 (fd, 2);
-            close (fd);
-        }
-        execv (program, (char *const *)argv);
-        fprintf (stderr, "cannot exec %s: %s\n", program, strerror (errno));
-        _exit (127);
+        tk_exec_logged (n->log, program, argv);
     }
     (void)parent;
     n->pid = pid;
