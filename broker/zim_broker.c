@@ -31,6 +31,9 @@ typedef struct {
     zim_sendq_t *sendq;         //  sends
     zim_notify_t *notify;       //  receipts, conversation lists, offline push
     zim_gfan_t *gfan;           //  groups and channels
+    uint64_t turn_us;           //  least µs from one busy loop turn to the next
+    uint64_t turn_at;           //  when the last turn began (zim_mono_us)
+    bool busy;                  //  the last turn took messages
 } s_broker_t;
 
 //  `shards`: the cluster's store names, before any map.
@@ -42,6 +45,8 @@ static int s_set_shards (void *self, const char *value, const char *value2, cons
     *why = "a broker with one store, or too many shards";
     return -1;
 }
+
+#define S_TURN_US 250 //  default least µs between busy loop turns
 
 #define S_LIMIT(field) offsetof (s_broker_t, limits.field)
 static const zim_setting_t s_settings[] = {
@@ -61,6 +66,9 @@ static const zim_setting_t s_settings[] = {
      "bytes of pages held behind earlier sends; beyond, reads get 5030 (64 MiB)"},
     {"max_out_bytes", ZIM_SET_U64, S_LIMIT (max_out_bytes), 4096, 0, 1, 0, NULL,
      "bytes of large OUTs queued to one gateway; beyond, they are dropped (64 MiB)"},
+    {"turn_us", ZIM_SET_U64, offsetof (s_broker_t, turn_us), 0, 100000, 1, 0, NULL,
+     "µs from one busy loop turn to the next, so one wakeup takes more messages (250; 0 = "
+     "none)"},
     {"shards", ZIM_SET_FN, 0, 0, 0, 0, 0, s_set_shards,
      "comma-separated names of every store shard of the cluster"},
     {NULL}};
@@ -228,13 +236,15 @@ static zframe_t *s_recv_nowait (zsock_t *sock)
 //  Drains the gateways' socket: up to a few batches' worth per call, so the
 //  store and router answers are not starved. The sends of one drain make
 //  one batch.
-static void s_handle_front (s_broker_t *self)
+static size_t s_handle_front (s_broker_t *self)
 {
     uint64_t budget = 4 * self->limits.max_batch;
+    size_t taken = 0;
     while (budget--) {
         zframe_t *gw = s_recv_nowait (self->front);
         if (!gw)
             break;
+        taken++;
         zframe_t *frame = zsock_rcvmore (self->front) ? zframe_recv (self->front) : NULL;
         if (!frame || zsock_rcvmore (self->front)) {
             while (zsock_rcvmore (self->front)) {
@@ -273,13 +283,16 @@ static void s_handle_front (s_broker_t *self)
         zframe_destroy (&frame);
     }
     zim_sendq_flush (self->sendq);
+    return taken;
 }
 
 //  Hands each store answer (APPENDED or PAGE) to what waits for it.
-static void s_handle_store (s_broker_t *self, zsock_t *sock)
+static size_t s_handle_store (s_broker_t *self, zsock_t *sock)
 {
     zframe_t *frame;
+    size_t taken = 0;
     while ((frame = s_recv_nowait (sock))) {
+        taken++;
         zim_rd_t rd;
         int kind;
         uint32_t fields;
@@ -307,13 +320,16 @@ static void s_handle_store (s_broker_t *self, zsock_t *sock)
         zframe_destroy (&frame);
     }
     s_complete (self);
+    return taken;
 }
 
 //  Hands each router answer (ROUTE_R) to its batch.
-static void s_handle_router (s_broker_t *self)
+static size_t s_handle_router (s_broker_t *self)
 {
     zframe_t *frame;
+    size_t taken = 0;
     while ((frame = s_recv_nowait (self->router))) {
+        taken++;
         zim_rd_t rd;
         int kind;
         uint32_t fields;
@@ -335,6 +351,7 @@ static void s_handle_router (s_broker_t *self)
     }
     //  Before the front is read: acks do not wait behind the next drain.
     s_complete (self);
+    return taken;
 }
 
 void zim_broker_actor (zsock_t *pipe, void *args)
@@ -349,6 +366,7 @@ void zim_broker_actor (zsock_t *pipe, void *args)
                                          .route_timeout_us = 1000 * 1000,
                                          .max_parked = 64 << 20,
                                          .max_out_bytes = 64 << 20};
+    self->turn_us = S_TURN_US;
     self->shell = zim_shell_new (pipe, &s_class, self, "broker-1");
     self->shards = zim_shards_new (self->shell);
     self->deliver = zim_deliver_new (self->shell, &self->limits, &self->stats);
@@ -386,25 +404,46 @@ void zim_broker_actor (zsock_t *pipe, void *args)
             if (sock)
                 items[nitems++] = (zmq_pollitem_t){zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
         }
-        if (zmq_poll (items, (int)nitems, waiting ? 100 : -1) == -1 && zmq_errno () != EINTR)
+        if (started && self->busy && self->turn_us) {
+            //  Under load, a turn begins turn_us after the previous one
+            //  and reads every socket without blocking first: what came
+            //  meanwhile is taken in one turn, and the threads that send
+            //  here do not pay to wake this one (a thread blocked in poll
+            //  costs its writer a cross-CPU wakeup; one in usleep costs
+            //  nothing). A receive that finds nothing is one look at the
+            //  socket's mailbox, as a poll's would be. When a turn takes
+            //  nothing, the next one blocks: idle, a message is taken at
+            //  once.
+            uint64_t since = zim_mono_us () - self->turn_at;
+            if (since < self->turn_us)
+                usleep ((useconds_t)(self->turn_us - since));
+            if (zmq_poll (items, 1, 0) == -1 && zmq_errno () != EINTR)
+                break;
+            for (size_t i = 1; i < nitems; i++)
+                items[i].revents = ZMQ_POLLIN;
+        } else if (zmq_poll (items, (int)nitems, waiting ? 100 : -1) == -1 &&
+                   zmq_errno () != EINTR)
             break;
+        self->turn_at = zim_mono_us ();
         if ((items[0].revents & ZMQ_POLLIN) && zim_shell_handle (self->shell) == -1)
             break;
         if (!started)
             continue;
         //  A map handled above may have replaced a shard's socket: only
         //  sockets still in the table are read.
+        size_t taken = 0;
         for (size_t i = first_shard; i < nitems; i++)
             if (items[i].revents & ZMQ_POLLIN)
                 for (size_t j = 0; j < zim_shards_size (self->shards); j++) {
                     zsock_t *sock = zim_shards_sock (self->shards, (int)j);
                     if (sock && zsock_resolve (sock) == items[i].socket)
-                        s_handle_store (self, sock);
+                        taken += s_handle_store (self, sock);
                 }
         if (router && (items[router].revents & ZMQ_POLLIN))
-            s_handle_router (self);
+            taken += s_handle_router (self);
         if (items[front].revents & ZMQ_POLLIN)
-            s_handle_front (self);
+            taken += s_handle_front (self);
+        self->busy = taken > 0;
         s_complete (self);
         zim_reads_expire (self->reads, zim_mono_us ());
         zim_notify_expire (self->notify, zim_mono_us ());
@@ -789,6 +828,23 @@ void zim_broker_test (bool verbose)
     //  The same with no room for a waiting page (a broker of its own,
     //  whose router the test plays, so that the batch is surely waiting).
     s_test_parked ("inproc://bt-store", verbose);
+
+    //  Pacing (turn_us): a send that finds the broker idle is taken at
+    //  once, but the store's answer, back sooner than turn_us, waits for
+    //  the next turn, turn_us after the one that took the send: with
+    //  100 ms, the ack comes no sooner than 100 ms after the send.
+    zstr_sendx (broker, "SET", "turn_us", "100000", NULL);
+    s_test_stat (broker, "sends"); //  the pipe is read in order: SET is in
+    send.cid = zim_str ("c-paced");
+    zim_wr_reset (&wr);
+    zim_send_pack (&wr, &send);
+    uint64_t sent_at = zim_mono_us ();
+    zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    s_test_expect (gw, 1, "ack");
+    assert (zim_mono_us () - sent_at >= 100 * 1000);
+    s_test_expect (gw, 2, "msg");
+    s_test_expect (gw, 3, "msg");
+    zstr_sendx (broker, "SET", "turn_us", "250", NULL);
 
     //  Garbage does not stop it, and is counted.
     zmq_send (zsock_resolve (gw), "\x93\x01", 2, 0);
