@@ -623,6 +623,10 @@ static void s_test_shards (const char *dir, zsock_t *gwr, zactor_t *router, bool
     zmsg_addstr (msg, "MAP");
     zmsg_addmem (msg, wr.data, wr.size);
     zmsg_send (&msg, broker);
+    //  The pipe and the front are two queues: the SEND could be read
+    //  before the MAP. STATS comes after the MAP on the pipe, so once it
+    //  is answered the map is in.
+    assert (s_test_stat (broker, "shards") == 2);
     zim_wr_reset (&wr);
     zim_send_pack (&wr, &send);
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
