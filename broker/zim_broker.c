@@ -33,7 +33,7 @@ typedef struct {
     zim_gfan_t *gfan;           //  groups and channels
     uint64_t turn_us;           //  least µs from one busy loop turn to the next
     uint64_t turn_at;           //  when the last turn began (zim_mono_us)
-    bool busy;                  //  the last turn took messages
+    bool busy;                  //  the last turn took messages from the gateways
 } s_broker_t;
 
 //  `shards`: the cluster's store names, before any map.
@@ -287,12 +287,10 @@ static size_t s_handle_front (s_broker_t *self)
 }
 
 //  Hands each store answer (APPENDED or PAGE) to what waits for it.
-static size_t s_handle_store (s_broker_t *self, zsock_t *sock)
+static void s_handle_store (s_broker_t *self, zsock_t *sock)
 {
     zframe_t *frame;
-    size_t taken = 0;
     while ((frame = s_recv_nowait (sock))) {
-        taken++;
         zim_rd_t rd;
         int kind;
         uint32_t fields;
@@ -320,16 +318,13 @@ static size_t s_handle_store (s_broker_t *self, zsock_t *sock)
         zframe_destroy (&frame);
     }
     s_complete (self);
-    return taken;
 }
 
 //  Hands each router answer (ROUTE_R) to its batch.
-static size_t s_handle_router (s_broker_t *self)
+static void s_handle_router (s_broker_t *self)
 {
     zframe_t *frame;
-    size_t taken = 0;
     while ((frame = s_recv_nowait (self->router))) {
-        taken++;
         zim_rd_t rd;
         int kind;
         uint32_t fields;
@@ -351,7 +346,6 @@ static size_t s_handle_router (s_broker_t *self)
     }
     //  Before the front is read: acks do not wait behind the next drain.
     s_complete (self);
-    return taken;
 }
 
 void zim_broker_actor (zsock_t *pipe, void *args)
@@ -405,15 +399,18 @@ void zim_broker_actor (zsock_t *pipe, void *args)
                 items[nitems++] = (zmq_pollitem_t){zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
         }
         if (started && self->busy && self->turn_us) {
-            //  Under load, a turn begins turn_us after the previous one
-            //  and reads every socket without blocking first: what came
-            //  meanwhile is taken in one turn, and the threads that send
-            //  here do not pay to wake this one (a thread blocked in poll
-            //  costs its writer a cross-CPU wakeup; one in usleep costs
-            //  nothing). A receive that finds nothing is one look at the
-            //  socket's mailbox, as a poll's would be. When a turn takes
-            //  nothing, the next one blocks: idle, a message is taken at
-            //  once.
+            //  Under load (the last turn took messages from the gateways),
+            //  a turn begins turn_us after the previous one and reads every
+            //  socket without blocking first: what came meanwhile is taken
+            //  in one turn, and the threads that send here do not pay to
+            //  wake this one (a thread blocked in poll costs its writer a
+            //  cross-CPU wakeup; one in usleep costs nothing). A receive
+            //  that finds nothing is one look at the socket's mailbox, as
+            //  a poll's would be. After a turn that took nothing from the
+            //  gateways the loop blocks again: a message that finds the
+            //  broker idle is taken at once, and only an answer that comes
+            //  back within turn_us of the turn that asked waits (turn_us
+            //  at most).
             uint64_t since = zim_mono_us () - self->turn_at;
             if (since < self->turn_us)
                 usleep ((useconds_t)(self->turn_us - since));
@@ -431,19 +428,16 @@ void zim_broker_actor (zsock_t *pipe, void *args)
             continue;
         //  A map handled above may have replaced a shard's socket: only
         //  sockets still in the table are read.
-        size_t taken = 0;
         for (size_t i = first_shard; i < nitems; i++)
             if (items[i].revents & ZMQ_POLLIN)
                 for (size_t j = 0; j < zim_shards_size (self->shards); j++) {
                     zsock_t *sock = zim_shards_sock (self->shards, (int)j);
                     if (sock && zsock_resolve (sock) == items[i].socket)
-                        taken += s_handle_store (self, sock);
+                        s_handle_store (self, sock);
                 }
         if (router && (items[router].revents & ZMQ_POLLIN))
-            taken += s_handle_router (self);
-        if (items[front].revents & ZMQ_POLLIN)
-            taken += s_handle_front (self);
-        self->busy = taken > 0;
+            s_handle_router (self);
+        self->busy = (items[front].revents & ZMQ_POLLIN) && s_handle_front (self) > 0;
         s_complete (self);
         zim_reads_expire (self->reads, zim_mono_us ());
         zim_notify_expire (self->notify, zim_mono_us ());
