@@ -411,9 +411,7 @@ void zim_broker_actor (zsock_t *pipe, void *args)
             //  broker idle is taken at once, and only an answer that comes
             //  back within turn_us of the turn that asked waits (turn_us
             //  at most).
-            uint64_t since = zim_mono_us () - self->turn_at;
-            if (since < self->turn_us)
-                usleep ((useconds_t)(self->turn_us - since));
+            zim_mono_pace (self->turn_at, self->turn_us);
             if (zmq_poll (items, 1, 0) == -1 && zmq_errno () != EINTR)
                 break;
             for (size_t i = 1; i < nitems; i++)
@@ -842,6 +840,34 @@ void zim_broker_test (bool verbose)
     assert (zim_mono_us () - sent_at >= 100 * 1000);
     s_test_expect (gw, 2, "msg");
     s_test_expect (gw, 3, "msg");
+
+    //  Paced turns still read the pipe: while a send comes every 20 ms,
+    //  so that every 100 ms turn takes one and the loop never blocks,
+    //  STATS is answered (the sends are answered after the loop).
+    bool answered = false;
+    char cid[16];
+    for (int i = 0; i < 51 && !answered; i++) {
+        snprintf (cid, sizeof cid, "c-busy-%d", i);
+        send.cid = zim_str (cid);
+        zim_wr_reset (&wr);
+        zim_send_pack (&wr, &send);
+        zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+        if (i == 0) { //  busy from now
+            zclock_sleep (5);
+            zstr_sendx (broker, "STATS", NULL);
+            continue;
+        }
+        zpoller_t *poller = zpoller_new (broker, NULL);
+        answered = zpoller_wait (poller, 20) == broker;
+        zpoller_destroy (&poller);
+    }
+    assert (answered);
+    char *busy_stats = zstr_recv (broker);
+    free (busy_stats);
+    zsock_set_rcvtimeo (gw, 500);
+    while (s_test_out (gw, &conn, op, sizeof op) == 0)
+        ; //  the acks and deliveries of those sends
+    zsock_set_rcvtimeo (gw, 3000);
     zstr_sendx (broker, "SET", "turn_us", "250", NULL);
 
     //  Garbage does not stop it, and is counted.

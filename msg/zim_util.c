@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 //  One place decides what out-of-memory does: log and abort.
 static void s_oom (size_t size)
@@ -60,6 +61,15 @@ uint64_t zim_mono_us (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t zim_mono_pace (uint64_t since, uint64_t gap_us)
+{
+    uint64_t now = zim_mono_us ();
+    if (now - since >= gap_us)
+        return now;
+    usleep ((useconds_t)(gap_us - (now - since)));
+    return zim_mono_us ();
 }
 
 int zim_parse_u64 (const char *s, uint64_t *out)

@@ -29,6 +29,10 @@ char *zim_strdup (const char *s);
 uint64_t zim_now_ms (void);
 //  Monotonic clock in microseconds (latency, timers).
 uint64_t zim_mono_us (void);
+//  Sleeps until gap_us after since (a zim_mono_us time), if that is still
+//  ahead; returns zim_mono_us () after. The pacing of busy loops under
+//  load: the store's group commits, the broker's turns.
+uint64_t zim_mono_pace (uint64_t since, uint64_t gap_us);
 
 //  Parses a decimal unsigned integer that must fill the whole string;
 //  returns 0 or -1 (empty, junk, overflow).

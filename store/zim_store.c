@@ -245,10 +245,8 @@ static void s_drain (s_store_t *self)
     //  Under load, a group commit waits until commit_delay_us after the
     //  previous one began, so that the writes arriving meanwhile join it:
     //  fewer, larger batches for the same work (sync = batch only).
-    uint64_t now = zim_mono_us ();
-    if (self->sync == ZIM_FSYNC_BATCH && now - self->drain_us < self->commit_delay_us)
-        usleep ((useconds_t)(self->commit_delay_us - (now - self->drain_us)));
-    self->drain_us = zim_mono_us ();
+    self->drain_us = zim_mono_pace (self->drain_us,
+                                    self->sync == ZIM_FSYNC_BATCH ? self->commit_delay_us : 0);
     uint64_t max_items = self->sync == ZIM_FSYNC_ALWAYS ? 1 : self->max_batch;
     size_t items = 0, nwrites = 0;
     bool reads = false, ok;
