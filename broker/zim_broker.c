@@ -31,9 +31,9 @@ typedef struct {
     zim_sendq_t *sendq;         //  sends
     zim_notify_t *notify;       //  receipts, conversation lists, offline push
     zim_gfan_t *gfan;           //  groups and channels
-    uint64_t turn_us;           //  least µs from one busy loop turn to the next
+    uint64_t turn_us;           //  most µs from one busy loop turn to the next
     uint64_t turn_at;           //  when the last turn began (zim_mono_us)
-    bool busy;                  //  the last turn took messages from the gateways
+    size_t took;                //  messages the last turn took from the gateways
 } s_broker_t;
 
 //  `shards`: the cluster's store names, before any map.
@@ -46,7 +46,19 @@ static int s_set_shards (void *self, const char *value, const char *value2, cons
     return -1;
 }
 
-#define S_TURN_US 250 //  default least µs between busy loop turns
+#define S_TURN_US 1000 //  default most µs between busy loop turns
+#define S_TURN_FULL 8  //  messages from the gateways a turn takes to be
+                       //  followed by all of turn_us (fewer: that share of it)
+
+//  µs from the beginning of a turn that took `took` messages from the
+//  gateways to the beginning of the next: took/S_TURN_FULL of turn_us, all
+//  of it from S_TURN_FULL messages on. A light load (one send per turn)
+//  gets a short pause, so the store's answer to it is not kept waiting; a
+//  heavy one, where each turn finds many sends, the whole pause.
+static uint64_t s_turn_gap (uint64_t turn_us, size_t took)
+{
+    return took >= S_TURN_FULL ? turn_us : turn_us * took / S_TURN_FULL;
+}
 
 #define S_LIMIT(field) offsetof (s_broker_t, limits.field)
 static const zim_setting_t s_settings[] = {
@@ -67,8 +79,9 @@ static const zim_setting_t s_settings[] = {
     {"max_out_bytes", ZIM_SET_U64, S_LIMIT (max_out_bytes), 4096, 0, 1, 0, NULL,
      "bytes of large OUTs queued to one gateway; beyond, they are dropped (64 MiB)"},
     {"turn_us", ZIM_SET_U64, offsetof (s_broker_t, turn_us), 0, 100000, 1, 0, NULL,
-     "µs from one busy loop turn to the next, so one wakeup takes more messages (250; 0 = "
-     "none)"},
+     "most µs from one busy loop turn to the next, so one wakeup takes more messages; a turn "
+     "that took fewer than 8 messages from the gateways is followed by that share of it "
+     "(1000; 0 = none)"},
     {"shards", ZIM_SET_FN, 0, 0, 0, 0, 0, s_set_shards,
      "comma-separated names of every store shard of the cluster"},
     {NULL}};
@@ -398,20 +411,21 @@ void zim_broker_actor (zsock_t *pipe, void *args)
             if (sock)
                 items[nitems++] = (zmq_pollitem_t){zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
         }
-        if (started && self->busy && self->turn_us) {
+        if (started && self->took && self->turn_us) {
             //  Under load (the last turn took messages from the gateways),
-            //  a turn begins turn_us after the previous one and reads every
-            //  socket without blocking first: what came meanwhile is taken
-            //  in one turn, and the threads that send here do not pay to
-            //  wake this one (a thread blocked in poll costs its writer a
-            //  cross-CPU wakeup; one in usleep costs nothing). A receive
-            //  that finds nothing is one look at the socket's mailbox, as
-            //  a poll's would be. After a turn that took nothing from the
-            //  gateways the loop blocks again: a message that finds the
-            //  broker idle is taken at once, and only an answer that comes
-            //  back within turn_us of the turn that asked waits (turn_us
-            //  at most).
-            zim_mono_pace (self->turn_at, self->turn_us);
+            //  a turn begins a gap after the previous one (s_turn_gap:
+            //  turn_us if that took S_TURN_FULL or more, else that share
+            //  of it) and reads every socket without blocking first: what
+            //  came meanwhile is taken in one turn, and the threads that
+            //  send here do not pay to wake this one (a thread blocked in
+            //  poll costs its writer a cross-CPU wakeup; one in usleep
+            //  costs nothing). A receive that finds nothing is one look at
+            //  the socket's mailbox, as a poll's would be. After a turn
+            //  that took nothing from the gateways the loop blocks again:
+            //  a message that finds the broker idle is taken at once, and
+            //  only an answer that comes back within the gap of the turn
+            //  that asked waits (turn_us at most).
+            zim_mono_pace (self->turn_at, s_turn_gap (self->turn_us, self->took));
             if (zmq_poll (items, 1, 0) == -1 && zmq_errno () != EINTR)
                 break;
             for (size_t i = 1; i < nitems; i++)
@@ -435,7 +449,7 @@ void zim_broker_actor (zsock_t *pipe, void *args)
                 }
         if (router && (items[router].revents & ZMQ_POLLIN))
             s_handle_router (self);
-        self->busy = (items[front].revents & ZMQ_POLLIN) && s_handle_front (self) > 0;
+        self->took = (items[front].revents & ZMQ_POLLIN) ? s_handle_front (self) : 0;
         s_complete (self);
         zim_reads_expire (self->reads, zim_mono_us ());
         zim_notify_expire (self->notify, zim_mono_us ());
@@ -825,10 +839,15 @@ void zim_broker_test (bool verbose)
     //  whose router the test plays, so that the batch is surely waiting).
     s_test_parked ("inproc://bt-store", verbose);
 
-    //  Pacing (turn_us): a send that finds the broker idle is taken at
-    //  once, but the store's answer, back sooner than turn_us, waits for
-    //  the next turn, turn_us after the one that took the send: with
-    //  100 ms, the ack comes no sooner than 100 ms after the send.
+    //  Pacing (turn_us): the gap after a turn is turn_us once the turn
+    //  took S_TURN_FULL messages from the gateways, that share of it below.
+    assert (s_turn_gap (1000, 0) == 0 && s_turn_gap (1000, 1) == 125);
+    assert (s_turn_gap (1000, 7) == 875 && s_turn_gap (1000, S_TURN_FULL) == 1000);
+    assert (s_turn_gap (1000, 500) == 1000 && s_turn_gap (0, 500) == 0);
+    //  A send that finds the broker idle is taken at once, but the store's
+    //  answer, back sooner than the gap, waits for the next turn: with
+    //  turn_us = 100 ms, one send alone is followed by a gap of 12.5 ms,
+    //  so its ack comes after that, and long before 100 ms.
     zstr_sendx (broker, "SET", "turn_us", "100000", NULL);
     s_test_stat (broker, "sends"); //  the pipe is read in order: SET is in
     send.cid = zim_str ("c-paced");
@@ -837,21 +856,41 @@ void zim_broker_test (bool verbose)
     uint64_t sent_at = zim_mono_us ();
     zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
     s_test_expect (gw, 1, "ack");
-    assert (zim_mono_us () - sent_at >= 100 * 1000);
+    uint64_t took_us = zim_mono_us () - sent_at;
+    assert (took_us >= 12500 && took_us < 90 * 1000);
     s_test_expect (gw, 2, "msg");
     s_test_expect (gw, 3, "msg");
-
-    //  Paced turns still read the pipe: while a send comes every 20 ms,
-    //  so that every 100 ms turn takes one and the loop never blocks,
-    //  STATS is answered (the sends are answered after the loop).
-    bool answered = false;
+    //  Many sends at once: the last of them is taken by a turn that took
+    //  S_TURN_FULL or more (the first, or the one 12.5 ms to 87.5 ms
+    //  after it that takes the rest), or by one 100 ms after the first,
+    //  so its ack comes no sooner than 100 ms after the sends.
+    enum { S_HEAVY = 2 * S_TURN_FULL + 1 };
     char cid[16];
-    for (int i = 0; i < 51 && !answered; i++) {
-        snprintf (cid, sizeof cid, "c-busy-%d", i);
+    sent_at = zim_mono_us ();
+    for (int i = 0; i < S_HEAVY; i++) {
+        snprintf (cid, sizeof cid, "c-heavy-%d", i);
         send.cid = zim_str (cid);
         zim_wr_reset (&wr);
         zim_send_pack (&wr, &send);
         zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+    }
+    for (int i = 0; i < 3 * S_HEAVY; i++) //  an ack and two msgs each
+        assert (s_test_out (gw, &conn, op, sizeof op) == 0);
+    assert (zim_mono_us () - sent_at >= 100 * 1000);
+
+    //  Paced turns still read the pipe: while 8 sends come every 20 ms,
+    //  so that every turn takes S_TURN_FULL or more and is followed by
+    //  all of the 100 ms, and the loop never blocks, STATS is answered
+    //  (the sends are answered after the loop).
+    bool answered = false;
+    for (int i = 0; i < 51 && !answered; i++) {
+        for (int j = 0; j < S_TURN_FULL; j++) {
+            snprintf (cid, sizeof cid, "c-busy-%d-%d", i, j);
+            send.cid = zim_str (cid);
+            zim_wr_reset (&wr);
+            zim_send_pack (&wr, &send);
+            zmq_send (zsock_resolve (gw), wr.data, wr.size, 0);
+        }
         if (i == 0) { //  busy from now
             zclock_sleep (5);
             zstr_sendx (broker, "STATS", NULL);
@@ -868,7 +907,7 @@ void zim_broker_test (bool verbose)
     while (s_test_out (gw, &conn, op, sizeof op) == 0)
         ; //  the acks and deliveries of those sends
     zsock_set_rcvtimeo (gw, 3000);
-    zstr_sendx (broker, "SET", "turn_us", "250", NULL);
+    zstr_sendx (broker, "SET", "turn_us", "1000", NULL);
 
     //  Garbage does not stop it, and is counted.
     zmq_send (zsock_resolve (gw), "\x93\x01", 2, 0);
